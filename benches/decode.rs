@@ -1,0 +1,94 @@
+//! Decoder throughput, one core: events (or samples) per second for each format.
+//! Inputs are the real fixtures for the alert formats, and generated payloads of realistic
+//! shape for the high-volume ones (APM spans, OTLP spans, protobuf latency batches).
+//! Run: `cargo bench --bench decode`.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use prost::Message;
+use slaflow::decode::{Decoders, Format};
+use slaflow::model::{Envelope, EnvelopeBatch, Event, LatencyBatch};
+
+fn fixture(path: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"))).expect("fixture exists")
+}
+
+/// 100 traces of 10 spans, each span with the meta and metrics a web tracer writes.
+fn apm_payload() -> Vec<u8> {
+    let mut traces = Vec::new();
+    for t in 0..100u64 {
+        let mut spans = Vec::new();
+        for s in 0..10u64 {
+            spans.push(format!(
+                r#"{{"service":"checkout","name":"http.request","resource":"POST /api/orders","trace_id":{t},"span_id":{s},"parent_id":{p},"start":{start},"duration":{d},"error":{e},"type":"web","meta":{{"http.method":"POST","http.status_code":"{code}","http.url":"https://shop.example.com/api/orders","component":"flask","span.kind":"server"}},"metrics":{{"_sampling_priority_v1":1,"_dd.top_level":1,"process_id":4711}}}}"#,
+                p = s.saturating_sub(1),
+                start = 1_700_000_000_000_000_000u64 + t * 1_000_000 + s * 1000,
+                d = 1_000_000 + s * 37_000,
+                e = u8::from(s == 9 && t % 10 == 0),
+                code = if s == 9 && t % 10 == 0 { 500 } else { 200 },
+            ));
+        }
+        traces.push(format!("[{}]", spans.join(",")));
+    }
+    format!("[{}]", traces.join(",")).into_bytes()
+}
+
+/// One OTLP/JSON request with 1000 spans.
+fn otlp_payload() -> Vec<u8> {
+    let spans: Vec<String> = (0..1000u64)
+        .map(|i| {
+            format!(
+                r#"{{"traceId":"5B8EFFF798038103D269B633813FC60C","spanId":"EEE19B7EC3C1B174","name":"GET /api/items","kind":2,"startTimeUnixNano":"{s}","endTimeUnixNano":"{e}","attributes":[{{"key":"http.response.status_code","value":{{"intValue":"200"}}}},{{"key":"http.route","value":{{"stringValue":"/api/items"}}}}],"status":{{}}}}"#,
+                s = 1_700_000_000_000_000_000u64 + i * 1000,
+                e = 1_700_000_000_000_000_000u64 + i * 1000 + 2_500_000,
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"catalog"}}}}]}},"scopeSpans":[{{"scope":{{"name":"otel"}},"spans":[{}]}}]}}]}}"#,
+        spans.join(",")
+    )
+    .into_bytes()
+}
+
+/// An EnvelopeBatch holding one LatencyBatch of `n` samples with realistic times.
+fn latency_batch(n: usize) -> Vec<u8> {
+    let batch = LatencyBatch {
+        service: "orders".into(),
+        operation: "POST /orders".into(),
+        times_ns: (0..n as i64).map(|i| 1_700_000_000_000_000_000 + i * 1_000_000).collect(),
+        durations_ns: (0..n as i64).map(|i| 2_000_000 + (i * 7919) % 3_000_000).collect(),
+        errors: (0..n).map(|i| i % 100 == 0).collect(),
+        status_codes: vec![],
+    };
+    EnvelopeBatch { events: vec![Envelope { event: Some(Event::Batch(batch)) }] }.encode_to_vec()
+}
+
+fn bench(c: &mut Criterion) {
+    let decoders = Decoders::default();
+    let mut group = c.benchmark_group("decode");
+    let inputs: Vec<(Format, &str, Vec<u8>, u64)> = vec![
+        (Format::ZabbixExport, "problem", fixture("zabbix_export/problem_docs.ndjson"), 1),
+        (Format::ZabbixWebhook, "eda", fixture("zabbix_webhook/eda_mediatype_problem_captured_2024.json"), 1),
+        (Format::Alertmanager, "3 alerts", fixture("alertmanager/firing_v4_no_fingerprint_alertmonitor_2019.json"), 3),
+        (Format::DatadogWebhook, "triggered", fixture("datadog_webhook/triggered_metric_alert_monitor_codenow_2015.json"), 1),
+        (Format::Icinga2, "statechange", fixture("icinga2/statechange_service.json"), 1),
+        (Format::Pagerduty, "trigger", fixture("pagerduty/trigger_openapi_example.json"), 1),
+        (Format::DatadogApm, "1000 spans", apm_payload(), 1000),
+        (Format::OtlpJson, "1000 spans", otlp_payload(), 1000),
+        (Format::Protobuf, "LatencyBatch 10k samples", latency_batch(10_000), 10_000),
+    ];
+    for (format, name, bytes, elements) in &inputs {
+        // Check the input decodes and yields what the throughput claims.
+        let events = decoders.decode(*format, bytes).expect("bench input decodes");
+        let counted: u64 = events.iter().map(|e| if let Event::Batch(b) = e { b.times_ns.len() as u64 } else { 1 }).sum();
+        assert_eq!(counted, *elements, "{format} {name}");
+        group.throughput(Throughput::Elements(*elements));
+        group.bench_function(format!("{format}/{name}"), |b| b.iter(|| decoders.decode(*format, black_box(bytes))));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,31 @@
+//! Compiles `proto/` with prost. protox parses the .proto files in Rust, so a fresh machine
+//! needs no system `protoc`.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let proto = "proto/slaflow/v1/events.proto";
+    println!("cargo:rerun-if-changed={proto}");
+    let descriptors = protox::compile([proto], ["proto"])?;
+
+    let mut config = prost_build::Config::new();
+    // Ordered maps keep JSON output and snapshots deterministic.
+    config.btree_map(["."]);
+    config.type_attribute(".slaflow.v1", "#[derive(serde::Serialize, serde::Deserialize)]");
+    // JSON lines carry `"type": "alert"` next to the event's own fields.
+    config.type_attribute(
+        ".slaflow.v1.Envelope.event",
+        "#[serde(tag = \"type\", rename_all = \"snake_case\")]",
+    );
+    // Enum fields are i32 on the wire; in JSON they are their lower-case names.
+    for (field, module) in [
+        ("AlertEvent.status", "alert_status"),
+        ("LatencySample.outcome", "outcome"),
+        ("MaintenanceEvent.action", "maintenance_action"),
+    ] {
+        config.field_attribute(
+            format!(".slaflow.v1.{field}"),
+            format!("#[serde(with = \"crate::model::serde_enum::{module}\")]"),
+        );
+    }
+    config.compile_fds(descriptors)?;
+    Ok(())
+}

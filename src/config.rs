@@ -1,0 +1,77 @@
+//! The configuration file (TOML). Every section is a serde struct with
+//! `deny_unknown_fields`, so a typo is an error that names the file, the line and the key
+//! instead of a setting silently ignored.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::decode::DecodersConfig;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Options of the decoders.
+    pub decoders: DecodersConfig,
+}
+
+/// A configuration file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// The file is not valid TOML, or a key is unknown or has the wrong type.
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid { path: PathBuf, line: usize, column: usize, message: String },
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses configuration text; `path` is only used in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|err| {
+            let offset = err.span().map_or(0, |s| s.start);
+            let before = &text[..offset.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |p| p + 1) + 1;
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: err.message().to_string(),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let text = "[decoders.zabbix_webhook]\nevent_id = \"eventid\"\nevent_idd = \"x\"\n";
+        let err = Config::parse(Path::new("slaflow.toml"), text).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("slaflow.toml:3:1:"), "{msg}");
+        assert!(msg.contains("event_idd"), "{msg}");
+    }
+
+    #[test]
+    fn bad_time_zone_is_rejected() {
+        let err = Config::parse(Path::new("c.toml"), "[decoders.zabbix_webhook]\ntimezone = \"Mars/Olympus\"\n").unwrap_err();
+        assert!(err.to_string().starts_with("c.toml:2:"), "{err}");
+    }
+
+    #[test]
+    fn empty_file_is_the_default() {
+        assert_eq!(Config::parse(Path::new("c.toml"), "").unwrap(), Config::default());
+    }
+}

@@ -1,0 +1,308 @@
+//! Decoders: one module per wire format, each turning one record's bytes into canonical
+//! events or a `DecodeError` that says where and what was wrong. Decoders are pure and never
+//! panic, whatever the input; framing (how a file or stream is cut into records) is here too.
+
+pub mod alertmanager;
+pub mod datadog_apm;
+pub mod datadog_webhook;
+pub mod icinga2;
+mod json;
+pub mod otlp_json;
+pub mod pagerduty;
+pub mod protobuf;
+pub mod zabbix_export;
+pub mod zabbix_webhook;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Event;
+
+/// The input formats slaflow decodes. The names are the ones used in config files, on the
+/// command line and in the HTTP ingest path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    ZabbixExport,
+    ZabbixWebhook,
+    Alertmanager,
+    DatadogWebhook,
+    DatadogApm,
+    Icinga2,
+    Pagerduty,
+    OtlpJson,
+    Protobuf,
+}
+
+/// How a file or byte stream of one format is cut into records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// One record per non-blank line (NDJSON): a bad line is rejected alone.
+    Lines,
+    /// The whole input is one record (an HTTP body, a Kafka message).
+    Document,
+}
+
+impl Format {
+    /// Every format, in the order `slaflow formats` lists them.
+    pub const ALL: [Format; 9] = [
+        Format::ZabbixExport,
+        Format::ZabbixWebhook,
+        Format::Alertmanager,
+        Format::DatadogWebhook,
+        Format::DatadogApm,
+        Format::Icinga2,
+        Format::Pagerduty,
+        Format::OtlpJson,
+        Format::Protobuf,
+    ];
+
+    /// The format's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::ZabbixExport => "zabbix-export",
+            Format::ZabbixWebhook => "zabbix-webhook",
+            Format::Alertmanager => "alertmanager",
+            Format::DatadogWebhook => "datadog-webhook",
+            Format::DatadogApm => "datadog-apm",
+            Format::Icinga2 => "icinga2",
+            Format::Pagerduty => "pagerduty",
+            Format::OtlpJson => "otlp-json",
+            Format::Protobuf => "protobuf",
+        }
+    }
+
+    /// One line on what the format is and what it yields.
+    pub fn description(self) -> &'static str {
+        match self {
+            Format::ZabbixExport => {
+                "Zabbix real-time export / streaming connector NDJSON: problems and recoveries (history and trends lines are skipped)"
+            }
+            Format::ZabbixWebhook => {
+                "Zabbix webhook media type body; field mapping configurable ([decoders.zabbix_webhook])"
+            }
+            Format::Alertmanager => "Prometheus Alertmanager webhook, version 4: one alert event per alert",
+            Format::DatadogWebhook => "Datadog monitor webhook (default template variables, all strings)",
+            Format::DatadogApm => "Datadog APM traces, v0.3/v0.4 JSON: one latency sample per span",
+            Format::Icinga2 => {
+                "Icinga 2 event stream lines: StateChange, CheckResult, Acknowledgement*, Downtime*"
+            }
+            Format::Pagerduty => "PagerDuty Events API v2: trigger, acknowledge, resolve",
+            Format::OtlpJson => "OpenTelemetry OTLP/JSON traces: one latency sample per span",
+            Format::Protobuf => "slaflow.v1 Envelope or EnvelopeBatch (proto/slaflow/v1/events.proto)",
+        }
+    }
+
+    /// How inputs of this format are cut into records.
+    pub fn framing(self) -> Framing {
+        match self {
+            Format::ZabbixExport | Format::Icinga2 => Framing::Lines,
+            _ => Framing::Document,
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The name given is not a format slaflow knows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown format {0:?}; the formats are: {list}", list = Format::ALL.map(Format::name).join(", "))]
+pub struct UnknownFormat(pub String);
+
+impl FromStr for Format {
+    type Err = UnknownFormat;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| UnknownFormat(s.to_string()))
+    }
+}
+
+/// Where in a record a decode error was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Location {
+    /// 1-based line and column (JSON inputs).
+    Line { line: u64, column: u64 },
+    /// Byte offset (binary inputs).
+    Byte { offset: u64 },
+    /// The record as a whole.
+    Record,
+}
+
+impl Location {
+    /// The same location in a larger input whose record started at line `first_line`.
+    fn shifted(self, first_line: u64) -> Location {
+        match self {
+            Location::Line { line, column } => Location::Line {
+                line: line + first_line.saturating_sub(1),
+                column,
+            },
+            Location::Record => Location::Line { line: first_line, column: 1 },
+            other => other,
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Line { line, column } => write!(f, "line {line} column {column}"),
+            Location::Byte { offset } => write!(f, "byte {offset}"),
+            Location::Record => f.write_str("record"),
+        }
+    }
+}
+
+/// A record that could not be decoded: the format, where, which field, and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{format} at {location}, {field}: {message}", field = if field.is_empty() { "document" } else { field.as_str() })]
+pub struct DecodeError {
+    /// The format the record was decoded as.
+    pub format: Format,
+    /// Where in the record.
+    pub location: Location,
+    /// The field as a path (`alerts[0].endsAt`), empty when the record is not even
+    /// syntactically valid.
+    pub field: String,
+    /// What was wrong and what was expected.
+    pub message: String,
+}
+
+impl DecodeError {
+    /// The same error, relocated into a larger input whose record started at `first_line`.
+    pub fn at_line(mut self, first_line: u64) -> Self {
+        self.location = self.location.shifted(first_line);
+        self
+    }
+}
+
+/// A semantic error found after parsing: the field path and what was wrong. The framework
+/// adds the format and location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError { field: field.into(), message: message.into() }
+    }
+}
+
+/// Options of the decoders that take any (`[decoders]` in the config file).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecodersConfig {
+    /// How Zabbix webhook bodies map to canonical alert fields. The default matches the
+    /// body of Zabbix's "Event-Driven Ansible" media type.
+    pub zabbix_webhook: zabbix_webhook::Mapping,
+}
+
+/// All decoders, set up from configuration. Cheap to share: decoding takes `&self`.
+#[derive(Debug, Clone, Default)]
+pub struct Decoders {
+    config: DecodersConfig,
+}
+
+impl Decoders {
+    /// Decoders with the given options.
+    pub fn new(config: DecodersConfig) -> Self {
+        Decoders { config }
+    }
+
+    /// Decodes one record of `format`.
+    pub fn decode(&self, format: Format, record: &[u8]) -> Result<Vec<Event>, DecodeError> {
+        match format {
+            Format::ZabbixExport => zabbix_export::decode(record),
+            Format::ZabbixWebhook => zabbix_webhook::decode(&self.config.zabbix_webhook, record),
+            Format::Alertmanager => alertmanager::decode(record),
+            Format::DatadogWebhook => datadog_webhook::decode(record),
+            Format::DatadogApm => datadog_apm::decode(record),
+            Format::Icinga2 => icinga2::decode(record),
+            Format::Pagerduty => pagerduty::decode(record),
+            Format::OtlpJson => otlp_json::decode(record),
+            Format::Protobuf => protobuf::decode(record),
+        }
+    }
+}
+
+/// Normalises a severity word to slaflow's 0..5 scale (Zabbix's): 5 disaster/critical,
+/// 4 high/major/error, 3 average/minor, 2 warning, 1 information, 0 anything else.
+pub(crate) fn severity_from_word(word: &str) -> u32 {
+    match word.trim().to_ascii_lowercase().as_str() {
+        "disaster" | "critical" | "crit" | "fatal" | "emergency" | "page" => 5,
+        "high" | "major" | "error" | "err" => 4,
+        "average" | "minor" | "moderate" => 3,
+        "warning" | "warn" => 2,
+        "information" | "informational" | "info" | "low" | "notice" => 1,
+        _ => 0,
+    }
+}
+
+/// The number of affected users, when a label or tag states it.
+pub(crate) fn affected_users(labels: &BTreeMap<String, String>) -> Option<u64> {
+    ["affected_users", "affected-users", "affectedUsers"]
+        .iter()
+        .find_map(|key| labels.get(*key))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Adds `value` under `key`, joining repeated keys with a comma (tags may repeat).
+pub(crate) fn add_label(labels: &mut BTreeMap<String, String>, key: &str, value: &str) {
+    match labels.get_mut(key) {
+        Some(existing) => {
+            existing.push(',');
+            existing.push_str(value);
+        }
+        None => {
+            labels.insert(key.to_string(), value.to_string());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_names_round_trip() {
+        for format in Format::ALL {
+            assert_eq!(format.name().parse::<Format>(), Ok(format));
+            let json = serde_json::to_string(&format).unwrap();
+            assert_eq!(json, format!("\"{}\"", format.name()));
+        }
+        let err = "zabbix".parse::<Format>().unwrap_err();
+        assert!(err.to_string().contains("zabbix-export, zabbix-webhook"), "{err}");
+    }
+
+    #[test]
+    fn error_display_names_format_location_field() {
+        let err = DecodeError {
+            format: Format::Alertmanager,
+            location: Location::Line { line: 3, column: 7 },
+            field: "alerts[0].endsAt".into(),
+            message: "expected a time".into(),
+        };
+        assert_eq!(err.to_string(), "alertmanager at line 3 column 7, alerts[0].endsAt: expected a time");
+        assert_eq!(err.clone().at_line(10).location, Location::Line { line: 12, column: 7 });
+    }
+
+    #[test]
+    fn severity_words() {
+        assert_eq!(severity_from_word("Warning"), 2);
+        assert_eq!(severity_from_word("critical"), 5);
+        assert_eq!(severity_from_word("major"), 4);
+        assert_eq!(severity_from_word("something"), 0);
+    }
+}

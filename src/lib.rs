@@ -1,0 +1,11 @@
+//! slaflow: a stream processor for IT service management. Monitoring alerts and APM latency
+//! arrive from sources, are decoded into canonical events (`model`), and flow into the
+//! correlation and SLA engines; results go to sinks.
+//!
+//! Data path: `sources` → `decode` → engines → sinks.
+
+pub mod config;
+pub mod decode;
+pub mod model;
+pub mod sources;
+pub mod time;

@@ -1,0 +1,72 @@
+//! The `slaflow` binary as a user runs it: `decode` writes JSON lines, reports rejected
+//! records with file and line on stderr and exits 1; `formats` and `check-config`.
+
+use std::path::Path;
+use std::process::Command;
+
+fn slaflow(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_slaflow"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+#[test]
+fn decode_writes_json_lines() {
+    let (code, stdout, stderr) = slaflow(&[
+        "decode",
+        "--format",
+        "zabbix-export",
+        "tests/fixtures/zabbix_export/problem_docs.ndjson",
+        "tests/fixtures/zabbix_export/recovery_docs.ndjson",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let events: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["status"], "firing");
+    assert_eq!(events[1]["status"], "resolved");
+    assert_eq!(events[1]["fingerprint"], "42");
+    assert!(stderr.contains("2 records, 2 events, 0 rejected"), "{stderr}");
+}
+
+#[test]
+fn rejected_line_is_reported_with_file_and_line_and_the_rest_flows() {
+    let dir = std::env::temp_dir().join(format!("slaflow-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("mixed.ndjson");
+    let good = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/zabbix_export/problem_docs.ndjson")).unwrap();
+    std::fs::write(&file, format!("{}\n{{\"clock\":1,\"value\":1}}\n{}", good.trim(), good.trim())).unwrap();
+    let (code, stdout, stderr) = slaflow(&["decode", "-f", "zabbix-export", file.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert_eq!(stdout.lines().count(), 2, "both good lines are decoded");
+    assert!(stderr.contains("mixed.ndjson: zabbix-export at line 2 column 1, eventid: expected the event id"), "{stderr}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn unknown_format_and_formats_list() {
+    let (code, _, stderr) = slaflow(&["decode", "--format", "nagios", "x"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("unknown format \"nagios\""), "{stderr}");
+    let (code, stdout, _) = slaflow(&["formats"]);
+    assert_eq!(code, 0);
+    assert_eq!(stdout.lines().count(), 9);
+    assert!(stdout.contains("datadog-apm"));
+}
+
+#[test]
+fn check_config() {
+    let (code, stdout, _) = slaflow(&["check-config", "examples/zabbix-webhook-pagerduty.toml"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("ok"));
+    let dir = std::env::temp_dir().join(format!("slaflow-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[decoders]\nzabbix_webhok = 1\n").unwrap();
+    let (code, _, stderr) = slaflow(&["check-config", bad.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("bad.toml:2:1") && stderr.contains("zabbix_webhok"), "{stderr}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
