@@ -57,35 +57,88 @@ fn latency_batch(n: usize) -> Vec<u8> {
     let batch = LatencyBatch {
         service: "orders".into(),
         operation: "POST /orders".into(),
-        times_ns: (0..n as i64).map(|i| 1_700_000_000_000_000_000 + i * 1_000_000).collect(),
+        times_ns: (0..n as i64)
+            .map(|i| 1_700_000_000_000_000_000 + i * 1_000_000)
+            .collect(),
         durations_ns: (0..n as i64).map(|i| 2_000_000 + (i * 7919) % 3_000_000).collect(),
         errors: (0..n).map(|i| i % 100 == 0).collect(),
         status_codes: vec![],
     };
-    EnvelopeBatch { events: vec![Envelope { event: Some(Event::Batch(batch)) }] }.encode_to_vec()
+    EnvelopeBatch {
+        events: vec![Envelope {
+            event: Some(Event::Batch(batch)),
+        }],
+    }
+    .encode_to_vec()
 }
 
 fn bench(c: &mut Criterion) {
     let decoders = Decoders::default();
     let mut group = c.benchmark_group("decode");
     let inputs: Vec<(Format, &str, Vec<u8>, u64)> = vec![
-        (Format::ZabbixExport, "problem", fixture("zabbix_export/problem_docs.ndjson"), 1),
-        (Format::ZabbixWebhook, "eda", fixture("zabbix_webhook/eda_mediatype_problem_captured_2024.json"), 1),
-        (Format::Alertmanager, "3 alerts", fixture("alertmanager/firing_v4_no_fingerprint_alertmonitor_2019.json"), 3),
-        (Format::DatadogWebhook, "triggered", fixture("datadog_webhook/triggered_metric_alert_monitor_codenow_2015.json"), 1),
-        (Format::Icinga2, "statechange", fixture("icinga2/statechange_service.json"), 1),
-        (Format::Pagerduty, "trigger", fixture("pagerduty/trigger_openapi_example.json"), 1),
+        (
+            Format::ZabbixExport,
+            "problem",
+            fixture("zabbix_export/problem_docs.ndjson"),
+            1,
+        ),
+        (
+            Format::ZabbixWebhook,
+            "eda",
+            fixture("zabbix_webhook/eda_mediatype_problem_captured_2024.json"),
+            1,
+        ),
+        (
+            Format::Alertmanager,
+            "3 alerts",
+            fixture("alertmanager/firing_v4_no_fingerprint_alertmonitor_2019.json"),
+            3,
+        ),
+        (
+            Format::DatadogWebhook,
+            "triggered",
+            fixture("datadog_webhook/triggered_metric_alert_monitor_codenow_2015.json"),
+            1,
+        ),
+        (
+            Format::Icinga2,
+            "statechange",
+            fixture("icinga2/statechange_service.json"),
+            1,
+        ),
+        (
+            Format::Pagerduty,
+            "trigger",
+            fixture("pagerduty/trigger_openapi_example.json"),
+            1,
+        ),
         (Format::DatadogApm, "1000 spans", apm_payload(), 1000),
         (Format::OtlpJson, "1000 spans", otlp_payload(), 1000),
-        (Format::Protobuf, "LatencyBatch 10k samples", latency_batch(10_000), 10_000),
+        (
+            Format::Protobuf,
+            "LatencyBatch 10k samples",
+            latency_batch(10_000),
+            10_000,
+        ),
     ];
     for (format, name, bytes, elements) in &inputs {
         // Check the input decodes and yields what the throughput claims.
         let events = decoders.decode(*format, bytes).expect("bench input decodes");
-        let counted: u64 = events.iter().map(|e| if let Event::Batch(b) = e { b.times_ns.len() as u64 } else { 1 }).sum();
+        let counted: u64 = events
+            .iter()
+            .map(|e| {
+                if let Event::Batch(b) = e {
+                    b.times_ns.len() as u64
+                } else {
+                    1
+                }
+            })
+            .sum();
         assert_eq!(counted, *elements, "{format} {name}");
         group.throughput(Throughput::Elements(*elements));
-        group.bench_function(format!("{format}/{name}"), |b| b.iter(|| decoders.decode(*format, black_box(bytes))));
+        group.bench_function(format!("{format}/{name}"), |b| {
+            b.iter(|| decoders.decode(*format, black_box(bytes)))
+        });
     }
     group.finish();
 }

@@ -24,13 +24,21 @@ pub enum ConfigError {
     Read { path: PathBuf, source: std::io::Error },
     /// The file is not valid TOML, or a key is unknown or has the wrong type.
     #[error("{path}:{line}:{column}: {message}")]
-    Invalid { path: PathBuf, line: usize, column: usize, message: String },
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
 }
 
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Config::parse(path, &text)
     }
 
@@ -66,7 +74,11 @@ mod tests {
 
     #[test]
     fn bad_time_zone_is_rejected() {
-        let err = Config::parse(Path::new("c.toml"), "[decoders.zabbix_webhook]\ntimezone = \"Mars/Olympus\"\n").unwrap_err();
+        let err = Config::parse(
+            Path::new("c.toml"),
+            "[decoders.zabbix_webhook]\ntimezone = \"Mars/Olympus\"\n",
+        )
+        .unwrap_err();
         assert!(err.to_string().starts_with("c.toml:2:"), "{err}");
     }
 

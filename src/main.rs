@@ -11,7 +11,11 @@ use slaflow::decode::{Decoders, Format};
 use slaflow::sources::file;
 
 #[derive(Parser)]
-#[command(name = "slaflow", version, about = "Alert correlation and SLA compliance from monitoring and APM events")]
+#[command(
+    name = "slaflow",
+    version,
+    about = "Alert correlation and SLA compliance from monitoring and APM events"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -105,5 +109,9 @@ fn decode_files(decoders: &Decoders, format: Format, files: &[PathBuf]) -> Resul
     }
     out.flush().map_err(|e| e.to_string())?;
     eprintln!("{records} records, {events} events, {rejected} rejected");
-    Ok(if rejected > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if rejected > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

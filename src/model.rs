@@ -10,8 +10,8 @@ pub mod v1 {
 
 pub use v1::envelope::Event;
 pub use v1::{
-    AlertEvent, AlertStatus, ChangeEvent, Envelope, EnvelopeBatch, LatencyBatch, LatencySample,
-    MaintenanceAction, MaintenanceEvent, Outcome,
+    AlertEvent, AlertStatus, ChangeEvent, Envelope, EnvelopeBatch, LatencyBatch, LatencySample, MaintenanceAction,
+    MaintenanceEvent, Outcome,
 };
 
 impl Event {
@@ -62,7 +62,11 @@ pub mod serde_enum {
 
     enum_by_name!(alert_status, crate::model::AlertStatus, "ALERT_STATUS_");
     enum_by_name!(outcome, crate::model::Outcome, "OUTCOME_");
-    enum_by_name!(maintenance_action, crate::model::MaintenanceAction, "MAINTENANCE_ACTION_");
+    enum_by_name!(
+        maintenance_action,
+        crate::model::MaintenanceAction,
+        "MAINTENANCE_ACTION_"
+    );
 }
 
 #[cfg(test)]
@@ -85,7 +89,10 @@ mod tests {
 
     #[test]
     fn unknown_enum_number_is_written_as_number() {
-        let event = Event::Sample(LatencySample { outcome: 42, ..Default::default() });
+        let event = Event::Sample(LatencySample {
+            outcome: 42,
+            ..Default::default()
+        });
         let json = serde_json::to_value(&event).unwrap();
         assert_eq!(json["outcome"], 42);
     }

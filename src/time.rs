@@ -71,7 +71,10 @@ mod tests {
         assert_eq!(from_float_secs(1697201110.220349), Some(1697201110220349000));
         assert_eq!(from_float_secs(f64::NAN), None);
         assert_eq!(from_float_secs(1e300), None);
-        assert_eq!(from_rfc3339("2019-09-27T16:27:56.612666101Z"), Some(1569601676612666101));
+        assert_eq!(
+            from_rfc3339("2019-09-27T16:27:56.612666101Z"),
+            Some(1569601676612666101)
+        );
         assert_eq!(from_rfc3339("2015-07-17T08:42:58.315+0000"), Some(1437122578315000000));
         assert_eq!(from_rfc3339("0001-01-01T00:00:00Z"), None);
         assert_eq!(

@@ -10,7 +10,11 @@ fn slaflow(args: &[&str]) -> (i32, String, String) {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
 }
 
 #[test]
@@ -36,12 +40,22 @@ fn rejected_line_is_reported_with_file_and_line_and_the_rest_flows() {
     let dir = std::env::temp_dir().join(format!("slaflow-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("mixed.ndjson");
-    let good = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/zabbix_export/problem_docs.ndjson")).unwrap();
-    std::fs::write(&file, format!("{}\n{{\"clock\":1,\"value\":1}}\n{}", good.trim(), good.trim())).unwrap();
+    let good = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/zabbix_export/problem_docs.ndjson"),
+    )
+    .unwrap();
+    std::fs::write(
+        &file,
+        format!("{}\n{{\"clock\":1,\"value\":1}}\n{}", good.trim(), good.trim()),
+    )
+    .unwrap();
     let (code, stdout, stderr) = slaflow(&["decode", "-f", "zabbix-export", file.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert_eq!(stdout.lines().count(), 2, "both good lines are decoded");
-    assert!(stderr.contains("mixed.ndjson: zabbix-export at line 2 column 1, eventid: expected the event id"), "{stderr}");
+    assert!(
+        stderr.contains("mixed.ndjson: zabbix-export at line 2 column 1, eventid: expected the event id"),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -67,6 +81,9 @@ fn check_config() {
     std::fs::write(&bad, "[decoders]\nzabbix_webhok = 1\n").unwrap();
     let (code, _, stderr) = slaflow(&["check-config", bad.to_str().unwrap()]);
     assert_eq!(code, 2);
-    assert!(stderr.contains("bad.toml:2:1") && stderr.contains("zabbix_webhok"), "{stderr}");
+    assert!(
+        stderr.contains("bad.toml:2:1") && stderr.contains("zabbix_webhok"),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }

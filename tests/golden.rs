@@ -116,12 +116,19 @@ fn negative_examples_are_rejected_as_documented() {
 
     // Hand-edited: "resolved" with Go's zero endsAt, which Alertmanager never sends.
     // The resolution time is unknown, so the record is rejected, naming the field.
-    let err = decode(Format::Alertmanager, "alertmanager/resolved_handedited_alertmonitor_2019.json").unwrap_err();
+    let err = decode(
+        Format::Alertmanager,
+        "alertmanager/resolved_handedited_alertmonitor_2019.json",
+    )
+    .unwrap_err();
     assert_eq!(err.field, "alerts[0].endsAt");
     assert!(err.message.contains("zero time"), "{}", err.message);
 
     // Datadog $-templates that were never rendered: rejected, naming the variable.
-    for template in ["ilert_integrations_extras_template.json", "servicenow_sample_payload_template.json"] {
+    for template in [
+        "ilert_integrations_extras_template.json",
+        "servicenow_sample_payload_template.json",
+    ] {
         let err = decode(Format::DatadogWebhook, &format!("datadog_webhook/templates/{template}")).unwrap_err();
         assert!(err.message.contains("$EVENT_TITLE"), "{template}: {err}");
     }

@@ -70,24 +70,38 @@ fn problem_macros() -> BTreeMap<&'static str, &'static str> {
         ("{EVENT.DATE}", "2024.10.28"),
         ("{EVENT.TIME}", "01:18:32"),
         ("{EVENT.TAGS}", "service:shop, scope:availability"),
-        ("{EVENT.TAGSJSON}", r#"[{"tag":"service","value":"shop"},{"tag":"scope","value":"availability"}]"#),
+        (
+            "{EVENT.TAGSJSON}",
+            r#"[{"tag":"service","value":"shop"},{"tag":"scope","value":"availability"}]"#,
+        ),
     ])
 }
 
 #[test]
 fn unexpanded_templates_are_rejected_naming_the_macro() {
-    let err = decode(&Mapping::default(), &body("media_event_driven_ansible.parameters.yaml", &BTreeMap::new())).unwrap_err();
+    let err = decode(
+        &Mapping::default(),
+        &body("media_event_driven_ansible.parameters.yaml", &BTreeMap::new()),
+    )
+    .unwrap_err();
     assert_eq!(err.field, "event_id");
     assert!(err.message.contains("{EVENT.ID}"), "{err}");
 
-    let err = decode(&pagerduty_mapping(), &body("media_pagerduty.parameters.yaml", &BTreeMap::new())).unwrap_err();
+    let err = decode(
+        &pagerduty_mapping(),
+        &body("media_pagerduty.parameters.yaml", &BTreeMap::new()),
+    )
+    .unwrap_err();
     assert_eq!(err.field, "eventid");
     assert!(err.message.contains("{EVENT.ID}"), "{err}");
 }
 
 #[test]
 fn event_driven_ansible_problem() {
-    let a = one_alert(&Mapping::default(), &body("media_event_driven_ansible.parameters.yaml", &problem_macros()));
+    let a = one_alert(
+        &Mapping::default(),
+        &body("media_event_driven_ansible.parameters.yaml", &problem_macros()),
+    );
     assert_eq!(a.fingerprint, "862");
     assert_eq!(a.status, AlertStatus::Firing as i32);
     assert_eq!((a.severity, a.severity_text.as_str()), (4, "High"));
@@ -111,12 +125,18 @@ fn pagerduty_media_type_problem_ack_and_recovery() {
     macros.insert("{EVENT.UPDATE.STATUS}", "1");
     macros.insert("{EVENT.ACK.STATUS}", "Yes");
     let ack = one_alert(&mapping, &body("media_pagerduty.parameters.yaml", &macros));
-    assert_eq!((ack.fingerprint.as_str(), ack.status), ("862", AlertStatus::Acknowledged as i32));
+    assert_eq!(
+        (ack.fingerprint.as_str(), ack.status),
+        ("862", AlertStatus::Acknowledged as i32)
+    );
 
     macros.insert("{EVENT.UPDATE.STATUS}", "0");
     macros.insert("{EVENT.VALUE}", "0");
     let recovery = one_alert(&mapping, &body("media_pagerduty.parameters.yaml", &macros));
-    assert_eq!((recovery.fingerprint.as_str(), recovery.status), ("862", AlertStatus::Resolved as i32));
+    assert_eq!(
+        (recovery.fingerprint.as_str(), recovery.status),
+        ("862", AlertStatus::Resolved as i32)
+    );
     // {EVENT.DATE} in a recovery message is the problem's start; this media type sends no
     // recovery date, so the time is left for the source to stamp on arrival.
     assert_eq!(recovery.time_ns, 0);

@@ -47,7 +47,10 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Event>, DecodeError> {
     for_each_document(Format::Alertmanager, bytes, |hook: Webhook| {
         if let Some(v) = hook.version.as_deref() {
             if v != "4" {
-                return Err(FieldError::new("version", format!("expected webhook payload version \"4\", found {v:?}")));
+                return Err(FieldError::new(
+                    "version",
+                    format!("expected webhook payload version \"4\", found {v:?}"),
+                ));
             }
         }
         for (i, alert) in hook.alerts.into_iter().enumerate() {
@@ -64,8 +67,12 @@ fn is_zero_time(text: &str) -> bool {
 }
 
 fn parse_time(i: usize, field: &str, text: &str) -> Result<i64, FieldError> {
-    time::from_rfc3339(text)
-        .ok_or_else(|| FieldError::new(format!("alerts[{i}].{field}"), format!("expected an RFC 3339 time, found {text:?}")))
+    time::from_rfc3339(text).ok_or_else(|| {
+        FieldError::new(
+            format!("alerts[{i}].{field}"),
+            format!("expected an RFC 3339 time, found {text:?}"),
+        )
+    })
 }
 
 fn alert_event(i: usize, alert: Alert) -> Result<AlertEvent, FieldError> {
@@ -105,12 +112,16 @@ fn alert_event(i: usize, alert: Alert) -> Result<AlertEvent, FieldError> {
         c => c,
     };
     let severity_text = label("severity").to_string();
-    let summary = [alert.annotations.get("summary"), alert.labels.get("summary"), alert.annotations.get("description")]
-        .into_iter()
-        .flatten()
-        .next()
-        .cloned()
-        .unwrap_or_default();
+    let summary = [
+        alert.annotations.get("summary"),
+        alert.labels.get("summary"),
+        alert.annotations.get("description"),
+    ]
+    .into_iter()
+    .flatten()
+    .next()
+    .cloned()
+    .unwrap_or_default();
     let mut labels = alert.labels.clone();
     if let Some(users) = alert.annotations.get("affected_users") {
         add_label(&mut labels, "affected_users", users);
@@ -130,7 +141,12 @@ fn alert_event(i: usize, alert: Alert) -> Result<AlertEvent, FieldError> {
         affected_users: affected_users(&labels),
         labels,
         summary,
-        links: alert.generator_url.filter(|u| !u.is_empty()).map(|u| u.into_owned()).into_iter().collect(),
+        links: alert
+            .generator_url
+            .filter(|u| !u.is_empty())
+            .map(|u| u.into_owned())
+            .into_iter()
+            .collect(),
     })
 }
 
@@ -198,7 +214,10 @@ mod tests {
         // must give the same value, or dedup across AM versions would split incidents.
         let alert = &alerts(WITH_FINGERPRINT)[0];
         assert_eq!(alert.fingerprint, "fbab788ec4c1018b");
-        assert_eq!(format!("{:016x}", label_set_fingerprint(&alert.labels)), "fbab788ec4c1018b");
+        assert_eq!(
+            format!("{:016x}", label_set_fingerprint(&alert.labels)),
+            "fbab788ec4c1018b"
+        );
     }
 
     #[test]
@@ -211,7 +230,11 @@ mod tests {
             assert_eq!(a.fingerprint, format!("{:016x}", label_set_fingerprint(&a.labels)));
         }
         let prints: std::collections::BTreeSet<_> = all.iter().map(|a| a.fingerprint.clone()).collect();
-        assert_eq!(prints.len(), 3, "alerts differing in instance must differ in fingerprint");
+        assert_eq!(
+            prints.len(),
+            3,
+            "alerts differing in instance must differ in fingerprint"
+        );
     }
 
     #[test]

@@ -108,7 +108,14 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Event>, DecodeError> {
     let mut out = Vec::new();
     let mut error = None;
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let fast = de::DeserializeSeed::deserialize(Traces { out: &mut out, error: &mut error }, &mut de).and_then(|()| de.end());
+    let fast = de::DeserializeSeed::deserialize(
+        Traces {
+            out: &mut out,
+            error: &mut error,
+        },
+        &mut de,
+    )
+    .and_then(|()| de.end());
     match (fast, error) {
         (Ok(()), _) => Ok(out),
         (Err(_), Some(field_error)) => Err(DecodeError {
@@ -132,10 +139,16 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Event>, DecodeError> {
 
 fn sample(span: Span) -> Result<LatencySample, (&'static str, String)> {
     if span.duration < 0 {
-        return Err(("duration", format!("expected a duration >= 0 ns, found {}", span.duration)));
+        return Err((
+            "duration",
+            format!("expected a duration >= 0 ns, found {}", span.duration),
+        ));
     }
     if span.start < 0 {
-        return Err(("start", format!("expected a start >= 0 ns since the epoch, found {}", span.start)));
+        return Err((
+            "start",
+            format!("expected a start >= 0 ns since the epoch, found {}", span.start),
+        ));
     }
     let service = match span.service {
         Some(s) if !s.is_empty() => s.into_owned(),
@@ -173,7 +186,9 @@ mod tests {
 
     #[test]
     fn error_span_and_duration() {
-        let s = samples(include_bytes!("../../tests/fixtures/datadog_apm/ddtracepy_snapshot_duckdb_error_span.json"));
+        let s = samples(include_bytes!(
+            "../../tests/fixtures/datadog_apm/ddtracepy_snapshot_duckdb_error_span.json"
+        ));
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].service, "duckdb");
         assert_eq!(s[0].operation, "SELECT * FROM non_existent_table");
@@ -183,25 +198,39 @@ mod tests {
 
     #[test]
     fn null_service_gets_the_agents_default() {
-        let s = samples(include_bytes!("../../tests/fixtures/datadog_apm/ddtracepy_snapshot_multi_trace.json"));
+        let s = samples(include_bytes!(
+            "../../tests/fixtures/datadog_apm/ddtracepy_snapshot_multi_trace.json"
+        ));
         assert_eq!(s.len(), 4);
-        assert!(s.iter().all(|x| x.service == UNNAMED_SERVICE && x.outcome == Outcome::Ok as i32));
+        assert!(s
+            .iter()
+            .all(|x| x.service == UNNAMED_SERVICE && x.outcome == Outcome::Ok as i32));
         assert_eq!(s[3].operation, "child1");
     }
 
     #[test]
     fn schema_placeholders_are_rejected_at_the_field() {
-        let err = decode(include_bytes!("../../tests/fixtures/datadog_apm/v03_traces_docs_schema_example.json")).unwrap_err();
+        let err = decode(include_bytes!(
+            "../../tests/fixtures/datadog_apm/v03_traces_docs_schema_example.json"
+        ))
+        .unwrap_err();
         assert_eq!(err.field, "[0][0].error");
         assert!(err.message.contains("expected i32"), "{}", err.message);
-        assert!(matches!(err.location, super::super::Location::Line { line: 5, .. }), "{:?}", err.location);
+        assert!(
+            matches!(err.location, super::super::Location::Line { line: 5, .. }),
+            "{:?}",
+            err.location
+        );
     }
 
     #[test]
     fn semantic_errors_name_the_span() {
-        let err = decode(br#"[[{"start":1,"duration":1}],[{"start":1,"duration":2},{"start":1,"duration":-5}]]"#).unwrap_err();
+        let err = decode(br#"[[{"start":1,"duration":1}],[{"start":1,"duration":2},{"start":1,"duration":-5}]]"#)
+            .unwrap_err();
         assert_eq!(err.field, "[1][1].duration");
-        let ok = samples(br#"[[{"service":"web","resource":"GET /","start":5,"duration":7,"meta":{"http.status_code":"503"}}]]"#);
+        let ok = samples(
+            br#"[[{"service":"web","resource":"GET /","start":5,"duration":7,"meta":{"http.status_code":"503"}}]]"#,
+        );
         assert_eq!(ok[0].status_code, Some(503));
     }
 }

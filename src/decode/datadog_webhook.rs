@@ -79,7 +79,10 @@ fn text<'b>(field: &str, value: &'b Option<Text>) -> Result<Option<&'b str>, Fie
 
 fn alert_event(b: Body) -> Result<AlertEvent, FieldError> {
     let title = text("title", &b.title)?.unwrap_or_default();
-    let (transition_field, transition) = match (text("alert_transition", &b.alert_transition)?, text("transition", &b.transition)?) {
+    let (transition_field, transition) = match (
+        text("alert_transition", &b.alert_transition)?,
+        text("transition", &b.transition)?,
+    ) {
         (Some(t), _) => ("alert_transition", t),
         (None, Some(t)) => ("transition", t),
         // The default title starts with the transition: "[Triggered on {host:x}] ...".
@@ -104,9 +107,12 @@ fn alert_event(b: Body) -> Result<AlertEvent, FieldError> {
         (None, l) => ("last_updated", l),
     };
     let time_ns = match date {
-        Some(d) => d.trim().parse::<i64>().ok().and_then(time::from_millis).ok_or_else(|| {
-            FieldError::new(date_field, format!("expected epoch milliseconds, found {d:?}"))
-        })?,
+        Some(d) => d
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .and_then(time::from_millis)
+            .ok_or_else(|| FieldError::new(date_field, format!("expected epoch milliseconds, found {d:?}")))?,
         None => 0,
     };
     let priority = text("alert_priority", &b.alert_priority)?;
@@ -117,7 +123,12 @@ fn alert_event(b: Body) -> Result<AlertEvent, FieldError> {
             "P3" => 3,
             "P4" => 2,
             "P5" => 1,
-            _ => return Err(FieldError::new("alert_priority", format!("expected P1..P5, found {p:?}"))),
+            _ => {
+                return Err(FieldError::new(
+                    "alert_priority",
+                    format!("expected P1..P5, found {p:?}"),
+                ))
+            }
         },
         None => default_severity,
     };
@@ -127,7 +138,12 @@ fn alert_event(b: Body) -> Result<AlertEvent, FieldError> {
         Some(t) => Some(t),
         None => text("tags", &b.tags)?,
     };
-    for tag in tags.unwrap_or_default().split(',').map(str::trim).filter(|t| !t.is_empty()) {
+    for tag in tags
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
         let (k, v) = tag.split_once(':').unwrap_or((tag, ""));
         add_label(&mut labels, k, v);
     }
@@ -135,19 +151,30 @@ fn alert_event(b: Body) -> Result<AlertEvent, FieldError> {
         Some(s) => s.to_string(),
         None => title_scope(title).unwrap_or("*").to_string(),
     };
-    let host = [text("hostname", &b.hostname)?, text("host_name", &b.host_name)?, labels.get("host").map(String::as_str)]
-        .into_iter()
-        .flatten()
-        .next()
-        .or_else(|| scope.split(',').find_map(|s| s.trim().strip_prefix("host:")))
-        .unwrap_or_default()
-        .to_string();
+    let host = [
+        text("hostname", &b.hostname)?,
+        text("host_name", &b.host_name)?,
+        labels.get("host").map(String::as_str),
+    ]
+    .into_iter()
+    .flatten()
+    .next()
+    .or_else(|| scope.split(',').find_map(|s| s.trim().strip_prefix("host:")))
+    .unwrap_or_default()
+    .to_string();
     let link = text("link", &b.link)?;
     let monitor = match text("alert_id", &b.alert_id)? {
         Some(id) => Some(id.to_string()),
-        None => [link, text("body", &b.body)?].into_iter().flatten().find_map(monitor_id),
+        None => [link, text("body", &b.body)?]
+            .into_iter()
+            .flatten()
+            .find_map(monitor_id),
     };
-    let fingerprint = match (text("alert_cycle_key", &b.alert_cycle_key)?, text("aggregate", &b.aggregate)?, &monitor) {
+    let fingerprint = match (
+        text("alert_cycle_key", &b.alert_cycle_key)?,
+        text("aggregate", &b.aggregate)?,
+        &monitor,
+    ) {
         (Some(key), _, _) | (None, Some(key), _) => key.to_string(),
         (None, None, Some(m)) => format!("{m}:{scope}"),
         (None, None, None) => String::new(),
@@ -207,7 +234,9 @@ fn strip_title_prefix(title: &str) -> &str {
 /// The monitor id from a monitor link: `.../monitors#309811...` or `.../monitors/221164084...`.
 fn monitor_id(text: &str) -> Option<String> {
     let start = text.find("/monitors").map(|p| p + "/monitors".len())?;
-    let rest = text[start..].strip_prefix('#').or_else(|| text[start..].strip_prefix('/'))?;
+    let rest = text[start..]
+        .strip_prefix('#')
+        .or_else(|| text[start..].strip_prefix('/'))?;
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     (!digits.is_empty()).then_some(digits)
 }
@@ -225,8 +254,12 @@ mod tests {
 
     #[test]
     fn triggered_and_recovered_share_the_fingerprint() {
-        let t = alert(include_bytes!("../../tests/fixtures/datadog_webhook/triggered_metric_alert_monitor_codenow_2015.json"));
-        let r = alert(include_bytes!("../../tests/fixtures/datadog_webhook/recovered_metric_alert_monitor_codenow_2015.json"));
+        let t = alert(include_bytes!(
+            "../../tests/fixtures/datadog_webhook/triggered_metric_alert_monitor_codenow_2015.json"
+        ));
+        let r = alert(include_bytes!(
+            "../../tests/fixtures/datadog_webhook/recovered_metric_alert_monitor_codenow_2015.json"
+        ));
         assert_eq!(t.fingerprint, "309811:host:i-3b93aafb");
         assert_eq!(r.fingerprint, t.fingerprint);
         assert_eq!(t.status, AlertStatus::Firing as i32);
@@ -239,7 +272,9 @@ mod tests {
 
     #[test]
     fn custom_transition_priority_and_aggregate() {
-        let a = alert(include_bytes!("../../tests/fixtures/datadog_webhook/triggered_query_alert_monitor_inres_2025.json"));
+        let a = alert(include_bytes!(
+            "../../tests/fixtures/datadog_webhook/triggered_query_alert_monitor_inres_2025.json"
+        ));
         assert_eq!(a.fingerprint, "06ade3da0286048d242ea8e46f521c93");
         assert_eq!(a.severity, 5);
         assert_eq!(a.labels["monitor_id"], "221164084");
@@ -266,8 +301,10 @@ mod tests {
 
     #[test]
     fn unrendered_template_is_rejected_with_the_variable() {
-        let err = decode(include_bytes!("../../tests/fixtures/datadog_webhook/templates/ilert_integrations_extras_template.json"))
-            .unwrap_err();
+        let err = decode(include_bytes!(
+            "../../tests/fixtures/datadog_webhook/templates/ilert_integrations_extras_template.json"
+        ))
+        .unwrap_err();
         assert_eq!(err.field, "title");
         assert!(err.message.contains("$EVENT_TITLE"), "{}", err.message);
     }

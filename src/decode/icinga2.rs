@@ -144,11 +144,18 @@ fn classify(is_host: bool, state: u32, from_check_result: bool) -> Option<(Alert
 }
 
 fn alert(kind: &str, time_ns: i64, line: Line) -> Result<AlertEvent, FieldError> {
-    let host = line.host.ok_or_else(|| FieldError::new("host", format!("a {kind} event must name its host")))?.into_owned();
+    let host = line
+        .host
+        .ok_or_else(|| FieldError::new("host", format!("a {kind} event must name its host")))?
+        .into_owned();
     let service = line.service.map(Cow::into_owned).unwrap_or_default();
     let is_host = service.is_empty();
     let from_check_result = kind == "CheckResult";
-    let (field, state) = match (from_check_result, line.state, line.check_result.as_ref().and_then(|c| c.state)) {
+    let (field, state) = match (
+        from_check_result,
+        line.state,
+        line.check_result.as_ref().and_then(|c| c.state),
+    ) {
         (true, _, Some(s)) => ("check_result.state", s),
         (false, Some(s), _) => ("state", s),
         _ => return Err(FieldError::new("state", format!("a {kind} event must carry a state"))),
@@ -156,7 +163,15 @@ fn alert(kind: &str, time_ns: i64, line: Line) -> Result<AlertEvent, FieldError>
     let (mut status, severity, text) = (state >= 0.0 && state.fract() == 0.0)
         .then(|| classify(is_host, state as u32, from_check_result))
         .flatten()
-        .ok_or_else(|| FieldError::new(field, format!("expected a {} state, found {state}", if is_host { "host (0..1)" } else { "service (0..3)" })))?;
+        .ok_or_else(|| {
+            FieldError::new(
+                field,
+                format!(
+                    "expected a {} state, found {state}",
+                    if is_host { "host (0..1)" } else { "service (0..3)" }
+                ),
+            )
+        })?;
     let mut labels = BTreeMap::new();
     match kind {
         "AcknowledgementSet" => {
@@ -184,7 +199,11 @@ fn alert(kind: &str, time_ns: i64, line: Line) -> Result<AlertEvent, FieldError>
         .and_then(|c| c.output)
         .map(|o| o.lines().next().unwrap_or_default().to_string())
         .unwrap_or_default();
-    let fingerprint = if is_host { host.clone() } else { format!("{host}!{service}") };
+    let fingerprint = if is_host {
+        host.clone()
+    } else {
+        format!("{host}!{service}")
+    };
     Ok(AlertEvent {
         source: "icinga2".into(),
         source_event_id: String::new(),
@@ -216,7 +235,9 @@ mod tests {
 
     #[test]
     fn service_state_change() {
-        let Event::Alert(a) = one(include_bytes!("../../tests/fixtures/icinga2/statechange_service.json")) else { panic!() };
+        let Event::Alert(a) = one(include_bytes!("../../tests/fixtures/icinga2/statechange_service.json")) else {
+            panic!()
+        };
         assert_eq!(a.fingerprint, "dummy-280!random fortune");
         assert_eq!((a.status, a.severity), (AlertStatus::Firing as i32, 5));
         assert_eq!(a.labels["state_type"], "soft");
@@ -225,22 +246,45 @@ mod tests {
 
     #[test]
     fn host_down_and_acknowledgements() {
-        let Event::Alert(a) = one(include_bytes!("../../tests/fixtures/icinga2/statechange_host.json")) else { panic!() };
-        assert_eq!((a.fingerprint.as_str(), a.severity_text.as_str()), ("dummy-158", "DOWN"));
-        let Event::Alert(a) = one(include_bytes!("../../tests/fixtures/icinga2/acknowledgementset_service.json")) else { panic!() };
+        let Event::Alert(a) = one(include_bytes!("../../tests/fixtures/icinga2/statechange_host.json")) else {
+            panic!()
+        };
+        assert_eq!(
+            (a.fingerprint.as_str(), a.severity_text.as_str()),
+            ("dummy-158", "DOWN")
+        );
+        let Event::Alert(a) = one(include_bytes!(
+            "../../tests/fixtures/icinga2/acknowledgementset_service.json"
+        )) else {
+            panic!()
+        };
         assert_eq!(a.status, AlertStatus::Acknowledged as i32);
         assert_eq!(a.labels["ack_comment"], "will be fixed soon");
-        let Event::Alert(a) = one(include_bytes!("../../tests/fixtures/icinga2/acknowledgementcleared_service.json")) else { panic!() };
+        let Event::Alert(a) = one(include_bytes!(
+            "../../tests/fixtures/icinga2/acknowledgementcleared_service.json"
+        )) else {
+            panic!()
+        };
         assert_eq!(a.status, AlertStatus::Firing as i32);
     }
 
     #[test]
     fn downtimes_are_maintenance() {
-        let Event::Maintenance(m) = one(include_bytes!("../../tests/fixtures/icinga2/downtimestarted_host.json")) else { panic!() };
+        let Event::Maintenance(m) = one(include_bytes!("../../tests/fixtures/icinga2/downtimestarted_host.json"))
+        else {
+            panic!()
+        };
         assert_eq!(m.action, MaintenanceAction::Started as i32);
         assert_eq!((m.ci.as_str(), m.service.as_str()), ("dummy-157", ""));
-        assert_eq!((m.start_ns, m.end_ns), (1697207039 * time::NS_PER_SEC, 1697210639 * time::NS_PER_SEC));
-        let Event::Maintenance(m) = one(include_bytes!("../../tests/fixtures/icinga2/downtimeremoved_service.json")) else { panic!() };
+        assert_eq!(
+            (m.start_ns, m.end_ns),
+            (1697207039 * time::NS_PER_SEC, 1697210639 * time::NS_PER_SEC)
+        );
+        let Event::Maintenance(m) = one(include_bytes!(
+            "../../tests/fixtures/icinga2/downtimeremoved_service.json"
+        )) else {
+            panic!()
+        };
         assert_eq!(m.action, MaintenanceAction::Removed as i32);
         assert_eq!(m.service, "http");
     }
@@ -249,7 +293,12 @@ mod tests {
     fn skipped_unknown_and_bad_state() {
         assert!(decode(br#"{"type":"CommentAdded","timestamp":1}"#).unwrap().is_empty());
         assert_eq!(decode(br#"{"type":"Bogus","timestamp":1}"#).unwrap_err().field, "type");
-        assert_eq!(decode(br#"{"type":"StateChange","timestamp":1,"host":"h","service":"s","state":7}"#).unwrap_err().field, "state");
+        assert_eq!(
+            decode(br#"{"type":"StateChange","timestamp":1,"host":"h","service":"s","state":7}"#)
+                .unwrap_err()
+                .field,
+            "state"
+        );
         let Event::Alert(a) =
             one(br#"{"type":"CheckResult","timestamp":1,"host":"h","check_result":{"state":1.0,"output":"ok\nmore"}}"#)
         else {

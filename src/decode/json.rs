@@ -47,7 +47,12 @@ where
 
 /// Turns a serde_json error on the document starting at `start` into a `DecodeError` with
 /// the field path, found by parsing that document again with serde_path_to_error.
-fn syntax_error<'a, T: Deserialize<'a>>(format: Format, bytes: &'a [u8], start: usize, err: &serde_json::Error) -> DecodeError {
+fn syntax_error<'a, T: Deserialize<'a>>(
+    format: Format,
+    bytes: &'a [u8],
+    start: usize,
+    err: &serde_json::Error,
+) -> DecodeError {
     let doc = bytes.get(start..).unwrap_or_default();
     let mut de = serde_json::Deserializer::from_slice(doc);
     let field = match serde_path_to_error::deserialize::<_, T>(&mut de) {
@@ -64,9 +69,17 @@ fn syntax_error<'a, T: Deserialize<'a>>(format: Format, bytes: &'a [u8], start: 
     let location = if err.line() == 0 {
         Location::Record
     } else {
-        Location::Line { line: err.line() as u64, column: err.column() as u64 }
+        Location::Line {
+            line: err.line() as u64,
+            column: err.column() as u64,
+        }
     };
-    DecodeError { format, location, field, message }
+    DecodeError {
+        format,
+        location,
+        field,
+        message,
+    }
 }
 
 fn skip_whitespace(bytes: &[u8], mut pos: usize) -> usize {
@@ -146,10 +159,14 @@ impl<'de> Deserialize<'de> for FlexU64 {
                 Ok(FlexU64(v))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<FlexU64, E> {
-                u64::try_from(v).map(FlexU64).map_err(|_| E::custom(format!("negative value {v}")))
+                u64::try_from(v)
+                    .map(FlexU64)
+                    .map_err(|_| E::custom(format!("negative value {v}")))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<FlexU64, E> {
-                v.parse().map(FlexU64).map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+                v.parse()
+                    .map(FlexU64)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
             }
         }
         d.deserialize_any(V)
@@ -169,10 +186,15 @@ pub(crate) fn is_unexpanded(value: &str) -> bool {
     if let Some(inner) = v.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
         let inner = inner.strip_prefix('$').unwrap_or(inner);
         return !inner.is_empty()
-            && inner.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '.' || c == '_');
+            && inner
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '.' || c == '_');
     }
     if let Some(name) = v.strip_prefix('$') {
-        return !name.is_empty() && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        return !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
     }
     false
 }
@@ -197,7 +219,8 @@ mod tests {
         .unwrap();
         assert_eq!(seen, 2);
 
-        let err = for_each_document::<Doc, _>(Format::ZabbixExport, b"{\"a\":1}\n{\"a\":\"x\"}", |_| Ok(())).unwrap_err();
+        let err =
+            for_each_document::<Doc, _>(Format::ZabbixExport, b"{\"a\":1}\n{\"a\":\"x\"}", |_| Ok(())).unwrap_err();
         assert_eq!(err.field, "a");
         assert_eq!(err.location, Location::Line { line: 2, column: 8 });
         assert!(err.message.contains("expected u32"), "{}", err.message);

@@ -147,7 +147,10 @@ impl Location {
                 line: line + first_line.saturating_sub(1),
                 column,
             },
-            Location::Record => Location::Line { line: first_line, column: 1 },
+            Location::Record => Location::Line {
+                line: first_line,
+                column: 1,
+            },
             other => other,
         }
     }
@@ -196,7 +199,10 @@ pub(crate) struct FieldError {
 
 impl FieldError {
     pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError { field: field.into(), message: message.into() }
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -294,7 +300,10 @@ mod tests {
             field: "alerts[0].endsAt".into(),
             message: "expected a time".into(),
         };
-        assert_eq!(err.to_string(), "alertmanager at line 3 column 7, alerts[0].endsAt: expected a time");
+        assert_eq!(
+            err.to_string(),
+            "alertmanager at line 3 column 7, alerts[0].endsAt: expected a time"
+        );
         assert_eq!(err.clone().at_line(10).location, Location::Line { line: 12, column: 7 });
     }
 

@@ -97,7 +97,9 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Event>, DecodeError> {
             for (s, ss) in rs.scope_spans.into_iter().enumerate() {
                 for (i, span) in ss.spans.into_iter().enumerate() {
                     let path = || format!("resourceSpans[{r}].scopeSpans[{s}].spans[{i}]");
-                    out.push(Event::Sample(sample(&service, span).map_err(|(f, m)| FieldError::new(format!("{}.{f}", path()), m))?));
+                    out.push(Event::Sample(
+                        sample(&service, span).map_err(|(f, m)| FieldError::new(format!("{}.{f}", path()), m))?,
+                    ));
                 }
             }
         }
@@ -112,20 +114,33 @@ fn sample(service: &str, span: Span) -> Result<LatencySample, (&'static str, Str
     let time_ns = i64::try_from(start).map_err(|_| ("startTimeUnixNano", format!("out of range: {start}")))?;
     let end_ns = i64::try_from(end).map_err(|_| ("endTimeUnixNano", format!("out of range: {end}")))?;
     if end_ns < time_ns {
-        return Err(("endTimeUnixNano", format!("expected an end >= the start {time_ns}, found {end_ns}")));
+        return Err((
+            "endTimeUnixNano",
+            format!("expected an end >= the start {time_ns}, found {end_ns}"),
+        ));
     }
     let error = match span.status.and_then(|s| s.code) {
         None => false,
         Some(code) => match code.as_str() {
             "0" | "1" | "STATUS_CODE_UNSET" | "STATUS_CODE_OK" => false,
             "2" | "STATUS_CODE_ERROR" => true,
-            other => return Err(("status.code", format!("expected 0 (unset), 1 (ok) or 2 (error), found {other:?}"))),
+            other => {
+                return Err((
+                    "status.code",
+                    format!("expected 0 (unset), 1 (ok) or 2 (error), found {other:?}"),
+                ))
+            }
         },
     };
     let status_code = span
         .attributes
         .iter()
-        .find(|kv| matches!(kv.key.as_ref(), "http.response.status_code" | "http.status_code" | "rpc.grpc.status_code"))
+        .find(|kv| {
+            matches!(
+                kv.key.as_ref(),
+                "http.response.status_code" | "http.status_code" | "rpc.grpc.status_code"
+            )
+        })
         .and_then(|kv| kv.value.int_value.as_ref())
         .and_then(|v| v.as_str().parse().ok());
     Ok(LatencySample {
@@ -155,8 +170,12 @@ mod tests {
 
     #[test]
     fn string_and_numeric_times_agree() {
-        let new = samples(include_bytes!("../../tests/fixtures/otlp/trace_proto_repo_example.json"));
-        let old = samples(include_bytes!("../../tests/fixtures/otlp/trace_proto_repo_example_2018_numeric_times.json"));
+        let new = samples(include_bytes!(
+            "../../tests/fixtures/otlp/trace_proto_repo_example.json"
+        ));
+        let old = samples(include_bytes!(
+            "../../tests/fixtures/otlp/trace_proto_repo_example_2018_numeric_times.json"
+        ));
         assert_eq!(new, old);
         assert_eq!(new[0].service, "my.service");
         assert_eq!(new[0].duration_ns, 1_000_000_000);
@@ -164,7 +183,9 @@ mod tests {
 
     #[test]
     fn status_code_two_is_error() {
-        let s = samples(include_bytes!("../../tests/fixtures/otlp/otlpjsonfile_readme_status_error_line.json"));
+        let s = samples(include_bytes!(
+            "../../tests/fixtures/otlp/otlpjsonfile_readme_status_error_line.json"
+        ));
         assert_eq!(s.len(), 2);
         assert_eq!(s[0].outcome, Outcome::Error as i32);
         assert_eq!(s[1].outcome, Outcome::Ok as i32);
@@ -175,10 +196,17 @@ mod tests {
     #[test]
     fn errors_name_the_span() {
         let body = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"a","startTimeUnixNano":"5","endTimeUnixNano":"4"}]}]}]}"#;
-        assert_eq!(decode(body).unwrap_err().field, "resourceSpans[0].scopeSpans[0].spans[0].endTimeUnixNano");
+        assert_eq!(
+            decode(body).unwrap_err().field,
+            "resourceSpans[0].scopeSpans[0].spans[0].endTimeUnixNano"
+        );
         let body = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"a","startTimeUnixNano":"x","endTimeUnixNano":"4"}]}]}]}"#;
-        assert_eq!(decode(body).unwrap_err().field, "resourceSpans[0].scopeSpans[0].spans[0].startTimeUnixNano");
-        let body = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"a","startTimeUnixNano":1,"endTimeUnixNano":4,
+        assert_eq!(
+            decode(body).unwrap_err().field,
+            "resourceSpans[0].scopeSpans[0].spans[0].startTimeUnixNano"
+        );
+        let body =
+            br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"a","startTimeUnixNano":1,"endTimeUnixNano":4,
             "attributes":[{"key":"http.response.status_code","value":{"intValue":"502"}}]}]}]}]}"#;
         assert_eq!(samples(body)[0].status_code, Some(502));
     }

@@ -73,13 +73,24 @@ fn alert_event(req: Request) -> Result<AlertEvent, FieldError> {
         "acknowledge" => AlertStatus::Acknowledged,
         "resolve" => AlertStatus::Resolved,
         other => {
-            return Err(FieldError::new("event_action", format!("expected trigger, acknowledge or resolve, found {other:?}")))
+            return Err(FieldError::new(
+                "event_action",
+                format!("expected trigger, acknowledge or resolve, found {other:?}"),
+            ))
         }
     };
-    let links = req.links.into_iter().map(|l| l.href.into_owned()).chain(req.client_url.map(Cow::into_owned)).collect();
+    let links = req
+        .links
+        .into_iter()
+        .map(|l| l.href.into_owned())
+        .chain(req.client_url.map(Cow::into_owned))
+        .collect();
     if status != AlertStatus::Firing {
         if dedup_key.is_empty() {
-            return Err(FieldError::new("dedup_key", format!("{} needs the dedup_key of the alert it refers to", req.event_action)));
+            return Err(FieldError::new(
+                "dedup_key",
+                format!("{} needs the dedup_key of the alert it refers to", req.event_action),
+            ));
         }
         return Ok(AlertEvent {
             source: "pagerduty".into(),
@@ -89,11 +100,19 @@ fn alert_event(req: Request) -> Result<AlertEvent, FieldError> {
             ..AlertEvent::default()
         });
     }
-    let p = req.payload.ok_or_else(|| FieldError::new("payload", "a trigger must carry a payload with summary, source and severity"))?;
+    let p = req.payload.ok_or_else(|| {
+        FieldError::new(
+            "payload",
+            "a trigger must carry a payload with summary, source and severity",
+        )
+    })?;
     let severity = match p.severity.as_ref() {
         s @ ("critical" | "error" | "warning" | "info") => severity_from_word(s),
         other => {
-            return Err(FieldError::new("payload.severity", format!("expected critical, error, warning or info, found {other:?}")))
+            return Err(FieldError::new(
+                "payload.severity",
+                format!("expected critical, error, warning or info, found {other:?}"),
+            ))
         }
     };
     let time_ns = match p.timestamp.as_deref() {
@@ -126,7 +145,11 @@ fn alert_event(req: Request) -> Result<AlertEvent, FieldError> {
         source: "pagerduty".into(),
         source_event_id: String::new(),
         fingerprint: dedup_key,
-        service: labels.get("service").or(labels.get("group")).cloned().unwrap_or_default(),
+        service: labels
+            .get("service")
+            .or(labels.get("group"))
+            .cloned()
+            .unwrap_or_default(),
         ci: p.source.to_string(),
         host: p.source.into_owned(),
         alert_name: p.class.map(Cow::into_owned).unwrap_or_else(|| p.summary.to_string()),
@@ -154,20 +177,32 @@ mod tests {
 
     #[test]
     fn lifecycle_by_dedup_key() {
-        let t = alert(include_bytes!("../../tests/fixtures/pagerduty/trigger_openapi_example.json"));
+        let t = alert(include_bytes!(
+            "../../tests/fixtures/pagerduty/trigger_openapi_example.json"
+        ));
         assert_eq!((t.fingerprint.as_str(), t.severity), ("srv01/mysql", 5));
         assert_eq!(t.time_ns, time::from_rfc3339("2015-07-17T08:42:58.315Z").unwrap());
         assert_eq!(t.labels["load avg"], "0.75");
-        let a = alert(include_bytes!("../../tests/fixtures/pagerduty/acknowledge_devdocs_example.json"));
-        let r = alert(include_bytes!("../../tests/fixtures/pagerduty/resolve_devdocs_example.json"));
-        assert_eq!((a.status, a.fingerprint.as_str()), (AlertStatus::Acknowledged as i32, "dedupkeyhere"));
+        let a = alert(include_bytes!(
+            "../../tests/fixtures/pagerduty/acknowledge_devdocs_example.json"
+        ));
+        let r = alert(include_bytes!(
+            "../../tests/fixtures/pagerduty/resolve_devdocs_example.json"
+        ));
+        assert_eq!(
+            (a.status, a.fingerprint.as_str()),
+            (AlertStatus::Acknowledged as i32, "dedupkeyhere")
+        );
         assert_eq!((r.status, r.time_ns), (AlertStatus::Resolved as i32, 0));
     }
 
     #[test]
     fn errors() {
         assert_eq!(decode(br#"{"event_action":"resolve"}"#).unwrap_err().field, "dedup_key");
-        assert_eq!(decode(br#"{"event_action":"explode"}"#).unwrap_err().field, "event_action");
+        assert_eq!(
+            decode(br#"{"event_action":"explode"}"#).unwrap_err().field,
+            "event_action"
+        );
         assert_eq!(decode(br#"{"event_action":"trigger"}"#).unwrap_err().field, "payload");
         let bad = br#"{"event_action":"trigger","payload":{"summary":"s","source":"h","severity":"bad"}}"#;
         assert_eq!(decode(bad).unwrap_err().field, "payload.severity");

@@ -40,7 +40,12 @@ fn wire_error(err: prost::DecodeError) -> DecodeError {
 }
 
 fn invalid(field: String, message: impl Into<String>) -> DecodeError {
-    DecodeError { format: Format::Protobuf, location: Location::Record, field, message: message.into() }
+    DecodeError {
+        format: Format::Protobuf,
+        location: Location::Record,
+        field,
+        message: message.into(),
+    }
 }
 
 fn validate(event: &Event) -> Result<(), (String, String)> {
@@ -48,7 +53,10 @@ fn validate(event: &Event) -> Result<(), (String, String)> {
     match event {
         Event::Alert(a) => {
             if !matches!(AlertStatus::try_from(a.status), Ok(s) if s != AlertStatus::Unspecified) {
-                return fail("alert.status", format!("expected firing(1), acknowledged(2) or resolved(3), found {}", a.status));
+                return fail(
+                    "alert.status",
+                    format!("expected firing(1), acknowledged(2) or resolved(3), found {}", a.status),
+                );
             }
             if a.severity > 5 {
                 return fail("alert.severity", format!("expected 0..5, found {}", a.severity));
@@ -65,21 +73,36 @@ fn validate(event: &Event) -> Result<(), (String, String)> {
         Event::Batch(b) => {
             let n = b.times_ns.len();
             if b.durations_ns.len() != n {
-                return fail("batch.durations_ns", format!("expected {n} durations, one per time, found {}", b.durations_ns.len()));
+                return fail(
+                    "batch.durations_ns",
+                    format!("expected {n} durations, one per time, found {}", b.durations_ns.len()),
+                );
             }
             if !b.errors.is_empty() && b.errors.len() != n {
-                return fail("batch.errors", format!("expected none or {n}, found {}", b.errors.len()));
+                return fail(
+                    "batch.errors",
+                    format!("expected none or {n}, found {}", b.errors.len()),
+                );
             }
             if !b.status_codes.is_empty() && b.status_codes.len() != n {
-                return fail("batch.status_codes", format!("expected none or {n}, found {}", b.status_codes.len()));
+                return fail(
+                    "batch.status_codes",
+                    format!("expected none or {n}, found {}", b.status_codes.len()),
+                );
             }
             if let Some(i) = b.durations_ns.iter().position(|&d| d < 0) {
-                return fail("batch.durations_ns", format!("expected >= 0, found {} at index {i}", b.durations_ns[i]));
+                return fail(
+                    "batch.durations_ns",
+                    format!("expected >= 0, found {} at index {i}", b.durations_ns[i]),
+                );
             }
         }
         Event::Change(c) => {
             if c.ci.is_empty() {
-                return fail("change.ci", "expected the CI the change was made to, found an empty string".into());
+                return fail(
+                    "change.ci",
+                    "expected the CI the change was made to, found an empty string".into(),
+                );
             }
         }
         Event::Maintenance(m) => {
@@ -87,7 +110,10 @@ fn validate(event: &Event) -> Result<(), (String, String)> {
                 return fail("maintenance.action", format!("expected 0..3, found {}", m.action));
             }
             if m.end_ns < m.start_ns {
-                return fail("maintenance.end_ns", format!("expected an end >= the start {}, found {}", m.start_ns, m.end_ns));
+                return fail(
+                    "maintenance.end_ns",
+                    format!("expected an end >= the start {}, found {}", m.start_ns, m.end_ns),
+                );
             }
         }
     }
@@ -112,12 +138,21 @@ mod tests {
 
     #[test]
     fn single_and_batched() {
-        let alert = Event::Alert(AlertEvent { status: AlertStatus::Firing as i32, ..Default::default() });
-        let single = Envelope { event: Some(alert.clone()) }.encode_to_vec();
+        let alert = Event::Alert(AlertEvent {
+            status: AlertStatus::Firing as i32,
+            ..Default::default()
+        });
+        let single = Envelope {
+            event: Some(alert.clone()),
+        }
+        .encode_to_vec();
         assert_eq!(decode(&single).unwrap(), vec![alert.clone()]);
 
         let events = vec![alert.clone(), Event::Batch(batch(3))];
-        let bytes = EnvelopeBatch { events: events.iter().cloned().map(|e| Envelope { event: Some(e) }).collect() }.encode_to_vec();
+        let bytes = EnvelopeBatch {
+            events: events.iter().cloned().map(|e| Envelope { event: Some(e) }).collect(),
+        }
+        .encode_to_vec();
         assert_eq!(decode(&bytes).unwrap(), events);
     }
 
@@ -125,9 +160,15 @@ mod tests {
     fn invalid_values_name_the_field() {
         let mut b = batch(3);
         b.durations_ns.pop();
-        let bytes = Envelope { event: Some(Event::Batch(b)) }.encode_to_vec();
+        let bytes = Envelope {
+            event: Some(Event::Batch(b)),
+        }
+        .encode_to_vec();
         assert_eq!(decode(&bytes).unwrap_err().field, "batch.durations_ns");
-        let bytes = Envelope { event: Some(Event::Alert(AlertEvent::default())) }.encode_to_vec();
+        let bytes = Envelope {
+            event: Some(Event::Alert(AlertEvent::default())),
+        }
+        .encode_to_vec();
         assert_eq!(decode(&bytes).unwrap_err().field, "alert.status");
         assert_eq!(decode(&[]).unwrap_err().field, "event");
         let err = decode(&[0x0a, 0xff]).unwrap_err();

@@ -13,7 +13,14 @@ use crate::model::{AlertEvent, AlertStatus, Event};
 use crate::time;
 
 /// Zabbix's own severity names, indexed by severity.
-const SEVERITY_NAMES: [&str; 6] = ["Not classified", "Information", "Warning", "Average", "High", "Disaster"];
+const SEVERITY_NAMES: [&str; 6] = [
+    "Not classified",
+    "Information",
+    "Warning",
+    "Average",
+    "High",
+    "Disaster",
+];
 
 #[derive(Deserialize)]
 struct Line<'a> {
@@ -76,10 +83,21 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Event>, DecodeError> {
 }
 
 fn alert_event(line: Line) -> Result<AlertEvent, FieldError> {
-    let clock = line.clock.ok_or_else(|| FieldError::new("clock", "expected the event time in seconds, found no `clock`"))?;
-    let time_ns = time::from_secs_nanos(clock, line.ns)
-        .ok_or_else(|| FieldError::new("ns", format!("expected 0..999999999 ns and a clock in range, found clock {clock} ns {}", line.ns)))?;
-    let eventid = line.eventid.ok_or_else(|| FieldError::new("eventid", "expected the event id, found none"))?;
+    let clock = line
+        .clock
+        .ok_or_else(|| FieldError::new("clock", "expected the event time in seconds, found no `clock`"))?;
+    let time_ns = time::from_secs_nanos(clock, line.ns).ok_or_else(|| {
+        FieldError::new(
+            "ns",
+            format!(
+                "expected 0..999999999 ns and a clock in range, found clock {clock} ns {}",
+                line.ns
+            ),
+        )
+    })?;
+    let eventid = line
+        .eventid
+        .ok_or_else(|| FieldError::new("eventid", "expected the event id, found none"))?;
     let value = line.value.as_ref().and_then(serde_json::Value::as_u64);
     match (value, line.p_eventid) {
         (Some(0), Some(problem)) => Ok(AlertEvent {
@@ -90,7 +108,10 @@ fn alert_event(line: Line) -> Result<AlertEvent, FieldError> {
             time_ns,
             ..AlertEvent::default()
         }),
-        (Some(0), None) => Err(FieldError::new("p_eventid", "a recovery line (value 0) must name its problem in p_eventid")),
+        (Some(0), None) => Err(FieldError::new(
+            "p_eventid",
+            "a recovery line (value 0) must name its problem in p_eventid",
+        )),
         (Some(1), _) => {
             let severity = line.severity.unwrap_or(0);
             let severity_text = match line.severity {
@@ -130,7 +151,10 @@ fn alert_event(line: Line) -> Result<AlertEvent, FieldError> {
         }
         _ => Err(FieldError::new(
             "value",
-            format!("expected 1 (problem) or 0 (recovery), found {}", line.value.map_or("nothing".to_string(), |v| v.to_string())),
+            format!(
+                "expected 1 (problem) or 0 (recovery), found {}",
+                line.value.map_or("nothing".to_string(), |v| v.to_string())
+            ),
         )),
     }
 }
@@ -149,7 +173,9 @@ mod tests {
     #[test]
     fn recovery_carries_the_problems_fingerprint() {
         let problem = alert(include_bytes!("../../tests/fixtures/zabbix_export/problem_docs.ndjson"));
-        let recovery = alert(include_bytes!("../../tests/fixtures/zabbix_export/recovery_docs.ndjson"));
+        let recovery = alert(include_bytes!(
+            "../../tests/fixtures/zabbix_export/recovery_docs.ndjson"
+        ));
         assert_eq!(problem.fingerprint, "42");
         assert_eq!(problem.host, "Host B");
         assert_eq!(problem.severity, 3);
@@ -162,7 +188,9 @@ mod tests {
 
     #[test]
     fn legacy_hosts_as_strings() {
-        let a = alert(include_bytes!("../../tests/fixtures/zabbix_export/problem_legacy_pre44_hosts_as_strings.ndjson"));
+        let a = alert(include_bytes!(
+            "../../tests/fixtures/zabbix_export/problem_legacy_pre44_hosts_as_strings.ndjson"
+        ));
         assert_eq!(a.host, "Host B");
         assert_eq!(a.severity, 0);
         assert_eq!(a.severity_text, "");
@@ -171,16 +199,40 @@ mod tests {
 
     #[test]
     fn history_and_trends_are_skipped() {
-        assert!(decode(include_bytes!("../../tests/fixtures/zabbix_export/history_docs.ndjson")).unwrap().is_empty());
-        assert!(decode(include_bytes!("../../tests/fixtures/zabbix_export/trends_docs.ndjson")).unwrap().is_empty());
+        assert!(
+            decode(include_bytes!("../../tests/fixtures/zabbix_export/history_docs.ndjson"))
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            decode(include_bytes!("../../tests/fixtures/zabbix_export/trends_docs.ndjson"))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
     fn errors_name_the_field() {
-        assert_eq!(decode(br#"{"clock":1,"value":0,"eventid":5}"#).unwrap_err().field, "p_eventid");
-        assert_eq!(decode(br#"{"clock":1,"value":7,"eventid":5}"#).unwrap_err().field, "value");
-        assert_eq!(decode(br#"{"clock":1,"value":1,"eventid":5,"severity":9}"#).unwrap_err().field, "severity");
-        assert_eq!(decode(br#"{"clock":9223372036854775807,"value":1,"eventid":5}"#).unwrap_err().field, "ns");
+        assert_eq!(
+            decode(br#"{"clock":1,"value":0,"eventid":5}"#).unwrap_err().field,
+            "p_eventid"
+        );
+        assert_eq!(
+            decode(br#"{"clock":1,"value":7,"eventid":5}"#).unwrap_err().field,
+            "value"
+        );
+        assert_eq!(
+            decode(br#"{"clock":1,"value":1,"eventid":5,"severity":9}"#)
+                .unwrap_err()
+                .field,
+            "severity"
+        );
+        assert_eq!(
+            decode(br#"{"clock":9223372036854775807,"value":1,"eventid":5}"#)
+                .unwrap_err()
+                .field,
+            "ns"
+        );
         assert_eq!(decode(br#"{"clock":"x"}"#).unwrap_err().field, "clock");
     }
 }

@@ -170,7 +170,10 @@ fn alert_event(m: &Mapping, body: &Body) -> Result<AlertEvent, FieldError> {
         "1" => AlertStatus::Firing,
         "0" => AlertStatus::Resolved,
         other => {
-            return Err(FieldError::new(&m.event_value, format!("expected 1 (problem) or 0 (recovery), found {other:?}")))
+            return Err(FieldError::new(
+                &m.event_value,
+                format!("expected 1 (problem) or 0 (recovery), found {other:?}"),
+            ))
         }
     };
     let time_ns = event_time(m, body, status)?;
@@ -178,7 +181,12 @@ fn alert_event(m: &Mapping, body: &Body) -> Result<AlertEvent, FieldError> {
     let severity_text = body.text(&m.severity_text).unwrap_or_default();
     let severity = match body.integer(&m.severity, "{EVENT.NSEVERITY}")? {
         Some(s @ 0..=5) => s as u32,
-        Some(s) => return Err(FieldError::new(&m.severity, format!("expected a severity 0..5, found {s}"))),
+        Some(s) => {
+            return Err(FieldError::new(
+                &m.severity,
+                format!("expected a severity 0..5, found {s}"),
+            ))
+        }
         None => severity_from_word(&severity_text),
     };
     let mut labels = BTreeMap::new();
@@ -187,7 +195,10 @@ fn alert_event(m: &Mapping, body: &Body) -> Result<AlertEvent, FieldError> {
     }
     let host = body.text(&m.host).unwrap_or_default();
     let name = body.text(&m.name).unwrap_or_default();
-    let service = body.text(&m.service).or_else(|| labels.get("service").cloned()).unwrap_or_default();
+    let service = body
+        .text(&m.service)
+        .or_else(|| labels.get("service").cloned())
+        .unwrap_or_default();
     Ok(AlertEvent {
         source: "zabbix".into(),
         source_event_id: event_id.clone(),
@@ -214,9 +225,14 @@ fn alert_event(m: &Mapping, body: &Body) -> Result<AlertEvent, FieldError> {
 fn event_time(m: &Mapping, body: &Body, status: AlertStatus) -> Result<i64, FieldError> {
     let date_time = |date_field: &str, time_field: &str| -> Result<Option<i64>, FieldError> {
         match (body.text(date_field), body.text(time_field)) {
-            (Some(d), Some(t)) => time::from_zabbix_date_time(&d, &t, m.timezone).map(Some).ok_or_else(|| {
-                FieldError::new(date_field, format!("expected YYYY.MM.DD and HH:MM:SS in {}, found {d:?} {t:?}", m.timezone))
-            }),
+            (Some(d), Some(t)) => time::from_zabbix_date_time(&d, &t, m.timezone)
+                .map(Some)
+                .ok_or_else(|| {
+                    FieldError::new(
+                        date_field,
+                        format!("expected YYYY.MM.DD and HH:MM:SS in {}, found {d:?} {t:?}", m.timezone),
+                    )
+                }),
             _ => Ok(None),
         }
     };
@@ -249,7 +265,9 @@ fn add_tags(labels: &mut BTreeMap<String, String>, tags: &Value) {
         Value::Object(map) => {
             for (tag, values) in map {
                 match values {
-                    Value::Array(vs) => vs.iter().for_each(|v| add_label(labels, tag, v.as_str().unwrap_or_default())),
+                    Value::Array(vs) => vs
+                        .iter()
+                        .for_each(|v| add_label(labels, tag, v.as_str().unwrap_or_default())),
                     Value::String(v) => add_label(labels, tag, v),
                     other => add_label(labels, tag, &other.to_string()),
                 }
@@ -312,7 +330,11 @@ mod tests {
         assert_eq!(a.time_ns, time::from_rfc3339("2024-10-28T02:00:00Z").unwrap());
 
         let body = r#"{"event_id":"7","event_value":0,"event_date":"2024.10.28","event_time":"01:18:32"}"#;
-        assert_eq!(alert(&Mapping::default(), body).unwrap().time_ns, 0, "the problem's date is not the recovery's");
+        assert_eq!(
+            alert(&Mapping::default(), body).unwrap().time_ns,
+            0,
+            "the problem's date is not the recovery's"
+        );
 
         let body = r#"{"event_id":"7","event_value":"1","event_update":"1","acknowledged":"Yes",
             "event_update_date":"2024.10.28","event_update_time":"01:30:00"}"#;
@@ -333,7 +355,10 @@ mod tests {
     #[test]
     fn tags_as_text() {
         let mut labels = BTreeMap::new();
-        add_tags(&mut labels, &Value::String("class:software, scope:availability, scope:performance".into()));
+        add_tags(
+            &mut labels,
+            &Value::String("class:software, scope:availability, scope:performance".into()),
+        );
         assert_eq!(labels["scope"], "availability,performance");
         assert_eq!(labels["class"], "software");
     }

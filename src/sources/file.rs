@@ -13,12 +13,18 @@ pub struct Record<'a> {
 /// Cuts `content` into records. Blank lines between NDJSON records are not records.
 pub fn records(content: &[u8], framing: Framing) -> Vec<Record<'_>> {
     match framing {
-        Framing::Document => vec![Record { bytes: content, line: 1 }],
+        Framing::Document => vec![Record {
+            bytes: content,
+            line: 1,
+        }],
         Framing::Lines => content
             .split(|&b| b == b'\n')
             .enumerate()
             .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
-            .map(|(i, bytes)| Record { bytes, line: i as u64 + 1 })
+            .map(|(i, bytes)| Record {
+                bytes,
+                line: i as u64 + 1,
+            })
             .collect(),
     }
 }
