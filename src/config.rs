@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::decode::DecodersConfig;
+use crate::engine::correlate::config::{CiConfig, CorrelateConfig, ServiceConfig};
+use crate::engine::correlate::maintenance::MaintenanceWindow;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -14,6 +16,15 @@ use crate::decode::DecodersConfig;
 pub struct Config {
     /// Options of the decoders.
     pub decoders: DecodersConfig,
+    /// How alerts become incidents.
+    pub correlate: CorrelateConfig,
+    /// Business services (the CMDB excerpt).
+    pub services: Vec<ServiceConfig>,
+    /// Configuration items and their dependencies.
+    pub cis: Vec<CiConfig>,
+    /// Maintenance windows: alerts inside are suppressed, and the time is excluded from
+    /// availability.
+    pub maintenance: Vec<MaintenanceWindow>,
 }
 
 /// A configuration file that could not be used.
@@ -30,6 +41,9 @@ pub enum ConfigError {
         column: usize,
         message: String,
     },
+    /// The file parses, but its content is inconsistent (an unknown CI, a cycle).
+    #[error("{path}: {message}")]
+    Inconsistent { path: PathBuf, message: String },
 }
 
 impl Config {
@@ -44,7 +58,7 @@ impl Config {
 
     /// Parses configuration text; `path` is only used in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|err| {
+        let config: Config = toml::from_str(text).map_err(|err| {
             let offset = err.span().map_or(0, |s| s.start);
             let before = &text[..offset.min(text.len())];
             let line = before.matches('\n').count() + 1;
@@ -55,7 +69,10 @@ impl Config {
                 column,
                 message: err.message().to_string(),
             }
-        })
+        })?;
+        crate::engine::correlate::check(&config)
+            .map_err(|e| ConfigError::Inconsistent { path: path.to_path_buf(), message: e.to_string() })?;
+        Ok(config)
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod decode;
+pub mod engine;
 pub mod model;
 pub mod sources;
 pub mod time;

@@ -1,0 +1,874 @@
+//! The correlation engine: turns canonical alert, change and maintenance events into
+//! incidents — deduplication, lifecycle, grouping, CI topology, suspected changes, ITIL
+//! priority, major incidents, flapping and maintenance suppression. Pure and synchronous:
+//! `apply` buffers an event, `advance` moves the watermark and emits what happened.
+
+pub mod config;
+pub mod maintenance;
+pub mod output;
+pub mod priority;
+pub mod topology;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use self::config::{CorrelateConfig, Criticality};
+use self::maintenance::MaintenanceWindow;
+pub use self::output::Output;
+use self::topology::Cmdb;
+use super::reorder::{event_time, Fnv, ReorderBuffer};
+use crate::config::Config;
+use crate::model::{AlertEvent, AlertStatus, ChangeEvent, Event, MaintenanceAction, MaintenanceEvent};
+
+/// Version of the snapshot layout; a snapshot of another version is refused, not misread.
+const SNAPSHOT_VERSION: u32 = 1;
+
+/// The engine could not be set up or restored.
+#[derive(Debug, thiserror::Error)]
+pub enum CorrelateError {
+    /// The CMDB or a maintenance window in the config is inconsistent.
+    #[error("config: {0}")]
+    Config(String),
+    /// A snapshot could not be read.
+    #[error("snapshot: {0}")]
+    Snapshot(String),
+}
+
+/// Checks the parts of a config the engine compiles (CMDB references, maintenance windows).
+pub fn check(config: &Config) -> Result<(), CorrelateError> {
+    Rules::new(config).map(drop)
+}
+
+/// Counters of what the engine did, for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Alert events processed.
+    pub alerts: u64,
+    /// Repeats of active alerts.
+    pub duplicates: u64,
+    /// Incidents opened.
+    pub incidents_opened: u64,
+    /// Alerts suppressed by maintenance windows.
+    pub suppressed: u64,
+    /// Resolves and acknowledgements of unknown alerts.
+    pub unmatched: u64,
+    /// Events later than the allowed lateness.
+    pub late: u64,
+    /// Alerts evicted from the dedup cache (TTL or size).
+    pub evictions: u64,
+}
+
+/// The rules, compiled from the config once; not part of the state.
+#[derive(Debug, Clone)]
+struct Rules {
+    cfg: CorrelateConfig,
+    cmdb: Cmdb,
+    windows: Vec<MaintenanceWindow>,
+    lateness: i64,
+    group: i64,
+    lifetime: i64,
+    reopen: i64,
+    lookback: i64,
+    ttl: i64,
+    flap_window: i64,
+    quiet: i64,
+}
+
+fn ns(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+impl Rules {
+    fn new(config: &Config) -> Result<Rules, CorrelateError> {
+        let cmdb = Cmdb::build(&config.services, &config.cis).map_err(CorrelateError::Config)?;
+        for (i, w) in config.maintenance.iter().enumerate() {
+            w.validate().map_err(|e| CorrelateError::Config(format!("maintenance[{i}]: {e}")))?;
+        }
+        let c = &config.correlate;
+        Ok(Rules {
+            cmdb,
+            windows: config.maintenance.clone(),
+            lateness: ns(c.allowed_lateness),
+            group: ns(c.group_window),
+            lifetime: ns(c.max_incident_lifetime),
+            reopen: ns(c.reopen_window),
+            lookback: ns(c.change_lookback),
+            ttl: ns(c.dedup.ttl),
+            flap_window: ns(c.flapping.window),
+            quiet: ns(c.flapping.quiet_period),
+            cfg: c.clone(),
+        })
+    }
+}
+
+/// What the engine remembers of one alert (by source and fingerprint).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct AlertState {
+    seq: u64,
+    incident: String,
+    active: bool,
+    acked: bool,
+    last_seen: i64,
+    occurrences: u64,
+    severity: u32,
+    priority: u8,
+    ci: String,
+    resolved_at: i64,
+    toggles: VecDeque<i64>,
+    flapping: bool,
+    last_toggle: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum IncidentStatus {
+    Open,
+    Acknowledged,
+    Resolved,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Incident {
+    id: String,
+    service: String,
+    opened_ns: i64,
+    status: IncidentStatus,
+    resolved_ns: i64,
+    priority: u8,
+    affected_users: u64,
+    major: bool,
+    members: BTreeSet<String>,
+    active: BTreeSet<String>,
+    cis: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+enum Timer {
+    /// A flapping alert may have settled.
+    FlapQuiet(String),
+    /// A resolved incident can no longer be reopened or grouped into.
+    Prune(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SourceWindow {
+    service: String,
+    ci: String,
+    start_ns: i64,
+    end_ns: i64,
+}
+
+/// Everything the engine remembers; what a snapshot holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct State {
+    /// Events up to this event time have been processed.
+    frontier: i64,
+    pending: ReorderBuffer,
+    alerts: HashMap<String, AlertState>,
+    /// (last seen, seq) of every alert, oldest first, for TTL and size eviction.
+    lru: BTreeSet<(i64, u64)>,
+    seq_keys: BTreeMap<u64, String>,
+    next_seq: u64,
+    incidents: BTreeMap<String, Incident>,
+    /// Service → incidents not yet pruned (open, or resolved but still reopenable).
+    by_service: BTreeMap<String, BTreeSet<String>>,
+    /// CI → open incidents with an alert on it.
+    open_by_ci: BTreeMap<String, BTreeSet<String>>,
+    /// CI → (time, "source/change_id"), sorted by time.
+    changes: BTreeMap<String, Vec<(i64, String)>>,
+    timers: BTreeSet<(i64, Timer)>,
+    source_windows: BTreeMap<String, SourceWindow>,
+    stats: Stats,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            frontier: i64::MIN,
+            pending: ReorderBuffer::default(),
+            alerts: HashMap::new(),
+            lru: BTreeSet::new(),
+            seq_keys: BTreeMap::new(),
+            next_seq: 0,
+            incidents: BTreeMap::new(),
+            by_service: BTreeMap::new(),
+            open_by_ci: BTreeMap::new(),
+            changes: BTreeMap::new(),
+            timers: BTreeSet::new(),
+            source_windows: BTreeMap::new(),
+            stats: Stats::default(),
+        }
+    }
+}
+
+/// The correlation engine.
+#[derive(Debug, Clone)]
+pub struct Correlator {
+    rules: Rules,
+    state: State,
+}
+
+impl Correlator {
+    /// An engine with no state.
+    pub fn new(config: &Config) -> Result<Correlator, CorrelateError> {
+        Ok(Correlator { rules: Rules::new(config)?, state: State::default() })
+    }
+
+    /// Buffers an event until the watermark passes it. An event older than what was already
+    /// processed cannot be reordered: it is processed at once and reported as late.
+    pub fn apply(&mut self, event: Event, out: &mut Vec<Output>) {
+        let t = event_time(&event);
+        if t < self.state.frontier {
+            self.state.stats.late += 1;
+            out.push(Output::LateEvent { time_ns: t, frontier_ns: self.state.frontier });
+            self.process(event, out);
+        } else {
+            self.state.pending.push(event);
+        }
+    }
+
+    /// Moves the watermark: processes, in event-time order, every buffered event older than
+    /// `watermark − allowed lateness`, and the timers due by then.
+    pub fn advance(&mut self, watermark: i64, out: &mut Vec<Output>) {
+        let target = watermark.saturating_sub(self.rules.lateness);
+        while let Some(event) = self.state.pending.pop_until(target) {
+            let t = event_time(&event);
+            self.fire_timers(t, out);
+            self.state.frontier = self.state.frontier.max(t);
+            self.process(event, out);
+        }
+        self.fire_timers(target, out);
+        self.state.frontier = self.state.frontier.max(target);
+    }
+
+    /// Processes every buffered event (end of input), firing timers only up to the last event.
+    pub fn flush(&mut self, out: &mut Vec<Output>) {
+        while let Some(event) = self.state.pending.pop_until(i64::MAX) {
+            let t = event_time(&event);
+            self.fire_timers(t, out);
+            self.state.frontier = self.state.frontier.max(t);
+            self.process(event, out);
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &Stats {
+        &self.state.stats
+    }
+
+    /// Number of open (or acknowledged) incidents.
+    pub fn open_incidents(&self) -> usize {
+        self.state.incidents.values().filter(|i| i.status != IncidentStatus::Resolved).count()
+    }
+
+    /// Number of alerts in the dedup cache.
+    pub fn cached_alerts(&self) -> usize {
+        self.state.alerts.len()
+    }
+
+    /// Maintenance intervals (configured and announced by sources) that cover a service or
+    /// CI within [from, to), for the SLA engine to exclude.
+    pub fn maintenance_intervals(&self, service: &str, ci: &str, from_ns: i64, to_ns: i64) -> Vec<(i64, i64)> {
+        let mut all: Vec<(i64, i64)> = self
+            .rules
+            .windows
+            .iter()
+            .filter(|w| w.covers(service, ci))
+            .flat_map(|w| w.occurrences(from_ns, to_ns))
+            .collect();
+        all.extend(
+            self.state
+                .source_windows
+                .values()
+                .filter(|w| (!service.is_empty() && w.service == service) || (!ci.is_empty() && w.ci == ci))
+                .filter(|w| w.start_ns < to_ns && w.end_ns > from_ns)
+                .map(|w| (w.start_ns, w.end_ns)),
+        );
+        all.sort_unstable();
+        all
+    }
+
+    /// The state as bytes (postcard), for checkpoints.
+    pub fn snapshot(&self) -> Vec<u8> {
+        // Serialising plain data structures into a Vec cannot fail.
+        postcard::to_stdvec(&(SNAPSHOT_VERSION, &self.state)).unwrap_or_default()
+    }
+
+    /// An engine with the given config and the state of a snapshot.
+    pub fn restore(config: &Config, snapshot: &[u8]) -> Result<Correlator, CorrelateError> {
+        let (version, state): (u32, State) =
+            postcard::from_bytes(snapshot).map_err(|e| CorrelateError::Snapshot(e.to_string()))?;
+        if version != SNAPSHOT_VERSION {
+            return Err(CorrelateError::Snapshot(format!("version {version}, this build reads {SNAPSHOT_VERSION}")));
+        }
+        Ok(Correlator { rules: Rules::new(config)?, state })
+    }
+
+    fn process(&mut self, event: Event, out: &mut Vec<Output>) {
+        match event {
+            Event::Alert(a) => self.on_alert(a, out),
+            Event::Change(c) => self.on_change(c),
+            Event::Maintenance(m) => self.on_maintenance(m, out),
+            // Latency is the SLA engine's.
+            Event::Sample(_) | Event::Batch(_) => {}
+        }
+    }
+
+    // ---- alerts -------------------------------------------------------------------------
+
+    /// `source/fingerprint`: the source's identity, a configured field hash, or the default hash.
+    fn alert_key(&self, a: &AlertEvent, service: &str, ci: &str) -> String {
+        let dedup = &self.rules.cfg.dedup;
+        if let Some(fields) = dedup.fingerprint_fields.get(&a.source) {
+            let mut h = Fnv::default();
+            for field in fields {
+                h.str(field_value(a, service, ci, field));
+            }
+            return format!("{}/{:016x}", a.source, h.0);
+        }
+        if !a.fingerprint.is_empty() {
+            return format!("{}/{}", a.source, a.fingerprint);
+        }
+        let mut h = Fnv::default();
+        h.str(&a.source).str(service).str(ci).str(&a.alert_name);
+        for label in &dedup.default_labels {
+            h.str(label).str(a.labels.get(label).map_or("", String::as_str));
+        }
+        format!("{}/{:016x}", a.source, h.0)
+    }
+
+    fn service_of(&self, a: &AlertEvent, ci: &str) -> String {
+        if !a.service.is_empty() {
+            return a.service.clone();
+        }
+        let cmdb = &self.rules.cmdb;
+        cmdb.service_of(ci)
+            .or_else(|| cmdb.service_of(&a.host))
+            .map(str::to_string)
+            .unwrap_or_else(|| if ci.is_empty() { "unknown".to_string() } else { ci.to_string() })
+    }
+
+    fn alert_priority(&self, service: &str, severity: u32, affected_users: u64) -> (u8, priority::Level, priority::Level) {
+        let impact = priority::impact(self.rules.cmdb.criticality(service), affected_users, &self.rules.cfg.impact);
+        let urgency = priority::urgency(severity);
+        (priority::priority(impact, urgency), impact, urgency)
+    }
+
+    fn affected_users(&self, a: &AlertEvent, service: &str) -> u64 {
+        a.affected_users.or_else(|| self.rules.cmdb.service(service).and_then(|s| s.affected_users)).unwrap_or(0)
+    }
+
+    fn on_alert(&mut self, a: AlertEvent, out: &mut Vec<Output>) {
+        self.state.stats.alerts += 1;
+        let ci = if a.ci.is_empty() { a.host.clone() } else { a.ci.clone() };
+        let service = self.service_of(&a, &ci);
+        let key = self.alert_key(&a, &service, &ci);
+        match AlertStatus::try_from(a.status) {
+            Ok(AlertStatus::Firing) => self.on_trigger(key, &a, service, ci, false, out),
+            Ok(AlertStatus::Acknowledged) => self.on_trigger(key, &a, service, ci, true, out),
+            Ok(AlertStatus::Resolved) => self.on_resolve(key, a.time_ns, out),
+            _ => self.unmatched(key, "unspecified", a.time_ns, out),
+        }
+    }
+
+    fn unmatched(&mut self, alert: String, status: &str, time_ns: i64, out: &mut Vec<Output>) {
+        self.state.stats.unmatched += 1;
+        out.push(Output::Unmatched { alert, status: status.into(), time_ns });
+    }
+
+    fn touch(&mut self, key: &str, t: i64) {
+        if let Some(st) = self.state.alerts.get_mut(key) {
+            if t > st.last_seen {
+                self.state.lru.remove(&(st.last_seen, st.seq));
+                st.last_seen = t;
+                self.state.lru.insert((t, st.seq));
+            }
+        }
+    }
+
+    fn on_trigger(&mut self, key: String, a: &AlertEvent, service: String, ci: String, ack: bool, out: &mut Vec<Output>) {
+        let t = a.time_ns;
+        self.touch(&key, t);
+        let users = self.affected_users(a, &service);
+        if let Some(st) = self.state.alerts.get_mut(&key) {
+            if st.active {
+                let incident = st.incident.clone();
+                if ack && !st.acked {
+                    st.acked = true;
+                    if let Some(inc) = self.state.incidents.get_mut(&incident) {
+                        if inc.status == IncidentStatus::Open {
+                            inc.status = IncidentStatus::Acknowledged;
+                        }
+                    }
+                    out.push(Output::Acknowledged { incident, alert: key, time_ns: t });
+                    return;
+                }
+                st.occurrences += 1;
+                self.state.stats.duplicates += 1;
+                out.push(Output::Duplicate { incident: incident.clone(), alert: key.clone(), time_ns: t, occurrences: st.occurrences });
+                if a.severity > st.severity {
+                    st.severity = a.severity;
+                    let (p, _, _) = self.alert_priority(&service, a.severity, users);
+                    if let Some(st) = self.state.alerts.get_mut(&key) {
+                        st.priority = st.priority.min(p);
+                    }
+                    self.raise_priority(&incident, p, users, t, out);
+                }
+                return;
+            }
+        } else if ack {
+            // An acknowledgement of an alert slaflow never saw firing.
+            return self.unmatched(key, "acknowledged", t, out);
+        }
+
+        if let Some(window) = self.maintenance_window(&service, &ci, &a.alert_name, t) {
+            self.state.stats.suppressed += 1;
+            out.push(Output::AlertSuppressed { alert: key, service, ci, time_ns: t, window });
+            return;
+        }
+
+        let (alert_p, impact, urgency) = self.alert_priority(&service, a.severity, users);
+        if let Some(st) = self.state.alerts.get_mut(&key) {
+            // A resolved alert fires again.
+            st.active = true;
+            st.acked = ack;
+            st.severity = a.severity;
+            st.priority = alert_p;
+            st.ci.clone_from(&ci);
+            let incident = st.incident.clone();
+            self.toggle(&key, t, out);
+            match self.state.incidents.get(&incident).map(|i| (i.status, i.resolved_ns)) {
+                Some((IncidentStatus::Open | IncidentStatus::Acknowledged, _)) => {
+                    self.activate(&incident, &key, &ci);
+                    out.push(Output::AlertRefired { incident: incident.clone(), alert: key, time_ns: t });
+                    self.raise_priority(&incident, alert_p, users, t, out);
+                    return;
+                }
+                Some((IncidentStatus::Resolved, resolved)) if t - resolved <= self.rules.reopen => {
+                    self.reopen(&incident, &key, &ci, t, out);
+                    self.raise_priority(&incident, alert_p, users, t, out);
+                    return;
+                }
+                _ => {
+                    if let Some(st) = self.state.alerts.get_mut(&key) {
+                        st.occurrences = 1;
+                    }
+                }
+            }
+        } else {
+            self.insert_alert(&key, &ci, t, a.severity, alert_p, ack, out);
+        }
+
+        if let Some((incident, root)) = self.upstream_incident(&ci) {
+            self.join(&incident, &key, &ci, t, true, Some(root), out);
+            self.raise_priority(&incident, alert_p, users, t, out);
+        } else if let Some(incident) = self.service_incident(&service, t) {
+            if self.state.incidents.get(&incident).is_some_and(|i| i.status == IncidentStatus::Resolved) {
+                self.reopen(&incident, &key, &ci, t, out);
+            } else {
+                self.join(&incident, &key, &ci, t, false, None, out);
+            }
+            self.raise_priority(&incident, alert_p, users, t, out);
+        } else {
+            self.open_incident(&key, &service, &ci, t, (alert_p, impact, urgency), users, out);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn insert_alert(&mut self, key: &str, ci: &str, t: i64, severity: u32, priority: u8, acked: bool, out: &mut Vec<Output>) {
+        let seq = self.state.next_seq;
+        self.state.next_seq += 1;
+        self.state.alerts.insert(
+            key.to_string(),
+            AlertState {
+                seq,
+                incident: String::new(),
+                active: true,
+                acked,
+                last_seen: t,
+                occurrences: 1,
+                severity,
+                priority,
+                ci: ci.to_string(),
+                resolved_at: 0,
+                toggles: VecDeque::new(),
+                flapping: false,
+                last_toggle: t,
+            },
+        );
+        self.state.lru.insert((t, seq));
+        self.state.seq_keys.insert(seq, key.to_string());
+        while self.state.alerts.len() > self.rules.cfg.dedup.max_entries.max(1) {
+            let Some(&(_, oldest)) = self.state.lru.first() else { break };
+            self.evict(oldest, t, out);
+        }
+    }
+
+    fn on_resolve(&mut self, key: String, t: i64, out: &mut Vec<Output>) {
+        self.touch(&key, t);
+        let Some(st) = self.state.alerts.get_mut(&key) else {
+            return self.unmatched(key, "resolved", t, out);
+        };
+        if !st.active {
+            // A repeated recovery (Zabbix multi-generation, re-sent webhooks): nothing changes.
+            self.state.stats.duplicates += 1;
+            return;
+        }
+        st.active = false;
+        st.acked = false;
+        st.resolved_at = t;
+        let incident = st.incident.clone();
+        self.toggle(&key, t, out);
+        let Some(inc) = self.state.incidents.get_mut(&incident) else { return };
+        inc.active.remove(&key);
+        if !inc.active.is_empty() || self.any_flapping(&incident) {
+            // Other alerts still fire, or a flapping alert holds the incident open.
+            out.push(Output::AlertResolved { incident, alert: key, time_ns: t });
+        } else {
+            self.resolve_incident(&incident, t, "alerts_resolved", out);
+        }
+    }
+
+    /// Records a firing↔resolved toggle and starts flapping when there were enough.
+    fn toggle(&mut self, key: &str, t: i64, out: &mut Vec<Output>) {
+        let flap = &self.rules.cfg.flapping;
+        let Some(st) = self.state.alerts.get_mut(key) else { return };
+        st.toggles.push_back(t);
+        while st.toggles.front().is_some_and(|&old| old < t - self.rules.flap_window) {
+            st.toggles.pop_front();
+        }
+        st.last_toggle = t;
+        if !st.flapping && st.toggles.len() >= flap.min_toggles as usize {
+            st.flapping = true;
+            out.push(Output::FlappingStarted {
+                incident: st.incident.clone(),
+                alert: key.to_string(),
+                time_ns: t,
+                toggles: st.toggles.len() as u32,
+            });
+        }
+        if st.flapping {
+            self.state.timers.insert((t.saturating_add(self.rules.quiet), Timer::FlapQuiet(key.to_string())));
+        }
+    }
+
+    fn any_flapping(&self, incident: &str) -> bool {
+        self.state.incidents.get(incident).is_some_and(|inc| {
+            inc.members.iter().any(|m| self.state.alerts.get(m).is_some_and(|a| a.flapping))
+        })
+    }
+
+    /// The open incident of the nearest upstream CI, if any.
+    fn upstream_incident(&self, ci: &str) -> Option<(String, String)> {
+        self.rules.cmdb.upstream(ci).iter().find_map(|u| {
+            let incident = self.state.open_by_ci.get(u)?.iter().next()?;
+            Some((incident.clone(), u.clone()))
+        })
+    }
+
+    /// An incident of the service this alert joins: an open one younger than the maximum
+    /// lifetime, else one that started within the group window.
+    fn service_incident(&self, service: &str, t: i64) -> Option<String> {
+        let ids = self.state.by_service.get(service)?;
+        let incidents = ids.iter().filter_map(|id| self.state.incidents.get(id));
+        let mut grouped = None;
+        for inc in incidents {
+            let age = t - inc.opened_ns;
+            if inc.status != IncidentStatus::Resolved && age <= self.rules.lifetime {
+                return Some(inc.id.clone());
+            }
+            if inc.status == IncidentStatus::Resolved && (0..=self.rules.group).contains(&age) && grouped.is_none() {
+                grouped = Some(inc.id.clone());
+            }
+        }
+        grouped
+    }
+
+    fn activate(&mut self, incident: &str, key: &str, ci: &str) {
+        if let Some(st) = self.state.alerts.get_mut(key) {
+            st.incident = incident.to_string();
+        }
+        if let Some(inc) = self.state.incidents.get_mut(incident) {
+            inc.members.insert(key.to_string());
+            inc.active.insert(key.to_string());
+            inc.cis.insert(ci.to_string());
+        }
+        self.state.open_by_ci.entry(ci.to_string()).or_default().insert(incident.to_string());
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn join(&mut self, incident: &str, key: &str, ci: &str, t: i64, symptom: bool, root: Option<String>, out: &mut Vec<Output>) {
+        self.activate(incident, key, ci);
+        out.push(Output::AlertJoined {
+            incident: incident.to_string(),
+            alert: key.to_string(),
+            ci: ci.to_string(),
+            time_ns: t,
+            symptom,
+            root_cause_ci: root,
+        });
+    }
+
+    fn reopen(&mut self, incident: &str, key: &str, ci: &str, t: i64, out: &mut Vec<Output>) {
+        if let Some(inc) = self.state.incidents.get_mut(incident) {
+            inc.status = IncidentStatus::Open;
+            for c in inc.cis.clone() {
+                self.state.open_by_ci.entry(c).or_default().insert(incident.to_string());
+            }
+        }
+        self.activate(incident, key, ci);
+        out.push(Output::IncidentReopened { incident: incident.to_string(), alert: key.to_string(), time_ns: t });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn open_incident(
+        &mut self,
+        key: &str,
+        service: &str,
+        ci: &str,
+        t: i64,
+        (priority, impact, urgency): (u8, priority::Level, priority::Level),
+        users: u64,
+        out: &mut Vec<Output>,
+    ) {
+        let mut h = Fnv::default();
+        h.str(service).str(key).u64(t as u64);
+        let id = format!("INC-{:016x}", h.0);
+        let mut suspected = Vec::new();
+        for c in std::iter::once(ci).chain(self.rules.cmdb.upstream(ci).iter().map(String::as_str)) {
+            for (when, change) in self.state.changes.get(c).into_iter().flatten() {
+                if (t.saturating_sub(self.rules.lookback)..=t).contains(when) {
+                    suspected.push(format!("{change} on {c}"));
+                }
+            }
+        }
+        self.state.incidents.insert(
+            id.clone(),
+            Incident {
+                id: id.clone(),
+                service: service.to_string(),
+                opened_ns: t,
+                status: IncidentStatus::Open,
+                resolved_ns: 0,
+                priority,
+                affected_users: users,
+                major: false,
+                members: BTreeSet::new(),
+                active: BTreeSet::new(),
+                cis: BTreeSet::new(),
+            },
+        );
+        self.state.by_service.entry(service.to_string()).or_default().insert(id.clone());
+        self.activate(&id, key, ci);
+        self.state.stats.incidents_opened += 1;
+        out.push(Output::IncidentOpened {
+            incident: id.clone(),
+            service: service.to_string(),
+            alert: key.to_string(),
+            ci: ci.to_string(),
+            time_ns: t,
+            priority,
+            impact,
+            urgency,
+            suspected_changes: suspected,
+        });
+        self.check_major(&id, t, out);
+    }
+
+    /// Takes an alert's priority and affected users into the incident; reports a change and
+    /// re-checks the major-incident rules.
+    fn raise_priority(&mut self, incident: &str, alert_priority: u8, users: u64, t: i64, out: &mut Vec<Output>) {
+        let Some(inc) = self.state.incidents.get_mut(incident) else { return };
+        inc.affected_users = inc.affected_users.max(users);
+        if alert_priority < inc.priority {
+            out.push(Output::PriorityChanged { incident: incident.to_string(), time_ns: t, from: inc.priority, to: alert_priority });
+            inc.priority = alert_priority;
+        }
+        self.check_major(incident, t, out);
+    }
+
+    fn check_major(&mut self, incident: &str, t: i64, out: &mut Vec<Output>) {
+        let Some(inc) = self.state.incidents.get_mut(incident) else { return };
+        if inc.major {
+            return;
+        }
+        let critical = self.rules.cmdb.criticality(&inc.service) == Criticality::Critical;
+        let rule = self.rules.cfg.major_incident_rules.iter().find(|r| {
+            inc.priority <= r.max_priority
+                && (!r.critical_service || critical)
+                && r.min_affected_users.is_none_or(|min| inc.affected_users >= min)
+        });
+        if let Some(rule) = rule {
+            inc.major = true;
+            out.push(Output::MajorIncident {
+                incident: incident.to_string(),
+                service: inc.service.clone(),
+                time_ns: t,
+                rule: rule.name.clone(),
+                priority: inc.priority,
+                affected_users: inc.affected_users,
+            });
+        }
+    }
+
+    fn resolve_incident(&mut self, incident: &str, t: i64, reason: &str, out: &mut Vec<Output>) {
+        let Some(inc) = self.state.incidents.get_mut(incident) else { return };
+        inc.status = IncidentStatus::Resolved;
+        inc.resolved_ns = t;
+        for ci in &inc.cis {
+            if let Some(set) = self.state.open_by_ci.get_mut(ci) {
+                set.remove(incident);
+                if set.is_empty() {
+                    self.state.open_by_ci.remove(ci);
+                }
+            }
+        }
+        let keep_until = t.saturating_add(self.rules.reopen).max(inc.opened_ns.saturating_add(self.rules.group));
+        self.state.timers.insert((keep_until, Timer::Prune(incident.to_string())));
+        out.push(Output::IncidentResolved {
+            incident: incident.to_string(),
+            service: inc.service.clone(),
+            opened_ns: inc.opened_ns,
+            time_ns: t,
+            reason: reason.to_string(),
+        });
+    }
+
+    // ---- timers and eviction ------------------------------------------------------------
+
+    fn fire_timers(&mut self, now: i64, out: &mut Vec<Output>) {
+        while let Some(&(oldest_seen, seq)) = self.state.lru.first() {
+            if oldest_seen >= now.saturating_sub(self.rules.ttl) {
+                break;
+            }
+            self.evict(seq, now, out);
+        }
+        while self.state.timers.first().is_some_and(|(due, _)| *due <= now) {
+            let Some((due, timer)) = self.state.timers.pop_first() else { break };
+            match timer {
+                Timer::FlapQuiet(key) => self.flap_quiet(&key, due, out),
+                Timer::Prune(id) => {
+                    let prunable = self.state.incidents.get(&id).is_some_and(|inc| {
+                        inc.status == IncidentStatus::Resolved
+                            && inc.resolved_ns.saturating_add(self.rules.reopen).max(inc.opened_ns.saturating_add(self.rules.group))
+                                <= due
+                    });
+                    if prunable {
+                        if let Some(inc) = self.state.incidents.remove(&id) {
+                            if let Some(set) = self.state.by_service.get_mut(&inc.service) {
+                                set.remove(&id);
+                                if set.is_empty() {
+                                    self.state.by_service.remove(&inc.service);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn flap_quiet(&mut self, key: &str, due: i64, out: &mut Vec<Output>) {
+        let Some(st) = self.state.alerts.get_mut(key) else { return };
+        if !st.flapping || st.last_toggle.saturating_add(self.rules.quiet) > due {
+            return; // toggled again since: a later timer decides
+        }
+        st.flapping = false;
+        st.toggles.clear();
+        let incident = st.incident.clone();
+        out.push(Output::FlappingEnded { incident: incident.clone(), alert: key.to_string(), time_ns: due });
+        let settled = self
+            .state
+            .incidents
+            .get(&incident)
+            .is_some_and(|inc| inc.status != IncidentStatus::Resolved && inc.active.is_empty());
+        if settled && !self.any_flapping(&incident) {
+            // The incident was over when its last alert resolved; the hold only kept it from
+            // resolving and reopening on every toggle.
+            let last_resolved = self.state.incidents.get(&incident).map_or(due, |inc| {
+                inc.members.iter().filter_map(|m| self.state.alerts.get(m)).map(|a| a.resolved_at).max().unwrap_or(due)
+            });
+            self.resolve_incident(&incident, last_resolved, "flapping_settled", out);
+        }
+    }
+
+    fn evict(&mut self, seq: u64, now: i64, out: &mut Vec<Output>) {
+        let Some(key) = self.state.seq_keys.remove(&seq) else { return };
+        let Some(st) = self.state.alerts.remove(&key) else { return };
+        self.state.lru.remove(&(st.last_seen, seq));
+        self.state.stats.evictions += 1;
+        if !st.active {
+            return;
+        }
+        let empty = self.state.incidents.get_mut(&st.incident).is_some_and(|inc| {
+            inc.active.remove(&key);
+            inc.active.is_empty() && inc.status != IncidentStatus::Resolved
+        });
+        if empty {
+            self.resolve_incident(&st.incident, now, "alerts_expired", out);
+        }
+    }
+
+    // ---- changes and maintenance --------------------------------------------------------
+
+    fn on_change(&mut self, c: ChangeEvent) {
+        let t = c.implemented_at_ns;
+        let horizon = self.state.frontier.saturating_sub(self.rules.lookback);
+        let list = self.state.changes.entry(c.ci).or_default();
+        list.retain(|(when, _)| *when >= horizon);
+        let at = list.partition_point(|(when, _)| *when <= t);
+        list.insert(at, (t, format!("{}/{}", c.source, c.change_id)));
+    }
+
+    fn on_maintenance(&mut self, m: MaintenanceEvent, out: &mut Vec<Output>) {
+        let removed = m.action == MaintenanceAction::Removed as i32;
+        let (start_ns, end_ns) = if removed {
+            let known = self.state.source_windows.remove(&m.window_id);
+            // Removed early: the window ended when it was removed.
+            (known.map_or(m.start_ns, |w| w.start_ns), m.end_ns.min(m.time_ns).max(m.start_ns))
+        } else {
+            self.state.source_windows.insert(
+                m.window_id.clone(),
+                SourceWindow { service: m.service.clone(), ci: m.ci.clone(), start_ns: m.start_ns, end_ns: m.end_ns },
+            );
+            (m.start_ns, m.end_ns)
+        };
+        out.push(Output::MaintenanceWindow {
+            window: format!("{}/{}", m.source, m.window_id),
+            service: m.service,
+            ci: m.ci,
+            start_ns,
+            end_ns,
+            removed,
+            time_ns: m.time_ns,
+        });
+    }
+
+    /// The maintenance window covering this alert at `t`, if any. A window a source
+    /// announced for one check (Icinga `host!service`) covers only that check's alerts.
+    fn maintenance_window(&self, service: &str, ci: &str, alert_name: &str, t: i64) -> Option<String> {
+        if let Some(w) = self.rules.windows.iter().find(|w| w.covers(service, ci) && w.contains(t)) {
+            return Some(w.name.clone());
+        }
+        self.state
+            .source_windows
+            .iter()
+            .find(|(_, w)| w.ci == ci && (w.service.is_empty() || w.service == alert_name) && (w.start_ns..w.end_ns).contains(&t))
+            .map(|(id, _)| id.clone())
+    }
+}
+
+/// The value of a fingerprint field of an alert.
+fn field_value<'a>(a: &'a AlertEvent, service: &'a str, ci: &'a str, field: &str) -> &'a str {
+    match field {
+        "source" => &a.source,
+        "service" => service,
+        "ci" => ci,
+        "host" => &a.host,
+        "alert_name" => &a.alert_name,
+        other => other.strip_prefix("label:").and_then(|l| a.labels.get(l)).map_or("", String::as_str),
+    }
+}
+
+#[cfg(test)]
+mod tests;
