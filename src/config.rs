@@ -70,8 +70,10 @@ impl Config {
                 message: err.message().to_string(),
             }
         })?;
-        crate::engine::correlate::check(&config)
-            .map_err(|e| ConfigError::Inconsistent { path: path.to_path_buf(), message: e.to_string() })?;
+        crate::engine::correlate::check(&config).map_err(|e| ConfigError::Inconsistent {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         Ok(config)
     }
 }

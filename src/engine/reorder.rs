@@ -15,8 +15,44 @@ type Key = (i64, u64, u64);
 /// Buffer of events not yet released.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ReorderBuffer {
+    #[serde(with = "as_protobuf")]
     pending: BTreeMap<Key, Event>,
     arrivals: u64,
+}
+
+/// Held events are snapshotted in their canonical protobuf encoding: compact, and readable
+/// by any binary format (the JSON form of `Event` is internally tagged, which compact
+/// formats such as postcard cannot read back).
+mod as_protobuf {
+    use std::collections::BTreeMap;
+
+    use prost::Message;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Key;
+    use crate::model::{Envelope, Event};
+
+    pub fn serialize<S: Serializer>(pending: &BTreeMap<Key, Event>, s: S) -> Result<S::Ok, S::Error> {
+        let encoded: Vec<(&Key, Vec<u8>)> = pending
+            .iter()
+            .map(|(k, e)| (k, Envelope { event: Some(e.clone()) }.encode_to_vec()))
+            .collect();
+        encoded.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<Key, Event>, D::Error> {
+        let encoded: Vec<(Key, Vec<u8>)> = Vec::deserialize(d)?;
+        encoded
+            .into_iter()
+            .map(|(k, bytes)| {
+                let envelope = Envelope::decode(bytes.as_slice()).map_err(serde::de::Error::custom)?;
+                let event = envelope
+                    .event
+                    .ok_or_else(|| serde::de::Error::custom("held event without content"))?;
+                Ok((k, event))
+            })
+            .collect()
+    }
 }
 
 impl ReorderBuffer {
@@ -60,11 +96,18 @@ fn identity_hash(event: &Event) -> u64 {
     let mut h = Fnv::default();
     match event {
         Event::Alert(a) => {
-            h.str(&a.source).str(&a.fingerprint).str(&a.source_event_id).u64(a.status as u64).u64(u64::from(a.severity));
+            h.str(&a.source)
+                .str(&a.fingerprint)
+                .str(&a.source_event_id)
+                .u64(a.status as u64)
+                .u64(u64::from(a.severity));
             h.str(&a.service).str(&a.ci).str(&a.alert_name);
         }
         Event::Sample(s) => {
-            h.str(&s.service).str(&s.operation).u64(s.duration_ns as u64).u64(s.outcome as u64);
+            h.str(&s.service)
+                .str(&s.operation)
+                .u64(s.duration_ns as u64)
+                .u64(s.outcome as u64);
         }
         Event::Batch(b) => {
             h.str(&b.service).str(&b.operation).u64(b.times_ns.len() as u64);
@@ -116,7 +159,11 @@ mod tests {
     use crate::model::AlertEvent;
 
     fn alert(t: i64, fp: &str) -> Event {
-        Event::Alert(AlertEvent { time_ns: t, fingerprint: fp.into(), ..Default::default() })
+        Event::Alert(AlertEvent {
+            time_ns: t,
+            fingerprint: fp.into(),
+            ..Default::default()
+        })
     }
 
     #[test]

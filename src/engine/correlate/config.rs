@@ -114,7 +114,11 @@ pub struct FlappingConfig {
 
 impl Default for FlappingConfig {
     fn default() -> Self {
-        FlappingConfig { min_toggles: 4, window: Duration::from_secs(3600), quiet_period: Duration::from_secs(15 * 60) }
+        FlappingConfig {
+            min_toggles: 4,
+            window: Duration::from_secs(3600),
+            quiet_period: Duration::from_secs(15 * 60),
+        }
     }
 }
 
@@ -130,7 +134,10 @@ pub struct ImpactConfig {
 
 impl Default for ImpactConfig {
     fn default() -> Self {
-        ImpactConfig { high_users: 500, medium_users: 50 }
+        ImpactConfig {
+            high_users: 500,
+            medium_users: 50,
+        }
     }
 }
 

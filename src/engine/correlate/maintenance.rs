@@ -200,7 +200,11 @@ impl MaintenanceWindow {
             Recurrence::Daily | Recurrence::Weekly => {
                 let step = if self.recurrence == Recurrence::Daily { 1 } else { 7 };
                 let days = lo_date.signed_duration_since(start_date).num_days();
-                if days <= 0 { 0 } else { days / step }
+                if days <= 0 {
+                    0
+                } else {
+                    days / step
+                }
             }
             Recurrence::Monthly => {
                 let months = month_index(lo_date).saturating_sub(month_index(start_date));
@@ -344,14 +348,12 @@ mod tests {
             vec![expected]
         );
         // Ranges touching only the half-open bounds see nothing.
-        assert!(
-            w.occurrences(ns("2026-11-01T04:00:00"), ns("2026-12-01T00:00:00"))
-                .is_empty()
-        );
-        assert!(
-            w.occurrences(ns("2026-10-01T00:00:00"), ns("2026-11-01T02:00:00"))
-                .is_empty()
-        );
+        assert!(w
+            .occurrences(ns("2026-11-01T04:00:00"), ns("2026-12-01T00:00:00"))
+            .is_empty());
+        assert!(w
+            .occurrences(ns("2026-10-01T00:00:00"), ns("2026-11-01T02:00:00"))
+            .is_empty());
         // Empty or inverted range.
         assert!(w.occurrences(expected.0, expected.0).is_empty());
         assert!(w.occurrences(expected.1, expected.0).is_empty());

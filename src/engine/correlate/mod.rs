@@ -83,7 +83,8 @@ impl Rules {
     fn new(config: &Config) -> Result<Rules, CorrelateError> {
         let cmdb = Cmdb::build(&config.services, &config.cis).map_err(CorrelateError::Config)?;
         for (i, w) in config.maintenance.iter().enumerate() {
-            w.validate().map_err(|e| CorrelateError::Config(format!("maintenance[{i}]: {e}")))?;
+            w.validate()
+                .map_err(|e| CorrelateError::Config(format!("maintenance[{i}]: {e}")))?;
         }
         let c = &config.correlate;
         Ok(Rules {
@@ -211,7 +212,10 @@ pub struct Correlator {
 impl Correlator {
     /// An engine with no state.
     pub fn new(config: &Config) -> Result<Correlator, CorrelateError> {
-        Ok(Correlator { rules: Rules::new(config)?, state: State::default() })
+        Ok(Correlator {
+            rules: Rules::new(config)?,
+            state: State::default(),
+        })
     }
 
     /// Buffers an event until the watermark passes it. An event older than what was already
@@ -220,7 +224,10 @@ impl Correlator {
         let t = event_time(&event);
         if t < self.state.frontier {
             self.state.stats.late += 1;
-            out.push(Output::LateEvent { time_ns: t, frontier_ns: self.state.frontier });
+            out.push(Output::LateEvent {
+                time_ns: t,
+                frontier_ns: self.state.frontier,
+            });
             self.process(event, out);
         } else {
             self.state.pending.push(event);
@@ -258,7 +265,11 @@ impl Correlator {
 
     /// Number of open (or acknowledged) incidents.
     pub fn open_incidents(&self) -> usize {
-        self.state.incidents.values().filter(|i| i.status != IncidentStatus::Resolved).count()
+        self.state
+            .incidents
+            .values()
+            .filter(|i| i.status != IncidentStatus::Resolved)
+            .count()
     }
 
     /// Number of alerts in the dedup cache.
@@ -299,9 +310,14 @@ impl Correlator {
         let (version, state): (u32, State) =
             postcard::from_bytes(snapshot).map_err(|e| CorrelateError::Snapshot(e.to_string()))?;
         if version != SNAPSHOT_VERSION {
-            return Err(CorrelateError::Snapshot(format!("version {version}, this build reads {SNAPSHOT_VERSION}")));
+            return Err(CorrelateError::Snapshot(format!(
+                "version {version}, this build reads {SNAPSHOT_VERSION}"
+            )));
         }
-        Ok(Correlator { rules: Rules::new(config)?, state })
+        Ok(Correlator {
+            rules: Rules::new(config)?,
+            state,
+        })
     }
 
     fn process(&mut self, event: Event, out: &mut Vec<Output>) {
@@ -345,17 +361,34 @@ impl Correlator {
         cmdb.service_of(ci)
             .or_else(|| cmdb.service_of(&a.host))
             .map(str::to_string)
-            .unwrap_or_else(|| if ci.is_empty() { "unknown".to_string() } else { ci.to_string() })
+            .unwrap_or_else(|| {
+                if ci.is_empty() {
+                    "unknown".to_string()
+                } else {
+                    ci.to_string()
+                }
+            })
     }
 
-    fn alert_priority(&self, service: &str, severity: u32, affected_users: u64) -> (u8, priority::Level, priority::Level) {
-        let impact = priority::impact(self.rules.cmdb.criticality(service), affected_users, &self.rules.cfg.impact);
+    fn alert_priority(
+        &self,
+        service: &str,
+        severity: u32,
+        affected_users: u64,
+    ) -> (u8, priority::Level, priority::Level) {
+        let impact = priority::impact(
+            self.rules.cmdb.criticality(service),
+            affected_users,
+            &self.rules.cfg.impact,
+        );
         let urgency = priority::urgency(severity);
         (priority::priority(impact, urgency), impact, urgency)
     }
 
     fn affected_users(&self, a: &AlertEvent, service: &str) -> u64 {
-        a.affected_users.or_else(|| self.rules.cmdb.service(service).and_then(|s| s.affected_users)).unwrap_or(0)
+        a.affected_users
+            .or_else(|| self.rules.cmdb.service(service).and_then(|s| s.affected_users))
+            .unwrap_or(0)
     }
 
     fn on_alert(&mut self, a: AlertEvent, out: &mut Vec<Output>) {
@@ -373,7 +406,11 @@ impl Correlator {
 
     fn unmatched(&mut self, alert: String, status: &str, time_ns: i64, out: &mut Vec<Output>) {
         self.state.stats.unmatched += 1;
-        out.push(Output::Unmatched { alert, status: status.into(), time_ns });
+        out.push(Output::Unmatched {
+            alert,
+            status: status.into(),
+            time_ns,
+        });
     }
 
     fn touch(&mut self, key: &str, t: i64) {
@@ -386,7 +423,15 @@ impl Correlator {
         }
     }
 
-    fn on_trigger(&mut self, key: String, a: &AlertEvent, service: String, ci: String, ack: bool, out: &mut Vec<Output>) {
+    fn on_trigger(
+        &mut self,
+        key: String,
+        a: &AlertEvent,
+        service: String,
+        ci: String,
+        ack: bool,
+        out: &mut Vec<Output>,
+    ) {
         let t = a.time_ns;
         self.touch(&key, t);
         let users = self.affected_users(a, &service);
@@ -400,12 +445,21 @@ impl Correlator {
                             inc.status = IncidentStatus::Acknowledged;
                         }
                     }
-                    out.push(Output::Acknowledged { incident, alert: key, time_ns: t });
+                    out.push(Output::Acknowledged {
+                        incident,
+                        alert: key,
+                        time_ns: t,
+                    });
                     return;
                 }
                 st.occurrences += 1;
                 self.state.stats.duplicates += 1;
-                out.push(Output::Duplicate { incident: incident.clone(), alert: key.clone(), time_ns: t, occurrences: st.occurrences });
+                out.push(Output::Duplicate {
+                    incident: incident.clone(),
+                    alert: key.clone(),
+                    time_ns: t,
+                    occurrences: st.occurrences,
+                });
                 if a.severity > st.severity {
                     st.severity = a.severity;
                     let (p, _, _) = self.alert_priority(&service, a.severity, users);
@@ -423,7 +477,13 @@ impl Correlator {
 
         if let Some(window) = self.maintenance_window(&service, &ci, &a.alert_name, t) {
             self.state.stats.suppressed += 1;
-            out.push(Output::AlertSuppressed { alert: key, service, ci, time_ns: t, window });
+            out.push(Output::AlertSuppressed {
+                alert: key,
+                service,
+                ci,
+                time_ns: t,
+                window,
+            });
             return;
         }
 
@@ -440,7 +500,11 @@ impl Correlator {
             match self.state.incidents.get(&incident).map(|i| (i.status, i.resolved_ns)) {
                 Some((IncidentStatus::Open | IncidentStatus::Acknowledged, _)) => {
                     self.activate(&incident, &key, &ci);
-                    out.push(Output::AlertRefired { incident: incident.clone(), alert: key, time_ns: t });
+                    out.push(Output::AlertRefired {
+                        incident: incident.clone(),
+                        alert: key,
+                        time_ns: t,
+                    });
                     self.raise_priority(&incident, alert_p, users, t, out);
                     return;
                 }
@@ -463,7 +527,12 @@ impl Correlator {
             self.join(&incident, &key, &ci, t, true, Some(root), out);
             self.raise_priority(&incident, alert_p, users, t, out);
         } else if let Some(incident) = self.service_incident(&service, t) {
-            if self.state.incidents.get(&incident).is_some_and(|i| i.status == IncidentStatus::Resolved) {
+            if self
+                .state
+                .incidents
+                .get(&incident)
+                .is_some_and(|i| i.status == IncidentStatus::Resolved)
+            {
                 self.reopen(&incident, &key, &ci, t, out);
             } else {
                 self.join(&incident, &key, &ci, t, false, None, out);
@@ -475,7 +544,16 @@ impl Correlator {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn insert_alert(&mut self, key: &str, ci: &str, t: i64, severity: u32, priority: u8, acked: bool, out: &mut Vec<Output>) {
+    fn insert_alert(
+        &mut self,
+        key: &str,
+        ci: &str,
+        t: i64,
+        severity: u32,
+        priority: u8,
+        acked: bool,
+        out: &mut Vec<Output>,
+    ) {
         let seq = self.state.next_seq;
         self.state.next_seq += 1;
         self.state.alerts.insert(
@@ -499,7 +577,9 @@ impl Correlator {
         self.state.lru.insert((t, seq));
         self.state.seq_keys.insert(seq, key.to_string());
         while self.state.alerts.len() > self.rules.cfg.dedup.max_entries.max(1) {
-            let Some(&(_, oldest)) = self.state.lru.first() else { break };
+            let Some(&(_, oldest)) = self.state.lru.first() else {
+                break;
+            };
             self.evict(oldest, t, out);
         }
     }
@@ -519,11 +599,17 @@ impl Correlator {
         st.resolved_at = t;
         let incident = st.incident.clone();
         self.toggle(&key, t, out);
-        let Some(inc) = self.state.incidents.get_mut(&incident) else { return };
+        let Some(inc) = self.state.incidents.get_mut(&incident) else {
+            return;
+        };
         inc.active.remove(&key);
         if !inc.active.is_empty() || self.any_flapping(&incident) {
             // Other alerts still fire, or a flapping alert holds the incident open.
-            out.push(Output::AlertResolved { incident, alert: key, time_ns: t });
+            out.push(Output::AlertResolved {
+                incident,
+                alert: key,
+                time_ns: t,
+            });
         } else {
             self.resolve_incident(&incident, t, "alerts_resolved", out);
         }
@@ -532,7 +618,9 @@ impl Correlator {
     /// Records a firing↔resolved toggle and starts flapping when there were enough.
     fn toggle(&mut self, key: &str, t: i64, out: &mut Vec<Output>) {
         let flap = &self.rules.cfg.flapping;
-        let Some(st) = self.state.alerts.get_mut(key) else { return };
+        let Some(st) = self.state.alerts.get_mut(key) else {
+            return;
+        };
         st.toggles.push_back(t);
         while st.toggles.front().is_some_and(|&old| old < t - self.rules.flap_window) {
             st.toggles.pop_front();
@@ -548,13 +636,17 @@ impl Correlator {
             });
         }
         if st.flapping {
-            self.state.timers.insert((t.saturating_add(self.rules.quiet), Timer::FlapQuiet(key.to_string())));
+            self.state
+                .timers
+                .insert((t.saturating_add(self.rules.quiet), Timer::FlapQuiet(key.to_string())));
         }
     }
 
     fn any_flapping(&self, incident: &str) -> bool {
         self.state.incidents.get(incident).is_some_and(|inc| {
-            inc.members.iter().any(|m| self.state.alerts.get(m).is_some_and(|a| a.flapping))
+            inc.members
+                .iter()
+                .any(|m| self.state.alerts.get(m).is_some_and(|a| a.flapping))
         })
     }
 
@@ -593,11 +685,24 @@ impl Correlator {
             inc.active.insert(key.to_string());
             inc.cis.insert(ci.to_string());
         }
-        self.state.open_by_ci.entry(ci.to_string()).or_default().insert(incident.to_string());
+        self.state
+            .open_by_ci
+            .entry(ci.to_string())
+            .or_default()
+            .insert(incident.to_string());
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn join(&mut self, incident: &str, key: &str, ci: &str, t: i64, symptom: bool, root: Option<String>, out: &mut Vec<Output>) {
+    fn join(
+        &mut self,
+        incident: &str,
+        key: &str,
+        ci: &str,
+        t: i64,
+        symptom: bool,
+        root: Option<String>,
+        out: &mut Vec<Output>,
+    ) {
         self.activate(incident, key, ci);
         out.push(Output::AlertJoined {
             incident: incident.to_string(),
@@ -617,7 +722,11 @@ impl Correlator {
             }
         }
         self.activate(incident, key, ci);
-        out.push(Output::IncidentReopened { incident: incident.to_string(), alert: key.to_string(), time_ns: t });
+        out.push(Output::IncidentReopened {
+            incident: incident.to_string(),
+            alert: key.to_string(),
+            time_ns: t,
+        });
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -658,7 +767,11 @@ impl Correlator {
                 cis: BTreeSet::new(),
             },
         );
-        self.state.by_service.entry(service.to_string()).or_default().insert(id.clone());
+        self.state
+            .by_service
+            .entry(service.to_string())
+            .or_default()
+            .insert(id.clone());
         self.activate(&id, key, ci);
         self.state.stats.incidents_opened += 1;
         out.push(Output::IncidentOpened {
@@ -678,17 +791,26 @@ impl Correlator {
     /// Takes an alert's priority and affected users into the incident; reports a change and
     /// re-checks the major-incident rules.
     fn raise_priority(&mut self, incident: &str, alert_priority: u8, users: u64, t: i64, out: &mut Vec<Output>) {
-        let Some(inc) = self.state.incidents.get_mut(incident) else { return };
+        let Some(inc) = self.state.incidents.get_mut(incident) else {
+            return;
+        };
         inc.affected_users = inc.affected_users.max(users);
         if alert_priority < inc.priority {
-            out.push(Output::PriorityChanged { incident: incident.to_string(), time_ns: t, from: inc.priority, to: alert_priority });
+            out.push(Output::PriorityChanged {
+                incident: incident.to_string(),
+                time_ns: t,
+                from: inc.priority,
+                to: alert_priority,
+            });
             inc.priority = alert_priority;
         }
         self.check_major(incident, t, out);
     }
 
     fn check_major(&mut self, incident: &str, t: i64, out: &mut Vec<Output>) {
-        let Some(inc) = self.state.incidents.get_mut(incident) else { return };
+        let Some(inc) = self.state.incidents.get_mut(incident) else {
+            return;
+        };
         if inc.major {
             return;
         }
@@ -712,7 +834,9 @@ impl Correlator {
     }
 
     fn resolve_incident(&mut self, incident: &str, t: i64, reason: &str, out: &mut Vec<Output>) {
-        let Some(inc) = self.state.incidents.get_mut(incident) else { return };
+        let Some(inc) = self.state.incidents.get_mut(incident) else {
+            return;
+        };
         inc.status = IncidentStatus::Resolved;
         inc.resolved_ns = t;
         for ci in &inc.cis {
@@ -723,8 +847,12 @@ impl Correlator {
                 }
             }
         }
-        let keep_until = t.saturating_add(self.rules.reopen).max(inc.opened_ns.saturating_add(self.rules.group));
-        self.state.timers.insert((keep_until, Timer::Prune(incident.to_string())));
+        let keep_until = t
+            .saturating_add(self.rules.reopen)
+            .max(inc.opened_ns.saturating_add(self.rules.group));
+        self.state
+            .timers
+            .insert((keep_until, Timer::Prune(incident.to_string())));
         out.push(Output::IncidentResolved {
             incident: incident.to_string(),
             service: inc.service.clone(),
@@ -736,30 +864,47 @@ impl Correlator {
 
     // ---- timers and eviction ------------------------------------------------------------
 
+    /// Fires, in due-time order, every TTL eviction and timer due by `now`. Each is stamped
+    /// with its due time, never with `now`, which depends on how the watermark moved.
     fn fire_timers(&mut self, now: i64, out: &mut Vec<Output>) {
-        while let Some(&(oldest_seen, seq)) = self.state.lru.first() {
-            if oldest_seen >= now.saturating_sub(self.rules.ttl) {
-                break;
+        loop {
+            let eviction = self
+                .state
+                .lru
+                .first()
+                .map(|&(seen, seq)| (seen.saturating_add(self.rules.ttl), seq));
+            let timer = self.state.timers.first().map(|(due, _)| *due);
+            match (eviction, timer) {
+                (Some((due, seq)), t) if due <= now && t.is_none_or(|t| due <= t) => self.evict(seq, due, out),
+                (_, Some(due)) if due <= now => {
+                    let Some((due, timer)) = self.state.timers.pop_first() else {
+                        break;
+                    };
+                    self.fire(due, timer, out);
+                }
+                _ => break,
             }
-            self.evict(seq, now, out);
         }
-        while self.state.timers.first().is_some_and(|(due, _)| *due <= now) {
-            let Some((due, timer)) = self.state.timers.pop_first() else { break };
-            match timer {
-                Timer::FlapQuiet(key) => self.flap_quiet(&key, due, out),
-                Timer::Prune(id) => {
-                    let prunable = self.state.incidents.get(&id).is_some_and(|inc| {
-                        inc.status == IncidentStatus::Resolved
-                            && inc.resolved_ns.saturating_add(self.rules.reopen).max(inc.opened_ns.saturating_add(self.rules.group))
-                                <= due
-                    });
-                    if prunable {
-                        if let Some(inc) = self.state.incidents.remove(&id) {
-                            if let Some(set) = self.state.by_service.get_mut(&inc.service) {
-                                set.remove(&id);
-                                if set.is_empty() {
-                                    self.state.by_service.remove(&inc.service);
-                                }
+    }
+
+    fn fire(&mut self, due: i64, timer: Timer, out: &mut Vec<Output>) {
+        match timer {
+            Timer::FlapQuiet(key) => self.flap_quiet(&key, due, out),
+            Timer::Prune(id) => {
+                let prunable = self.state.incidents.get(&id).is_some_and(|inc| {
+                    inc.status == IncidentStatus::Resolved
+                        && inc
+                            .resolved_ns
+                            .saturating_add(self.rules.reopen)
+                            .max(inc.opened_ns.saturating_add(self.rules.group))
+                            <= due
+                });
+                if prunable {
+                    if let Some(inc) = self.state.incidents.remove(&id) {
+                        if let Some(set) = self.state.by_service.get_mut(&inc.service) {
+                            set.remove(&id);
+                            if set.is_empty() {
+                                self.state.by_service.remove(&inc.service);
                             }
                         }
                     }
@@ -769,14 +914,20 @@ impl Correlator {
     }
 
     fn flap_quiet(&mut self, key: &str, due: i64, out: &mut Vec<Output>) {
-        let Some(st) = self.state.alerts.get_mut(key) else { return };
+        let Some(st) = self.state.alerts.get_mut(key) else {
+            return;
+        };
         if !st.flapping || st.last_toggle.saturating_add(self.rules.quiet) > due {
             return; // toggled again since: a later timer decides
         }
         st.flapping = false;
         st.toggles.clear();
         let incident = st.incident.clone();
-        out.push(Output::FlappingEnded { incident: incident.clone(), alert: key.to_string(), time_ns: due });
+        out.push(Output::FlappingEnded {
+            incident: incident.clone(),
+            alert: key.to_string(),
+            time_ns: due,
+        });
         let settled = self
             .state
             .incidents
@@ -786,15 +937,24 @@ impl Correlator {
             // The incident was over when its last alert resolved; the hold only kept it from
             // resolving and reopening on every toggle.
             let last_resolved = self.state.incidents.get(&incident).map_or(due, |inc| {
-                inc.members.iter().filter_map(|m| self.state.alerts.get(m)).map(|a| a.resolved_at).max().unwrap_or(due)
+                inc.members
+                    .iter()
+                    .filter_map(|m| self.state.alerts.get(m))
+                    .map(|a| a.resolved_at)
+                    .max()
+                    .unwrap_or(due)
             });
             self.resolve_incident(&incident, last_resolved, "flapping_settled", out);
         }
     }
 
     fn evict(&mut self, seq: u64, now: i64, out: &mut Vec<Output>) {
-        let Some(key) = self.state.seq_keys.remove(&seq) else { return };
-        let Some(st) = self.state.alerts.remove(&key) else { return };
+        let Some(key) = self.state.seq_keys.remove(&seq) else {
+            return;
+        };
+        let Some(st) = self.state.alerts.remove(&key) else {
+            return;
+        };
         self.state.lru.remove(&(st.last_seen, seq));
         self.state.stats.evictions += 1;
         if !st.active {
@@ -825,11 +985,19 @@ impl Correlator {
         let (start_ns, end_ns) = if removed {
             let known = self.state.source_windows.remove(&m.window_id);
             // Removed early: the window ended when it was removed.
-            (known.map_or(m.start_ns, |w| w.start_ns), m.end_ns.min(m.time_ns).max(m.start_ns))
+            (
+                known.map_or(m.start_ns, |w| w.start_ns),
+                m.end_ns.min(m.time_ns).max(m.start_ns),
+            )
         } else {
             self.state.source_windows.insert(
                 m.window_id.clone(),
-                SourceWindow { service: m.service.clone(), ci: m.ci.clone(), start_ns: m.start_ns, end_ns: m.end_ns },
+                SourceWindow {
+                    service: m.service.clone(),
+                    ci: m.ci.clone(),
+                    start_ns: m.start_ns,
+                    end_ns: m.end_ns,
+                },
             );
             (m.start_ns, m.end_ns)
         };
@@ -847,13 +1015,20 @@ impl Correlator {
     /// The maintenance window covering this alert at `t`, if any. A window a source
     /// announced for one check (Icinga `host!service`) covers only that check's alerts.
     fn maintenance_window(&self, service: &str, ci: &str, alert_name: &str, t: i64) -> Option<String> {
-        if let Some(w) = self.rules.windows.iter().find(|w| w.covers(service, ci) && w.contains(t)) {
+        if let Some(w) = self
+            .rules
+            .windows
+            .iter()
+            .find(|w| w.covers(service, ci) && w.contains(t))
+        {
             return Some(w.name.clone());
         }
         self.state
             .source_windows
             .iter()
-            .find(|(_, w)| w.ci == ci && (w.service.is_empty() || w.service == alert_name) && (w.start_ns..w.end_ns).contains(&t))
+            .find(|(_, w)| {
+                w.ci == ci && (w.service.is_empty() || w.service == alert_name) && (w.start_ns..w.end_ns).contains(&t)
+            })
             .map(|(id, _)| id.clone())
     }
 }
@@ -866,7 +1041,10 @@ fn field_value<'a>(a: &'a AlertEvent, service: &'a str, ci: &'a str, field: &str
         "ci" => ci,
         "host" => &a.host,
         "alert_name" => &a.alert_name,
-        other => other.strip_prefix("label:").and_then(|l| a.labels.get(l)).map_or("", String::as_str),
+        other => other
+            .strip_prefix("label:")
+            .and_then(|l| a.labels.get(l))
+            .map_or("", String::as_str),
     }
 }
 

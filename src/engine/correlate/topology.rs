@@ -36,14 +36,19 @@ impl Cmdb {
                 }
                 if let Some(other) = cmdb.ci_service.insert(ci.id.clone(), service.clone()) {
                     if &other != service {
-                        return Err(format!("cis[{i}].service: CI {:?} is also listed under service {other:?}", ci.id));
+                        return Err(format!(
+                            "cis[{i}].service: CI {:?} is also listed under service {other:?}",
+                            ci.id
+                        ));
                     }
                 }
             }
         }
         for (i, ci) in cis.iter().enumerate() {
             if let Some(unknown) = ci.depends_on.iter().find(|d| !direct.contains_key(d.as_str())) {
-                return Err(format!("cis[{i}].depends_on: unknown CI {unknown:?} (declare it in [[cis]])"));
+                return Err(format!(
+                    "cis[{i}].depends_on: unknown CI {unknown:?} (declare it in [[cis]])"
+                ));
             }
         }
         for ci in cis {
@@ -91,12 +96,25 @@ mod tests {
     use super::*;
 
     fn ci(id: &str, deps: &[&str]) -> CiConfig {
-        CiConfig { id: id.into(), service: None, depends_on: deps.iter().map(|d| d.to_string()).collect() }
+        CiConfig {
+            id: id.into(),
+            service: None,
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+        }
     }
 
     #[test]
     fn upstream_is_transitive_nearest_first() {
-        let cmdb = Cmdb::build(&[], &[ci("app", &["lb", "db"]), ci("lb", &["fw"]), ci("db", &["fw"]), ci("fw", &[])]).unwrap();
+        let cmdb = Cmdb::build(
+            &[],
+            &[
+                ci("app", &["lb", "db"]),
+                ci("lb", &["fw"]),
+                ci("db", &["fw"]),
+                ci("fw", &[]),
+            ],
+        )
+        .unwrap();
         assert_eq!(cmdb.upstream("app"), ["lb", "db", "fw"]);
         assert!(cmdb.upstream("fw").is_empty());
     }
