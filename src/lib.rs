@@ -8,5 +8,6 @@ pub mod config;
 pub mod decode;
 pub mod engine;
 pub mod model;
+pub mod replay;
 pub mod sources;
 pub mod time;

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use slaflow::config::Config;
 use slaflow::decode::{Decoders, Format};
+use slaflow::replay::Input;
 use slaflow::sources::file;
 
 #[derive(Parser)]
@@ -36,6 +37,19 @@ enum Command {
         /// Files to decode.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Replay recorded inputs through the engines in event-time order and print every output
+    /// record (`incident_opened`, `duplicate`, ...) as a JSON line: a dry run of the rules.
+    Replay {
+        /// Configuration file (services, CIs, rules, windows).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Format of the inputs that do not name their own.
+        #[arg(long, short)]
+        format: Option<Format>,
+        /// Input files; `FORMAT=PATH` gives one its own format.
+        #[arg(required = true)]
+        inputs: Vec<String>,
     },
     /// List the input formats.
     Formats,
@@ -74,14 +88,83 @@ fn run(command: Command) -> Result<ExitCode, String> {
             println!("{}: ok", file.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Replay { config, format, inputs } => {
+            let config = load_config(config)?;
+            let inputs = inputs
+                .iter()
+                .map(|i| parse_input(i, format))
+                .collect::<Result<Vec<_>, _>>()?;
+            replay(&config, &inputs)
+        }
         Command::Decode { format, config, files } => {
-            let config = match config {
-                Some(path) => Config::load(&path).map_err(|e| e.to_string())?,
-                None => Config::default(),
-            };
+            let config = load_config(config)?;
             decode_files(&Decoders::new(config.decoders), format, &files)
         }
     }
+}
+
+fn load_config(path: Option<PathBuf>) -> Result<Config, String> {
+    match path {
+        Some(path) => Config::load(&path).map_err(|e| e.to_string()),
+        None => Ok(Config::default()),
+    }
+}
+
+/// `PATH` in the default format, or `FORMAT=PATH`.
+fn parse_input(text: &str, default: Option<Format>) -> Result<Input, String> {
+    if let Some((name, path)) = text.split_once('=') {
+        if let Ok(format) = name.parse::<Format>() {
+            return Ok(Input {
+                format,
+                path: PathBuf::from(path),
+            });
+        }
+    }
+    let format = default.ok_or_else(|| format!("{text}: no format; give --format or write FORMAT={text}"))?;
+    Ok(Input {
+        format,
+        path: PathBuf::from(text),
+    })
+}
+
+fn replay(config: &Config, inputs: &[Input]) -> Result<ExitCode, String> {
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut write_error = None;
+    let summary = slaflow::replay::replay(config, inputs, |record| {
+        if write_error.is_none() {
+            let written = serde_json::to_writer(&mut out, record)
+                .map_err(|e| e.to_string())
+                .and_then(|()| out.write_all(b"\n").map_err(|e| e.to_string()));
+            write_error = written.err();
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    if let Some(e) = write_error {
+        return Err(e);
+    }
+    out.flush().map_err(|e| e.to_string())?;
+    for r in &summary.rejected {
+        eprintln!("{}: {}", r.path.display(), r.error);
+    }
+    let s = &summary.correlate;
+    eprintln!(
+        "{} records, {} events, {} rejected; {} alerts, {} incidents, {} duplicates, {} suppressed, {} unmatched, {} late",
+        summary.records,
+        summary.events,
+        summary.rejected.len(),
+        s.alerts,
+        s.incidents_opened,
+        s.duplicates,
+        s.suppressed,
+        s.unmatched,
+        s.late
+    );
+    Ok(if summary.rejected.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn decode_files(decoders: &Decoders, format: Format, files: &[PathBuf]) -> Result<ExitCode, String> {

@@ -87,3 +87,37 @@ fn check_config() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn example_configs_are_valid() {
+    for example in ["examples/slaflow.toml", "examples/zabbix-webhook-pagerduty.toml"] {
+        let (code, stdout, stderr) = slaflow(&["check-config", example]);
+        assert_eq!(code, 0, "{example}: {stderr}");
+        assert!(stdout.contains("ok"));
+    }
+}
+
+#[test]
+fn replay_prints_incident_records_in_event_time_order() {
+    // Recovery file first on the command line: replay still processes in event-time order.
+    let (code, stdout, stderr) = slaflow(&[
+        "replay",
+        "--config",
+        "examples/slaflow.toml",
+        "--format",
+        "zabbix-export",
+        "tests/fixtures/zabbix_export/recovery_docs.ndjson",
+        "tests/fixtures/zabbix_export/problem_docs.ndjson",
+        "datadog-webhook=tests/fixtures/datadog_webhook/triggered_query_alert_monitor_inres_2025.json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let records: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let types: Vec<&str> = records.iter().map(|r| r["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["incident_opened", "incident_resolved", "incident_opened"]);
+    assert_eq!(records[0]["alert"], "zabbix/42");
+    assert_eq!(records[1]["incident"], records[0]["incident"]);
+    // Datadog P1 (severity 5, urgency high) on a service the CMDB does not know (impact
+    // medium): ITIL priority 2.
+    assert_eq!(records[2]["priority"], 2);
+    assert!(stderr.contains("3 records, 3 events, 0 rejected"), "{stderr}");
+}

@@ -207,6 +207,8 @@ impl Default for State {
 pub struct Correlator {
     rules: Rules,
     state: State,
+    /// Scratch space for alert keys on the duplicate path (not state).
+    key_buf: String,
 }
 
 impl Correlator {
@@ -215,6 +217,7 @@ impl Correlator {
         Ok(Correlator {
             rules: Rules::new(config)?,
             state: State::default(),
+            key_buf: String::new(),
         })
     }
 
@@ -228,7 +231,7 @@ impl Correlator {
                 time_ns: t,
                 frontier_ns: self.state.frontier,
             });
-            self.process(event, out);
+            self.process(&event, out);
         } else {
             self.state.pending.push(event);
         }
@@ -242,7 +245,7 @@ impl Correlator {
             let t = event_time(&event);
             self.fire_timers(t, out);
             self.state.frontier = self.state.frontier.max(t);
-            self.process(event, out);
+            self.process(&event, out);
         }
         self.fire_timers(target, out);
         self.state.frontier = self.state.frontier.max(target);
@@ -254,7 +257,7 @@ impl Correlator {
             let t = event_time(&event);
             self.fire_timers(t, out);
             self.state.frontier = self.state.frontier.max(t);
-            self.process(event, out);
+            self.process(&event, out);
         }
     }
 
@@ -317,10 +320,11 @@ impl Correlator {
         Ok(Correlator {
             rules: Rules::new(config)?,
             state,
+            key_buf: String::new(),
         })
     }
 
-    fn process(&mut self, event: Event, out: &mut Vec<Output>) {
+    fn process(&mut self, event: &Event, out: &mut Vec<Output>) {
         match event {
             Event::Alert(a) => self.on_alert(a, out),
             Event::Change(c) => self.on_change(c),
@@ -391,17 +395,56 @@ impl Correlator {
             .unwrap_or(0)
     }
 
-    fn on_alert(&mut self, a: AlertEvent, out: &mut Vec<Output>) {
+    fn on_alert(&mut self, a: &AlertEvent, out: &mut Vec<Output>) {
         self.state.stats.alerts += 1;
+        if self.repeat(a, out) {
+            return;
+        }
         let ci = if a.ci.is_empty() { a.host.clone() } else { a.ci.clone() };
-        let service = self.service_of(&a, &ci);
-        let key = self.alert_key(&a, &service, &ci);
+        let service = self.service_of(a, &ci);
+        let key = self.alert_key(a, &service, &ci);
         match AlertStatus::try_from(a.status) {
-            Ok(AlertStatus::Firing) => self.on_trigger(key, &a, service, ci, false, out),
-            Ok(AlertStatus::Acknowledged) => self.on_trigger(key, &a, service, ci, true, out),
+            Ok(AlertStatus::Firing) => self.on_trigger(key, a, service, ci, false, out),
+            Ok(AlertStatus::Acknowledged) => self.on_trigger(key, a, service, ci, true, out),
             Ok(AlertStatus::Resolved) => self.on_resolve(key, a.time_ns, out),
             _ => self.unmatched(key, "unspecified", a.time_ns, out),
         }
+    }
+
+    /// The storm path: a repeat of an active alert whose key is the source's own fingerprint,
+    /// at no higher severity, is counted without resolving its service or allocating a key.
+    /// Returns false when the alert needs the full path.
+    fn repeat(&mut self, a: &AlertEvent, out: &mut Vec<Output>) -> bool {
+        if a.status != AlertStatus::Firing as i32
+            || a.fingerprint.is_empty()
+            || self.rules.cfg.dedup.fingerprint_fields.contains_key(&a.source)
+        {
+            return false;
+        }
+        let mut key = std::mem::take(&mut self.key_buf);
+        key.clear();
+        key.push_str(&a.source);
+        key.push('/');
+        key.push_str(&a.fingerprint);
+        let handled = match self.state.alerts.get(key.as_str()) {
+            Some(st) if st.active && a.severity <= st.severity => {
+                self.touch(&key, a.time_ns);
+                self.state.stats.duplicates += 1;
+                if let Some(st) = self.state.alerts.get_mut(key.as_str()) {
+                    st.occurrences += 1;
+                    out.push(Output::Duplicate {
+                        incident: st.incident.clone(),
+                        alert: key.clone(),
+                        time_ns: a.time_ns,
+                        occurrences: st.occurrences,
+                    });
+                }
+                true
+            }
+            _ => false,
+        };
+        self.key_buf = key;
+        handled
     }
 
     fn unmatched(&mut self, alert: String, status: &str, time_ns: i64, out: &mut Vec<Output>) {
@@ -971,16 +1014,16 @@ impl Correlator {
 
     // ---- changes and maintenance --------------------------------------------------------
 
-    fn on_change(&mut self, c: ChangeEvent) {
+    fn on_change(&mut self, c: &ChangeEvent) {
         let t = c.implemented_at_ns;
         let horizon = self.state.frontier.saturating_sub(self.rules.lookback);
-        let list = self.state.changes.entry(c.ci).or_default();
+        let list = self.state.changes.entry(c.ci.clone()).or_default();
         list.retain(|(when, _)| *when >= horizon);
         let at = list.partition_point(|(when, _)| *when <= t);
         list.insert(at, (t, format!("{}/{}", c.source, c.change_id)));
     }
 
-    fn on_maintenance(&mut self, m: MaintenanceEvent, out: &mut Vec<Output>) {
+    fn on_maintenance(&mut self, m: &MaintenanceEvent, out: &mut Vec<Output>) {
         let removed = m.action == MaintenanceAction::Removed as i32;
         let (start_ns, end_ns) = if removed {
             let known = self.state.source_windows.remove(&m.window_id);
@@ -1003,8 +1046,8 @@ impl Correlator {
         };
         out.push(Output::MaintenanceWindow {
             window: format!("{}/{}", m.source, m.window_id),
-            service: m.service,
-            ci: m.ci,
+            service: m.service.clone(),
+            ci: m.ci.clone(),
             start_ns,
             end_ns,
             removed,
