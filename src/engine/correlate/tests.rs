@@ -675,3 +675,74 @@ fn inconsistent_config_is_rejected_with_the_key() {
     let err = Config::parse(Path::new("c.toml"), "[[cis]]\nid = \"a\"\ndepends_on = [\"b\"]\n").unwrap_err();
     assert!(err.to_string().contains("cis[0].depends_on"), "{err}");
 }
+
+#[test]
+fn each_sources_recovery_resolves_its_own_problem() {
+    let decoders = Decoders::default();
+    let one = |format: Format, body: &str| -> Event {
+        let mut events = decoders.decode(format, body.as_bytes()).unwrap();
+        assert_eq!(events.len(), 1, "{body}");
+        events.remove(0)
+    };
+    let fixture = |format: Format, path: &str| decode(format, path).remove(0);
+    let with_time = |mut e: Event, t: i64| {
+        if let Event::Alert(a) = &mut e {
+            a.time_ns = t;
+        }
+        e
+    };
+    let am_resolved = fixture(
+        Format::Alertmanager,
+        "alertmanager/resolved_with_fingerprint_pythonwebhook_2022.json",
+    );
+    let am_firing = {
+        let Event::Alert(mut a) = am_resolved.clone() else {
+            panic!()
+        };
+        a.status = AlertStatus::Firing as i32;
+        a.time_ns -= 240 * NS_PER_SEC; // startsAt
+        Event::Alert(a)
+    };
+    let pairs = [
+        ("alertmanager", am_firing, am_resolved),
+        (
+            "icinga2",
+            fixture(Format::Icinga2, "icinga2/statechange_service.json"),
+            one(
+                Format::Icinga2,
+                r#"{"type":"StateChange","host":"dummy-280","service":"random fortune","state":0,"state_type":1,"timestamp":1697185000.5}"#,
+            ),
+        ),
+        (
+            "pagerduty",
+            fixture(Format::Pagerduty, "pagerduty/trigger_openapi_example.json"),
+            // Events API v2 resolves carry no time: the source stamps the receive time.
+            with_time(
+                one(
+                    Format::Pagerduty,
+                    r#"{"routing_key":"k","dedup_key":"srv01/mysql","event_action":"resolve"}"#,
+                ),
+                1437123000 * NS_PER_SEC,
+            ),
+        ),
+        (
+            "zabbix-webhook",
+            fixture(
+                Format::ZabbixWebhook,
+                "zabbix_webhook/eda_mediatype_problem_captured_2024.json",
+            ),
+            one(
+                Format::ZabbixWebhook,
+                r#"{"event_id":862,"event_value":0,"host_host":"apache003.lnx.example.local","event_recovery_date":"2024.10.28","event_recovery_time":"01:30:00"}"#,
+            ),
+        ),
+    ];
+    for (source, problem, recovery) in pairs {
+        let out = run(&mut engine(""), [problem, recovery]);
+        assert_eq!(
+            kinds(&out),
+            ["incident_opened", "incident_resolved"],
+            "{source}: {out:?}"
+        );
+    }
+}
