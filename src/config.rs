@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::decode::DecodersConfig;
 use crate::engine::correlate::config::{CiConfig, CorrelateConfig, ServiceConfig};
 use crate::engine::correlate::maintenance::MaintenanceWindow;
+use crate::engine::sla::config::SlaConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -25,6 +26,8 @@ pub struct Config {
     /// Maintenance windows: alerts inside are suppressed, and the time is excluded from
     /// availability.
     pub maintenance: Vec<MaintenanceWindow>,
+    /// SLA contracts and how they are measured.
+    pub sla: SlaConfig,
 }
 
 /// A configuration file that could not be used.
@@ -70,10 +73,12 @@ impl Config {
                 message: err.message().to_string(),
             }
         })?;
-        crate::engine::correlate::check(&config).map_err(|e| ConfigError::Inconsistent {
+        let inconsistent = |message: String| ConfigError::Inconsistent {
             path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+            message,
+        };
+        crate::engine::correlate::check(&config).map_err(|e| inconsistent(e.to_string()))?;
+        crate::engine::sla::check(&config).map_err(|e| inconsistent(e.to_string()))?;
         Ok(config)
     }
 }

@@ -9,5 +9,6 @@ pub mod decode;
 pub mod engine;
 pub mod model;
 pub mod replay;
+pub mod report;
 pub mod sources;
 pub mod time;

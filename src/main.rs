@@ -8,7 +8,9 @@ use clap::{Parser, Subcommand};
 
 use slaflow::config::Config;
 use slaflow::decode::{Decoders, Format};
-use slaflow::replay::Input;
+use slaflow::engine::sla::SlaOutput;
+use slaflow::replay::{Input, Record, Summary};
+use slaflow::report::{render, ReportFormat};
 use slaflow::sources::file;
 
 #[derive(Parser)]
@@ -47,6 +49,39 @@ enum Command {
         /// Format of the inputs that do not name their own.
         #[arg(long, short)]
         format: Option<Format>,
+        /// End of the replay's clock (RFC 3339): advance to here after the last event, for
+        /// example past a month's end to close it and get its final report.
+        #[arg(long)]
+        until: Option<String>,
+        /// Input files; `FORMAT=PATH` gives one its own format.
+        #[arg(required = true)]
+        inputs: Vec<String>,
+    },
+    /// Print monthly SLA reports: final reports of the months the inputs close, and the
+    /// running month's report as of the last event.
+    Report {
+        /// Compute the reports by replaying these inputs (the Postgres and embedded stores
+        /// come with the service).
+        #[arg(long, required = true)]
+        from_replay: bool,
+        /// Configuration file with the SLA contracts.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this month (YYYY-MM).
+        #[arg(long)]
+        month: Option<String>,
+        /// Only this service.
+        #[arg(long)]
+        service: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormat,
+        /// Format of inputs that do not name their own.
+        #[arg(long, short = 'f')]
+        input_format: Option<Format>,
+        /// End of the replay's clock (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
         /// Input files; `FORMAT=PATH` gives one its own format.
         #[arg(required = true)]
         inputs: Vec<String>,
@@ -88,13 +123,42 @@ fn run(command: Command) -> Result<ExitCode, String> {
             println!("{}: ok", file.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Replay { config, format, inputs } => {
+        Command::Replay {
+            config,
+            format,
+            until,
+            inputs,
+        } => {
             let config = load_config(config)?;
             let inputs = inputs
                 .iter()
                 .map(|i| parse_input(i, format))
                 .collect::<Result<Vec<_>, _>>()?;
-            replay(&config, &inputs)
+            replay(&config, &inputs, parse_time(until)?)
+        }
+        Command::Report {
+            from_replay: _,
+            config,
+            month,
+            service,
+            format,
+            input_format,
+            until,
+            inputs,
+        } => {
+            let config = load_config(Some(config))?;
+            let inputs = inputs
+                .iter()
+                .map(|i| parse_input(i, input_format))
+                .collect::<Result<Vec<_>, _>>()?;
+            report(
+                &config,
+                &inputs,
+                parse_time(until)?,
+                month.as_deref(),
+                service.as_deref(),
+                format,
+            )
         }
         Command::Decode { format, config, files } => {
             let config = load_config(config)?;
@@ -127,11 +191,40 @@ fn parse_input(text: &str, default: Option<Format>) -> Result<Input, String> {
     })
 }
 
-fn replay(config: &Config, inputs: &[Input]) -> Result<ExitCode, String> {
+fn parse_time(text: Option<String>) -> Result<Option<i64>, String> {
+    text.map(|t| {
+        slaflow::time::from_rfc3339(&t).ok_or_else(|| format!("--until: expected an RFC 3339 time, found {t:?}"))
+    })
+    .transpose()
+}
+
+fn print_summary(summary: &Summary) {
+    for r in &summary.rejected {
+        eprintln!("{}: {}", r.path.display(), r.error);
+    }
+    let (c, s) = (&summary.correlate, &summary.sla);
+    eprintln!(
+        "{} records, {} events, {} rejected; {} alerts, {} incidents, {} duplicates, {} suppressed, {} unmatched, {} late; {} samples, {} late samples, {} without contract",
+        summary.records,
+        summary.events,
+        summary.rejected.len(),
+        c.alerts,
+        c.incidents_opened,
+        c.duplicates,
+        c.suppressed,
+        c.unmatched,
+        c.late,
+        s.samples,
+        s.late_samples,
+        s.uncontracted_samples,
+    );
+}
+
+fn replay(config: &Config, inputs: &[Input], until: Option<i64>) -> Result<ExitCode, String> {
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut write_error = None;
-    let summary = slaflow::replay::replay(config, inputs, |record| {
+    let (summary, _) = slaflow::replay::replay(config, inputs, until, |record| {
         if write_error.is_none() {
             let written = serde_json::to_writer(&mut out, record)
                 .map_err(|e| e.to_string())
@@ -144,22 +237,48 @@ fn replay(config: &Config, inputs: &[Input]) -> Result<ExitCode, String> {
         return Err(e);
     }
     out.flush().map_err(|e| e.to_string())?;
-    for r in &summary.rejected {
-        eprintln!("{}: {}", r.path.display(), r.error);
+    print_summary(&summary);
+    Ok(if summary.rejected.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn report(
+    config: &Config,
+    inputs: &[Input],
+    until: Option<i64>,
+    month: Option<&str>,
+    service: Option<&str>,
+    format: ReportFormat,
+) -> Result<ExitCode, String> {
+    let mut reports = Vec::new();
+    let (summary, sla) = slaflow::replay::replay(config, inputs, until, |record| {
+        if let Record::Sla(SlaOutput::MonthlyReport(r)) = record {
+            reports.push(r.clone());
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    // The running month, as of the end of the replay.
+    let end = until.or(summary.last_event_ns).unwrap_or(0);
+    for contract in &config.sla.contracts {
+        if let Some(r) = sla.report(&contract.service, end) {
+            if !reports
+                .iter()
+                .any(|done| done.service == r.service && done.period == r.period)
+            {
+                reports.push(r);
+            }
+        }
     }
-    let s = &summary.correlate;
-    eprintln!(
-        "{} records, {} events, {} rejected; {} alerts, {} incidents, {} duplicates, {} suppressed, {} unmatched, {} late",
-        summary.records,
-        summary.events,
-        summary.rejected.len(),
-        s.alerts,
-        s.incidents_opened,
-        s.duplicates,
-        s.suppressed,
-        s.unmatched,
-        s.late
-    );
+    reports.retain(|r| month.is_none_or(|m| r.period == m) && service.is_none_or(|s| r.service == s));
+    print!("{}", render(&reports, format));
+    print_summary(&summary);
+    if reports.is_empty() {
+        eprintln!("no report matches (month {month:?}, service {service:?})");
+        return Ok(ExitCode::from(1));
+    }
     Ok(if summary.rejected.is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -4,3 +4,4 @@
 
 pub mod correlate;
 pub mod reorder;
+pub mod sla;

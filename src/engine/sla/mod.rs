@@ -1,0 +1,832 @@
+//! The SLA engine: latency samples into HdrHistogram windows (minute bins merged into hours,
+//! days and calendar months), outage intervals into availability, and both into objectives,
+//! error budgets, burn-rate alerts, breaches and monthly reports with service credits. Pure
+//! and synchronous like the correlation engine: event time only, a watermark for "now".
+
+pub mod config;
+pub mod histogram;
+pub mod intervals;
+pub mod output;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use self::config::{Contract, Granularity, Objective, ObjectiveKind, SlaConfig};
+use self::histogram::HistogramConfig;
+use self::intervals::IntervalSet;
+pub use self::output::{BurnAlert, Finding, ObjectiveResult, Report, SlaOutput, Window};
+use super::correlate::maintenance::MaintenanceWindow;
+use super::correlate::topology::Cmdb;
+use super::correlate::Output;
+use crate::config::Config;
+use crate::model::{AlertStatus, Event, LatencyBatch, LatencySample, Outcome};
+
+const MINUTE: i64 = 60_000_000_000;
+const HOUR: i64 = 60 * MINUTE;
+/// Minute counters kept for burn rates over windows up to this long; longer windows use
+/// hour counters, so a service's burn-rate state stays a few kilobytes.
+const MINUTE_RING: i64 = 6 * HOUR;
+const SNAPSHOT_VERSION: u32 = 1;
+
+/// The engine could not be set up or restored.
+#[derive(Debug, thiserror::Error)]
+pub enum SlaError {
+    #[error("config: {0}")]
+    Config(String),
+    #[error("snapshot: {0}")]
+    Snapshot(String),
+}
+
+/// Checks the `[sla]` section: objectives, histogram settings, business hours, lateness.
+pub fn check(config: &Config) -> Result<(), SlaError> {
+    Rules::new(config).map(drop)
+}
+
+/// Counters of what the engine did, for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlaStats {
+    /// Samples recorded into windows.
+    pub samples: u64,
+    /// Samples for windows already closed.
+    pub late_samples: u64,
+    /// Samples of services without a contract.
+    pub uncontracted_samples: u64,
+    /// Samples outside business hours.
+    pub outside_hours: u64,
+    /// Durations above the histogram's highest trackable value (clamped).
+    pub clamped: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Rules {
+    cfg: SlaConfig,
+    hist: HistogramConfig,
+    cmdb: Cmdb,
+    windows: Vec<MaintenanceWindow>,
+    contracts: BTreeMap<String, Contract>,
+    lateness: i64,
+}
+
+impl Rules {
+    fn new(config: &Config) -> Result<Rules, SlaError> {
+        let cfg = config.sla.clone();
+        cfg.histogram
+            .validate()
+            .map_err(|e| SlaError::Config(format!("sla.histogram: {e}")))?;
+        let mut contracts = BTreeMap::new();
+        for (i, c) in cfg.contracts.iter().enumerate() {
+            for (j, o) in c.objectives.iter().enumerate() {
+                o.check()
+                    .map_err(|e| SlaError::Config(format!("sla.contracts[{i}].objectives[{j}]: {e}")))?;
+                if let Some(op) = &o.operation {
+                    if !c.operations.contains(op) {
+                        return Err(SlaError::Config(format!(
+                            "sla.contracts[{i}].objectives[{j}]: operation {op:?} is not listed in the contract's `operations`"
+                        )));
+                    }
+                }
+            }
+            if let Some(bh) = &c.business_hours {
+                bh.validate()
+                    .map_err(|e| SlaError::Config(format!("sla.contracts[{i}].business_hours: {e}")))?;
+            }
+            if contracts.insert(c.service.clone(), c.clone()).is_some() {
+                return Err(SlaError::Config(format!(
+                    "sla.contracts[{i}]: a second contract for {:?}",
+                    c.service
+                )));
+            }
+        }
+        for rule in &cfg.burn_rate_alerts {
+            if rule.short > rule.long || rule.factor <= 0.0 {
+                return Err(SlaError::Config(format!(
+                    "sla.burn_rate_alerts {:?}: needs short ≤ long and factor > 0",
+                    rule.name
+                )));
+            }
+        }
+        let cmdb = Cmdb::build(&config.services, &config.cis).map_err(SlaError::Config)?;
+        Ok(Rules {
+            hist: cfg.histogram.clone(),
+            lateness: i64::try_from(cfg.allowed_lateness.as_nanos()).unwrap_or(i64::MAX),
+            cfg,
+            cmdb,
+            windows: config.maintenance.clone(),
+            contracts,
+        })
+    }
+}
+
+/// A live histogram, snapshotted in its V2 compressed encoding.
+#[derive(Debug, Clone)]
+struct LiveHist(histogram::Live);
+
+impl Serialize for LiveHist {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        histogram::encode(&self.0)
+            .map_err(serde::ser::Error::custom)?
+            .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for LiveHist {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes = Vec::<u8>::deserialize(d)?;
+        histogram::decode_live(&bytes)
+            .map(LiveHist)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Counters of one open minute: lateness is decided per minute and burn rates need only
+/// counts, so a minute holds no histogram.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct Minute {
+    count: u64,
+    errors: u64,
+}
+
+/// One open hour: the live histogram samples are recorded into.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct HourBin {
+    hist: LiveHist,
+    count: u64,
+    errors: u64,
+    sum_ns: u128,
+}
+
+/// A window being accumulated from closed bins, held compressed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Acc {
+    start: i64,
+    end: i64,
+    bytes: Vec<u8>,
+    count: u64,
+    errors: u64,
+    sum_ns: u128,
+}
+
+impl Acc {
+    fn mean_ns(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.sum_ns as f64 / self.count as f64
+        }
+    }
+}
+
+/// Windows of one service or one operation of it. Hours are live histograms (usually one
+/// open at a time); days and months are held compressed and merged into once per hour and
+/// once per day, which keeps a service's memory to about one live histogram.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Series {
+    minutes: BTreeMap<i64, Minute>,
+    hours: BTreeMap<i64, HourBin>,
+    day: Option<Acc>,
+    month: Option<Acc>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Streak {
+    run: u32,
+    first_day_ns: i64,
+    longest_in_month: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ServiceState {
+    /// Series by operation; "" is the whole service.
+    series: BTreeMap<String, Series>,
+    month_start: i64,
+    month_end: i64,
+    requests: u64,
+    errors: u64,
+    /// (minute start, requests, errors), the last six hours.
+    minute_ring: VecDeque<(i64, u64, u64)>,
+    /// (hour start, requests, errors), the longest burn-rate window.
+    hour_ring: VecDeque<(i64, u64, u64)>,
+    streaks: BTreeMap<String, Streak>,
+    /// Outages in progress: id → start.
+    active: BTreeMap<String, i64>,
+    /// Outages that ended (this month and the longest burn-rate window before it).
+    downtime: IntervalSet,
+    /// Maintenance windows announced by sources.
+    source_maintenance: IntervalSet,
+    /// Burn-rate alerts firing: "objective/rule" → key.
+    firing: BTreeMap<String, String>,
+    /// Keys of findings already emitted (no finding is recorded twice).
+    emitted: BTreeSet<String>,
+    /// Breaches per period.
+    breaches: BTreeMap<String, u32>,
+    /// Minute boundary up to which this service was evaluated.
+    evaluated_to: i64,
+    /// Whole-service days closed but not yet judged for streaks: (start, end, count, sum ns).
+    days_to_judge: Vec<(i64, i64, u64, u128)>,
+    /// Local date of the last day judged for streaks.
+    last_judged_day: Option<chrono::NaiveDate>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct IncidentRef {
+    service: String,
+    priority: u8,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct State {
+    /// Bins ending at or before this are closed.
+    frontier: i64,
+    services: BTreeMap<String, ServiceState>,
+    incidents: BTreeMap<String, IncidentRef>,
+    /// Outage alerts firing: alert key → service.
+    alert_outages: BTreeMap<String, String>,
+    stats: SlaStats,
+}
+
+/// The SLA engine.
+#[derive(Debug, Clone)]
+pub struct SlaEngine {
+    rules: Rules,
+    state: State,
+}
+
+fn floor_to(t: i64, step: i64) -> i64 {
+    t - t.rem_euclid(step)
+}
+
+impl SlaEngine {
+    /// An engine with no state.
+    pub fn new(config: &Config) -> Result<SlaEngine, SlaError> {
+        Ok(SlaEngine {
+            rules: Rules::new(config)?,
+            state: State {
+                frontier: i64::MIN,
+                ..State::default()
+            },
+        })
+    }
+
+    /// The state as bytes, for checkpoints.
+    pub fn snapshot(&self) -> Vec<u8> {
+        postcard::to_stdvec(&(SNAPSHOT_VERSION, &self.state)).unwrap_or_default()
+    }
+
+    /// An engine with the given config and a snapshot's state.
+    pub fn restore(config: &Config, snapshot: &[u8]) -> Result<SlaEngine, SlaError> {
+        let (version, state): (u32, State) =
+            postcard::from_bytes(snapshot).map_err(|e| SlaError::Snapshot(e.to_string()))?;
+        if version != SNAPSHOT_VERSION {
+            return Err(SlaError::Snapshot(format!(
+                "version {version}, this build reads {SNAPSHOT_VERSION}"
+            )));
+        }
+        Ok(SlaEngine {
+            rules: Rules::new(config)?,
+            state,
+        })
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &SlaStats {
+        &self.state.stats
+    }
+
+    /// Bytes held by the counters of open-hour histograms (the bulk of resident state).
+    pub fn live_histogram_bytes(&self) -> usize {
+        let per = std::mem::size_of::<u32>();
+        self.state
+            .services
+            .values()
+            .flat_map(|s| s.series.values())
+            .flat_map(|series| series.hours.values())
+            .map(|h| h.hist.0.distinct_values() * per)
+            .sum()
+    }
+
+    /// The configured time zone of a service's contract.
+    pub fn timezone(&self, service: &str) -> Option<chrono_tz::Tz> {
+        self.rules.contracts.get(service).map(|c| c.timezone)
+    }
+
+    // ---- input --------------------------------------------------------------------------
+
+    /// Takes a canonical event: latency into windows, outage alerts into downtime.
+    pub fn apply(&mut self, event: &Event, out: &mut Vec<SlaOutput>) {
+        match event {
+            Event::Sample(s) => self.sample(s, out),
+            Event::Batch(b) => self.batch(b, out),
+            Event::Alert(a) => {
+                let key = format!("{}/{}", a.source, a.fingerprint);
+                if a.status == AlertStatus::Resolved as i32 {
+                    if let Some(service) = self.state.alert_outages.remove(&key) {
+                        self.outage_end(&service, &format!("alert:{key}"), a.time_ns);
+                    }
+                } else if a.status == AlertStatus::Firing as i32 && !self.state.alert_outages.contains_key(&key) {
+                    let ci = if a.ci.is_empty() { &a.host } else { &a.ci };
+                    let service = if a.service.is_empty() {
+                        self.rules.cmdb.service_of(ci).unwrap_or(ci).to_string()
+                    } else {
+                        a.service.clone()
+                    };
+                    let outage = self
+                        .rules
+                        .contracts
+                        .get(&service)
+                        .is_some_and(|c| c.outage_alerts.contains(&a.alert_name));
+                    if outage && !a.fingerprint.is_empty() {
+                        self.outage_start(&service, &format!("alert:{key}"), a.time_ns);
+                        self.state.alert_outages.insert(key, service);
+                    }
+                }
+            }
+            Event::Change(_) | Event::Maintenance(_) => {}
+        }
+    }
+
+    /// Takes a record of the correlation engine: incidents at the contract's outage priority
+    /// are outages; maintenance windows announced by sources are excluded.
+    pub fn apply_correlation(&mut self, record: &Output) {
+        match record {
+            Output::IncidentOpened {
+                incident,
+                service,
+                time_ns,
+                priority,
+                ..
+            } => {
+                self.state.incidents.insert(
+                    incident.clone(),
+                    IncidentRef {
+                        service: service.clone(),
+                        priority: *priority,
+                    },
+                );
+                self.maybe_outage(incident, *time_ns);
+            }
+            Output::PriorityChanged {
+                incident, time_ns, to, ..
+            } => {
+                if let Some(inc) = self.state.incidents.get_mut(incident) {
+                    inc.priority = *to;
+                }
+                self.maybe_outage(incident, *time_ns);
+            }
+            Output::IncidentReopened { incident, time_ns, .. } => self.maybe_outage(incident, *time_ns),
+            Output::IncidentResolved { incident, time_ns, .. } => {
+                if let Some(inc) = self.state.incidents.remove(incident) {
+                    self.outage_end(&inc.service, &format!("incident:{incident}"), *time_ns);
+                    // Kept until resolved only; a reopen re-registers through its service's records.
+                    self.state.incidents.insert(incident.clone(), inc);
+                }
+            }
+            Output::MaintenanceWindow {
+                service,
+                ci,
+                start_ns,
+                end_ns,
+                removed,
+                ..
+            } => {
+                let service = if service.is_empty() {
+                    self.rules.cmdb.service_of(ci).unwrap_or(ci).to_string()
+                } else {
+                    service.clone()
+                };
+                if let Some(st) = self.service_state(&service, *start_ns) {
+                    // A removed window ends early: its recorded end is the removal.
+                    if !*removed || end_ns > start_ns {
+                        st.source_maintenance.insert(*start_ns, *end_ns);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn maybe_outage(&mut self, incident: &str, t: i64) {
+        let Some(inc) = self.state.incidents.get(incident) else {
+            return;
+        };
+        let service = inc.service.clone();
+        let is_outage = self
+            .rules
+            .contracts
+            .get(&service)
+            .is_some_and(|c| inc.priority <= c.outage_priority);
+        if is_outage {
+            self.outage_start(&service, &format!("incident:{incident}"), t);
+        }
+    }
+
+    fn outage_start(&mut self, service: &str, id: &str, t: i64) {
+        if let Some(st) = self.service_state(service, t) {
+            st.active.entry(id.to_string()).or_insert(t);
+        }
+    }
+
+    fn outage_end(&mut self, service: &str, id: &str, t: i64) {
+        if let Some(st) = self.state.services.get_mut(service) {
+            if let Some(start) = st.active.remove(id) {
+                st.downtime.insert(start, t.max(start));
+            }
+        }
+    }
+
+    /// The state of a contracted service, created on first use with its current month.
+    fn service_state(&mut self, service: &str, t: i64) -> Option<&mut ServiceState> {
+        let contract = self.rules.contracts.get(service)?;
+        let tz = contract.timezone;
+        Some(self.state.services.entry(service.to_string()).or_insert_with(|| {
+            let (month_start, month_end) = intervals::month_bounds(tz, t).unwrap_or((t, t));
+            ServiceState {
+                series: BTreeMap::new(),
+                month_start,
+                month_end,
+                requests: 0,
+                errors: 0,
+                minute_ring: VecDeque::new(),
+                hour_ring: VecDeque::new(),
+                streaks: BTreeMap::new(),
+                active: BTreeMap::new(),
+                downtime: IntervalSet::new(),
+                source_maintenance: IntervalSet::new(),
+                firing: BTreeMap::new(),
+                emitted: BTreeSet::new(),
+                breaches: BTreeMap::new(),
+                evaluated_to: floor_to(t, MINUTE),
+                days_to_judge: Vec::new(),
+                last_judged_day: None,
+            }
+        }))
+    }
+
+    fn sample(&mut self, s: &LatencySample, out: &mut Vec<SlaOutput>) {
+        let error = s.outcome == Outcome::Error as i32;
+        self.record_run(
+            &s.service,
+            &s.operation,
+            &[s.time_ns],
+            &[s.duration_ns],
+            &|_| error,
+            out,
+        );
+    }
+
+    fn batch(&mut self, b: &LatencyBatch, out: &mut Vec<SlaOutput>) {
+        let n = b.times_ns.len().min(b.durations_ns.len());
+        let errors = &b.errors;
+        self.record_run(
+            &b.service,
+            &b.operation,
+            &b.times_ns[..n],
+            &b.durations_ns[..n],
+            &|i| errors.get(i).copied().unwrap_or(false),
+            out,
+        );
+    }
+
+    /// Records samples of one service/operation, fetching each minute bin once per run of
+    /// samples that fall into it (batches are mostly in time order).
+    fn record_run(
+        &mut self,
+        service: &str,
+        operation: &str,
+        times: &[i64],
+        durations: &[i64],
+        is_error: &dyn Fn(usize) -> bool,
+        out: &mut Vec<SlaOutput>,
+    ) {
+        let Some(contract) = self.rules.contracts.get(service) else {
+            self.state.stats.uncontracted_samples += times.len() as u64;
+            return;
+        };
+        let own_series = contract.operations.iter().any(|o| o == operation);
+        let hours = contract.business_hours.clone();
+        let tz = contract.timezone;
+        let frontier = self.state.frontier;
+        let hist_cfg = self.rules.hist.clone();
+        let mut i = 0;
+        while i < times.len() {
+            let bin = floor_to(times[i], MINUTE);
+            let mut j = i + 1;
+            while j < times.len() && floor_to(times[j], MINUTE) == bin {
+                j += 1;
+            }
+            if bin + MINUTE <= frontier {
+                for &t in &times[i..j] {
+                    self.state.stats.late_samples += 1;
+                    out.push(SlaOutput::LateSample {
+                        service: service.to_string(),
+                        operation: operation.to_string(),
+                        time_ns: t,
+                        frontier_ns: frontier,
+                    });
+                }
+                i = j;
+                continue;
+            }
+            let Some(st) = self.service_state(service, times[i]) else {
+                return;
+            };
+            let ops: &[&str] = if own_series { &["", operation] } else { &[""] };
+            // (recorded, outside business hours, clamped), counted on the service series.
+            let mut counted = (0u64, 0u64, 0u64);
+            for (k, op) in ops.iter().enumerate() {
+                let series = st.series.entry((*op).to_string()).or_default();
+                let hour = floor_to(bin, HOUR);
+                let slot = match series.hours.entry(hour) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(e) => match hist_cfg.new_live() {
+                        Ok(h) => e.insert(HourBin {
+                            hist: LiveHist(h),
+                            count: 0,
+                            errors: 0,
+                            sum_ns: 0,
+                        }),
+                        Err(_) => return,
+                    },
+                };
+                let mut minute = Minute::default();
+                for idx in i..j {
+                    if hours.as_ref().is_some_and(|h| !h.contains(tz, times[idx])) {
+                        if k == 0 {
+                            counted.1 += 1;
+                        }
+                        continue;
+                    }
+                    let d = durations[idx].max(0);
+                    if histogram::record_live(&hist_cfg, &mut slot.hist.0, d, 1) && k == 0 {
+                        counted.2 += 1;
+                    }
+                    slot.count += 1;
+                    slot.sum_ns += d as u128;
+                    minute.count += 1;
+                    if is_error(idx) {
+                        slot.errors += 1;
+                        minute.errors += 1;
+                    }
+                }
+                if k == 0 {
+                    counted.0 += minute.count;
+                }
+                let m = series.minutes.entry(bin).or_default();
+                m.count += minute.count;
+                m.errors += minute.errors;
+            }
+            self.state.stats.samples += counted.0;
+            self.state.stats.outside_hours += counted.1;
+            self.state.stats.clamped += counted.2;
+            i = j;
+        }
+    }
+
+    // ---- time ---------------------------------------------------------------------------
+
+    /// Moves the watermark: closes every minute bin that ends at or before `watermark −
+    /// allowed lateness`, merging it into its hour, day and month, and evaluates objectives,
+    /// budgets and burn rates at each minute boundary up to there.
+    pub fn advance(&mut self, watermark: i64, out: &mut Vec<SlaOutput>) {
+        let target = floor_to(watermark.saturating_sub(self.rules.lateness), MINUTE);
+        if target <= self.state.frontier {
+            return;
+        }
+        let services: Vec<String> = self.state.services.keys().cloned().collect();
+        for service in services {
+            self.evaluate_until(&service, target, out);
+        }
+        self.state.frontier = target;
+    }
+
+    /// Walks a service's minute boundaries up to `target`, skipping stretches where nothing
+    /// can change (no open bins, no outage, no recent traffic, no alert firing).
+    fn evaluate_until(&mut self, service: &str, target: i64, out: &mut Vec<SlaOutput>) {
+        loop {
+            let Some(st) = self.state.services.get(service) else {
+                return;
+            };
+            let from = st.evaluated_to;
+            if from >= target {
+                return;
+            }
+            let busy = !st.active.is_empty()
+                || !st.firing.is_empty()
+                || st.minute_ring.back().is_some_and(|(m, _, _)| *m + MINUTE_RING > from)
+                || st
+                    .hour_ring
+                    .back()
+                    .is_some_and(|(h, _, _)| *h + self.longest_window() > from)
+                || st
+                    .downtime
+                    .intervals()
+                    .last()
+                    .is_some_and(|(_, end)| *end + self.longest_window() > from);
+            let next = if busy {
+                from + MINUTE
+            } else {
+                let mut next = target.min(st.month_end);
+                for series in st.series.values() {
+                    if let Some((&bin, _)) = series.minutes.first_key_value() {
+                        next = next.min(bin + MINUTE);
+                    }
+                    if let Some((&hour, _)) = series.hours.first_key_value() {
+                        next = next.min(hour + HOUR);
+                    }
+                    if let Some(day) = &series.day {
+                        next = next.min(day.end);
+                    }
+                }
+                next.max(from + MINUTE)
+            };
+            let boundary = next.min(target);
+            self.close_through(service, boundary, out);
+            self.evaluate_at(service, boundary, out);
+            if let Some(st) = self.state.services.get_mut(service) {
+                st.evaluated_to = boundary;
+            }
+            self.close_month_if_due(service, boundary, out);
+        }
+    }
+
+    fn longest_window(&self) -> i64 {
+        self.rules
+            .cfg
+            .burn_rate_alerts
+            .iter()
+            .map(|r| i64::try_from(r.long.as_nanos()).unwrap_or(i64::MAX))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Closes the minutes and hours ending at or before `boundary`, and the day that ends by then.
+    fn close_through(&mut self, service: &str, boundary: i64, out: &mut Vec<SlaOutput>) {
+        let Some(tz) = self.timezone(service) else { return };
+        let hist_cfg = self.rules.hist.clone();
+        let emit = self.rules.cfg.emit_windows.clone();
+        let Some(st) = self.state.services.get_mut(service) else {
+            return;
+        };
+        let mut ring_add = Vec::new();
+        for (op, series) in st.series.iter_mut() {
+            while let Some(entry) = series.minutes.first_entry() {
+                if *entry.key() + MINUTE > boundary {
+                    break;
+                }
+                let start = *entry.key();
+                let minute = entry.remove();
+                if op.is_empty() {
+                    ring_add.push((start, minute.count, minute.errors));
+                }
+            }
+            while let Some(entry) = series.hours.first_entry() {
+                let start = *entry.key();
+                if start + HOUR > boundary {
+                    break;
+                }
+                let bin = entry.remove();
+                let bytes = histogram::encode(&bin.hist.0).unwrap_or_default();
+                let acc = Acc {
+                    start,
+                    end: start + HOUR,
+                    bytes,
+                    count: bin.count,
+                    errors: bin.errors,
+                    sum_ns: bin.sum_ns,
+                };
+                if emit.contains(&Granularity::Hour) {
+                    out.push(SlaOutput::WindowClosed(window(service, op, Granularity::Hour, &acc)));
+                }
+                // Days are local; an hour belongs to the day it starts in.
+                let (day_start, day_end) = intervals::day_bounds(tz, start).unwrap_or((start, start + HOUR));
+                if series.day.as_ref().is_some_and(|d| d.start != day_start) {
+                    if let Some(done) = series.day.take() {
+                        close_day(
+                            service,
+                            op,
+                            done,
+                            &emit,
+                            &hist_cfg,
+                            &mut series.month,
+                            tz,
+                            &mut st.days_to_judge,
+                            out,
+                        );
+                    }
+                }
+                let day = series.day.get_or_insert_with(|| Acc {
+                    start: day_start,
+                    end: day_end,
+                    ..Acc::default()
+                });
+                // Our own bytes failing to merge would mean corruption; the counts still count.
+                let _ = histogram::merge_into(&hist_cfg, &mut day.bytes, &bin.hist.0);
+                day.count += acc.count;
+                day.errors += acc.errors;
+                day.sum_ns += acc.sum_ns;
+            }
+            if series.day.as_ref().is_some_and(|d| d.end <= boundary) {
+                if let Some(done) = series.day.take() {
+                    close_day(
+                        service,
+                        op,
+                        done,
+                        &emit,
+                        &hist_cfg,
+                        &mut series.month,
+                        tz,
+                        &mut st.days_to_judge,
+                        out,
+                    );
+                }
+            }
+        }
+        for (minute, requests, errors) in ring_add {
+            st.requests += requests;
+            st.errors += errors;
+            push_ring(&mut st.minute_ring, minute, requests, errors, MINUTE_RING, MINUTE);
+            push_ring(
+                &mut st.hour_ring,
+                floor_to(minute, HOUR),
+                requests,
+                errors,
+                3 * 24 * HOUR,
+                HOUR,
+            );
+        }
+    }
+}
+
+/// Closes a day: emits it, merges it into its month, and queues it for the streak rules.
+#[allow(clippy::too_many_arguments)]
+fn close_day(
+    service: &str,
+    op: &str,
+    day: Acc,
+    emit: &[Granularity],
+    hist_cfg: &HistogramConfig,
+    month: &mut Option<Acc>,
+    tz: chrono_tz::Tz,
+    days_to_judge: &mut Vec<(i64, i64, u64, u128)>,
+    out: &mut Vec<SlaOutput>,
+) {
+    if op.is_empty() {
+        days_to_judge.push((day.start, day.end, day.count, day.sum_ns));
+    }
+    let (start, end) = intervals::month_bounds(tz, day.start).unwrap_or((day.start, day.end));
+    let m = month.get_or_insert_with(|| Acc {
+        start,
+        end,
+        ..Acc::default()
+    });
+    if let Ok(h) = histogram::decode(&day.bytes) {
+        let _ = histogram::merge_into(hist_cfg, &mut m.bytes, &h);
+    }
+    m.count += day.count;
+    m.errors += day.errors;
+    m.sum_ns += day.sum_ns;
+    if emit.contains(&Granularity::Day) {
+        out.push(SlaOutput::WindowClosed(window(service, op, Granularity::Day, &day)));
+    }
+}
+
+fn push_ring(ring: &mut VecDeque<(i64, u64, u64)>, slot: i64, requests: u64, errors: u64, keep: i64, step: i64) {
+    match ring.back_mut() {
+        Some(last) if last.0 == slot => {
+            last.1 += requests;
+            last.2 += errors;
+        }
+        _ => ring.push_back((slot, requests, errors)),
+    }
+    while ring.front().is_some_and(|f| f.0 + step + keep <= slot + step) {
+        ring.pop_front();
+    }
+}
+
+fn window(service: &str, op: &str, granularity: Granularity, acc: &Acc) -> Window {
+    use base64::Engine as _;
+    let summary = histogram::decode(&acc.bytes)
+        .map(|h| histogram::summarize(&h))
+        .unwrap_or_default();
+    Window {
+        service: service.to_string(),
+        operation: op.to_string(),
+        granularity,
+        start_ns: acc.start,
+        end_ns: acc.end,
+        count: acc.count,
+        errors: acc.errors,
+        mean_ns: acc.mean_ns(),
+        p50_ns: summary.p50_ns,
+        p95_ns: summary.p95_ns,
+        p99_ns: summary.p99_ns,
+        max_ns: summary.max_ns,
+        histogram: base64::engine::general_purpose::STANDARD.encode(&acc.bytes),
+    }
+}
+
+mod evaluate;
+
+#[cfg(test)]
+mod tests;

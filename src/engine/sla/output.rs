@@ -1,0 +1,130 @@
+//! The records the SLA engine emits: closed windows, warnings and breaches (with natural
+//! idempotency keys), burn-rate alerts, late samples and monthly reports.
+
+use serde::{Deserialize, Serialize};
+
+use super::config::{Granularity, ObjectiveKind};
+
+/// One output record of the SLA engine; as JSON it carries `"type"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SlaOutput {
+    /// A window closed; its histogram is attached in HdrHistogram V2 compressed encoding.
+    WindowClosed(Window),
+    /// Error budget past a warning threshold, or a streak of bad days.
+    Warning(Finding),
+    /// Error budget exhausted, downtime over its limit, or an objective missed for the month.
+    Breach(Finding),
+    /// A multiwindow burn-rate alert fired or resolved.
+    BurnRateAlert(BurnAlert),
+    /// A sample for a window already closed: counted, not merged.
+    LateSample {
+        service: String,
+        operation: String,
+        time_ns: i64,
+        frontier_ns: i64,
+    },
+    /// A month's report (final at month close, or on demand for the running month).
+    MonthlyReport(Report),
+}
+
+/// A closed window of one service (or one operation of it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Window {
+    pub service: String,
+    /// Empty for the whole service.
+    pub operation: String,
+    pub granularity: Granularity,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub count: u64,
+    pub errors: u64,
+    /// Exact mean (from the sum of durations, not the histogram).
+    pub mean_ns: f64,
+    pub p50_ns: i64,
+    pub p95_ns: i64,
+    pub p99_ns: i64,
+    pub max_ns: i64,
+    /// The histogram, V2 compressed, base64 (values in microseconds).
+    pub histogram: String,
+}
+
+/// A warning or breach. `key` is its natural idempotency key: the same input always gives
+/// the same key, so a replay or a retried transaction cannot record it twice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub key: String,
+    pub service: String,
+    pub objective: String,
+    /// `budget_50`, `budget_75`, `budget_exhausted`, `streak`, `max_downtime`, `objective_missed`.
+    pub kind: String,
+    /// Calendar month, `YYYY-MM` in the contract's time zone.
+    pub period: String,
+    pub measured: f64,
+    pub threshold: f64,
+    /// What `measured` and `threshold` are in: `percent`, `ns`, `days`.
+    pub unit: String,
+    pub window_start_ns: i64,
+    pub window_end_ns: i64,
+    /// Event time at which the condition became true.
+    pub detected_ns: i64,
+}
+
+/// A burn-rate alert's change of state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BurnAlert {
+    pub key: String,
+    pub service: String,
+    pub objective: String,
+    pub rule: String,
+    /// `page` or `ticket`.
+    pub severity: String,
+    /// `firing` or `resolved`.
+    pub state: String,
+    pub factor: f64,
+    pub long_burn_rate: f64,
+    pub short_burn_rate: f64,
+    pub long_window_s: u64,
+    pub short_window_s: u64,
+    pub detected_ns: i64,
+}
+
+/// One objective in a report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObjectiveResult {
+    pub name: String,
+    pub kind: ObjectiveKind,
+    pub measured: f64,
+    pub threshold: f64,
+    /// `percent`, `ms`, `minutes`, `days`.
+    pub unit: String,
+    pub met: bool,
+}
+
+/// The monthly report of one service, what finance reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub service: String,
+    /// `YYYY-MM`.
+    pub period: String,
+    pub timezone: String,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    /// False for an on-demand report of a month still running.
+    pub complete: bool,
+    pub objectives: Vec<ObjectiveResult>,
+    pub availability_percent: f64,
+    pub downtime_minutes: f64,
+    pub longest_downtime_minutes: f64,
+    pub maintenance_minutes: f64,
+    pub requests: u64,
+    pub errors: u64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub mean_ms: f64,
+    pub breaches: u32,
+    pub credit_percent: f64,
+    pub credit_amount: Option<f64>,
+    pub currency: String,
+}

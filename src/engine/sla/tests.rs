@@ -1,0 +1,515 @@
+//! Unit tests of the SLA engine, built on the stories from the contracts: a trading platform
+//! (monthly mean, a streak of slow working days, 99.95 % availability, a 5 % credit) and an
+//! online shop (two overlapping outage alerts, a 61-minute outage over a 1-hour limit).
+
+use std::path::Path;
+
+use super::*;
+use crate::engine::correlate::priority::Level;
+use crate::model::{AlertEvent, LatencyBatch};
+use crate::time::from_rfc3339;
+
+const SEC: i64 = 1_000_000_000;
+
+fn config(toml: &str) -> Config {
+    Config::parse(Path::new("sla.toml"), toml).unwrap()
+}
+
+fn t(rfc3339: &str) -> i64 {
+    from_rfc3339(rfc3339).unwrap()
+}
+
+/// One batch per hour of `per_minute` samples each minute of `duration_ns`, from `from` to `to`.
+fn traffic(service: &str, from: i64, to: i64, duration_ns: impl Fn(i64) -> i64, per_minute: i64) -> Vec<Event> {
+    let mut events = Vec::new();
+    let mut hour = from;
+    while hour < to {
+        let end = (hour + HOUR).min(to);
+        let mut times = Vec::new();
+        let mut m = hour;
+        while m < end {
+            for k in 0..per_minute {
+                times.push(m + k * (MINUTE / per_minute));
+            }
+            m += MINUTE;
+        }
+        let durations = times.iter().map(|&x| duration_ns(x)).collect();
+        events.push(Event::Batch(LatencyBatch {
+            service: service.into(),
+            operation: "trade".into(),
+            errors: vec![],
+            status_codes: vec![],
+            times_ns: times,
+            durations_ns: durations,
+        }));
+        hour = end;
+    }
+    events
+}
+
+/// Feeds events, advancing the watermark to each event's last time; then to `until`.
+fn run(engine: &mut SlaEngine, events: &[Event], until: i64) -> Vec<SlaOutput> {
+    let mut out = Vec::new();
+    for e in events {
+        engine.apply(e, &mut out);
+        let last = match e {
+            Event::Batch(b) => b.times_ns.last().copied().unwrap_or(0),
+            other => crate::engine::reorder::event_time(other),
+        };
+        engine.advance(last, &mut out);
+    }
+    engine.advance(until, &mut out);
+    out
+}
+
+fn opened(incident: &str, service: &str, at: i64, priority: u8) -> Output {
+    Output::IncidentOpened {
+        incident: incident.into(),
+        service: service.into(),
+        alert: "x".into(),
+        ci: "x".into(),
+        time_ns: at,
+        priority,
+        impact: Level::High,
+        urgency: Level::High,
+        suspected_changes: vec![],
+    }
+}
+
+fn resolved(incident: &str, service: &str, opened_ns: i64, at: i64) -> Output {
+    Output::IncidentResolved {
+        incident: incident.into(),
+        service: service.into(),
+        opened_ns,
+        time_ns: at,
+        reason: "alerts_resolved".into(),
+    }
+}
+
+const TRADING: &str = r#"
+[[sla.contracts]]
+service = "trading"
+timezone = "Europe/London"
+monthly_fee = 20000.0
+currency = "EUR"
+outage_priority = 1
+
+[[sla.contracts.objectives]]
+name = "monthly-mean"
+kind = "mean_latency"
+threshold = "3s"
+credit_percent = 5.0
+
+[[sla.contracts.objectives]]
+name = "slow-days"
+kind = "streak"
+threshold = "4s"
+days = 3
+working_days_only = true
+
+[[sla.contracts.objectives]]
+name = "availability"
+kind = "availability"
+target = 99.9
+credit_tiers = [{ below = 99.9, percent = 5.0 }, { below = 99.0, percent = 10.0 }, { below = 95.0, percent = 25.0 }]
+"#;
+
+/// June 2026 in London: slow (5 s) on Tue 9, Wed 10, Thu 11 and on Fri 19 and Mon 22; 4.5 s
+/// on the weekends (which do not count); 2.9 s on every other day.
+fn trading_latency(x: i64) -> i64 {
+    let date = intervals::local_date(chrono_tz::Europe::London, x).unwrap();
+    use chrono::Datelike;
+    match date.day() {
+        9 | 10 | 11 | 19 | 22 => 5 * SEC,
+        _ if date.weekday().number_from_monday() >= 6 => 4_500_000_000,
+        _ => 2_900_000_000,
+    }
+}
+
+#[test]
+fn trading_platform_month() {
+    let cfg = config(TRADING);
+    let mut engine = SlaEngine::new(&cfg).unwrap();
+    let (ms, me) = (t("2026-05-31T23:00:00Z"), t("2026-06-30T23:00:00Z")); // June in BST
+    let outage_start = t("2026-06-15T09:00:00Z");
+    let outage_end = outage_start + 1296 * SEC; // 21.6 min: 0.05 % of June
+    let mut out = Vec::new();
+    engine.apply_correlation(&opened("INC-1", "trading", outage_start, 1));
+    let events = traffic("trading", ms, me, trading_latency, 2);
+    for e in &events {
+        engine.apply(e, &mut out);
+        let Event::Batch(b) = e else { unreachable!() };
+        let last = *b.times_ns.last().unwrap();
+        if last >= outage_end && last - HOUR < outage_end {
+            engine.apply_correlation(&resolved("INC-1", "trading", outage_start, outage_end));
+        }
+        engine.advance(last, &mut out);
+    }
+    engine.advance(me + 10 * MINUTE, &mut out);
+
+    // The streak warning fires on the third slow working day, at the end of Thu 11 June (local).
+    let streaks: Vec<&Finding> = out
+        .iter()
+        .filter_map(|o| match o {
+            SlaOutput::Warning(f) if f.kind == "streak" => Some(f),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(streaks.len(), 1, "Fri 19 + Mon 22 is a run of two: no second warning");
+    assert_eq!(streaks[0].detected_ns, t("2026-06-11T23:00:00Z"));
+    assert_eq!(streaks[0].window_start_ns, t("2026-06-08T23:00:00Z"));
+
+    // Half the availability budget went in the outage: a 50 % warning, exactly at its end.
+    let budget: Vec<&Finding> = out
+        .iter()
+        .filter_map(|o| match o {
+            SlaOutput::Warning(f) | SlaOutput::Breach(f) if f.kind.starts_with("budget") => Some(f),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(budget.len(), 1, "{budget:?}");
+    assert_eq!(budget[0].kind, "budget_50");
+    assert_eq!(budget[0].detected_ns, outage_end);
+
+    // A 21.6-minute outage burns the 99.9 % budget over 360× too fast in the last hour.
+    let burns: Vec<&BurnAlert> = out
+        .iter()
+        .filter_map(|o| match o {
+            SlaOutput::BurnRateAlert(b) => Some(b),
+            _ => None,
+        })
+        .collect();
+    assert!(burns.iter().any(|b| b.rule == "fast-page" && b.state == "firing"));
+    assert!(burns.iter().any(|b| b.rule == "fast-page" && b.state == "resolved"));
+
+    let reports: Vec<&Report> = out
+        .iter()
+        .filter_map(|o| match o {
+            SlaOutput::MonthlyReport(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reports.len(), 1);
+    let r = reports[0];
+    assert_eq!((r.period.as_str(), r.complete), ("2026-06", true));
+    assert!(
+        (r.availability_percent - 99.95).abs() < 1e-9,
+        "{}",
+        r.availability_percent
+    );
+    assert!((r.downtime_minutes - 21.6).abs() < 1e-9);
+    assert_eq!(r.requests, 30 * 1440 * 2);
+    // Exact mean of what was sent: 5 slow working days at 5 s, 8 weekend days at 4.5 s, 17 at 2.9 s.
+    let expected_mean_ms = (5.0 * 5000.0 + 8.0 * 4500.0 + 17.0 * 2900.0) / 30.0;
+    assert!(
+        (r.mean_ms - expected_mean_ms).abs() < 1e-6,
+        "{} vs {expected_mean_ms}",
+        r.mean_ms
+    );
+    let by_name = |n: &str| r.objectives.iter().find(|o| o.name == n).unwrap();
+    assert!(!by_name("monthly-mean").met);
+    assert!(by_name("availability").met);
+    assert!(!by_name("slow-days").met);
+    assert_eq!(by_name("slow-days").measured, 3.0);
+    assert_eq!(r.credit_percent, 5.0);
+    assert_eq!(r.credit_amount, Some(1000.0));
+    // The missed mean is the month's one breach.
+    assert_eq!(r.breaches, 1);
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, SlaOutput::Breach(f) if f.kind == "objective_missed" && f.objective == "monthly-mean")));
+}
+
+const WEBSHOP: &str = r#"
+[[sla.contracts]]
+service = "webshop"
+outage_alerts = ["Site down", "Checkout down"]
+
+[[sla.contracts.objectives]]
+name = "no-long-outage"
+kind = "max_downtime"
+threshold = "1h"
+
+[[sla.contracts.objectives]]
+name = "availability"
+kind = "availability"
+target = 99.5
+"#;
+
+fn outage_alert(name: &str, status: AlertStatus, at: i64) -> Event {
+    Event::Alert(AlertEvent {
+        source: "zabbix".into(),
+        fingerprint: name.into(),
+        service: "webshop".into(),
+        alert_name: name.into(),
+        status: status as i32,
+        time_ns: at,
+        severity: 5,
+        ..Default::default()
+    })
+}
+
+#[test]
+fn online_shop_61_minute_outage_breaches_the_one_hour_limit_as_a_union() {
+    let mut engine = SlaEngine::new(&config(WEBSHOP)).unwrap();
+    let ten = t("2026-03-10T10:00:00Z");
+    let events = [
+        outage_alert("Site down", AlertStatus::Firing, ten),
+        outage_alert("Checkout down", AlertStatus::Firing, ten + 20 * MINUTE),
+        outage_alert("Site down", AlertStatus::Resolved, ten + 40 * MINUTE),
+        outage_alert("Checkout down", AlertStatus::Resolved, ten + 61 * MINUTE),
+    ];
+    let out = run(&mut engine, &events, t("2026-04-01T00:10:00Z"));
+    let breaches: Vec<&Finding> = out
+        .iter()
+        .filter_map(|o| match o {
+            SlaOutput::Breach(f) if f.kind == "max_downtime" => Some(f),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(breaches.len(), 1);
+    assert_eq!(breaches[0].detected_ns, ten + HOUR, "the limit was reached an hour in");
+    assert_eq!(
+        (breaches[0].window_start_ns, breaches[0].period.as_str()),
+        (ten, "2026-03")
+    );
+    let report = out
+        .iter()
+        .find_map(|o| match o {
+            SlaOutput::MonthlyReport(r) => Some(r),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        (report.downtime_minutes - 61.0).abs() < 1e-9,
+        "union, not the 81-minute sum"
+    );
+    assert!((report.longest_downtime_minutes - 61.0).abs() < 1e-9);
+    let no_long = report.objectives.iter().find(|o| o.name == "no-long-outage").unwrap();
+    assert!(!no_long.met);
+    assert!(report.objectives.iter().find(|o| o.name == "availability").unwrap().met);
+}
+
+#[test]
+fn late_samples_are_counted_and_reported_not_merged() {
+    let mut engine = SlaEngine::new(&config(WEBSHOP)).unwrap();
+    let start = t("2026-03-10T10:00:00Z");
+    let mut out = run(
+        &mut engine,
+        &traffic("webshop", start, start + 10 * MINUTE, |_| SEC, 1),
+        start + 10 * MINUTE,
+    );
+    let late = Event::Sample(LatencySample {
+        service: "webshop".into(),
+        operation: "trade".into(),
+        time_ns: start + MINUTE,
+        duration_ns: 9 * SEC,
+        outcome: Outcome::Ok as i32,
+        status_code: None,
+    });
+    engine.apply(&late, &mut out);
+    assert_eq!(engine.stats().late_samples, 1);
+    assert!(matches!(out.last(), Some(SlaOutput::LateSample { time_ns, .. }) if *time_ns == start + MINUTE));
+    let report = engine.report("webshop", start + 10 * MINUTE).unwrap();
+    assert_eq!(report.requests, 10, "the late sample is not in the windows");
+}
+
+#[test]
+fn closed_windows_carry_a_readable_v2_histogram() {
+    use base64::Engine as _;
+    let mut engine = SlaEngine::new(&config(WEBSHOP)).unwrap();
+    let start = t("2026-03-10T10:00:00Z");
+    let out = run(
+        &mut engine,
+        &traffic(
+            "webshop",
+            start,
+            start + HOUR,
+            |x| (x / MINUTE % 7 + 1) * 100_000_000,
+            3,
+        ),
+        start + 2 * HOUR,
+    );
+    let hour = out
+        .iter()
+        .find_map(|o| match o {
+            SlaOutput::WindowClosed(w) if w.granularity == Granularity::Hour && w.operation.is_empty() => Some(w),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!((hour.start_ns, hour.end_ns, hour.count), (start, start + HOUR, 180));
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(&hour.histogram)
+        .unwrap();
+    let h = histogram::decode(&bytes).unwrap();
+    assert_eq!(h.len(), 180);
+    assert_eq!(histogram::percentile_ns(&h, 100.0) / 1_000_000, 700);
+}
+
+#[test]
+fn request_based_budget_and_burn_rate() {
+    let cfg = config(
+        r#"
+        [[sla.contracts]]
+        service = "api"
+        [[sla.contracts.objectives]]
+        name = "success"
+        kind = "request_availability"
+        target = 99.0
+        "#,
+    );
+    let mut engine = SlaEngine::new(&cfg).unwrap();
+    let start = t("2026-03-10T10:00:00Z");
+    // Two hours at 0.2 % errors, then thirty minutes at 50 %.
+    let mut events = Vec::new();
+    for m in 0..150i64 {
+        let n = 1000usize;
+        let bad = if m < 120 { 2 } else { 500 };
+        events.push(Event::Batch(LatencyBatch {
+            service: "api".into(),
+            operation: "get".into(),
+            times_ns: (0..n as i64).map(|k| start + m * MINUTE + k * 1000).collect(),
+            durations_ns: vec![1_000_000; n],
+            errors: (0..n).map(|k| k < bad).collect(),
+            status_codes: vec![],
+        }));
+    }
+    let out = run(&mut engine, &events, start + 152 * MINUTE);
+    let kinds: Vec<String> = out
+        .iter()
+        .filter_map(|o| match o {
+            SlaOutput::Warning(f) | SlaOutput::Breach(f) => Some(f.kind.clone()),
+            SlaOutput::BurnRateAlert(b) => Some(format!("{}:{}", b.rule, b.state)),
+            _ => None,
+        })
+        .collect();
+    // Against a 1 % allowance: the last 5 and 30 minutes burn at 50×; the last hour at
+    // (30·2 + 30·500) / 60 000 = 25× (fast page: 14.4× in both); the last 6 hours at
+    // (120·2 + 30·500) / 150 000 = 10.2× (slow page: 6×); the ticket needs 1×.
+    for alert in ["fast-page:firing", "slow-page:firing", "ticket:firing"] {
+        assert!(kinds.contains(&alert.to_string()), "{alert}: {kinds:?}");
+    }
+    // Budget: 15 240 errors of 150 000 requests = 10 % against 1 %: past 100 %.
+    for k in ["budget_50", "budget_75", "budget_exhausted"] {
+        assert!(kinds.contains(&k.to_string()), "{k}: {kinds:?}");
+    }
+}
+
+#[test]
+fn business_hours_limit_what_counts() {
+    let cfg = config(
+        r#"
+        [[sla.contracts]]
+        service = "office"
+        timezone = "Europe/Berlin"
+        business_hours = { days = ["mon", "tue", "wed", "thu", "fri"], start = "08:00", end = "18:00" }
+        [[sla.contracts.objectives]]
+        name = "availability"
+        kind = "availability"
+        target = 99.0
+        "#,
+    );
+    let mut engine = SlaEngine::new(&cfg).unwrap();
+    // An outage at night (02:00–04:00 CET) and one in business hours (09:00–09:30 CET).
+    let night = t("2026-03-10T01:00:00Z");
+    let day = t("2026-03-10T08:00:00Z");
+    engine.apply_correlation(&opened("N", "office", night, 1));
+    engine.apply_correlation(&resolved("N", "office", night, night + 2 * HOUR));
+    engine.apply_correlation(&opened("D", "office", day, 1));
+    engine.apply_correlation(&resolved("D", "office", day, day + 30 * MINUTE));
+    let mut out = Vec::new();
+    engine.advance(t("2026-04-01T00:00:00Z"), &mut out);
+    let report = out
+        .iter()
+        .find_map(|o| match o {
+            SlaOutput::MonthlyReport(r) => Some(r),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        (report.downtime_minutes - 30.0).abs() < 1e-9,
+        "the night outage does not count"
+    );
+    // March 2026 has 22 working days of 10 h.
+    let expected = (1.0 - 30.0 / (22.0 * 600.0)) * 100.0;
+    assert!(
+        (report.availability_percent - expected).abs() < 1e-9,
+        "{}",
+        report.availability_percent
+    );
+}
+
+#[test]
+fn maintenance_is_excluded_from_availability() {
+    let cfg = config(
+        r#"
+        [[maintenance]]
+        name = "upgrade"
+        services = ["webshop"]
+        start = "2026-03-10T10:00:00"
+        duration = "30m"
+
+        [[sla.contracts]]
+        service = "webshop"
+        [[sla.contracts.objectives]]
+        name = "availability"
+        kind = "availability"
+        target = 99.9
+        "#,
+    );
+    let mut engine = SlaEngine::new(&cfg).unwrap();
+    let ten = t("2026-03-10T10:00:00Z");
+    engine.apply_correlation(&opened("M", "webshop", ten, 1));
+    engine.apply_correlation(&resolved("M", "webshop", ten, ten + 40 * MINUTE));
+    let mut out = Vec::new();
+    engine.advance(t("2026-04-01T00:10:00Z"), &mut out);
+    let report = out
+        .iter()
+        .find_map(|o| match o {
+            SlaOutput::MonthlyReport(r) => Some(r),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        (report.downtime_minutes - 10.0).abs() < 1e-9,
+        "30 of the 40 minutes were maintenance"
+    );
+    assert!((report.maintenance_minutes - 30.0).abs() < 1e-9);
+    // March in UTC (no DST), minus the 30 minutes of maintenance.
+    let expected = (1.0 - 10.0 / (31.0 * 1440.0 - 30.0)) * 100.0;
+    assert!((report.availability_percent - expected).abs() < 1e-9);
+}
+
+#[test]
+fn snapshot_restore_and_replay_give_the_same_findings() {
+    let cfg = config(TRADING);
+    let (ms, me) = (t("2026-05-31T23:00:00Z"), t("2026-06-30T23:00:00Z"));
+    let events = traffic("trading", ms, me, trading_latency, 1);
+    let mut whole = SlaEngine::new(&cfg).unwrap();
+    let expected = run(&mut whole, &events, me + HOUR);
+    let again = run(&mut SlaEngine::new(&cfg).unwrap(), &events, me + HOUR);
+    assert_eq!(
+        expected, again,
+        "replaying the same input gives the same records and keys"
+    );
+    for cut in [1, 200, 500] {
+        let mut first = SlaEngine::new(&cfg).unwrap();
+        let mut out = run(&mut first, &events[..cut], ms);
+        let mut second = SlaEngine::restore(&cfg, &first.snapshot()).unwrap();
+        out.extend(run(&mut second, &events[cut..], me + HOUR));
+        assert_eq!(out, expected, "cut at {cut}");
+    }
+}
+
+#[test]
+fn config_errors_name_the_objective() {
+    let err = Config::parse(
+        Path::new("c.toml"),
+        "[[sla.contracts]]\nservice = \"x\"\n[[sla.contracts.objectives]]\nname = \"p\"\nkind = \"latency_percentile\"\nthreshold = \"3s\"\n",
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("sla.contracts[0].objectives[0]") && err.to_string().contains("percentile"),
+        "{err}"
+    );
+}
