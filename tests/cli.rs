@@ -121,3 +121,27 @@ fn replay_prints_incident_records_in_event_time_order() {
     assert_eq!(records[2]["priority"], 2);
     assert!(stderr.contains("3 records, 3 events, 0 rejected"), "{stderr}");
 }
+
+#[test]
+fn readme_report_example_shows_the_outage_and_the_credit() {
+    // The command the README's quickstart gives, on the recorded example stream.
+    let (code, stdout, stderr) = slaflow(&[
+        "report",
+        "--from-replay",
+        "--config",
+        "examples/slaflow.toml",
+        "datadog-apm=examples/recorded/webshop-apm.json",
+        "alertmanager=examples/recorded/site-down-firing.json",
+        "alertmanager=examples/recorded/site-down-resolved.json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("webshop 2026-03 (running)"), "{stdout}");
+    assert!(stdout.contains("downtime 70.0 min (longest 70.0)"), "{stdout}");
+    let downtime_row = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("no-long-outage"))
+        .unwrap();
+    assert!(downtime_row.ends_with("NO"), "{downtime_row}");
+    assert!(stdout.contains("service credit 10.00 % = 2000.00 EUR"), "{stdout}");
+    assert!(stderr.contains("720 samples"), "{stderr}");
+}
