@@ -62,6 +62,9 @@ pub struct SlaStats {
 #[derive(Debug, Clone)]
 struct Rules {
     cfg: SlaConfig,
+    /// How long a resolved incident can still reopen (the correlation engine's reopen and
+    /// group windows): its priority is kept that long.
+    reopenable: i64,
     hist: HistogramConfig,
     cmdb: Cmdb,
     windows: Vec<MaintenanceWindow>,
@@ -108,7 +111,12 @@ impl Rules {
             }
         }
         let cmdb = Cmdb::build(&config.services, &config.cis).map_err(SlaError::Config)?;
+        let ns = |d: std::time::Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+        let reopenable = ns(config.correlate.reopen_window)
+            .max(ns(config.correlate.group_window))
+            .saturating_add(ns(config.correlate.allowed_lateness));
         Ok(Rules {
+            reopenable,
             hist: cfg.histogram.clone(),
             lateness: i64::try_from(cfg.allowed_lateness.as_nanos()).unwrap_or(i64::MAX),
             cfg,
@@ -233,6 +241,8 @@ struct ServiceState {
 struct IncidentRef {
     service: String,
     priority: u8,
+    /// When it resolved; it is forgotten once it can no longer reopen.
+    resolved_ns: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -362,6 +372,7 @@ impl SlaEngine {
                     IncidentRef {
                         service: service.clone(),
                         priority: *priority,
+                        resolved_ns: None,
                     },
                 );
                 self.maybe_outage(incident, *time_ns);
@@ -374,12 +385,17 @@ impl SlaEngine {
                 }
                 self.maybe_outage(incident, *time_ns);
             }
-            Output::IncidentReopened { incident, time_ns, .. } => self.maybe_outage(incident, *time_ns),
+            Output::IncidentReopened { incident, time_ns, .. } => {
+                if let Some(inc) = self.state.incidents.get_mut(incident) {
+                    inc.resolved_ns = None;
+                }
+                self.maybe_outage(incident, *time_ns);
+            }
             Output::IncidentResolved { incident, time_ns, .. } => {
-                if let Some(inc) = self.state.incidents.remove(incident) {
-                    self.outage_end(&inc.service, &format!("incident:{incident}"), *time_ns);
-                    // Kept until resolved only; a reopen re-registers through its service's records.
-                    self.state.incidents.insert(incident.clone(), inc);
+                if let Some(inc) = self.state.incidents.get_mut(incident) {
+                    inc.resolved_ns = Some(*time_ns);
+                    let service = inc.service.clone();
+                    self.outage_end(&service, &format!("incident:{incident}"), *time_ns);
                 }
             }
             Output::MaintenanceWindow {
@@ -598,6 +614,10 @@ impl SlaEngine {
             self.evaluate_until(&service, target, out);
         }
         self.state.frontier = target;
+        let reopenable = self.rules.reopenable;
+        self.state
+            .incidents
+            .retain(|_, inc| inc.resolved_ns.is_none_or(|r| r.saturating_add(reopenable) > target));
     }
 
     /// Walks a service's minute boundaries up to `target`, skipping stretches where nothing

@@ -513,3 +513,27 @@ fn config_errors_name_the_objective() {
         "{err}"
     );
 }
+
+#[test]
+fn resolved_incidents_are_forgotten_after_they_can_no_longer_reopen_but_a_reopen_counts() {
+    let mut engine = SlaEngine::new(&config(WEBSHOP)).unwrap();
+    let ten = t("2026-03-10T10:00:00Z");
+    let mut out = Vec::new();
+    engine.apply_correlation(&opened("A", "webshop", ten, 1));
+    engine.apply_correlation(&resolved("A", "webshop", ten, ten + 10 * MINUTE));
+    // Reopened within the reopen window: downtime again.
+    engine.apply_correlation(&Output::IncidentReopened {
+        incident: "A".into(),
+        alert: "x".into(),
+        time_ns: ten + 15 * MINUTE,
+    });
+    engine.apply_correlation(&resolved("A", "webshop", ten, ten + 20 * MINUTE));
+    engine.advance(ten + 3 * HOUR, &mut out);
+    assert!(engine.state.incidents.is_empty(), "forgotten after the reopen window");
+    let report = engine.report("webshop", ten + 3 * HOUR).unwrap();
+    assert!(
+        (report.downtime_minutes - 15.0).abs() < 1e-9,
+        "10 + 5 minutes: {}",
+        report.downtime_minutes
+    );
+}
