@@ -1,8 +1,19 @@
 #!/usr/bin/env bash
-# Installs, when missing, what slaflow's tests need beyond cargo; idempotent, so the test
-# command and CI both source it. Exports PYTHON for the tests that call Python.
+# Installs and starts, when missing, what slaflow's tests need beyond cargo; idempotent, so
+# the test command and CI both source it. Exports PYTHON for the tests that call Python.
+#  - PostgreSQL on 127.0.0.1:5432 (the sink tests create their own databases in it).
 #  - PyPI `hdrhistogram` (module `hdrh`): the independent HdrHistogram implementation the
 #    interop test reads slaflow's V2 histograms with (src/engine/sla/histogram.rs).
+
+if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  echo "setup: starting PostgreSQL" >&2
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start || true
+  for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+fi
+if ! command -v pg_isready >/dev/null 2>&1 || ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  echo "setup: PostgreSQL is not reachable on 127.0.0.1:5432; the sink tests need it (apt-get install postgresql, then pg_ctlcluster <version> main start)" >&2
+  return 1 2>/dev/null || exit 1
+fi
 
 HDRH_VERSION=0.10.8
 PYTHON=${PYTHON:-python3}

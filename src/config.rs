@@ -28,6 +28,32 @@ pub struct Config {
     pub maintenance: Vec<MaintenanceWindow>,
     /// SLA contracts and how they are measured.
     pub sla: SlaConfig,
+    /// The Postgres store.
+    pub postgres: PostgresConfig,
+}
+
+/// `[postgres]`: where results, checkpoints and offsets are stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresConfig {
+    /// Connection string (`host=… user=… dbname=…` or `postgres://…`). The environment
+    /// variable SLAFLOW_POSTGRES_URL, when set, replaces it, so a password need not be in the file.
+    pub url: String,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        PostgresConfig {
+            url: "host=127.0.0.1 user=postgres dbname=slaflow".into(),
+        }
+    }
+}
+
+impl PostgresConfig {
+    /// The connection string in effect (the environment variable wins).
+    pub fn effective_url(&self) -> String {
+        std::env::var("SLAFLOW_POSTGRES_URL").unwrap_or_else(|_| self.url.clone())
+    }
 }
 
 /// A configuration file that could not be used.

@@ -10,5 +10,6 @@ pub mod engine;
 pub mod model;
 pub mod replay;
 pub mod report;
+pub mod sinks;
 pub mod sources;
 pub mod time;

@@ -11,6 +11,8 @@ use slaflow::decode::{Decoders, Format};
 use slaflow::engine::sla::SlaOutput;
 use slaflow::replay::{Input, Record, Summary};
 use slaflow::report::{render, ReportFormat};
+use slaflow::sinks::postgres::PostgresSink;
+use slaflow::sinks::Batch;
 use slaflow::sources::file;
 
 #[derive(Parser)]
@@ -53,9 +55,18 @@ enum Command {
         /// example past a month's end to close it and get its final report.
         #[arg(long)]
         until: Option<String>,
+        /// Also write the records to this store (through the service's sink), not only stdout.
+        #[arg(long, value_enum)]
+        sink: Option<SinkKind>,
         /// Input files; `FORMAT=PATH` gives one its own format.
         #[arg(required = true)]
         inputs: Vec<String>,
+    },
+    /// Apply the store's schema migrations (the service also does at start-up).
+    Migrate {
+        /// Configuration file (`[postgres] url`; SLAFLOW_POSTGRES_URL overrides).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
     /// Print monthly SLA reports: final reports of the months the inputs close, and the
     /// running month's report as of the last event.
@@ -127,6 +138,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             config,
             format,
             until,
+            sink,
             inputs,
         } => {
             let config = load_config(config)?;
@@ -134,7 +146,17 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 .iter()
                 .map(|i| parse_input(i, format))
                 .collect::<Result<Vec<_>, _>>()?;
-            replay(&config, &inputs, parse_time(until)?)
+            replay(&config, &inputs, parse_time(until)?, sink)
+        }
+        Command::Migrate { config } => {
+            let config = load_config(config)?;
+            let applied = runtime()?.block_on(async {
+                let mut sink = PostgresSink::connect(&config.postgres.effective_url()).await?;
+                sink.migrate().await
+            });
+            let applied = applied.map_err(|e| e.to_string())?;
+            println!("{applied} migrations applied");
+            Ok(ExitCode::SUCCESS)
         }
         Command::Report {
             from_replay: _,
@@ -220,11 +242,49 @@ fn print_summary(summary: &Summary) {
     );
 }
 
-fn replay(config: &Config, inputs: &[Input], until: Option<i64>) -> Result<ExitCode, String> {
+/// Stores `replay --sink` can write to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SinkKind {
+    Postgres,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Writes replayed records to the store in transactions of at most 1 000 records.
+fn store(config: &Config, records: Vec<Record>) -> Result<(), String> {
+    runtime()?.block_on(async {
+        let mut sink = PostgresSink::connect(&config.postgres.effective_url())
+            .await
+            .map_err(|e| e.to_string())?;
+        sink.migrate().await.map_err(|e| e.to_string())?;
+        for chunk in records.chunks(1000) {
+            let mut batch = Batch::default();
+            for record in chunk {
+                match record {
+                    Record::Correlate(o) => batch.correlate.push(o.clone()),
+                    Record::Sla(o) => batch.sla.push(o.clone()),
+                }
+            }
+            sink.write(&batch).await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })
+}
+
+fn replay(config: &Config, inputs: &[Input], until: Option<i64>, sink: Option<SinkKind>) -> Result<ExitCode, String> {
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut write_error = None;
+    let mut kept = Vec::new();
     let (summary, _) = slaflow::replay::replay(config, inputs, until, |record| {
+        if sink.is_some() {
+            kept.push(record.clone());
+        }
         if write_error.is_none() {
             let written = serde_json::to_writer(&mut out, record)
                 .map_err(|e| e.to_string())
@@ -237,6 +297,9 @@ fn replay(config: &Config, inputs: &[Input], until: Option<i64>) -> Result<ExitC
         return Err(e);
     }
     out.flush().map_err(|e| e.to_string())?;
+    if sink.is_some() {
+        store(config, kept)?;
+    }
     print_summary(&summary);
     Ok(if summary.rejected.is_empty() {
         ExitCode::SUCCESS

@@ -131,3 +131,115 @@ pub enum Output {
     /// An event older than the allowed lateness: processed out of order, and counted.
     LateEvent { time_ns: i64, frontier_ns: i64 },
 }
+
+impl Output {
+    /// The record's natural key: the same input always gives the same key, so a replayed or
+    /// retried batch cannot store it twice. `None` for records that are counted, not stored
+    /// (duplicates update their alert's count; late events go to metrics).
+    pub fn key(&self) -> Option<String> {
+        Some(match self {
+            Output::IncidentOpened { incident, .. } => format!("opened/{incident}"),
+            Output::AlertJoined {
+                incident,
+                alert,
+                time_ns,
+                ..
+            } => format!("joined/{incident}/{alert}/{time_ns}"),
+            Output::PriorityChanged {
+                incident, time_ns, to, ..
+            } => format!("priority/{incident}/{time_ns}/{to}"),
+            Output::MajorIncident { incident, .. } => format!("major/{incident}"),
+            Output::Acknowledged {
+                incident,
+                alert,
+                time_ns,
+            } => format!("acknowledged/{incident}/{alert}/{time_ns}"),
+            Output::AlertResolved {
+                incident,
+                alert,
+                time_ns,
+            } => format!("alert_resolved/{incident}/{alert}/{time_ns}"),
+            Output::AlertRefired {
+                incident,
+                alert,
+                time_ns,
+            } => format!("alert_refired/{incident}/{alert}/{time_ns}"),
+            Output::IncidentResolved { incident, time_ns, .. } => format!("resolved/{incident}/{time_ns}"),
+            Output::IncidentReopened { incident, time_ns, .. } => format!("reopened/{incident}/{time_ns}"),
+            Output::AlertSuppressed { alert, time_ns, .. } => format!("suppressed/{alert}/{time_ns}"),
+            Output::FlappingStarted { alert, time_ns, .. } => format!("flapping_started/{alert}/{time_ns}"),
+            Output::FlappingEnded { alert, time_ns, .. } => format!("flapping_ended/{alert}/{time_ns}"),
+            Output::MaintenanceWindow {
+                window,
+                removed,
+                time_ns,
+                ..
+            } => format!("maintenance/{window}/{removed}/{time_ns}"),
+            Output::Unmatched { alert, status, time_ns } => format!("unmatched/{alert}/{status}/{time_ns}"),
+            Output::Duplicate { .. } | Output::LateEvent { .. } => return None,
+        })
+    }
+
+    /// The `type` name of the record.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Output::IncidentOpened { .. } => "incident_opened",
+            Output::AlertJoined { .. } => "alert_joined",
+            Output::Duplicate { .. } => "duplicate",
+            Output::PriorityChanged { .. } => "priority_changed",
+            Output::MajorIncident { .. } => "major_incident",
+            Output::Acknowledged { .. } => "acknowledged",
+            Output::AlertResolved { .. } => "alert_resolved",
+            Output::AlertRefired { .. } => "alert_refired",
+            Output::IncidentResolved { .. } => "incident_resolved",
+            Output::IncidentReopened { .. } => "incident_reopened",
+            Output::AlertSuppressed { .. } => "alert_suppressed",
+            Output::FlappingStarted { .. } => "flapping_started",
+            Output::FlappingEnded { .. } => "flapping_ended",
+            Output::MaintenanceWindow { .. } => "maintenance_window",
+            Output::Unmatched { .. } => "unmatched",
+            Output::LateEvent { .. } => "late_event",
+        }
+    }
+
+    /// The incident the record is about, if any.
+    pub fn incident(&self) -> Option<&str> {
+        match self {
+            Output::IncidentOpened { incident, .. }
+            | Output::AlertJoined { incident, .. }
+            | Output::Duplicate { incident, .. }
+            | Output::PriorityChanged { incident, .. }
+            | Output::MajorIncident { incident, .. }
+            | Output::Acknowledged { incident, .. }
+            | Output::AlertResolved { incident, .. }
+            | Output::AlertRefired { incident, .. }
+            | Output::IncidentResolved { incident, .. }
+            | Output::IncidentReopened { incident, .. }
+            | Output::FlappingStarted { incident, .. }
+            | Output::FlappingEnded { incident, .. } => Some(incident),
+            _ => None,
+        }
+    }
+
+    /// Event time of the record.
+    pub fn time_ns(&self) -> i64 {
+        match self {
+            Output::IncidentOpened { time_ns, .. }
+            | Output::AlertJoined { time_ns, .. }
+            | Output::Duplicate { time_ns, .. }
+            | Output::PriorityChanged { time_ns, .. }
+            | Output::MajorIncident { time_ns, .. }
+            | Output::Acknowledged { time_ns, .. }
+            | Output::AlertResolved { time_ns, .. }
+            | Output::AlertRefired { time_ns, .. }
+            | Output::IncidentResolved { time_ns, .. }
+            | Output::IncidentReopened { time_ns, .. }
+            | Output::AlertSuppressed { time_ns, .. }
+            | Output::FlappingStarted { time_ns, .. }
+            | Output::FlappingEnded { time_ns, .. }
+            | Output::MaintenanceWindow { time_ns, .. }
+            | Output::Unmatched { time_ns, .. }
+            | Output::LateEvent { time_ns, .. } => *time_ns,
+        }
+    }
+}

@@ -58,26 +58,7 @@ fn engine(toml: &str) -> Correlator {
 }
 
 fn kinds(out: &[Output]) -> Vec<&'static str> {
-    out.iter()
-        .map(|o| match o {
-            Output::IncidentOpened { .. } => "incident_opened",
-            Output::AlertJoined { .. } => "alert_joined",
-            Output::Duplicate { .. } => "duplicate",
-            Output::PriorityChanged { .. } => "priority_changed",
-            Output::MajorIncident { .. } => "major_incident",
-            Output::Acknowledged { .. } => "acknowledged",
-            Output::AlertResolved { .. } => "alert_resolved",
-            Output::AlertRefired { .. } => "alert_refired",
-            Output::IncidentResolved { .. } => "incident_resolved",
-            Output::IncidentReopened { .. } => "incident_reopened",
-            Output::AlertSuppressed { .. } => "alert_suppressed",
-            Output::FlappingStarted { .. } => "flapping_started",
-            Output::FlappingEnded { .. } => "flapping_ended",
-            Output::MaintenanceWindow { .. } => "maintenance_window",
-            Output::Unmatched { .. } => "unmatched",
-            Output::LateEvent { .. } => "late_event",
-        })
-        .collect()
+    out.iter().map(Output::kind).collect()
 }
 
 fn count(out: &[Output], kind: &str) -> usize {

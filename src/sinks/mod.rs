@@ -1,0 +1,80 @@
+//! Sinks: where the engines' records go. A batch — the records of a run of input, the
+//! dead letters among that input, the engines' checkpoint and the next input offsets — is
+//! written atomically, and every row has a natural key, so writing a batch twice changes
+//! nothing: that is what makes the service's effect exactly-once across crashes.
+
+pub mod postgres;
+
+use crate::engine::correlate::Output;
+use crate::engine::sla::SlaOutput;
+
+/// A record that could not be decoded, kept with its reason and origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Topic, file or endpoint the record came from.
+    pub origin: String,
+    /// Kafka partition, -1 elsewhere.
+    pub partition: i32,
+    /// Kafka offset, or the line / sequence number elsewhere.
+    pub offset: i64,
+    /// The format it was decoded as.
+    pub format: String,
+    /// What was wrong (the `DecodeError` text).
+    pub reason: String,
+    /// The raw bytes.
+    pub payload: Vec<u8>,
+    /// When it was received, ns since the epoch.
+    pub received_ns: i64,
+}
+
+/// Engine state for one scope (a partition, or a replay).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub scope: String,
+    pub correlate: Vec<u8>,
+    pub sla: Vec<u8>,
+}
+
+/// The next offset to read of one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offset {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub next_offset: i64,
+}
+
+/// Everything one transaction writes.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub correlate: Vec<Output>,
+    pub sla: Vec<SlaOutput>,
+    pub dead_letters: Vec<DeadLetter>,
+    pub checkpoint: Option<Checkpoint>,
+    pub offsets: Vec<Offset>,
+}
+
+impl Batch {
+    /// True when there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.correlate.is_empty()
+            && self.sla.is_empty()
+            && self.dead_letters.is_empty()
+            && self.checkpoint.is_none()
+            && self.offsets.is_empty()
+    }
+}
+
+/// A sink failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The store could not be reached or refused the transaction; retrying may succeed.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The schema could not be migrated.
+    #[error("migration failed: {0}")]
+    Migration(String),
+    /// A stored value could not be read back.
+    #[error("stored data unreadable: {0}")]
+    Corrupt(String),
+}

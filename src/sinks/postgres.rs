@@ -1,0 +1,362 @@
+//! The Postgres sink (tokio-postgres): embedded migrations (refinery), and one transaction
+//! per batch that upserts incidents and their alerts, appends lifecycle records, breaches,
+//! closed windows, reports and dead letters by natural key, and stores the engines'
+//! checkpoint and the next offsets with them.
+
+use std::collections::BTreeMap;
+
+use tokio_postgres::{Client, NoTls, Transaction};
+
+use super::{Batch, Checkpoint, SinkError};
+use crate::engine::correlate::Output;
+use crate::engine::sla::SlaOutput;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// A connection to the store.
+pub struct PostgresSink {
+    client: Client,
+}
+
+fn unavailable(e: tokio_postgres::Error) -> SinkError {
+    SinkError::Unavailable(e.to_string())
+}
+
+fn json(value: &impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}
+
+fn big(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl PostgresSink {
+    /// Connects (`host=… user=… dbname=…` or a `postgres://` URL); the connection runs on
+    /// its own task and ends when the sink is dropped.
+    pub async fn connect(url: &str) -> Result<PostgresSink, SinkError> {
+        let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(unavailable)?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::warn!(%error, "postgres connection ended");
+            }
+        });
+        Ok(PostgresSink { client })
+    }
+
+    /// Applies the embedded migrations that have not run yet.
+    pub async fn migrate(&mut self) -> Result<usize, SinkError> {
+        let report = embedded::migrations::runner()
+            .run_async(&mut self.client)
+            .await
+            .map_err(|e| SinkError::Migration(e.to_string()))?;
+        Ok(report.applied_migrations().len())
+    }
+
+    /// True while the store answers.
+    pub async fn is_ready(&self) -> bool {
+        self.client.simple_query("SELECT 1").await.is_ok()
+    }
+
+    /// Writes a batch in one transaction: all of it, or (on error) none of it.
+    pub async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        let tx = self.client.transaction().await.map_err(unavailable)?;
+        write_correlation(&tx, &batch.correlate).await.map_err(unavailable)?;
+        write_sla(&tx, &batch.sla).await.map_err(unavailable)?;
+        for d in &batch.dead_letters {
+            tx.execute(
+                "INSERT INTO dead_letters (origin, partition, \"offset\", format, reason, payload, received_ns)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                &[
+                    &d.origin,
+                    &d.partition,
+                    &d.offset,
+                    &d.format,
+                    &d.reason,
+                    &d.payload,
+                    &d.received_ns,
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        }
+        if let Some(c) = &batch.checkpoint {
+            tx.execute(
+                "INSERT INTO engine_checkpoints (scope, correlate, sla) VALUES ($1, $2, $3)
+                 ON CONFLICT (scope) DO UPDATE SET correlate = EXCLUDED.correlate, sla = EXCLUDED.sla, updated_at = now()",
+                &[&c.scope, &c.correlate, &c.sla],
+            )
+            .await
+            .map_err(unavailable)?;
+        }
+        for o in &batch.offsets {
+            tx.execute(
+                "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
+                &[&o.group, &o.topic, &o.partition, &o.next_offset],
+            )
+            .await
+            .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    /// The checkpoint of a scope, if one was written.
+    pub async fn load_checkpoint(&self, scope: &str) -> Result<Option<Checkpoint>, SinkError> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT correlate, sla FROM engine_checkpoints WHERE scope = $1",
+                &[&scope],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(row.map(|r| Checkpoint {
+            scope: scope.to_string(),
+            correlate: r.get(0),
+            sla: r.get(1),
+        }))
+    }
+
+    /// The stored next offsets of a group's partitions of a topic.
+    pub async fn load_offsets(&self, group: &str, topic: &str) -> Result<BTreeMap<i32, i64>, SinkError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1 AND topic = $2",
+                &[&group, &topic],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// The client, for queries of the report API and of tests.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+async fn write_correlation(tx: &Transaction<'_>, records: &[Output]) -> Result<(), tokio_postgres::Error> {
+    // A storm's duplicates become one update per alert per batch: the highest count wins.
+    let mut duplicates: BTreeMap<(&str, &str), (u64, i64)> = BTreeMap::new();
+    for record in records {
+        if let Some(key) = record.key() {
+            tx.execute(
+                "INSERT INTO incident_events (key, type, incident, time_ns, record) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (key) DO NOTHING",
+                &[
+                    &key,
+                    &record.kind(),
+                    &record.incident(),
+                    &record.time_ns(),
+                    &json(record),
+                ],
+            )
+            .await?;
+        }
+        match record {
+            Output::IncidentOpened {
+                incident,
+                service,
+                alert,
+                ci,
+                time_ns,
+                priority,
+                suspected_changes,
+                ..
+            } => {
+                tx.execute(
+                    "INSERT INTO incidents (id, service, opened_ns, status, priority, suspected_changes, updated_ns)
+                     VALUES ($1, $2, $3, 'open', $4, $5, $3) ON CONFLICT (id) DO NOTHING",
+                    &[incident, service, time_ns, &i16::from(*priority), suspected_changes],
+                )
+                .await?;
+                join(tx, incident, alert, ci, *time_ns, false, None).await?;
+            }
+            Output::AlertJoined {
+                incident,
+                alert,
+                ci,
+                time_ns,
+                symptom,
+                root_cause_ci,
+            } => {
+                join(tx, incident, alert, ci, *time_ns, *symptom, root_cause_ci.as_deref()).await?;
+            }
+            Output::Duplicate {
+                incident,
+                alert,
+                time_ns,
+                occurrences,
+            } => {
+                let entry = duplicates
+                    .entry((incident.as_str(), alert.as_str()))
+                    .or_insert((0, i64::MIN));
+                entry.0 = entry.0.max(*occurrences);
+                entry.1 = entry.1.max(*time_ns);
+            }
+            Output::PriorityChanged {
+                incident, time_ns, to, ..
+            } => {
+                tx.execute(
+                    "UPDATE incidents SET priority = LEAST(priority, $2), updated_ns = GREATEST(updated_ns, $3) WHERE id = $1",
+                    &[incident, &i16::from(*to), time_ns],
+                )
+                .await?;
+            }
+            Output::MajorIncident { incident, .. } => {
+                tx.execute("UPDATE incidents SET major = TRUE WHERE id = $1", &[incident])
+                    .await?;
+            }
+            Output::Acknowledged { incident, time_ns, .. } => {
+                tx.execute(
+                    "UPDATE incidents SET status = 'acknowledged', updated_ns = GREATEST(updated_ns, $2) WHERE id = $1 AND status = 'open'",
+                    &[incident, time_ns],
+                )
+                .await?;
+            }
+            Output::IncidentResolved {
+                incident,
+                time_ns,
+                reason,
+                ..
+            } => {
+                tx.execute(
+                    "UPDATE incidents SET status = 'resolved', resolved_ns = $2, resolve_reason = $3, updated_ns = GREATEST(updated_ns, $2) WHERE id = $1",
+                    &[incident, time_ns, reason],
+                )
+                .await?;
+            }
+            Output::IncidentReopened {
+                incident,
+                alert,
+                time_ns,
+            } => {
+                tx.execute(
+                    "UPDATE incidents SET status = 'open', resolved_ns = NULL, resolve_reason = NULL, updated_ns = GREATEST(updated_ns, $2) WHERE id = $1",
+                    &[incident, time_ns],
+                )
+                .await?;
+                join(tx, incident, alert, "", *time_ns, false, None).await?;
+            }
+            _ => {}
+        }
+    }
+    for ((incident, alert), (occurrences, last_seen)) in duplicates {
+        tx.execute(
+            "UPDATE incident_alerts SET occurrences = GREATEST(occurrences, $3), last_seen_ns = GREATEST(last_seen_ns, $4)
+             WHERE incident = $1 AND alert = $2",
+            &[&incident, &alert, &big(occurrences), &last_seen],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn join(
+    tx: &Transaction<'_>,
+    incident: &str,
+    alert: &str,
+    ci: &str,
+    time_ns: i64,
+    symptom: bool,
+    root_cause_ci: Option<&str>,
+) -> Result<u64, tokio_postgres::Error> {
+    tx.execute(
+        "INSERT INTO incident_alerts (incident, alert, ci, joined_ns, symptom, root_cause_ci, last_seen_ns)
+         VALUES ($1, $2, $3, $4, $5, $6, $4) ON CONFLICT (incident, alert) DO NOTHING",
+        &[&incident, &alert, &ci, &time_ns, &symptom, &root_cause_ci],
+    )
+    .await
+}
+
+async fn write_sla(tx: &Transaction<'_>, records: &[SlaOutput]) -> Result<(), tokio_postgres::Error> {
+    use base64::Engine as _;
+    for record in records {
+        match record {
+            SlaOutput::WindowClosed(w) => {
+                let histogram = base64::engine::general_purpose::STANDARD
+                    .decode(&w.histogram)
+                    .unwrap_or_default();
+                let granularity = json(&w.granularity).as_str().unwrap_or_default().to_string();
+                tx.execute(
+                    "INSERT INTO sla_windows (service, operation, granularity, start_ns, end_ns, count, errors, mean_ns,
+                                              p50_ns, p95_ns, p99_ns, max_ns, histogram)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING",
+                    &[
+                        &w.service,
+                        &w.operation,
+                        &granularity,
+                        &w.start_ns,
+                        &w.end_ns,
+                        &big(w.count),
+                        &big(w.errors),
+                        &w.mean_ns,
+                        &w.p50_ns,
+                        &w.p95_ns,
+                        &w.p99_ns,
+                        &w.max_ns,
+                        &histogram,
+                    ],
+                )
+                .await?;
+            }
+            SlaOutput::Warning(f) | SlaOutput::Breach(f) => {
+                let kind = if matches!(record, SlaOutput::Breach(_)) {
+                    "breach"
+                } else {
+                    "warning"
+                };
+                tx.execute(
+                    "INSERT INTO breaches (key, type, service, objective, kind, period, measured, threshold,
+                                           window_start_ns, window_end_ns, detected_ns, record)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (key) DO NOTHING",
+                    &[
+                        &f.key,
+                        &kind,
+                        &f.service,
+                        &f.objective,
+                        &f.kind,
+                        &f.period,
+                        &f.measured,
+                        &f.threshold,
+                        &f.window_start_ns,
+                        &f.window_end_ns,
+                        &f.detected_ns,
+                        &json(record),
+                    ],
+                )
+                .await?;
+            }
+            SlaOutput::BurnRateAlert(b) => {
+                // Firing and resolved share the alert's key; each change is its own row.
+                let key = format!("{}/{}", b.key, b.state);
+                let period = String::new();
+                tx.execute(
+                    "INSERT INTO breaches (key, type, service, objective, kind, period, measured, threshold,
+                                           window_start_ns, window_end_ns, detected_ns, record)
+                     VALUES ($1, 'burn_rate_alert', $2, $3, $4, $5, $6, $7, NULL, NULL, $8, $9) ON CONFLICT (key) DO NOTHING",
+                    &[&key, &b.service, &b.objective, &b.rule, &period, &b.long_burn_rate, &b.factor, &b.detected_ns, &json(record)],
+                )
+                .await?;
+            }
+            SlaOutput::MonthlyReport(r) => {
+                // A final report replaces an on-demand one; never the other way round.
+                tx.execute(
+                    "INSERT INTO monthly_reports (service, period, complete, availability_percent, credit_percent, credit_amount, report)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     ON CONFLICT (service, period) DO UPDATE SET complete = EXCLUDED.complete,
+                        availability_percent = EXCLUDED.availability_percent, credit_percent = EXCLUDED.credit_percent,
+                        credit_amount = EXCLUDED.credit_amount, report = EXCLUDED.report
+                     WHERE NOT monthly_reports.complete",
+                    &[&r.service, &r.period, &r.complete, &r.availability_percent, &r.credit_percent, &r.credit_amount, &json(r)],
+                )
+                .await?;
+            }
+            SlaOutput::LateSample { .. } => {}
+        }
+    }
+    Ok(())
+}

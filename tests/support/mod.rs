@@ -1,0 +1,63 @@
+//! Shared by the integration tests that need services: a fresh Postgres database per test.
+//! A test that needs Postgres fails loudly when it is not there, saying how to start it.
+
+#![allow(dead_code)]
+
+use tokio_postgres::NoTls;
+
+/// The admin connection tests create their databases with (SLAFLOW_TEST_POSTGRES overrides).
+pub fn admin_url() -> String {
+    std::env::var("SLAFLOW_TEST_POSTGRES").unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=postgres".into())
+}
+
+/// A database made for one test, dropped by `drop_db` (left behind if the test fails, for a look).
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    /// Creates `slaflow_t_<name>_<pid>` afresh.
+    pub async fn create(name: &str) -> TestDb {
+        let admin = admin_url();
+        let (client, connection) = tokio_postgres::connect(&admin, NoTls).await.unwrap_or_else(|e| {
+            panic!(
+                "Postgres is not reachable at `{admin}` ({e}). Start it with \
+                 `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`, \
+                 or point SLAFLOW_TEST_POSTGRES at one."
+            )
+        });
+        tokio::spawn(connection);
+        let db = format!("slaflow_t_{name}_{}", std::process::id());
+        // Two statements: DROP/CREATE DATABASE cannot share an implicit transaction.
+        client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .await
+            .unwrap();
+        client.batch_execute(&format!("CREATE DATABASE {db}")).await.unwrap();
+        let url = admin.replace("dbname=postgres", &format!("dbname={db}"));
+        TestDb { name: db, url }
+    }
+
+    /// Drops the database.
+    pub async fn drop_db(self) {
+        let (client, connection) = tokio_postgres::connect(&admin_url(), NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .await
+            .unwrap();
+    }
+
+    /// A plain client on the test database.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+    }
+}
+
+/// One integer from a query.
+pub async fn count(client: &tokio_postgres::Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
