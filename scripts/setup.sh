@@ -2,6 +2,8 @@
 # Installs and starts, when missing, what slaflow's tests need beyond cargo; idempotent, so
 # the test command and CI both source it. Exports PYTHON for the tests that call Python.
 #  - PostgreSQL on 127.0.0.1:5432 (the sink tests create their own databases in it).
+#  - a Kafka-protocol broker (tansu) on 127.0.0.1:9092, installed with cargo when missing
+#    (about 15 minutes the first time), see scripts/kafka.sh.
 #  - PyPI `hdrhistogram` (module `hdrh`): the independent HdrHistogram implementation the
 #    interop test reads slaflow's V2 histograms with (src/engine/sla/histogram.rs).
 
@@ -14,6 +16,10 @@ if ! command -v pg_isready >/dev/null 2>&1 || ! pg_isready -q -h 127.0.0.1 -p 54
   echo "setup: PostgreSQL is not reachable on 127.0.0.1:5432; the sink tests need it (apt-get install postgresql, then pg_ctlcluster <version> main start)" >&2
   return 1 2>/dev/null || exit 1
 fi
+
+_here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+"$_here/kafka.sh" install || { echo "setup: could not install tansu" >&2; return 1 2>/dev/null || exit 1; }
+"$_here/kafka.sh" start || { echo "setup: could not start tansu" >&2; return 1 2>/dev/null || exit 1; }
 
 HDRH_VERSION=0.10.8
 PYTHON=${PYTHON:-python3}

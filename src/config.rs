@@ -30,6 +30,8 @@ pub struct Config {
     pub sla: SlaConfig,
     /// The Postgres store.
     pub postgres: PostgresConfig,
+    /// The Kafka source (`slaflow run`).
+    pub kafka: crate::sources::kafka::KafkaConfig,
 }
 
 /// `[postgres]`: where results, checkpoints and offsets are stored.

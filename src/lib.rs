@@ -8,6 +8,7 @@ pub mod config;
 pub mod decode;
 pub mod engine;
 pub mod model;
+pub mod pipeline;
 pub mod replay;
 pub mod report;
 pub mod sinks;

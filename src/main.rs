@@ -62,6 +62,13 @@ enum Command {
         #[arg(required = true)]
         inputs: Vec<String>,
     },
+    /// Run the service: consume the configured Kafka topics, run the engines, write to
+    /// Postgres. SIGTERM or Ctrl-C drains in-flight batches, writes them and exits.
+    Run {
+        /// Configuration file (`[kafka]`, `[postgres]`, the engines' sections).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Apply the store's schema migrations (the service also does at start-up).
     Migrate {
         /// Configuration file (`[postgres] url`; SLAFLOW_POSTGRES_URL overrides).
@@ -147,6 +154,18 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 .map(|i| parse_input(i, format))
                 .collect::<Result<Vec<_>, _>>()?;
             replay(&config, &inputs, parse_time(until)?, sink)
+        }
+        Command::Run { config } => {
+            let config = load_config(Some(config))?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()).max(2))
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime
+                .block_on(slaflow::pipeline::run(config, shutdown_signal()))
+                .map_err(|e| e.to_string())?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Migrate { config } => {
             let config = load_config(config)?;
@@ -246,6 +265,27 @@ fn print_summary(summary: &Summary) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum SinkKind {
     Postgres,
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down: draining partitions");
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {

@@ -96,11 +96,116 @@ fn stamp(event: &mut Event, now: i64) {
     }
 }
 
+/// Both engines wired together, as every path runs them (replay, Kafka workers, HTTP
+/// ingest): correlation records feed the SLA engine (incidents at a contract's outage
+/// priority are downtime), whose clock runs behind by the correlation lateness so that an
+/// incident reaches it before the minutes it covers are judged.
+pub struct Engines {
+    pub correlator: Correlator,
+    pub sla: SlaEngine,
+    behind: i64,
+    sla_lateness: i64,
+    last: i64,
+    incidents: Vec<Output>,
+    sla_out: Vec<SlaOutput>,
+}
+
+impl Engines {
+    /// Engines with no state.
+    pub fn new(config: &Config) -> Result<Engines, ReplayError> {
+        Ok(Engines::from_parts(
+            config,
+            Correlator::new(config)?,
+            SlaEngine::new(config)?,
+        ))
+    }
+
+    /// Engines restored from their snapshots, with the watermark they had.
+    pub fn restore(config: &Config, correlate: &[u8], sla: &[u8]) -> Result<Engines, ReplayError> {
+        let mut engines = Engines::from_parts(
+            config,
+            Correlator::restore(config, correlate)?,
+            SlaEngine::restore(config, sla)?,
+        );
+        engines.last = engines.correlator.watermark();
+        Ok(engines)
+    }
+
+    fn from_parts(config: &Config, correlator: Correlator, sla: SlaEngine) -> Engines {
+        let ns = |d: std::time::Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+        Engines {
+            correlator,
+            sla,
+            behind: ns(config.correlate.allowed_lateness),
+            sla_lateness: ns(config.sla.allowed_lateness),
+            last: i64::MIN,
+            incidents: Vec::new(),
+            sla_out: Vec::new(),
+        }
+    }
+
+    /// Both snapshots (correlation, SLA).
+    pub fn snapshot(&self) -> (Vec<u8>, Vec<u8>) {
+        (self.correlator.snapshot(), self.sla.snapshot())
+    }
+
+    /// Processes one event, the watermark being the latest event time seen.
+    pub fn process(&mut self, event: Event, emit: &mut impl FnMut(Record)) {
+        let t = event_time(&event);
+        self.last = self.last.max(t);
+        self.sla.apply(&event, &mut self.sla_out);
+        self.correlator.apply(event, &mut self.incidents);
+        self.correlator.advance(self.last, &mut self.incidents);
+        self.forward(emit);
+        self.sla
+            .advance(self.last.saturating_sub(self.behind), &mut self.sla_out);
+        self.forward(emit);
+    }
+
+    /// End of input: processes what the correlation engine still holds, and moves the SLA
+    /// clock to `until` (or the last event) so every window up to there closes.
+    pub fn finish(&mut self, until: Option<i64>, emit: &mut impl FnMut(Record)) {
+        self.correlator.flush(&mut self.incidents);
+        self.forward(emit);
+        let end = until.unwrap_or(self.last).max(self.last);
+        if end > i64::MIN {
+            self.sla
+                .advance(end.saturating_add(self.sla_lateness), &mut self.sla_out);
+        }
+        self.forward(emit);
+    }
+
+    /// Releases the events the correlation engine holds for reordering, without moving the
+    /// SLA clock: for a stream that went idle (its last events would otherwise wait for newer
+    /// ones). An event that then arrives older than those is processed as late.
+    pub fn release_held(&mut self, emit: &mut impl FnMut(Record)) -> bool {
+        if !self.correlator.has_pending() {
+            return false;
+        }
+        self.correlator.flush(&mut self.incidents);
+        self.forward(emit);
+        true
+    }
+
+    /// Time of the last event processed.
+    pub fn last_event_ns(&self) -> Option<i64> {
+        (self.last > i64::MIN).then_some(self.last)
+    }
+
+    fn forward(&mut self, emit: &mut impl FnMut(Record)) {
+        for record in self.incidents.drain(..) {
+            self.sla.apply_correlation(&record);
+            emit(Record::Correlate(record));
+        }
+        for record in self.sla_out.drain(..) {
+            emit(Record::Sla(record));
+        }
+    }
+}
+
 /// Replays `inputs` through both engines in event-time order, handing every output record to
-/// `emit`. Correlation records feed the SLA engine (incidents at a contract's outage priority
-/// are downtime), whose clock runs behind by the correlation lateness so that an incident
-/// reaches it before the minutes it covers are judged. At the end, the clock is `until` when
-/// given (to close a month, say), else the last event's time.
+/// `emit`. At the end, the clock is `until` when given (to close a month, say), else the
+/// last event's time.
 pub fn replay(
     config: &Config,
     inputs: &[Input],
@@ -112,41 +217,14 @@ pub fn replay(
     let mut events = read_events(&decoders, inputs, &mut summary)?;
     // Files are recorded per source; the engines want one stream in event-time order.
     events.sort_by_key(event_time);
-    let mut correlator = Correlator::new(config)?;
-    let mut sla = SlaEngine::new(config)?;
-    let behind = i64::try_from(config.correlate.allowed_lateness.as_nanos()).unwrap_or(i64::MAX);
-    let mut incidents = Vec::new();
-    let mut sla_out = Vec::new();
-    let mut last = i64::MIN;
-    let mut forward = |incidents: &mut Vec<Output>, sla: &mut SlaEngine, sla_out: &mut Vec<SlaOutput>| {
-        for record in incidents.drain(..) {
-            sla.apply_correlation(&record);
-            emit(&Record::Correlate(record));
-        }
-        for record in sla_out.drain(..) {
-            emit(&Record::Sla(record));
-        }
-    };
+    let mut engines = Engines::new(config)?;
+    let mut sink = |record: Record| emit(&record);
     for event in events {
-        let t = event_time(&event);
-        last = last.max(t);
-        sla.apply(&event, &mut sla_out);
-        correlator.apply(event, &mut incidents);
-        correlator.advance(t, &mut incidents);
-        forward(&mut incidents, &mut sla, &mut sla_out);
-        sla.advance(t.saturating_sub(behind), &mut sla_out);
-        forward(&mut incidents, &mut sla, &mut sla_out);
+        engines.process(event, &mut sink);
     }
-    correlator.flush(&mut incidents);
-    forward(&mut incidents, &mut sla, &mut sla_out);
-    let end = until.unwrap_or(last).max(last);
-    if end > i64::MIN {
-        let lateness = i64::try_from(config.sla.allowed_lateness.as_nanos()).unwrap_or(i64::MAX);
-        sla.advance(end.saturating_add(lateness), &mut sla_out);
-    }
-    forward(&mut incidents, &mut sla, &mut sla_out);
-    summary.correlate = correlator.stats().clone();
-    summary.sla = sla.stats().clone();
-    summary.last_event_ns = (last > i64::MIN).then_some(last);
-    Ok((summary, sla))
+    engines.finish(until, &mut sink);
+    summary.correlate = engines.correlator.stats().clone();
+    summary.sla = engines.sla.stats().clone();
+    summary.last_event_ns = engines.last_event_ns();
+    Ok((summary, engines.sla))
 }

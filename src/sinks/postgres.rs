@@ -45,12 +45,21 @@ impl PostgresSink {
         Ok(PostgresSink { client })
     }
 
-    /// Applies the embedded migrations that have not run yet.
+    /// Applies the embedded migrations that have not run yet. Replicas starting together
+    /// take turns: a session-level advisory lock serialises them (two concurrent runs on a
+    /// fresh database otherwise race to create refinery's history table).
     pub async fn migrate(&mut self) -> Result<usize, SinkError> {
-        let report = embedded::migrations::runner()
-            .run_async(&mut self.client)
+        const LOCK: i64 = 0x51af_10e0; // any constant shared by every replica
+        self.client
+            .execute("SELECT pg_advisory_lock($1)", &[&LOCK])
             .await
-            .map_err(|e| SinkError::Migration(e.to_string()))?;
+            .map_err(unavailable)?;
+        let result = embedded::migrations::runner().run_async(&mut self.client).await;
+        self.client
+            .execute("SELECT pg_advisory_unlock($1)", &[&LOCK])
+            .await
+            .map_err(unavailable)?;
+        let report = result.map_err(|e| SinkError::Migration(e.to_string()))?;
         Ok(report.applied_migrations().len())
     }
 

@@ -2,3 +2,4 @@
 //! HTTP push join them as the service grows.
 
 pub mod file;
+pub mod kafka;

@@ -164,6 +164,9 @@ struct SourceWindow {
 struct State {
     /// Events up to this event time have been processed.
     frontier: i64,
+    /// The latest watermark passed to `advance` (restored with the state, so a restored
+    /// engine continues from the same "now").
+    watermark: i64,
     pending: ReorderBuffer,
     alerts: HashMap<String, AlertState>,
     /// (last seen, seq) of every alert, oldest first, for TTL and size eviction.
@@ -186,6 +189,7 @@ impl Default for State {
     fn default() -> Self {
         State {
             frontier: i64::MIN,
+            watermark: i64::MIN,
             pending: ReorderBuffer::default(),
             alerts: HashMap::new(),
             lru: BTreeSet::new(),
@@ -240,6 +244,7 @@ impl Correlator {
     /// Moves the watermark: processes, in event-time order, every buffered event older than
     /// `watermark − allowed lateness`, and the timers due by then.
     pub fn advance(&mut self, watermark: i64, out: &mut Vec<Output>) {
+        self.state.watermark = self.state.watermark.max(watermark);
         let target = watermark.saturating_sub(self.rules.lateness);
         while let Some(event) = self.state.pending.pop_until(target) {
             let t = event_time(&event);
@@ -259,6 +264,16 @@ impl Correlator {
             self.state.frontier = self.state.frontier.max(t);
             self.process(&event, out);
         }
+    }
+
+    /// The latest watermark passed to `advance` (`i64::MIN` before the first).
+    pub fn watermark(&self) -> i64 {
+        self.state.watermark
+    }
+
+    /// True when events are held for reordering.
+    pub fn has_pending(&self) -> bool {
+        !self.state.pending.is_empty()
     }
 
     /// Counters so far.
