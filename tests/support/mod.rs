@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod kafka;
+
 use tokio_postgres::NoTls;
 
 /// The admin connection tests create their databases with (SLAFLOW_TEST_POSTGRES overrides).

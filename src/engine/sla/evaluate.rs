@@ -503,7 +503,8 @@ fn percentile(s: &MonthSummary, p: f64) -> f64 {
 }
 
 impl ServiceState {
-    fn default_for(month_start: i64, month_end: i64) -> ServiceState {
+    /// A service's state before its first event, in the given month.
+    pub(super) fn default_for(month_start: i64, month_end: i64) -> ServiceState {
         ServiceState {
             series: BTreeMap::new(),
             month_start,

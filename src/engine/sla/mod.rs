@@ -457,25 +457,9 @@ impl SlaEngine {
         let tz = contract.timezone;
         Some(self.state.services.entry(service.to_string()).or_insert_with(|| {
             let (month_start, month_end) = intervals::month_bounds(tz, t).unwrap_or((t, t));
-            ServiceState {
-                series: BTreeMap::new(),
-                month_start,
-                month_end,
-                requests: 0,
-                errors: 0,
-                minute_ring: VecDeque::new(),
-                hour_ring: VecDeque::new(),
-                streaks: BTreeMap::new(),
-                active: BTreeMap::new(),
-                downtime: IntervalSet::new(),
-                source_maintenance: IntervalSet::new(),
-                firing: BTreeMap::new(),
-                emitted: BTreeSet::new(),
-                breaches: BTreeMap::new(),
-                evaluated_to: floor_to(t, MINUTE),
-                days_to_judge: Vec::new(),
-                last_judged_day: None,
-            }
+            let mut st = ServiceState::default_for(month_start, month_end);
+            st.evaluated_to = floor_to(t, MINUTE);
+            st
         }))
     }
 

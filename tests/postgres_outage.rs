@@ -1,0 +1,97 @@
+//! Postgres stopped and started again while `slaflow run` consumes: the worker retries with
+//! backoff, nothing is lost or doubled, and the tables equal those of a run without the
+//! outage. Its own test binary: cargo runs test binaries one at a time, so stopping the
+//! server cannot disturb another test.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::kafka::*;
+use support::TestDb;
+
+fn cluster() -> String {
+    std::fs::read_dir("/etc/postgresql")
+        .ok()
+        .and_then(|mut d| d.next())
+        .and_then(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .unwrap_or_else(|| panic!("no /etc/postgresql: this test stops and starts the local Debian Postgres cluster"))
+}
+
+fn pg(action: &str) {
+    let status = Command::new("pg_ctlcluster")
+        .args(["--skip-systemctl-redirect", &cluster(), "main", action])
+        .status()
+        .unwrap_or_else(|e| panic!("pg_ctlcluster {action}: {e}"));
+    assert!(status.success(), "pg_ctlcluster {action} failed");
+}
+
+/// Starts Postgres again however the test ends.
+struct Restart;
+
+impl Drop for Restart {
+    fn drop(&mut self) {
+        let _ = Command::new("pg_ctlcluster")
+            .args(["--skip-systemctl-redirect", &cluster(), "main", "start"])
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_and_started_during_a_run_loses_and_doubles_nothing() {
+    require_broker();
+    let id = std::process::id();
+    let (alerts_topic, apm_topic) = (format!("o-alerts-{id}"), format!("o-apm-{id}"));
+    create_topics(&[&alerts_topic, &apm_topic], 1).await;
+    let (alerts, apm) = payloads();
+    let (first, second) = apm.split_at(apm.len() / 2);
+    produce(&alerts_topic, &alerts).await;
+    produce(&apm_topic, first).await;
+    let dir = std::env::temp_dir();
+
+    // The reference: everything, no outage.
+    produce(&apm_topic, second).await;
+    let calm = TestDb::create("outage_calm").await;
+    let config = write_config(&dir, &calm, &format!("ocalm-{id}"), &alerts_topic, &apm_topic);
+    let child = start(&config);
+    let calm_client = calm.client().await;
+    let total = (alerts.len() + apm.len()) as i64;
+    wait_for_offsets(
+        &calm_client,
+        &format!("ocalm-{id}"),
+        total,
+        &config.with_extension("log"),
+    )
+    .await;
+    wait_until(&calm_client, RESOLVED, 1, &config.with_extension("log")).await;
+    assert_eq!(terminate(child), 0);
+    let expected = snapshot_tables(&calm_client).await;
+    drop(calm_client);
+
+    // The same input with Postgres stopped for a while once consumption is under way.
+    let rough = TestDb::create("outage_rough").await;
+    let group = format!("orough-{id}");
+    let config = write_config(&dir, &rough, &group, &alerts_topic, &apm_topic);
+    let log = config.with_extension("log");
+    let client = rough.client().await;
+    let child = start(&config);
+    wait_for_offsets(&client, &group, total / 4, &log).await;
+    drop(client);
+    let guard = Restart;
+    pg("stop");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    pg("start");
+    drop(guard);
+    let client = rough.client().await;
+    wait_for_offsets(&client, &group, total, &log).await;
+    wait_until(&client, RESOLVED, 1, &log).await;
+    assert_eq!(terminate(child), 0, "the service rode out the outage");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("retrying"), "the outage was seen and retried:\n{text}");
+    assert_eq!(snapshot_tables(&client).await, expected, "no row lost or doubled");
+    drop(client);
+    calm.drop_db().await;
+    rough.drop_db().await;
+}

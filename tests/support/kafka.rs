@@ -1,0 +1,215 @@
+//! Kafka-side helpers of the integration tests: the broker check, topics, producing, the
+//! service as a child process, and waiting on what it stores.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+
+use super::TestDb;
+
+pub const BROKER: &str = "127.0.0.1:9092";
+
+/// Messages to produce: (key, payload).
+pub type Messages = Vec<(String, Vec<u8>)>;
+
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Fails loudly, saying how to start the broker, when nothing listens on 127.0.0.1:9092.
+pub fn require_broker() {
+    if std::net::TcpStream::connect_timeout(&BROKER.parse().unwrap(), Duration::from_secs(2)).is_err() {
+        panic!(
+            "no Kafka-protocol broker on {BROKER}: start one with `scripts/kafka.sh install && scripts/kafka.sh start`"
+        );
+    }
+}
+
+pub fn client_config() -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", BROKER).set("broker.address.family", "v4");
+    c
+}
+
+pub async fn create_topics(names: &[&str], partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = client_config().create().unwrap();
+    let topics: Vec<NewTopic> = names
+        .iter()
+        .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let results = admin.create_topics(&topics, &AdminOptions::new()).await.unwrap();
+    for r in results {
+        if let Err((topic, code)) = r {
+            assert!(
+                format!("{code:?}").contains("TopicAlreadyExists"),
+                "creating {topic}: {code:?}"
+            );
+        }
+    }
+}
+
+pub async fn produce(topic: &str, messages: &[(String, Vec<u8>)]) {
+    // One message per producer batch: tansu 0.6.0 skips the rest of a batch when a consumer
+    // resumes from an offset inside it (scripts/KAFKA_NOTES.md); Kafka does not.
+    let producer: FutureProducer = client_config().set("batch.num.messages", "1").create().unwrap();
+    for (key, payload) in messages {
+        producer
+            .send(
+                FutureRecord::to(topic).key(key).payload(payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap_or_else(|(e, _)| panic!("produce to {topic}: {e}"));
+    }
+}
+
+/// The config the service runs with in these tests.
+pub fn write_config(dir: &Path, db: &TestDb, group: &str, alerts: &str, apm: &str) -> PathBuf {
+    let base = std::fs::read_to_string(root().join("examples/slaflow.toml")).unwrap();
+    let text = format!(
+        "{base}\n[postgres]\nurl = \"{}\"\n\n[kafka]\ngroup_id = \"{group}\"\nbatch_max_messages = 50\nbatch_max_wait = \"100ms\"\n\
+         [kafka.properties]\n\"bootstrap.servers\" = \"{BROKER}\"\n\"broker.address.family\" = \"v4\"\n\
+         [[kafka.topics]]\nname = \"{alerts}\"\nformat = \"alertmanager\"\n[[kafka.topics]]\nname = \"{apm}\"\nformat = \"datadog-apm\"\n",
+        db.url
+    );
+    let path = dir.join(format!("{group}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub fn start(config: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_slaflow"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("RUST_LOG", "slaflow=info")
+        .stderr(std::fs::File::create(config.with_extension("log")).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+pub fn terminate(mut child: Child) -> i32 {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        assert!(Instant::now() < deadline, "slaflow did not exit within 30 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until the stored offsets of the group reach `total` messages.
+pub async fn wait_for_offsets(client: &tokio_postgres::Client, group: &str, total: i64, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let stored: i64 = client
+            .query_one(
+                "SELECT COALESCE(SUM(next_offset), 0)::BIGINT FROM consumer_offsets WHERE group_id = $1",
+                &[&group],
+            )
+            .await
+            .map(|r| r.get(0))
+            .unwrap_or(0);
+        if stored >= total {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {stored} of {total} messages stored after 120 s; service log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until `sql` returns `expected` (the idle release of held events takes a moment).
+pub async fn wait_until(client: &tokio_postgres::Client, sql: &str, expected: i64, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if client
+            .query_one(sql, &[])
+            .await
+            .map(|r| r.get::<_, i64>(0))
+            .unwrap_or(-1)
+            == expected
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "`{sql}` did not reach {expected} in 60 s; service log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub const RESOLVED: &str = "SELECT count(*) FROM incidents WHERE service = 'webshop' AND status = 'resolved'";
+
+/// The recorded webshop stream and a malformed message, keyed by service.
+pub fn payloads() -> (Messages, Messages) {
+    let read = |p: &str| std::fs::read(root().join(p)).unwrap();
+    let alerts = vec![
+        ("webshop".to_string(), read("examples/recorded/site-down-firing.json")),
+        (
+            "webshop".to_string(),
+            b"{\"version\":\"4\",\"alerts\":[{\"status\":\"exploded\"".to_vec(),
+        ),
+        ("webshop".to_string(), read("examples/recorded/site-down-resolved.json")),
+    ];
+    // One trace per message, as tracers flush them.
+    let traces: Vec<serde_json::Value> = serde_json::from_slice(&read("examples/recorded/webshop-apm.json")).unwrap();
+    let apm = traces
+        .iter()
+        .map(|t| ("webshop".to_string(), serde_json::to_vec(&vec![t]).unwrap()))
+        .collect();
+    (alerts, apm)
+}
+
+/// Tables as comparable text, without columns that depend on wall-clock time.
+pub async fn snapshot_tables(client: &tokio_postgres::Client) -> Vec<String> {
+    let queries = [
+        "SELECT id || status || priority || major FROM incidents ORDER BY 1",
+        "SELECT incident || alert || occurrences FROM incident_alerts ORDER BY 1",
+        "SELECT key FROM incident_events ORDER BY 1",
+        "SELECT key || detected_ns FROM breaches ORDER BY 1",
+        "SELECT service || operation || granularity || start_ns || count || errors FROM sla_windows ORDER BY 1",
+        "SELECT origin || partition || \"offset\" || reason FROM dead_letters ORDER BY 1",
+    ];
+    let mut out = Vec::new();
+    for q in queries {
+        for row in client.query(q, &[]).await.unwrap() {
+            out.push(row.get::<_, String>(0));
+        }
+    }
+    out
+}
+
+/// Traces of four services (as in the recorded stream), keyed by service so that each
+/// service's state lives with one partition.
+pub fn four_services(from_minute: i64, minutes: i64) -> Messages {
+    let start: i64 = 1_773_129_600_000_000_000; // 2026-03-10T08:00:00Z
+    let mut out = Vec::new();
+    for m in from_minute..from_minute + minutes {
+        for service in ["webshop", "payments", "search", "catalog"] {
+            let span = serde_json::json!([[{
+                "trace_id": m, "span_id": 1, "parent_id": 0, "service": service, "name": "http.request",
+                "resource": "GET /", "start": start + m * 60_000_000_000, "duration": 120_000_000, "error": 0
+            }]]);
+            out.push((service.to_string(), serde_json::to_vec(&span).unwrap()));
+        }
+    }
+    out
+}
+
+pub fn assigned_partitions(log: &Path) -> usize {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines().filter(|l| l.contains("partition worker started")).count()
+}
