@@ -67,11 +67,23 @@ async fn broker_down_and_request_errors_lose_and_double_nothing() {
         .insert("bootstrap.servers".into(), bootstrap.clone());
     config.kafka.batch_max_wait = Duration::from_millis(50);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let service = tokio::spawn(slaflow::pipeline::run(config, async {
-        let _ = stop_rx.await;
-    }));
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let service = tokio::spawn(slaflow::pipeline::run_observed(
+        config,
+        async {
+            let _ = stop_rx.await;
+        },
+        move |readiness| {
+            let _ = ready_tx.send(readiness);
+        },
+    ));
+    let readiness = ready_rx.await.unwrap();
     let client = db.client().await;
     wait_for(&client, 200).await;
+    assert!(
+        readiness.is_ready(),
+        "ready: partitions assigned and the store reachable"
+    );
 
     // The broker goes down while more is produced, and comes back.
     mock.broker_down(1).unwrap();
@@ -94,6 +106,7 @@ async fn broker_down_and_request_errors_lose_and_double_nothing() {
     wait_for(&client, 600).await;
     let _ = stop_tx.send(());
     service.await.unwrap().unwrap();
+    assert!(!readiness.is_ready(), "not ready once its partitions are released");
 
     // 600 traces, one sample each: every one counted exactly once in the minute counters'
     // hour windows (closed hours) plus the stored offsets.

@@ -24,17 +24,14 @@ async fn real_payloads_through_kafka_land_in_postgres_and_a_bad_one_in_dead_lett
     let db = TestDb::create("kafka_e2e").await;
     let dir = std::env::temp_dir();
     let config = write_config(&dir, &db, &format!("e2e-{id}"), &alerts_topic, &apm_topic);
-    let child = start(&config);
     let client = db.client().await;
-    wait_for_offsets(
+    run_until_done(
+        &config,
         &client,
         &format!("e2e-{id}"),
         (alerts.len() + apm.len()) as i64,
-        &config.with_extension("log"),
     )
     .await;
-    wait_until(&client, RESOLVED, 1, &config.with_extension("log")).await;
-    assert_eq!(terminate(child), 0, "SIGTERM drains and exits cleanly");
 
     let row = client
         .query_one(
@@ -83,18 +80,8 @@ async fn sigkill_at_several_points_then_restart_equals_an_uninterrupted_run() {
     // Uninterrupted.
     let calm = TestDb::create("kafka_calm").await;
     let config = write_config(&dir, &calm, &format!("calm-{id}"), &alerts_topic, &apm_topic);
-    let child = start(&config);
     let calm_client = calm.client().await;
-    wait_for_offsets(
-        &calm_client,
-        &format!("calm-{id}"),
-        total,
-        &config.with_extension("log"),
-    )
-    .await;
-    wait_until(&calm_client, RESOLVED, 1, &config.with_extension("log")).await;
-    assert_eq!(terminate(child), 0);
-    let expected = snapshot_tables(&calm_client).await;
+    let expected = run_until_done(&config, &calm_client, &format!("calm-{id}"), total).await;
 
     // Killed three times at growing progress, then left to finish.
     let rough = TestDb::create("kafka_rough").await;
@@ -107,11 +94,8 @@ async fn sigkill_at_several_points_then_restart_equals_an_uninterrupted_run() {
         child.kill().unwrap(); // SIGKILL: no drain, no goodbye
         child.wait().unwrap();
     }
-    let child = start(&config);
-    wait_for_offsets(&rough_client, &group, total, &config.with_extension("log")).await;
-    wait_until(&rough_client, RESOLVED, 1, &config.with_extension("log")).await;
-    assert_eq!(terminate(child), 0);
-    assert_eq!(snapshot_tables(&rough_client).await, expected, "no row lost or doubled");
+    let tables = run_until_done(&config, &rough_client, &group, total).await;
+    assert_eq!(tables, expected, "no row lost or doubled");
     calm.drop_db().await;
     rough.drop_db().await;
 }

@@ -55,19 +55,9 @@ async fn postgres_stopped_and_started_during_a_run_loses_and_doubles_nothing() {
     produce(&apm_topic, second).await;
     let calm = TestDb::create("outage_calm").await;
     let config = write_config(&dir, &calm, &format!("ocalm-{id}"), &alerts_topic, &apm_topic);
-    let child = start(&config);
     let calm_client = calm.client().await;
     let total = (alerts.len() + apm.len()) as i64;
-    wait_for_offsets(
-        &calm_client,
-        &format!("ocalm-{id}"),
-        total,
-        &config.with_extension("log"),
-    )
-    .await;
-    wait_until(&calm_client, RESOLVED, 1, &config.with_extension("log")).await;
-    assert_eq!(terminate(child), 0);
-    let expected = snapshot_tables(&calm_client).await;
+    let expected = run_until_done(&config, &calm_client, &format!("ocalm-{id}"), total).await;
     drop(calm_client);
 
     // The same input with Postgres stopped for a while once consumption is under way.
@@ -85,12 +75,10 @@ async fn postgres_stopped_and_started_during_a_run_loses_and_doubles_nothing() {
     pg("start");
     drop(guard);
     let client = rough.client().await;
-    wait_for_offsets(&client, &group, total, &log).await;
-    wait_until(&client, RESOLVED, 1, &log).await;
-    assert_eq!(terminate(child), 0, "the service rode out the outage");
+    let tables = finish(child, &config, &client, &group, total).await;
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(text.contains("retrying"), "the outage was seen and retried:\n{text}");
-    assert_eq!(snapshot_tables(&client).await, expected, "no row lost or doubled");
+    assert_eq!(tables, expected, "no row lost or doubled");
     drop(client);
     calm.drop_db().await;
     rough.drop_db().await;

@@ -202,3 +202,57 @@ async fn a_batch_that_fails_halfway_leaves_nothing_and_checkpoints_read_back() {
     drop(sink);
     db.drop_db().await;
 }
+
+/// `slaflow migrate` and `slaflow replay --sink postgres`, as commands, on a fresh database
+/// named by SLAFLOW_POSTGRES_URL: the replay's rows land, and a second replay adds none.
+#[tokio::test]
+async fn migrate_and_replay_into_postgres_from_the_command_line() {
+    let db = TestDb::create("sink_cli").await;
+    let slaflow = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_slaflow"))
+            .args(args)
+            .current_dir(root())
+            .env("SLAFLOW_POSTGRES_URL", &db.url)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "slaflow {args:?}: {stderr}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        slaflow(&["migrate", "--config", "examples/slaflow.toml"]).trim(),
+        "1 migrations applied"
+    );
+    assert_eq!(
+        slaflow(&["migrate", "--config", "examples/slaflow.toml"]).trim(),
+        "0 migrations applied"
+    );
+    let replay = [
+        "replay",
+        "--config",
+        "examples/slaflow.toml",
+        "--sink",
+        "postgres",
+        "--until",
+        "2026-04-01T00:10:00Z",
+        "datadog-apm=examples/recorded/webshop-apm.json",
+        "alertmanager=examples/recorded/site-down-firing.json",
+        "alertmanager=examples/recorded/site-down-resolved.json",
+    ];
+    let stdout = slaflow(&replay);
+    assert!(stdout.lines().count() > 10, "the records still go to stdout too");
+    let client = db.client().await;
+    let first = counts(&client).await;
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM monthly_reports WHERE complete").await,
+        1
+    );
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM breaches WHERE kind = 'max_downtime'").await,
+        1
+    );
+    slaflow(&replay);
+    assert_eq!(counts(&client).await, first, "a second replay adds no row");
+    drop(client);
+    db.drop_db().await;
+}

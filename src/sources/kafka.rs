@@ -3,8 +3,8 @@
 //! rebalance hooks that start a worker per assigned partition and let a revoked one write
 //! its batch before the partition is released.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -98,23 +98,15 @@ pub trait PartitionHooks: Send + Sync + 'static {
     fn revoking(&self, partitions: &[(String, i32)]);
 }
 
-/// The consumer's context: forwards rebalances to the pipeline and keeps the assignment.
+/// The consumer's context: forwards rebalances to the pipeline (whose partition workers
+/// are the assignment).
 pub struct Context {
     hooks: Arc<dyn PartitionHooks>,
-    assignment: Arc<Mutex<HashMap<(String, i32), ()>>>,
 }
 
 impl Context {
     pub fn new(hooks: Arc<dyn PartitionHooks>) -> Context {
-        Context {
-            hooks,
-            assignment: Arc::default(),
-        }
-    }
-
-    /// The partitions currently assigned.
-    pub fn assignment(&self) -> Arc<Mutex<HashMap<(String, i32), ()>>> {
-        self.assignment.clone()
+        Context { hooks }
     }
 }
 
@@ -133,11 +125,6 @@ impl ConsumerContext for Context {
             let revoked = partitions(list);
             tracing::info!(?revoked, "partitions revoked");
             self.hooks.revoking(&revoked);
-            if let Ok(mut assignment) = self.assignment.lock() {
-                for p in &revoked {
-                    assignment.remove(p);
-                }
-            }
         }
     }
 
@@ -146,11 +133,6 @@ impl ConsumerContext for Context {
             Rebalance::Assign(list) => {
                 let assigned = partitions(list);
                 tracing::info!(?assigned, "partitions assigned");
-                if let Ok(mut assignment) = self.assignment.lock() {
-                    for p in &assigned {
-                        assignment.insert(p.clone(), ());
-                    }
-                }
                 self.hooks.assigned(&assigned);
             }
             Rebalance::Error(error) => tracing::warn!(%error, "rebalance error"),

@@ -213,3 +213,26 @@ pub fn assigned_partitions(log: &Path) -> usize {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     text.lines().filter(|l| l.contains("partition worker started")).count()
 }
+
+/// Runs `slaflow run` on `config` until every one of `total` messages is stored and the
+/// webshop incident has resolved, stops it with SIGTERM (which must exit 0), and returns
+/// the tables as comparable text.
+pub async fn run_until_done(config: &Path, client: &tokio_postgres::Client, group: &str, total: i64) -> Vec<String> {
+    let child = start(config);
+    finish(child, config, client, group, total).await
+}
+
+/// Waits for a running service as `run_until_done` does, then stops it.
+pub async fn finish(
+    child: Child,
+    config: &Path,
+    client: &tokio_postgres::Client,
+    group: &str,
+    total: i64,
+) -> Vec<String> {
+    let log = config.with_extension("log");
+    wait_for_offsets(client, group, total, &log).await;
+    wait_until(client, RESOLVED, 1, &log).await;
+    assert_eq!(terminate(child), 0, "SIGTERM drains and exits cleanly");
+    snapshot_tables(client).await
+}

@@ -301,6 +301,24 @@ fn gap_end(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(hi, 0)
 }
 
+/// The occurrences of the `windows` that cover a service or CI within [from, to), clipped
+/// to it: what both engines exclude (the correlation engine's suppression, the SLA
+/// engine's availability).
+pub fn covering<'a>(
+    windows: &'a [MaintenanceWindow],
+    service: &'a str,
+    ci: &'a str,
+    from: i64,
+    to: i64,
+) -> impl Iterator<Item = (i64, i64)> + 'a {
+    windows
+        .iter()
+        .filter(move |w| w.covers(service, ci))
+        .flat_map(move |w| w.occurrences(from, to))
+        .map(move |(s, e)| (s.max(from), e.min(to)))
+        .filter(|(s, e)| s < e)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

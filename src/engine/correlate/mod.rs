@@ -298,13 +298,8 @@ impl Correlator {
     /// Maintenance intervals (configured and announced by sources) that cover a service or
     /// CI within [from, to), for the SLA engine to exclude.
     pub fn maintenance_intervals(&self, service: &str, ci: &str, from_ns: i64, to_ns: i64) -> Vec<(i64, i64)> {
-        let mut all: Vec<(i64, i64)> = self
-            .rules
-            .windows
-            .iter()
-            .filter(|w| w.covers(service, ci))
-            .flat_map(|w| w.occurrences(from_ns, to_ns))
-            .collect();
+        let mut all: Vec<(i64, i64)> =
+            maintenance::covering(&self.rules.windows, service, ci, from_ns, to_ns).collect();
         all.extend(
             self.state
                 .source_windows

@@ -10,10 +10,8 @@ impl SlaEngine {
     /// sources announced.
     fn maintenance(&self, service: &str, st: &ServiceState, from: i64, to: i64) -> IntervalSet {
         let mut set = st.source_maintenance.clip(from, to);
-        for w in self.rules.windows.iter().filter(|w| w.covers(service, "")) {
-            for (s, e) in w.occurrences(from, to) {
-                set.insert(s.max(from), e.min(to));
-            }
+        for (s, e) in crate::engine::correlate::maintenance::covering(&self.rules.windows, service, "", from, to) {
+            set.insert(s, e);
         }
         set
     }
@@ -190,7 +188,7 @@ impl SlaEngine {
                 if eligible == 0 {
                     return 0.0;
                 }
-                self.downtime_window(service, c, st, from, b).total() as f64 / eligible as f64
+                self.downtime(service, c, st, from, b).total() as f64 / eligible as f64
             }
             _ => {
                 let (requests, errors) = if w <= MINUTE_RING {
@@ -205,11 +203,6 @@ impl SlaEngine {
             }
         };
         bad_fraction / allowed
-    }
-
-    /// Downtime in a window that may reach into the previous month.
-    fn downtime_window(&self, service: &str, c: &Contract, st: &ServiceState, from: i64, to: i64) -> IntervalSet {
-        self.downtime(service, c, st, from, to)
     }
 
     /// Judges closed days for the streak objectives.

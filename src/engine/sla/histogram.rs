@@ -215,15 +215,24 @@ fn check_header(bytes: &[u8]) -> Result<(), HistogramError> {
 
 /// V2 compressed bytes as standard base64 text (the form Python `hdrh`'s `encode()` returns).
 pub fn encode_base64(h: &Histogram<u64>) -> Result<String, HistogramError> {
-    Ok(BASE64.encode(encode(h)?))
+    Ok(to_text(&encode(h)?))
+}
+
+/// Encoded histogram bytes as text (standard base64), the form records and JSON carry.
+pub fn to_text(bytes: &[u8]) -> String {
+    BASE64.encode(bytes)
+}
+
+/// Encoded histogram bytes from their text form; surrounding whitespace is ignored.
+pub fn from_text(text: &str) -> Result<Vec<u8>, HistogramError> {
+    BASE64
+        .decode(text.trim())
+        .map_err(|e| HistogramError::Decode(format!("invalid base64: {e}")))
 }
 
 /// Reads standard base64 text of V2 compressed (or uncompressed) bytes; surrounding whitespace is ignored.
 pub fn decode_base64(text: &str) -> Result<Histogram<u64>, HistogramError> {
-    let bytes = BASE64
-        .decode(text.trim())
-        .map_err(|e| HistogramError::Decode(format!("invalid base64: {e}")))?;
-    decode(&bytes)
+    decode(&from_text(text)?)
 }
 
 /// Adds `src` into `dst`, clamping values above `dst.high()` to it (never an error).

@@ -68,7 +68,8 @@ struct Rules {
     hist: HistogramConfig,
     cmdb: Cmdb,
     windows: Vec<MaintenanceWindow>,
-    contracts: BTreeMap<String, Contract>,
+    /// Shared, so that a lookup on the sample and evaluation paths copies a pointer.
+    contracts: BTreeMap<String, std::sync::Arc<Contract>>,
     lateness: i64,
 }
 
@@ -95,7 +96,10 @@ impl Rules {
                 bh.validate()
                     .map_err(|e| SlaError::Config(format!("sla.contracts[{i}].business_hours: {e}")))?;
             }
-            if contracts.insert(c.service.clone(), c.clone()).is_some() {
+            if contracts
+                .insert(c.service.clone(), std::sync::Arc::new(c.clone()))
+                .is_some()
+            {
                 return Err(SlaError::Config(format!(
                     "sla.contracts[{i}]: a second contract for {:?}",
                     c.service
@@ -499,12 +503,12 @@ impl SlaEngine {
         is_error: &dyn Fn(usize) -> bool,
         out: &mut Vec<SlaOutput>,
     ) {
-        let Some(contract) = self.rules.contracts.get(service) else {
+        let Some(contract) = self.rules.contracts.get(service).cloned() else {
             self.state.stats.uncontracted_samples += times.len() as u64;
             return;
         };
         let own_series = contract.operations.iter().any(|o| o == operation);
-        let hours = contract.business_hours.clone();
+        let hours = contract.business_hours.as_ref();
         let tz = contract.timezone;
         let frontier = self.state.frontier;
         let hist_cfg = self.rules.hist.clone();
@@ -551,7 +555,7 @@ impl SlaEngine {
                 };
                 let mut minute = Minute::default();
                 for idx in i..j {
-                    if hours.as_ref().is_some_and(|h| !h.contains(tz, times[idx])) {
+                    if hours.is_some_and(|h| !h.contains(tz, times[idx])) {
                         if k == 0 {
                             counted.1 += 1;
                         }
@@ -809,7 +813,6 @@ fn push_ring(ring: &mut VecDeque<(i64, u64, u64)>, slot: i64, requests: u64, err
 }
 
 fn window(service: &str, op: &str, granularity: Granularity, acc: &Acc) -> Window {
-    use base64::Engine as _;
     let summary = histogram::decode(&acc.bytes)
         .map(|h| histogram::summarize(&h))
         .unwrap_or_default();
@@ -826,7 +829,7 @@ fn window(service: &str, op: &str, granularity: Granularity, acc: &Acc) -> Windo
         p95_ns: summary.p95_ns,
         p99_ns: summary.p99_ns,
         max_ns: summary.max_ns,
-        histogram: base64::engine::general_purpose::STANDARD.encode(&acc.bytes),
+        histogram: histogram::to_text(&acc.bytes),
     }
 }
 

@@ -62,6 +62,17 @@ fn run(engine: &mut SlaEngine, events: &[Event], until: i64) -> Vec<SlaOutput> {
     out
 }
 
+/// The one monthly report among the records.
+fn monthly_report(out: &[SlaOutput]) -> &Report {
+    let mut reports = out.iter().filter_map(|o| match o {
+        SlaOutput::MonthlyReport(r) => Some(r),
+        _ => None,
+    });
+    let report = reports.next().expect("a monthly report");
+    assert!(reports.next().is_none(), "exactly one monthly report");
+    report
+}
+
 fn opened(incident: &str, service: &str, at: i64, priority: u8) -> Output {
     Output::IncidentOpened {
         incident: incident.into(),
@@ -273,13 +284,7 @@ fn online_shop_61_minute_outage_breaches_the_one_hour_limit_as_a_union() {
         (breaches[0].window_start_ns, breaches[0].period.as_str()),
         (ten, "2026-03")
     );
-    let report = out
-        .iter()
-        .find_map(|o| match o {
-            SlaOutput::MonthlyReport(r) => Some(r),
-            _ => None,
-        })
-        .unwrap();
+    let report = monthly_report(&out);
     assert!(
         (report.downtime_minutes - 61.0).abs() < 1e-9,
         "union, not the 81-minute sum"
@@ -316,7 +321,6 @@ fn late_samples_are_counted_and_reported_not_merged() {
 
 #[test]
 fn closed_windows_carry_a_readable_v2_histogram() {
-    use base64::Engine as _;
     let mut engine = SlaEngine::new(&config(WEBSHOP)).unwrap();
     let start = t("2026-03-10T10:00:00Z");
     let out = run(
@@ -338,9 +342,7 @@ fn closed_windows_carry_a_readable_v2_histogram() {
         })
         .unwrap();
     assert_eq!((hour.start_ns, hour.end_ns, hour.count), (start, start + HOUR, 180));
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(&hour.histogram)
-        .unwrap();
+    let bytes = histogram::from_text(&hour.histogram).unwrap();
     let h = histogram::decode(&bytes).unwrap();
     assert_eq!(h.len(), 180);
     assert_eq!(histogram::percentile_ns(&h, 100.0) / 1_000_000, 700);
@@ -419,13 +421,7 @@ fn business_hours_limit_what_counts() {
     engine.apply_correlation(&resolved("D", "office", day, day + 30 * MINUTE));
     let mut out = Vec::new();
     engine.advance(t("2026-04-01T00:00:00Z"), &mut out);
-    let report = out
-        .iter()
-        .find_map(|o| match o {
-            SlaOutput::MonthlyReport(r) => Some(r),
-            _ => None,
-        })
-        .unwrap();
+    let report = monthly_report(&out);
     assert!(
         (report.downtime_minutes - 30.0).abs() < 1e-9,
         "the night outage does not count"
@@ -463,13 +459,7 @@ fn maintenance_is_excluded_from_availability() {
     engine.apply_correlation(&resolved("M", "webshop", ten, ten + 40 * MINUTE));
     let mut out = Vec::new();
     engine.advance(t("2026-04-01T00:10:00Z"), &mut out);
-    let report = out
-        .iter()
-        .find_map(|o| match o {
-            SlaOutput::MonthlyReport(r) => Some(r),
-            _ => None,
-        })
-        .unwrap();
+    let report = monthly_report(&out);
     assert!(
         (report.downtime_minutes - 10.0).abs() < 1e-9,
         "30 of the 40 minutes were maintenance"
