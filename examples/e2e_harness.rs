@@ -3,10 +3,17 @@
 //! messages of the same topic, in the same run. Needs the broker (`scripts/kafka.sh start`)
 //! and Postgres on 127.0.0.1.
 //!
-//!     cargo run --release --example e2e_harness -- [MESSAGES] [SPANS_PER_MESSAGE]
+//!     cargo run --release --example e2e_harness -- [MESSAGES] [SPANS_PER_MESSAGE] [--latency-only] [--idle-ms N]
 //!
 //! Messages are Datadog APM payloads (one trace of SPANS spans, 8 services with contracts),
 //! keyed by service over 4 partitions; an "event" is a span.
+//!
+//! A second phase measures breach latency under a steady load: APM traffic at a fixed
+//! rate whose event time runs 60× the wall clock, on an APM topic and an alert topic
+//! (co-partitioned, keyed by service). Outage alerts fire for five services in turn; each
+//! breaches its 5-minute downtime limit, judged when the minute in which the limit is crossed
+//! closes and the engines' lateness has passed. The latency is from the produce of the first
+//! message past that point to the breach row being visible (committed) in Postgres.
 
 use std::time::{Duration, Instant};
 
@@ -58,6 +65,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut client = ClientConfig::new();
     client.set("bootstrap.servers", BROKER);
     let admin: AdminClient<DefaultClientContext> = client.create()?;
+    let (admin_pg, conn) = tokio_postgres::connect("host=127.0.0.1 user=postgres dbname=postgres", NoTls).await?;
+    tokio::spawn(conn);
+    if std::env::args().any(|a| a == "--latency-only") {
+        return breach_latency(&client, &admin, &admin_pg, id).await;
+    }
     admin
         .create_topics(
             &[NewTopic::new(&topic, 4, TopicReplication::Fixed(1))],
@@ -109,8 +121,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // slaflow: the service's pipeline, in process, into a fresh database.
     let db = format!("slaflow_harness_{id}");
-    let (admin_pg, conn) = tokio_postgres::connect("host=127.0.0.1 user=postgres dbname=postgres", NoTls).await?;
-    tokio::spawn(conn);
     admin_pg.batch_execute(&format!("CREATE DATABASE {db}")).await?;
     let mut config = Config::parse(std::path::Path::new("harness.toml"), &config_text(&db))?;
     config.kafka.group_id = format!("slaflow-{id}");
@@ -167,5 +177,158 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         slaflow_time
     );
     println!("ratio: {:.0} % of the bare consumer", slaflow_rate / bare_rate * 100.0);
+    breach_latency(&client, &admin, &admin_pg, id).await
+}
+
+/// Event time runs this many times faster than the wall clock in the latency phase.
+const SPEED: i64 = 60;
+/// Messages per second of the steady load.
+const RATE: u64 = 400;
+/// Downtime limit of the latency phase's contracts, and the engines' lateness (correlation
+/// 60 s, SLA 120 s by default): a breach is due once the event clock passes both.
+const LIMIT_NS: i64 = 5 * 60 * 1_000_000_000;
+const LATENESS_NS: i64 = 180 * 1_000_000_000;
+/// The engine judges a minute when it closes: a limit crossed inside a minute is found when
+/// that minute ends.
+const MINUTE_NS: i64 = 60 * 1_000_000_000;
+
+fn firing(service: &str, at_ns: i64) -> Vec<u8> {
+    let at = slaflow::time::to_rfc3339(at_ns);
+    serde_json::to_vec(&serde_json::json!({
+        "version": "4", "status": "firing", "receiver": "slaflow", "groupKey": service,
+        "alerts": [{"status": "firing", "labels": {"alertname": "Down", "service": service, "severity": "critical"},
+                    "annotations": {}, "startsAt": at, "endsAt": "0001-01-01T00:00:00Z", "fingerprint": service}]
+    }))
+    .unwrap_or_default()
+}
+
+async fn breach_latency(
+    client: &ClientConfig,
+    admin: &AdminClient<DefaultClientContext>,
+    admin_pg: &tokio_postgres::Client,
+    id: u32,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let (apm, alerts) = (format!("latency-apm-{id}"), format!("latency-alerts-{id}"));
+    let topics = [&apm, &alerts].map(|t| NewTopic::new(t, 4, TopicReplication::Fixed(1)));
+    admin.create_topics(&topics, &AdminOptions::new()).await?;
+    let db = format!("slaflow_latency_{id}");
+    admin_pg.batch_execute(&format!("CREATE DATABASE {db}")).await?;
+    let mut text = format!("[postgres]\nurl = \"host=127.0.0.1 user=postgres dbname={db}\"\n");
+    for s in 0..SERVICES {
+        text.push_str(&format!(
+            "[[sla.contracts]]\nservice = \"svc-{s}\"\noutage_alerts = [\"Down\"]\n[[sla.contracts.objectives]]\nname = \"short-outages\"\nkind = \"max_downtime\"\nthreshold = \"5m\"\n"
+        ));
+    }
+    let mut config = Config::parse(std::path::Path::new("latency.toml"), &text)?;
+    config.kafka.group_id = format!("latency-{id}");
+    // `--idle-ms N`: how soon a quiet input (the alert topic, between outages) stops holding
+    // the engines' clock; the breach latency follows it.
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(ms) = args
+        .iter()
+        .position(|a| a == "--idle-ms")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+    {
+        config.kafka.idle_release = Duration::from_millis(ms);
+    }
+    let idle = config.kafka.idle_release;
+    config.kafka.topics = vec![
+        TopicConfig {
+            name: apm.clone(),
+            format: Format::DatadogApm,
+        },
+        TopicConfig {
+            name: alerts.clone(),
+            format: Format::Alertmanager,
+        },
+    ];
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let service = tokio::spawn(slaflow::pipeline::run(config, async {
+        let _ = stop_rx.await;
+    }));
+    let (pg, conn) = tokio_postgres::connect(&format!("host=127.0.0.1 user=postgres dbname={db}"), NoTls).await?;
+    tokio::spawn(conn);
+
+    // One message per producer batch, as tansu needs (scripts/KAFKA_NOTES.md).
+    let producer: FutureProducer = client.clone().set("linger.ms", "0").create()?;
+    let sim_start = 1_773_129_600_000_000_000i64; // 2026-03-10T08:00:00Z
+    let wall_start = Instant::now();
+    let sim_now = || sim_start + i64::try_from(wall_start.elapsed().as_nanos()).unwrap_or(0) * SPEED;
+    // Outages: svc-k goes down at 10 + 15k simulated minutes; its breach is due at
+    // outage + limit + lateness, and `due` records when the first message past that was sent.
+    let outages: Vec<i64> = (0..5).map(|k| sim_start + (10 + 15 * k) * 60_000_000_000).collect();
+    let mut fired = vec![false; outages.len()];
+    let mut due: Vec<Option<Instant>> = vec![None; outages.len()];
+    let mut seen: Vec<Option<Instant>> = vec![None; outages.len()];
+    let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
+    let mut poll = tokio::time::interval(Duration::from_millis(5));
+    let mut i = 0usize;
+    let end = *outages.last().unwrap_or(&sim_start) + LIMIT_NS + LATENESS_NS + 60_000_000_000;
+    while seen.iter().any(Option::is_none) {
+        tokio::select! {
+            _ = ticker.tick() => {
+                let now = sim_now();
+                if now > end + 30 * 60_000_000_000 {
+                    eprintln!("not every breach arrived: {seen:?}");
+                    break;
+                }
+                for (k, at) in outages.iter().enumerate() {
+                    if !fired[k] && now >= *at {
+                        let svc = format!("svc-{k}");
+                        producer.send(FutureRecord::to(&alerts).key(&svc).payload(&firing(&svc, *at)), Duration::from_secs(10))
+                            .await.map_err(|(e, _)| e)?;
+                        fired[k] = true;
+                    }
+                }
+                let service = format!("svc-{}", i % SERVICES);
+                let span = serde_json::json!([[{"trace_id": i, "span_id": 1, "parent_id": 0, "service": service,
+                    "name": "http.request", "resource": "GET /", "start": now, "duration": 20_000_000, "error": 0}]]);
+                producer.send(FutureRecord::to(&apm).key(&service).payload(&serde_json::to_vec(&span)?), Duration::from_secs(10))
+                    .await.map_err(|(e, _)| e)?;
+                for (k, at) in outages.iter().enumerate() {
+                    if due[k].is_none() && now >= at + LIMIT_NS + MINUTE_NS + LATENESS_NS {
+                        due[k] = Some(Instant::now());
+                    }
+                }
+                i += 1;
+            }
+            _ = poll.tick() => {
+                // Empty until the service has migrated the schema.
+                let rows = pg
+                    .query("SELECT service FROM breaches WHERE kind = 'max_downtime'", &[])
+                    .await
+                    .unwrap_or_default();
+                for row in rows {
+                    let svc: String = row.get(0);
+                    if let Some(k) = svc.strip_prefix("svc-").and_then(|n| n.parse::<usize>().ok()) {
+                        if k < seen.len() && seen[k].is_none() {
+                            seen[k] = Some(Instant::now());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let _ = stop_tx.send(());
+    service.await??;
+    drop(pg);
+    admin_pg
+        .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
+        .await?;
+    let mut latencies: Vec<Duration> = due
+        .iter()
+        .zip(&seen)
+        .filter_map(|(d, s)| Some(s.as_ref()?.saturating_duration_since(*d.as_ref()?)))
+        .collect();
+    latencies.sort();
+    let ms = |d: Option<&Duration>| d.map_or(0, Duration::as_millis);
+    println!(
+        "breach latency under {RATE} messages/s (event time {SPEED}x, idle_release {idle:?}): {} breaches, \
+         min {} ms, median {} ms, max {} ms",
+        latencies.len(),
+        ms(latencies.first()),
+        ms(latencies.get(latencies.len() / 2)),
+        ms(latencies.last())
+    );
     Ok(())
 }

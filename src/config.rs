@@ -28,10 +28,96 @@ pub struct Config {
     pub maintenance: Vec<MaintenanceWindow>,
     /// SLA contracts and how they are measured.
     pub sla: SlaConfig,
+    /// Which store results, checkpoints and offsets go to.
+    pub store: StoreConfig,
     /// The Postgres store.
     pub postgres: PostgresConfig,
+    /// The embedded store (SQLite), for running with no Postgres.
+    pub sqlite: SqliteConfig,
     /// The Kafka source (`slaflow run`).
     pub kafka: crate::sources::kafka::KafkaConfig,
+    /// The HTTP server: /metrics, /healthz, /readyz, webhook ingest and the report API.
+    pub server: ServerConfig,
+}
+
+/// Which store implementation the sink uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// Postgres (`[postgres]`): the service's store.
+    #[default]
+    Postgres,
+    /// SQLite in one file (`[sqlite]`): no infrastructure needed.
+    Sqlite,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `postgres` or `sqlite`.
+    pub kind: StoreKind,
+}
+
+/// `[sqlite]`: the embedded store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqliteConfig {
+    /// Database file, created when missing.
+    pub path: PathBuf,
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        SqliteConfig {
+            path: PathBuf::from("slaflow.sqlite"),
+        }
+    }
+}
+
+/// `[server]`: one HTTP port for everything slaflow serves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address and port to listen on. Serves `/metrics`, `/healthz`, `/readyz`,
+    /// `POST /v1/ingest/{format}` and `GET /v1/reports/{YYYY-MM}`.
+    pub listen: String,
+    /// Bearer tokens accepted by the ingest and report endpoints. The environment variable
+    /// SLAFLOW_API_TOKENS (comma-separated), when set, replaces them, so tokens need not be
+    /// in the file. With no token at all those endpoints answer 401 to everyone.
+    pub tokens: Vec<String>,
+    /// Largest request body accepted by the ingest endpoint, in bytes (larger: 413).
+    pub max_body_bytes: usize,
+    /// On SIGTERM, how long in-flight batches may take to be written before the process
+    /// exits anyway (a deployment's grace period must be longer).
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: std::time::Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "0.0.0.0:9464".into(),
+            tokens: Vec::new(),
+            max_body_bytes: 1 << 20,
+            drain_timeout: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The tokens in effect (the environment variable wins).
+    pub fn effective_tokens(&self) -> Vec<String> {
+        match std::env::var("SLAFLOW_API_TOKENS") {
+            Ok(v) => v
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(String::from)
+                .collect(),
+            Err(_) => self.tokens.clone(),
+        }
+    }
 }
 
 /// `[postgres]`: where results, checkpoints and offsets are stored.

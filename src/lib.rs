@@ -6,11 +6,15 @@
 
 pub mod config;
 pub mod decode;
+pub mod demo;
 pub mod engine;
+pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod replay;
 pub mod report;
+pub mod server;
+pub mod service;
 pub mod sinks;
 pub mod sources;
 pub mod time;

@@ -6,13 +6,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use slaflow::config::Config;
+use slaflow::config::{Config, StoreKind};
 use slaflow::decode::{Decoders, Format};
 use slaflow::engine::sla::SlaOutput;
 use slaflow::replay::{Input, Record, Summary};
 use slaflow::report::{render, ReportFormat};
-use slaflow::sinks::postgres::PostgresSink;
-use slaflow::sinks::Batch;
+use slaflow::sinks::{Batch, Store};
 use slaflow::sources::file;
 
 #[derive(Parser)]
@@ -55,15 +54,18 @@ enum Command {
         /// example past a month's end to close it and get its final report.
         #[arg(long)]
         until: Option<String>,
-        /// Also write the records to this store (through the service's sink), not only stdout.
+        /// Also write the records to a store (through the service's sink), not only stdout:
+        /// `store` is the one `[store] kind` names, `postgres` and `sqlite` that store with
+        /// its section's settings. The schema is migrated first.
         #[arg(long, value_enum)]
         sink: Option<SinkKind>,
         /// Input files; `FORMAT=PATH` gives one its own format.
         #[arg(required = true)]
         inputs: Vec<String>,
     },
-    /// Run the service: consume the configured Kafka topics, run the engines, write to
-    /// Postgres. SIGTERM or Ctrl-C drains in-flight batches, writes them and exits.
+    /// Run the service: consume the configured Kafka topics and webhooks, run the engines,
+    /// write to the store, serve /metrics, /healthz, /readyz and the report API. SIGTERM or
+    /// Ctrl-C drains in-flight batches, writes them and exits.
     Run {
         /// Configuration file (`[kafka]`, `[postgres]`, the engines' sections).
         #[arg(long, short)]
@@ -71,22 +73,25 @@ enum Command {
     },
     /// Apply the store's schema migrations (the service also does at start-up).
     Migrate {
-        /// Configuration file (`[postgres] url`; SLAFLOW_POSTGRES_URL overrides).
+        /// Configuration file (`[store] kind`, and `[postgres] url` or `[sqlite] path`;
+        /// SLAFLOW_POSTGRES_URL overrides the url). Without one: Postgres on 127.0.0.1.
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
-    /// Print monthly SLA reports: final reports of the months the inputs close, and the
-    /// running month's report as of the last event.
+    /// Print monthly SLA reports of a month as the store holds them (`--month`; the final
+    /// report of a closed month, else the latest on-demand one), or with `--from-replay`
+    /// computed from inputs: final reports of the months they close, and the running
+    /// month's report as of the last event.
     Report {
-        /// Compute the reports by replaying these inputs (the Postgres and embedded stores
-        /// come with the service).
-        #[arg(long, required = true)]
+        /// Compute the reports by replaying the inputs instead of reading the store.
+        #[arg(long)]
         from_replay: bool,
-        /// Configuration file with the SLA contracts.
+        /// Configuration file: the store (`[store] kind`, `[postgres]`, `[sqlite]`), or
+        /// with `--from-replay` the SLA contracts.
         #[arg(long, short)]
         config: PathBuf,
-        /// Only this month (YYYY-MM).
-        #[arg(long)]
+        /// Only this month (YYYY-MM); required when reading the store.
+        #[arg(long, required_unless_present = "from_replay")]
         month: Option<String>,
         /// Only this service.
         #[arg(long)]
@@ -95,14 +100,37 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: ReportFormat,
         /// Format of inputs that do not name their own.
-        #[arg(long, short = 'f')]
+        #[arg(long, short = 'f', requires = "from_replay")]
         input_format: Option<Format>,
         /// End of the replay's clock (RFC 3339).
-        #[arg(long)]
+        #[arg(long, requires = "from_replay")]
         until: Option<String>,
-        /// Input files; `FORMAT=PATH` gives one its own format.
-        #[arg(required = true)]
+        /// Input files (with `--from-replay`); `FORMAT=PATH` gives one its own format.
+        #[arg(required_if_eq("from_replay", "true"), requires = "from_replay")]
         inputs: Vec<String>,
+    },
+    /// Generate a realistic month of Zabbix, Alertmanager and Datadog traffic for three
+    /// services (outages, a duplicate storm, slow days, a maintenance window), run it through
+    /// the real decoders and engines into a fresh embedded store, and print the incidents, the
+    /// monthly report and a check of its figures against the script. Serves /metrics and the
+    /// report API meanwhile. No Kafka, no Postgres. Exit status 1 when a figure differs.
+    Demo {
+        /// Month to generate (YYYY-MM); default: the previous full month.
+        #[arg(long)]
+        month: Option<String>,
+        /// The SQLite file to start afresh (default: slaflow-demo/slaflow-demo.sqlite in the
+        /// temp directory). An existing file that is not a slaflow store is refused.
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// Address to serve on (default: the config's, 127.0.0.1:9464; port 0 picks one).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Keep serving after printing, until Ctrl-C or SIGTERM.
+        #[arg(long)]
+        serve: bool,
+        /// A configuration file instead of the embedded examples/demo.toml.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
     /// List the input formats.
     Formats,
@@ -130,6 +158,32 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<ExitCode, String> {
     match command {
+        Command::Demo {
+            month,
+            store,
+            listen,
+            serve,
+            config,
+        } => {
+            let options = slaflow::demo::Options {
+                month,
+                store,
+                listen,
+                serve,
+                config,
+            };
+            // Two workers at least: the server answers while the month is generated on the
+            // blocking pool.
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            let matches = runtime
+                .block_on(slaflow::demo::run(options, shutdown_signal()))
+                .map_err(|e| e.to_string())?;
+            Ok(if matches { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
         Command::Formats => {
             for format in Format::ALL {
                 println!("{:<16} {}", format.name(), format.description());
@@ -163,22 +217,22 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 .build()
                 .map_err(|e| e.to_string())?;
             runtime
-                .block_on(slaflow::pipeline::run(config, shutdown_signal()))
+                .block_on(slaflow::service::run(config, shutdown_signal()))
                 .map_err(|e| e.to_string())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate { config } => {
             let config = load_config(config)?;
             let applied = runtime()?.block_on(async {
-                let mut sink = PostgresSink::connect(&config.postgres.effective_url()).await?;
-                sink.migrate().await
+                let mut store = Store::open(&config).await?;
+                store.migrate().await
             });
             let applied = applied.map_err(|e| e.to_string())?;
             println!("{applied} migrations applied");
             Ok(ExitCode::SUCCESS)
         }
         Command::Report {
-            from_replay: _,
+            from_replay,
             config,
             month,
             service,
@@ -188,6 +242,11 @@ fn run(command: Command) -> Result<ExitCode, String> {
             inputs,
         } => {
             let config = load_config(Some(config))?;
+            if !from_replay {
+                // clap requires --month without --from-replay.
+                let month = month.unwrap_or_default();
+                return report_from_store(&config, &month, service.as_deref(), format);
+            }
             let inputs = inputs
                 .iter()
                 .map(|i| parse_input(i, input_format))
@@ -264,7 +323,22 @@ fn print_summary(summary: &Summary) {
 /// Stores `replay --sink` can write to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum SinkKind {
+    /// The store `[store] kind` names (where `report` and the service read).
+    Store,
+    /// Postgres at `[postgres] url` (SLAFLOW_POSTGRES_URL overrides).
     Postgres,
+    /// The SQLite file at `[sqlite] path`.
+    Sqlite,
+}
+
+impl SinkKind {
+    fn store_kind(self, config: &Config) -> StoreKind {
+        match self {
+            SinkKind::Store => config.store.kind,
+            SinkKind::Postgres => StoreKind::Postgres,
+            SinkKind::Sqlite => StoreKind::Sqlite,
+        }
+    }
 }
 
 /// Completes on SIGTERM or Ctrl-C.
@@ -296,9 +370,9 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 /// Writes replayed records to the store in transactions of at most 1 000 records.
-fn store(config: &Config, records: Vec<Record>) -> Result<(), String> {
+fn store(config: &Config, kind: SinkKind, records: Vec<Record>) -> Result<(), String> {
     runtime()?.block_on(async {
-        let mut sink = PostgresSink::connect(&config.postgres.effective_url())
+        let mut sink = Store::open_kind(config, kind.store_kind(config))
             .await
             .map_err(|e| e.to_string())?;
         sink.migrate().await.map_err(|e| e.to_string())?;
@@ -321,24 +395,35 @@ fn replay(config: &Config, inputs: &[Input], until: Option<i64>, sink: Option<Si
     let mut out = BufWriter::new(stdout.lock());
     let mut write_error = None;
     let mut kept = Vec::new();
-    let (summary, _) = slaflow::replay::replay(config, inputs, until, |record| {
-        if sink.is_some() {
-            kept.push(record.clone());
-        }
-        if write_error.is_none() {
-            let written = serde_json::to_writer(&mut out, record)
-                .map_err(|e| e.to_string())
-                .and_then(|()| out.write_all(b"\n").map_err(|e| e.to_string()));
-            write_error = written.err();
-        }
-    })
+    let bar = progress_bar();
+    let (summary, _) = slaflow::replay::replay_observed(
+        config,
+        inputs,
+        until,
+        |record| {
+            if sink.is_some() {
+                kept.push(record.clone());
+            }
+            if write_error.is_none() {
+                let written = serde_json::to_writer(&mut out, record)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| out.write_all(b"\n").map_err(|e| e.to_string()));
+                write_error = written.err();
+            }
+        },
+        |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        },
+    )
     .map_err(|e| e.to_string())?;
+    bar.finish_and_clear();
     if let Some(e) = write_error {
         return Err(e);
     }
     out.flush().map_err(|e| e.to_string())?;
-    if sink.is_some() {
-        store(config, kept)?;
+    if let Some(kind) = sink {
+        store(config, kind, kept)?;
     }
     print_summary(&summary);
     Ok(if summary.rejected.is_empty() {
@@ -346,6 +431,61 @@ fn replay(config: &Config, inputs: &[Input], until: Option<i64>, sink: Option<Si
     } else {
         ExitCode::from(1)
     })
+}
+
+/// A progress bar on stderr (events, events/s, ETA), drawn only when stderr is a terminal so
+/// that logs and pipes stay clean.
+fn progress_bar() -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} replay [{bar:40}] {human_pos}/{human_len} events  {per_sec}  ETA {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+/// `report --month` without `--from-replay`: the month's reports as the store holds them.
+fn report_from_store(
+    config: &Config,
+    month: &str,
+    service: Option<&str>,
+    format: ReportFormat,
+) -> Result<ExitCode, String> {
+    if !is_month(month) {
+        return Err(format!("--month: expected YYYY-MM, found {month:?}"));
+    }
+    // Opening would create an empty file; a reader should say there is nothing instead.
+    if config.store.kind == StoreKind::Sqlite && !config.sqlite.path.exists() {
+        return Err(format!(
+            "{}: no embedded store there (`slaflow replay --sink store` or the service fills it)",
+            config.sqlite.path.display()
+        ));
+    }
+    let read = runtime()?.block_on(async {
+        let store = Store::open(config).await?;
+        Ok::<_, slaflow::sinks::SinkError>((store.kind_name(), store.reports(month, service).await?))
+    });
+    let (kind, reports) = read.map_err(|e| e.to_string())?;
+    print!("{}", render(&reports, format));
+    if reports.is_empty() {
+        eprintln!("no report in the {kind} store for month {month}, service {service:?}");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `YYYY-MM` with a month from 01 to 12.
+fn is_month(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() == 7
+        && bytes[4] == b'-'
+        && bytes.iter().enumerate().all(|(i, b)| i == 4 || b.is_ascii_digit())
+        && matches!(text[5..].parse::<u8>(), Ok(1..=12))
 }
 
 fn report(

@@ -1,9 +1,14 @@
 //! The service's data path: Kafka → decoders → engines → Postgres, one worker per assigned
-//! partition, each owning the engine state of the services keyed to its partition. A worker
-//! writes, per batch and in one transaction, its records, its dead letters, both engines'
-//! snapshots and the partition's next offset; on assignment it restores that state and
-//! skips what the store already has. Kafka's own committed offsets trail the store's and are
-//! only informational (lag), so a crash, a restart or a rebalance neither loses nor doubles.
+//! partition *number*: it reads that partition of every configured topic (producers key by
+//! service id, so a service's alerts and its latency meet in one worker) and owns the engine
+//! state of the services keyed there. A worker writes, per batch and in one transaction, its
+//! records, its dead letters, both engines' snapshots and its partitions' next offsets; on
+//! assignment it restores that state and skips what the store already has. Kafka's own
+//! committed offsets trail the store's and are only informational (lag), so a crash, a
+//! restart or a rebalance neither loses nor doubles.
+//!
+//! Webhook bodies (`POST /v1/ingest/{format}`) take the same path through an ingest worker
+//! of their own, answered once their batch is stored.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,16 +18,16 @@ use std::time::Duration;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::decode::{Decoders, Format};
+use crate::metrics::{metrics, Rejection};
 use crate::model::Event;
 use crate::replay::{Engines, Record, ReplayError};
-use crate::sinks::postgres::PostgresSink;
-use crate::sinks::{Batch, DeadLetter, Offset, SinkError};
+use crate::sinks::{Batch, DeadLetter, Offset, SinkError, Store};
 use crate::sources::kafka::{self, Context, PartitionHooks};
 
 /// The service stopped with an error.
@@ -53,11 +58,13 @@ struct Worker {
 struct Shared {
     config: Arc<Config>,
     decoders: Decoders,
-    formats: HashMap<String, Format>,
-    workers: Mutex<HashMap<(String, i32), Worker>>,
+    /// Topic → (input index, format); the index is the topic's place in the config.
+    topics: HashMap<String, (usize, Format)>,
+    /// Workers by partition number.
+    workers: Mutex<HashMap<i32, Worker>>,
     runtime: tokio::runtime::Handle,
     consumer: OnceLock<Weak<StreamConsumer<Context>>>,
-    store_ok: AtomicBool,
+    store_ok: Arc<AtomicBool>,
     failure: Mutex<Option<String>>,
     failed: Notify,
 }
@@ -81,25 +88,23 @@ impl Shared {
         self.failed.notify_one();
     }
 
-    /// The worker of a partition, started if there is none.
-    fn worker(self: &Arc<Self>, topic: &str, partition: i32) -> Option<mpsc::Sender<OwnedMessage>> {
+    /// The worker of a partition number, started if there is none.
+    fn worker(self: &Arc<Self>, partition: i32) -> Option<mpsc::Sender<OwnedMessage>> {
         let mut workers = self.workers.lock().ok()?;
-        if let Some(w) = workers.get(&(topic.to_string(), partition)) {
+        if let Some(w) = workers.get(&partition) {
             return Some(w.messages.clone());
         }
-        let format = *self.formats.get(topic)?;
         let (messages, rx) = mpsc::channel(self.config.kafka.channel_capacity.max(1));
         let (control, ctl_rx) = mpsc::unbounded_channel();
         let shared = self.clone();
-        let (t, p) = (topic.to_string(), partition);
         let task = self.runtime.spawn(async move {
-            if let Err(e) = run_worker(&shared, &t, p, format, rx, ctl_rx).await {
-                tracing::error!(topic = %t, partition = p, error = %e, "partition worker failed");
-                shared.fail(format!("{t}/{p}: {e}"));
+            if let Err(e) = run_worker(&shared, partition, rx, ctl_rx).await {
+                tracing::error!(partition, error = %e, "partition worker failed");
+                shared.fail(format!("partition {partition}: {e}"));
             }
         });
         workers.insert(
-            (topic.to_string(), partition),
+            partition,
             Worker {
                 messages: messages.clone(),
                 control,
@@ -112,15 +117,22 @@ impl Shared {
 
 impl PartitionHooks for Arc<Shared> {
     fn assigned(&self, partitions: &[(String, i32)]) {
-        for (topic, partition) in partitions {
-            self.worker(topic, *partition);
+        for (_, partition) in partitions {
+            self.worker(*partition);
+        }
+        if let Err(message) = co_partitioned(self.topics.len(), partitions) {
+            tracing::error!(%message, "assignment is not co-partitioned");
+            self.fail(message);
         }
     }
 
     fn revoking(&self, partitions: &[(String, i32)]) {
         let mut acks = Vec::new();
         if let Ok(mut workers) = self.workers.lock() {
-            for p in partitions {
+            for (topic, p) in partitions {
+                let _ = metrics()
+                    .consumer_lag
+                    .remove_label_values(&[topic.as_str(), p.to_string().as_str()]);
                 if let Some(w) = workers.remove(p) {
                     let (tx, rx) = std::sync::mpsc::channel();
                     if w.control.send(Stop(tx)).is_ok() {
@@ -150,84 +162,197 @@ impl PartitionHooks for Arc<Shared> {
     }
 }
 
-/// Connects to the store, retrying with backoff; readiness is false meanwhile.
-async fn connect(shared: &Shared) -> Result<PostgresSink, SinkError> {
-    let url = shared.config.postgres.effective_url();
-    let mut delay = Duration::from_millis(200);
-    let mut attempt = 1;
-    loop {
-        match PostgresSink::connect(&url).await {
-            Ok(sink) => {
-                shared.store_ok.store(true, Ordering::Relaxed);
-                return Ok(sink);
-            }
-            Err(e) if attempt < shared.config.kafka.write_attempts => {
-                shared.store_ok.store(false, Ordering::Relaxed);
-                tracing::warn!(error = %e, attempt, "store unreachable; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-                attempt += 1;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+/// A worker's connection to the store: connects and writes with bounded retries and
+/// backoff, reconnecting after a failure, and keeps the readiness flag current.
+struct StoreLink {
+    config: Arc<Config>,
+    ok: Arc<AtomicBool>,
+    store: Store,
 }
 
-/// Writes a batch, reconnecting and retrying with backoff on failure.
-async fn write(shared: &Shared, sink: &mut PostgresSink, batch: &Batch) -> Result<(), SinkError> {
-    let mut delay = Duration::from_millis(200);
-    let mut attempt = 1;
-    loop {
-        match sink.write(batch).await {
-            Ok(()) => {
-                shared.store_ok.store(true, Ordering::Relaxed);
-                return Ok(());
-            }
-            Err(e) if attempt < shared.config.kafka.write_attempts => {
-                shared.store_ok.store(false, Ordering::Relaxed);
-                tracing::warn!(error = %e, attempt, "batch not written; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-                attempt += 1;
-                if let Ok(fresh) = PostgresSink::connect(&shared.config.postgres.effective_url()).await {
-                    *sink = fresh;
+impl StoreLink {
+    async fn connect(config: Arc<Config>, ok: Arc<AtomicBool>) -> Result<StoreLink, SinkError> {
+        let mut delay = Duration::from_millis(200);
+        let mut attempt = 1;
+        loop {
+            match Store::open(&config).await {
+                Ok(store) => {
+                    ok.store(true, Ordering::Relaxed);
+                    return Ok(StoreLink { config, ok, store });
                 }
+                Err(e) if attempt < config.kafka.write_attempts => {
+                    ok.store(false, Ordering::Relaxed);
+                    tracing::warn!(error = %e, attempt, "store unreachable; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
+        }
+    }
+
+    async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        let mut delay = Duration::from_millis(200);
+        let mut attempt = 1;
+        loop {
+            let started = std::time::Instant::now();
+            match self.store.write(batch).await {
+                Ok(()) => {
+                    metrics()
+                        .sink_seconds
+                        .with_label_values(&[self.store.kind_name()])
+                        .observe(started.elapsed().as_secs_f64());
+                    self.ok.store(true, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(e) if attempt < self.config.kafka.write_attempts => {
+                    self.ok.store(false, Ordering::Relaxed);
+                    tracing::warn!(error = %e, attempt, "batch not written; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                    attempt += 1;
+                    if let Ok(fresh) = Store::open(&self.config).await {
+                        self.store = fresh;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 }
 
-/// One partition's worker.
+/// A worker's batch in the making: records, dead letters and the callers waiting for it;
+/// committed with the engines' snapshot and the inputs' next offsets in one transaction.
+struct Batcher {
+    scope: String,
+    batch: Batch,
+    /// Inputs (messages, requests, releases) whose effect the batch holds.
+    pending: usize,
+    deadline: Option<Instant>,
+    max_wait: Duration,
+    max_messages: usize,
+    /// This worker's open incidents by priority, as last added to the gauge.
+    open: [u64; 5],
+    /// Webhook callers, answered once the batch is stored.
+    acks: Vec<oneshot::Sender<Result<(), String>>>,
+}
+
+impl Batcher {
+    fn new(scope: String, config: &Config) -> Batcher {
+        Batcher {
+            scope,
+            batch: Batch::default(),
+            pending: 0,
+            deadline: None,
+            max_wait: config.kafka.batch_max_wait,
+            max_messages: config.kafka.batch_max_messages.max(1),
+            open: [0; 5],
+            acks: Vec::new(),
+        }
+    }
+
+    /// Where the engines' records go.
+    fn emit(&mut self) -> impl FnMut(Record) + '_ {
+        |record| match record {
+            Record::Correlate(o) => self.batch.correlate.push(o),
+            Record::Sla(o) => self.batch.sla.push(o),
+        }
+    }
+
+    /// One more input in the batch: written at the latest `max_wait` after the first.
+    fn added(&mut self) {
+        self.pending += 1;
+        self.deadline.get_or_insert_with(|| Instant::now() + self.max_wait);
+    }
+
+    /// A state change without input (an idle release): written now.
+    fn changed(&mut self) {
+        self.pending += 1;
+        self.deadline = Some(Instant::now());
+    }
+
+    fn due(&self) -> bool {
+        self.pending > 0 && (self.pending >= self.max_messages || self.deadline.is_some_and(|d| d <= Instant::now()))
+    }
+
+    /// Writes the batch, if it holds anything, with the engines' snapshot and `offsets`;
+    /// `last` (the worker stops) also writes the running reports. Then updates the metrics
+    /// and answers the waiting callers.
+    async fn commit(
+        &mut self,
+        link: &mut StoreLink,
+        engines: &mut Engines,
+        offsets: Vec<Offset>,
+        last: bool,
+    ) -> Result<(), SinkError> {
+        if self.pending == 0 {
+            return Ok(());
+        }
+        engines.running_reports(last, &mut self.emit());
+        let (correlate, sla) = engines.snapshot();
+        self.batch.checkpoint = Some(crate::sinks::Checkpoint {
+            scope: self.scope.clone(),
+            correlate,
+            sla,
+        });
+        self.batch.offsets = offsets;
+        let written = link.write(&self.batch).await;
+        for ack in self.acks.drain(..) {
+            let _ = ack.send(written.as_ref().map(|_| ()).map_err(ToString::to_string));
+        }
+        written?;
+        let m = metrics();
+        for output in &self.batch.sla {
+            m.observe(output);
+        }
+        for d in &self.batch.dead_letters {
+            m.dead_letters.with_label_values(&[d.format.as_str()]).inc();
+        }
+        let open = engines.correlator.open_by_priority();
+        m.open_incidents_changed(&self.open, &open);
+        self.open = open;
+        self.batch = Batch::default();
+        self.pending = 0;
+        self.deadline = None;
+        Ok(())
+    }
+}
+
+impl Drop for Batcher {
+    /// A stopped worker's incidents are no longer its to count (the next owner counts them).
+    fn drop(&mut self) {
+        metrics().open_incidents_changed(&self.open, &[0; 5]);
+    }
+}
+
+/// One partition number's worker: that partition of every configured topic.
 async fn run_worker(
     shared: &Arc<Shared>,
-    topic: &str,
     partition: i32,
-    format: Format,
     mut messages: mpsc::Receiver<OwnedMessage>,
     mut control: mpsc::UnboundedReceiver<Stop>,
 ) -> Result<(), PipelineError> {
     let cfg = shared.config.clone();
     let group = cfg.kafka.group_id.clone();
-    let mut sink = connect(shared).await?;
-    let scope = format!("{group}/{topic}/{partition}");
-    let mut engines = match sink.load_checkpoint(&scope).await? {
-        Some(c) => Engines::restore(&cfg, &c.correlate, &c.sla)?,
-        None => Engines::new(&cfg)?,
-    };
-    let mut next_offset = sink
-        .load_offsets(&group, topic)
-        .await?
-        .get(&partition)
-        .copied()
-        .unwrap_or(0);
-    tracing::info!(topic, partition, next_offset, "partition worker started");
-    let mut batch = Batch::default();
-    let mut pending = 0usize;
-    let mut deadline: Option<Instant> = None;
+    let mut link = StoreLink::connect(cfg.clone(), shared.store_ok.clone()).await?;
+    let scope = format!("{group}/{partition}");
+    let inputs = cfg.kafka.topics.len();
+    let mut engines = restore(&link, &cfg, &scope).await?.with_inputs(inputs);
+    // Next offset to read, per input (topic in config order).
+    let mut next_offsets = Vec::with_capacity(inputs);
+    for topic in &cfg.kafka.topics {
+        let stored = link.store.load_offsets(&group, &topic.name).await?;
+        next_offsets.push(stored.get(&partition).copied().unwrap_or(0));
+    }
+    tracing::info!(partition, ?next_offsets, "partition worker started");
+    let mut batcher = Batcher::new(scope, &cfg);
+    // When each input last delivered a message; `None` once declared idle.
+    let mut last_seen: Vec<Option<Instant>> = vec![Some(Instant::now()); inputs];
     let mut idle_since = Instant::now();
     loop {
-        let idle_at = engines
+        let input_idle_at = last_seen.iter().flatten().min().map(|t| *t + cfg.kafka.idle_release);
+        let held_idle_at = engines
             .correlator
             .has_pending()
             .then(|| idle_since + cfg.kafka.idle_release);
@@ -238,56 +363,168 @@ async fn run_worker(
                 None => Some(None),
                 Some(m) => {
                     idle_since = Instant::now();
-                    if m.offset() >= next_offset {
-                        handle(shared, &mut engines, topic, partition, format, &m, &mut batch);
-                        next_offset = m.offset() + 1;
-                        pending += 1;
-                        deadline.get_or_insert_with(|| Instant::now() + cfg.kafka.batch_max_wait);
+                    if let Some(&(input, format)) = shared.topics.get(m.topic()) {
+                        last_seen[input] = Some(idle_since);
+                        if m.offset() >= next_offsets[input] {
+                            handle(shared, &mut engines, input, format, &m, &mut batcher);
+                            next_offsets[input] = m.offset() + 1;
+                            batcher.added();
+                        }
                     }
                     None
                 }
             },
-            () = sleep_until(deadline) => None,
-            () = sleep_until(idle_at) => {
-                let mut emit = |record: Record| match record {
-                    Record::Correlate(o) => batch.correlate.push(o),
-                    Record::Sla(o) => batch.sla.push(o),
-                };
-                if engines.release_held(&mut emit) {
+            () = sleep_until(batcher.deadline) => None,
+            () = sleep_until(input_idle_at) => {
+                let now = Instant::now();
+                let before = batcher.batch.correlate.len() + batcher.batch.sla.len();
+                for (input, seen) in last_seen.iter_mut().enumerate() {
+                    if seen.is_some_and(|t| t + cfg.kafka.idle_release <= now) {
+                        *seen = None;
+                        tracing::debug!(partition, input, "input idle: the clock follows the others");
+                        engines.input_idle(input, &mut batcher.emit());
+                    }
+                }
+                if batcher.batch.correlate.len() + batcher.batch.sla.len() > before {
+                    batcher.changed();
+                }
+                None
+            }
+            () = sleep_until(held_idle_at) => {
+                if engines.release_held(&mut batcher.emit()) {
                     // The release changed the state: it is written like a message's effect.
-                    pending += 1;
-                    deadline = Some(Instant::now());
+                    batcher.changed();
                 }
                 None
             }
         };
-        let due = deadline.is_some_and(|d| d <= Instant::now()) || pending >= cfg.kafka.batch_max_messages;
-        if pending > 0 && (due || stop.is_some()) {
-            let (correlate, sla) = engines.snapshot();
-            batch.checkpoint = Some(crate::sinks::Checkpoint {
-                scope: scope.clone(),
-                correlate,
-                sla,
-            });
-            batch.offsets = vec![Offset {
-                group: group.clone(),
-                topic: topic.to_string(),
-                partition,
-                next_offset,
-            }];
-            write(shared, &mut sink, &batch).await?;
-            commit_to_kafka(shared, topic, partition, next_offset);
-            batch = Batch::default();
-            pending = 0;
-            deadline = None;
+        if batcher.due() || stop.is_some() {
+            let offsets: Vec<Offset> = cfg
+                .kafka
+                .topics
+                .iter()
+                .zip(&next_offsets)
+                .map(|(topic, &next_offset)| Offset {
+                    group: group.clone(),
+                    topic: topic.name.clone(),
+                    partition,
+                    next_offset,
+                })
+                .collect();
+            if batcher.pending > 0 {
+                batcher
+                    .commit(&mut link, &mut engines, offsets.clone(), stop.is_some())
+                    .await?;
+                commit_to_kafka(shared, &offsets);
+            }
         }
         if let Some(stop) = stop {
-            tracing::info!(topic, partition, next_offset, "partition worker stopped");
+            tracing::info!(partition, ?next_offsets, "partition worker stopped");
             if let Some(Stop(ack)) = stop {
                 let _ = ack.send(());
             }
             return Ok(());
         }
+    }
+}
+
+/// The engines of a scope: restored from its checkpoint, or new.
+async fn restore(link: &StoreLink, config: &Config, scope: &str) -> Result<Engines, PipelineError> {
+    Ok(match link.store.load_checkpoint(scope).await? {
+        Some(c) => Engines::restore(config, &c.correlate, &c.sla)?,
+        None => Engines::new(config)?,
+    })
+}
+
+/// A webhook body for the ingest worker, answered once its effect is stored.
+pub struct Ingest {
+    /// The format it was posted as.
+    pub format: Format,
+    /// When it was received, ns since the epoch (the time of events that carry none).
+    pub received_ns: i64,
+    /// Its decoded events, or, when it did not decode, the body and the reason (kept as a
+    /// dead letter).
+    pub decoded: Result<Vec<Event>, (Vec<u8>, String)>,
+    /// Answered with the outcome of the batch's transaction.
+    pub done: oneshot::Sender<Result<(), String>>,
+}
+
+/// The ingest worker: webhook bodies through the engines into the store, with the same
+/// batching and transaction as a partition worker (scope `{group_id}/http`). It stops, after
+/// writing its batch, when every sender is gone.
+pub async fn run_ingest(
+    config: Arc<Config>,
+    mut requests: mpsc::Receiver<Ingest>,
+    store_ok: Arc<AtomicBool>,
+) -> Result<(), PipelineError> {
+    let mut link = StoreLink::connect(config.clone(), store_ok).await?;
+    let scope = format!("{}/http", config.kafka.group_id);
+    let mut engines = restore(&link, &config, &scope).await?;
+    let mut batcher = Batcher::new(scope, &config);
+    let mut idle_since = Instant::now();
+    loop {
+        let held_idle_at = engines
+            .correlator
+            .has_pending()
+            .then(|| idle_since + config.kafka.idle_release);
+        let stop = tokio::select! {
+            request = requests.recv() => match request {
+                None => true,
+                Some(r) => {
+                    idle_since = Instant::now();
+                    match r.decoded {
+                        Ok(events) => {
+                            for mut event in events {
+                                stamp(&mut event, r.received_ns);
+                                engines.process(event, &mut batcher.emit());
+                            }
+                        }
+                        Err((payload, reason)) => batcher.batch.dead_letters.push(DeadLetter {
+                            origin: "http".into(),
+                            partition: -1,
+                            // Unique per body and stable across retries of the batch.
+                            offset: r.received_ns,
+                            format: r.format.name().to_string(),
+                            reason,
+                            payload,
+                            received_ns: r.received_ns,
+                        }),
+                    }
+                    batcher.acks.push(r.done);
+                    batcher.added();
+                    false
+                }
+            },
+            () = sleep_until(batcher.deadline) => false,
+            () = sleep_until(held_idle_at) => {
+                if engines.release_held(&mut batcher.emit()) {
+                    batcher.changed();
+                }
+                false
+            }
+        };
+        if batcher.due() || stop {
+            batcher.commit(&mut link, &mut engines, Vec::new(), stop).await?;
+        }
+        if stop {
+            return Ok(());
+        }
+    }
+}
+
+/// Checks that every assigned partition number comes with all `topics` topics: the worker
+/// of a number joins a service's inputs only if it has them all.
+fn co_partitioned(topics: usize, assigned: &[(String, i32)]) -> Result<(), String> {
+    let mut per_number: std::collections::BTreeMap<i32, usize> = std::collections::BTreeMap::new();
+    for (_, p) in assigned {
+        *per_number.entry(*p).or_default() += 1;
+    }
+    match per_number.iter().find(|(_, n)| **n != topics) {
+        None => Ok(()),
+        Some((p, n)) => Err(format!(
+            "partition {p} was assigned for {n} of the {topics} topics; slaflow needs every topic \
+             to have the same partition count (co-partitioned, keyed by service id)"
+        )),
     }
 }
 
@@ -303,12 +540,12 @@ async fn sleep_until(deadline: Option<Instant>) {
 fn handle(
     shared: &Shared,
     engines: &mut Engines,
-    topic: &str,
-    partition: i32,
+    input: usize,
     format: Format,
     m: &OwnedMessage,
-    batch: &mut Batch,
+    batcher: &mut Batcher,
 ) {
+    let (topic, partition) = (m.topic(), m.partition());
     let received_ns = m
         .timestamp()
         .to_millis()
@@ -317,18 +554,20 @@ fn handle(
     let payload = m.payload().unwrap_or_default();
     match shared.decoders.decode(format, payload) {
         Ok(events) => {
-            let mut emit = |record: Record| match record {
-                Record::Correlate(o) => batch.correlate.push(o),
-                Record::Sla(o) => batch.sla.push(o),
-            };
+            metrics()
+                .ingested
+                .with_label_values(&[format.name(), "kafka"])
+                .inc_by(events.len() as u64);
+            let mut emit = batcher.emit();
             for mut event in events {
                 stamp(&mut event, received_ns);
-                engines.process(event, &mut emit);
+                engines.process_from(input, event, &mut emit);
             }
         }
         Err(error) => {
             tracing::warn!(topic, partition, offset = m.offset(), %error, "dead letter");
-            batch.dead_letters.push(DeadLetter {
+            metrics().reject(format.name(), Rejection::Decode);
+            batcher.batch.dead_letters.push(DeadLetter {
                 origin: topic.to_string(),
                 partition,
                 offset: m.offset(),
@@ -350,16 +589,21 @@ fn stamp(event: &mut Event, received_ns: i64) {
     }
 }
 
-/// Commits the offset to Kafka too, after the store has it: for lag monitoring only.
-fn commit_to_kafka(shared: &Shared, topic: &str, partition: i32, next_offset: i64) {
+/// Commits the offsets to Kafka too, after the store has them: for lag monitoring only.
+fn commit_to_kafka(shared: &Shared, offsets: &[Offset]) {
     let Some(consumer) = shared.consumer.get().and_then(Weak::upgrade) else {
         return;
     };
     let mut list = TopicPartitionList::new();
-    if list
-        .add_partition_offset(topic, partition, KafkaOffset::Offset(next_offset))
-        .is_ok()
-    {
+    for o in offsets.iter().filter(|o| o.next_offset > 0) {
+        if list
+            .add_partition_offset(&o.topic, o.partition, KafkaOffset::Offset(o.next_offset))
+            .is_err()
+        {
+            return;
+        }
+    }
+    if list.count() > 0 {
         if let Err(error) = consumer.commit(&list, CommitMode::Async) {
             tracing::debug!(%error, "informational Kafka commit failed");
         }
@@ -387,20 +631,26 @@ pub async fn run_observed(
     let config = Arc::new(config);
     let shared = Arc::new(Shared {
         decoders: Decoders::new(config.decoders.clone()),
-        formats: config.kafka.topics.iter().map(|t| (t.name.clone(), t.format)).collect(),
+        topics: config
+            .kafka
+            .topics
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), (i, t.format)))
+            .collect(),
         config: config.clone(),
         workers: Mutex::new(HashMap::new()),
         runtime: tokio::runtime::Handle::current(),
         consumer: OnceLock::new(),
-        store_ok: AtomicBool::new(false),
+        store_ok: Arc::new(AtomicBool::new(false)),
         failure: Mutex::new(None),
         failed: Notify::new(),
     });
     observe(Readiness(shared.clone()));
-    let mut store = connect(&shared).await?;
-    let applied = store.migrate().await?;
+    let mut link = StoreLink::connect(config.clone(), shared.store_ok.clone()).await?;
+    let applied = link.store.migrate().await?;
     tracing::info!(applied, "store migrated");
-    drop(store);
+    drop(link);
 
     let consumer = Arc::new(kafka::consumer(&config.kafka, Context::new(Arc::new(shared.clone())))?);
     let _ = shared.consumer.set(Arc::downgrade(&consumer));
@@ -415,7 +665,7 @@ pub async fn run_observed(
             message = consumer.recv() => match message {
                 Ok(m) => {
                     let owned = m.detach();
-                    if let Some(worker) = shared.worker(owned.topic(), owned.partition()) {
+                    if let Some(worker) = shared.worker(owned.partition()) {
                         // Bounded: when the worker is behind, this waits, and consumption slows.
                         let _ = worker.send(owned).await;
                     }

@@ -100,14 +100,38 @@ fn stamp(event: &mut Event, now: i64) {
 /// ingest): correlation records feed the SLA engine (incidents at a contract's outage
 /// priority are downtime), whose clock runs behind by the correlation lateness so that an
 /// incident reaches it before the minutes it covers are judged.
+///
+/// The clock is the event time of the slowest input (the Kafka worker of a partition
+/// number reads that partition of every topic: a service's alerts and its latency). An
+/// input that has not spoken yet holds the clock until it does or is declared idle, so
+/// that a restarted worker does not judge minutes whose samples sit in a lagging topic.
 pub struct Engines {
     pub correlator: Correlator,
     pub sla: SlaEngine,
     behind: i64,
     sla_lateness: i64,
+    /// Latest event time seen on any input.
     last: i64,
+    /// Where each input is; the clock is the minimum over the inputs that are `At` (the
+    /// latest event seen when all are idle).
+    inputs: Vec<InputClock>,
+    /// The engines' clock: never goes back.
+    clock: i64,
+    /// The SLA clock's hour when running reports were last emitted.
+    reported_hour: Option<i64>,
     incidents: Vec<Output>,
     sla_out: Vec<SlaOutput>,
+}
+
+/// One input's part in the clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InputClock {
+    /// Nothing seen since start: holds the clock.
+    Waiting,
+    /// Its latest event time.
+    At(i64),
+    /// Declared idle: does not hold the clock until it speaks again.
+    Idle,
 }
 
 impl Engines {
@@ -128,7 +152,15 @@ impl Engines {
             SlaEngine::restore(config, sla)?,
         );
         engines.last = engines.correlator.watermark();
+        engines.clock = engines.last;
         Ok(engines)
+    }
+
+    /// Sets the number of inputs (default one), all waiting: the clock moves once each has
+    /// spoken or been declared idle.
+    pub fn with_inputs(mut self, inputs: usize) -> Engines {
+        self.inputs = vec![InputClock::Waiting; inputs.max(1)];
+        self
     }
 
     fn from_parts(config: &Config, correlator: Correlator, sla: SlaEngine) -> Engines {
@@ -139,6 +171,9 @@ impl Engines {
             behind: ns(config.correlate.allowed_lateness),
             sla_lateness: ns(config.sla.allowed_lateness),
             last: i64::MIN,
+            inputs: vec![InputClock::Waiting],
+            clock: i64::MIN,
+            reported_hour: None,
             incidents: Vec::new(),
             sla_out: Vec::new(),
         }
@@ -149,16 +184,59 @@ impl Engines {
         (self.correlator.snapshot(), self.sla.snapshot())
     }
 
-    /// Processes one event, the watermark being the latest event time seen.
+    /// Processes one event of the only input, the clock being the latest event time seen.
     pub fn process(&mut self, event: Event, emit: &mut impl FnMut(Record)) {
+        self.process_from(0, event, emit);
+    }
+
+    /// Processes one event of input `input` (an index below `with_inputs`' count; larger
+    /// ones count as the last input).
+    pub fn process_from(&mut self, input: usize, event: Event, emit: &mut impl FnMut(Record)) {
         let t = event_time(&event);
         self.last = self.last.max(t);
+        let i = input.min(self.inputs.len() - 1);
+        self.inputs[i] = match self.inputs[i] {
+            InputClock::At(seen) => InputClock::At(seen.max(t)),
+            InputClock::Waiting | InputClock::Idle => InputClock::At(t),
+        };
         self.sla.apply(&event, &mut self.sla_out);
         self.correlator.apply(event, &mut self.incidents);
-        self.correlator.advance(self.last, &mut self.incidents);
+        self.tick(emit);
+    }
+
+    /// Declares input `input` idle (caught up, nothing new for a while): it no longer holds
+    /// the clock, which may move and close what it held.
+    pub fn input_idle(&mut self, input: usize, emit: &mut impl FnMut(Record)) {
+        if let Some(clock) = self.inputs.get_mut(input) {
+            *clock = InputClock::Idle;
+        }
+        self.tick(emit);
+    }
+
+    /// Moves both engines to the slowest active input's time.
+    fn tick(&mut self, emit: &mut impl FnMut(Record)) {
+        if self.inputs.contains(&InputClock::Waiting) {
+            return;
+        }
+        let slowest = self
+            .inputs
+            .iter()
+            .filter_map(|c| match c {
+                InputClock::At(t) => Some(*t),
+                _ => None,
+            })
+            .min();
+        // Every input idle (caught up): nothing older can come from them but late, so the
+        // clock may go to the latest event seen.
+        let slowest = slowest.unwrap_or(self.last);
+        if slowest == i64::MIN {
+            return;
+        }
+        self.clock = self.clock.max(slowest);
+        self.correlator.advance(self.clock, &mut self.incidents);
         self.forward(emit);
         self.sla
-            .advance(self.last.saturating_sub(self.behind), &mut self.sla_out);
+            .advance(self.clock.saturating_sub(self.behind), &mut self.sla_out);
         self.forward(emit);
     }
 
@@ -187,6 +265,21 @@ impl Engines {
         true
     }
 
+    /// The running month's reports (not yet complete) when the SLA clock entered a new hour
+    /// since the last call, or always with `force`: the service stores them with each batch,
+    /// so the store answers for the current month, hour by hour, before it closes.
+    pub fn running_reports(&mut self, force: bool, emit: &mut impl FnMut(Record)) {
+        const HOUR: i64 = 3_600_000_000_000;
+        let hour = self.sla.frontier().div_euclid(HOUR);
+        if self.sla.frontier() == i64::MIN || (!force && self.reported_hour == Some(hour)) {
+            return;
+        }
+        self.reported_hour = Some(hour);
+        for report in self.sla.running_reports() {
+            emit(Record::Sla(SlaOutput::MonthlyReport(report)));
+        }
+    }
+
     /// Time of the last event processed.
     pub fn last_event_ns(&self) -> Option<i64> {
         (self.last > i64::MIN).then_some(self.last)
@@ -210,7 +303,19 @@ pub fn replay(
     config: &Config,
     inputs: &[Input],
     until: Option<i64>,
+    emit: impl FnMut(&Record),
+) -> Result<(Summary, SlaEngine), ReplayError> {
+    replay_observed(config, inputs, until, emit, |_, _| {})
+}
+
+/// `replay`, telling `progress` (events processed, events in all) every 4096 events and at
+/// the end: what a progress bar shows.
+pub fn replay_observed(
+    config: &Config,
+    inputs: &[Input],
+    until: Option<i64>,
     mut emit: impl FnMut(&Record),
+    mut progress: impl FnMut(u64, u64),
 ) -> Result<(Summary, SlaEngine), ReplayError> {
     let decoders = Decoders::new(config.decoders.clone());
     let mut summary = Summary::default();
@@ -219,12 +324,116 @@ pub fn replay(
     events.sort_by_key(event_time);
     let mut engines = Engines::new(config)?;
     let mut sink = |record: Record| emit(&record);
-    for event in events {
+    let total = events.len() as u64;
+    for (i, event) in events.into_iter().enumerate() {
         engines.process(event, &mut sink);
+        if i % 4096 == 4095 {
+            progress(i as u64 + 1, total);
+        }
     }
+    progress(total, total);
     engines.finish(until, &mut sink);
     summary.correlate = engines.correlator.stats().clone();
     summary.sla = engines.sla.stats().clone();
     summary.last_event_ns = engines.last_event_ns();
     Ok((summary, engines.sla))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::model::{LatencySample, Outcome};
+    use crate::time::from_rfc3339;
+
+    const MINUTE: i64 = 60_000_000_000;
+
+    fn config() -> Config {
+        let text = r#"
+[[sla.contracts]]
+service = "webshop"
+
+[[sla.contracts.objectives]]
+name = "fast"
+kind = "latency_percentile"
+percentile = 95.0
+threshold = "5s"
+"#;
+        Config::parse(Path::new("t.toml"), text).unwrap()
+    }
+
+    fn sample(at: i64) -> Event {
+        Event::Sample(LatencySample {
+            service: "webshop".into(),
+            operation: "checkout".into(),
+            time_ns: at,
+            duration_ns: 1_000_000,
+            outcome: Outcome::Ok as i32,
+            status_code: None,
+        })
+    }
+
+    fn late(records: &[Record]) -> usize {
+        records
+            .iter()
+            .filter(|r| matches!(r, Record::Sla(SlaOutput::LateSample { .. })))
+            .count()
+    }
+
+    #[test]
+    fn the_clock_waits_for_the_slowest_input() {
+        let t0 = from_rfc3339("2026-03-10T10:00:00Z").unwrap();
+        let mut engines = Engines::new(&config()).unwrap().with_inputs(2);
+        let out = std::cell::RefCell::new(Vec::new());
+        let mut emit = |r: Record| out.borrow_mut().push(r);
+        // Input 0 runs an hour ahead; input 1 has not spoken: nothing may be judged yet.
+        engines.process_from(0, sample(t0 + 60 * MINUTE), &mut emit);
+        // Input 1's samples from the start of that hour are on time, not late.
+        engines.process_from(1, sample(t0), &mut emit);
+        engines.process_from(1, sample(t0 + 30 * MINUTE), &mut emit);
+        assert_eq!(late(&out.borrow()), 0, "{out:?}");
+        // Once input 1 is idle, input 0 alone drives the clock: the hour closes.
+        engines.input_idle(1, &mut emit);
+        engines.process_from(0, sample(t0 + 70 * MINUTE), &mut emit);
+        let closed = out
+            .borrow()
+            .iter()
+            .filter(|r| matches!(r, Record::Sla(SlaOutput::WindowClosed(w)) if w.start_ns == t0))
+            .count();
+        assert!(closed >= 1, "the 10:00 hour closed: {out:?}");
+        // Now a sample of the closed hour is late.
+        engines.process_from(1, sample(t0 + MINUTE), &mut emit);
+        assert_eq!(late(&out.borrow()), 1);
+    }
+
+    #[test]
+    fn when_every_input_is_idle_the_clock_is_the_latest_event() {
+        let t0 = from_rfc3339("2026-03-10T10:00:00Z").unwrap();
+        let mut engines = Engines::new(&config()).unwrap().with_inputs(2);
+        let out = std::cell::RefCell::new(Vec::new());
+        let mut emit = |r: Record| out.borrow_mut().push(r);
+        engines.process_from(0, sample(t0), &mut emit);
+        engines.process_from(1, sample(t0 + 90 * MINUTE), &mut emit);
+        // The ahead input goes quiet first, then the behind one: both caught up.
+        engines.input_idle(1, &mut emit);
+        engines.input_idle(0, &mut emit);
+        let closed = out
+            .borrow()
+            .iter()
+            .filter(|r| matches!(r, Record::Sla(SlaOutput::WindowClosed(w)) if w.start_ns == t0))
+            .count();
+        assert!(closed >= 1, "the 10:00 hour closed once both inputs are idle: {out:?}");
+    }
+
+    #[test]
+    fn a_single_input_clock_is_the_latest_event() {
+        let t0 = from_rfc3339("2026-03-10T10:00:00Z").unwrap();
+        let mut engines = Engines::new(&config()).unwrap();
+        let out = std::cell::RefCell::new(Vec::new());
+        let mut emit = |r: Record| out.borrow_mut().push(r);
+        engines.process(sample(t0 + 60 * MINUTE), &mut emit);
+        engines.process(sample(t0), &mut emit);
+        assert_eq!(late(&out.borrow()), 1, "an hour behind the only input is late");
+    }
 }

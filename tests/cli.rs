@@ -145,3 +145,100 @@ fn readme_report_example_shows_the_outage_and_the_credit() {
     assert!(stdout.contains("service credit 10.00 % = 2000.00 EUR"), "{stdout}");
     assert!(stderr.contains("720 samples"), "{stderr}");
 }
+
+#[test]
+fn report_reads_the_month_from_an_embedded_store_filled_by_replay() {
+    // The example configuration with `[store] kind = "sqlite"` and a fresh file: no Postgres.
+    let dir = std::env::temp_dir().join(format!("slaflow-cli-sqlite-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("store/slaflow.sqlite");
+    let example = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/slaflow.toml")).unwrap();
+    let mut table: toml::Table = example.parse().unwrap();
+    table.insert("store".into(), toml::Value::Table(toml::toml! { kind = "sqlite" }));
+    let mut sqlite = toml::Table::new();
+    sqlite.insert("path".into(), toml::Value::String(db.to_str().unwrap().into()));
+    table.insert("sqlite".into(), toml::Value::Table(sqlite));
+    let config = dir.join("slaflow.toml");
+    std::fs::write(&config, toml::to_string(&table).unwrap()).unwrap();
+    let config = config.to_str().unwrap();
+
+    // Before anything was stored there is no store to read, and no empty file is left.
+    let (code, _, stderr) = slaflow(&["report", "--config", config, "--month", "2026-03"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("no embedded store there"), "{stderr}");
+    assert!(!db.exists());
+
+    let (code, stdout, stderr) = slaflow(&["migrate", "--config", config]);
+    assert_eq!((code, stdout.trim()), (0, "1 migrations applied"), "{stderr}");
+    let replay = [
+        "replay",
+        "--config",
+        config,
+        "--sink",
+        "store",
+        "--until",
+        "2026-04-01T00:10:00Z",
+        "datadog-apm=examples/recorded/webshop-apm.json",
+        "alertmanager=examples/recorded/site-down-firing.json",
+        "alertmanager=examples/recorded/site-down-resolved.json",
+    ];
+    // Twice: the second replay's rows are the first's, so the report is unchanged.
+    for _ in 0..2 {
+        let (code, _, stderr) = slaflow(&replay);
+        assert_eq!(code, 0, "{stderr}");
+    }
+
+    let (code, stdout, stderr) = slaflow(&["report", "--config", config, "--month", "2026-03"]);
+    assert_eq!(code, 0, "{stderr}");
+    // The final March report (the replay ran past the month's end), read from the file.
+    assert!(stdout.starts_with("webshop 2026-03"), "{stdout}");
+    assert!(!stdout.contains("(running)"), "{stdout}");
+    assert!(stdout.contains("downtime 70.0 min (longest 70.0)"), "{stdout}");
+    assert!(stdout.contains("service credit 10.00 % = 2000.00 EUR"), "{stdout}");
+
+    let (code, stdout, stderr) = slaflow(&[
+        "report",
+        "--config",
+        config,
+        "--month",
+        "2026-03",
+        "--service",
+        "webshop",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let reports: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(reports.as_array().map(Vec::len), Some(1), "{stdout}");
+    assert_eq!(reports[0]["complete"], true);
+    assert_eq!(reports[0]["requests"], 720);
+    assert_eq!(reports[0]["credit_percent"], 10.0);
+
+    let (code, stdout, stderr) = slaflow(&["report", "--config", config, "--month", "2026-03", "--format", "csv"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("service,period,complete,objective"), "{stdout}");
+    assert!(
+        stdout.lines().skip(1).all(|l| l.starts_with("webshop,2026-03,true,")),
+        "{stdout}"
+    );
+
+    // Nothing for another month or service: exit 1 and say so; a malformed month is a usage error.
+    let (code, stdout, stderr) = slaflow(&["report", "--config", config, "--month", "2026-02"]);
+    assert_eq!((code, stdout.as_str()), (1, ""), "{stderr}");
+    assert!(stderr.contains("no report in the sqlite store"), "{stderr}");
+    let (code, _, _) = slaflow(&[
+        "report",
+        "--config",
+        config,
+        "--month",
+        "2026-03",
+        "--service",
+        "payroll",
+    ]);
+    assert_eq!(code, 1);
+    let (code, _, stderr) = slaflow(&["report", "--config", config, "--month", "March"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("expected YYYY-MM"), "{stderr}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -25,7 +25,18 @@ async fn real_payloads_through_kafka_land_in_postgres_and_a_bad_one_in_dead_lett
     let dir = std::env::temp_dir();
     let config = write_config(&dir, &db, &format!("e2e-{id}"), &alerts_topic, &apm_topic);
     let client = db.client().await;
-    run_until_done(
+    let child = start(&config);
+    // The alert topic goes quiet after 11:10; once it is idle, the APM topic alone drives
+    // the clock and the afternoon's hours close.
+    wait_until(
+        &client,
+        "SELECT count(*) FROM sla_windows WHERE granularity = 'hour' AND operation = '' AND start_ns = 1773144000000000000",
+        1,
+        &config.with_extension("log"),
+    )
+    .await;
+    finish(
+        child,
         &config,
         &client,
         &format!("e2e-{id}"),
@@ -62,6 +73,23 @@ async fn real_payloads_through_kafka_land_in_postgres_and_a_bad_one_in_dead_lett
     )
     .await;
     assert!(hours >= 5, "{hours} hour windows");
+    // Alerts and latency of webshop came through two topics; keyed by service, they share a
+    // partition number and so one worker: the running month's report joins both.
+    let report = client
+        .query_one(
+            "SELECT complete, (report->>'requests')::BIGINT, (report->>'downtime_minutes')::FLOAT8
+             FROM monthly_reports WHERE service = 'webshop' AND period = '2026-03'",
+            &[],
+        )
+        .await
+        .expect("a running report for webshop, March 2026");
+    let (complete, requests, downtime): (bool, i64, f64) = (report.get(0), report.get(1), report.get(2));
+    assert!(!complete, "March is still running");
+    assert!(requests > 0, "latency from the APM topic is in the report");
+    assert!(
+        downtime >= 60.0,
+        "the outage from the alert topic is in the report: {downtime} min"
+    );
     db.drop_db().await;
 }
 
@@ -105,8 +133,8 @@ async fn two_consumers_split_the_partitions_and_one_takes_over_when_the_other_le
     require_broker();
     let id = std::process::id();
     let (alerts_topic, apm_topic) = (format!("g-alerts-{id}"), format!("g-apm-{id}"));
-    create_topics(&[&alerts_topic], 1).await;
-    create_topics(&[&apm_topic], 4).await;
+    // Co-partitioned: both topics have the same partition count.
+    create_topics(&[&alerts_topic, &apm_topic], 4).await;
     let db = TestDb::create("kafka_group").await;
     let group = format!("group-{id}");
     let dir = std::env::temp_dir();
@@ -121,9 +149,9 @@ async fn two_consumers_split_the_partitions_and_one_takes_over_when_the_other_le
     produce(&apm_topic, &first).await;
     wait_for_offsets(&client, &group, first.len() as i64, &config.with_extension("log")).await;
     let (logs_a, logs_b) = (config.with_extension("log"), second.with_extension("log"));
-    // Both members own partitions (the alerts topic's one and the four of the APM topic).
+    // Both members own partition numbers (each with that partition of both topics).
     let deadline = Instant::now() + Duration::from_secs(30);
-    while assigned_partitions(&logs_a) + assigned_partitions(&logs_b) < 5
+    while assigned_partitions(&logs_a) + assigned_partitions(&logs_b) < 4
         || assigned_partitions(&logs_a) == 0
         || assigned_partitions(&logs_b) == 0
     {
@@ -141,6 +169,11 @@ async fn two_consumers_split_the_partitions_and_one_takes_over_when_the_other_le
     let more = four_services(60, 60);
     produce(&apm_topic, &more).await;
     wait_for_offsets(&client, &group, (first.len() + more.len()) as i64, &logs_a).await;
+    // The alert topic carries nothing: once it is declared idle, the APM topic alone drives
+    // the clock, and the first hour closes.
+    let webshop_samples = "SELECT COALESCE(SUM(count), 0)::BIGINT FROM sla_windows \
+                           WHERE service = 'webshop' AND granularity = 'hour' AND operation = ''";
+    wait_until(&client, webshop_samples, 60, &logs_a).await;
     assert_eq!(terminate(a), 0);
     // Four keys over four partitions: the hash spreads them over at least two.
     let partitions = count(
@@ -150,7 +183,7 @@ async fn two_consumers_split_the_partitions_and_one_takes_over_when_the_other_le
     .await;
     assert!(partitions >= 2, "{partitions} partitions used");
     // Every sample of the two hours was counted once, whoever owned the partition.
-    let webshop_windows = count(&client, "SELECT COALESCE(SUM(count), 0)::BIGINT FROM sla_windows WHERE service = 'webshop' AND granularity = 'hour' AND operation = ''").await;
+    let webshop_windows = count(&client, webshop_samples).await;
     assert_eq!(webshop_windows, 60, "the first hour closed once, with its 60 samples");
     db.drop_db().await;
 }

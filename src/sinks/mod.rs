@@ -4,9 +4,13 @@
 //! nothing: that is what makes the service's effect exactly-once across crashes.
 
 pub mod postgres;
+pub mod sqlite;
+pub mod store;
+
+pub use self::store::Store;
 
 use crate::engine::correlate::Output;
-use crate::engine::sla::SlaOutput;
+use crate::engine::sla::{Finding, SlaOutput};
 
 /// A record that could not be decoded, kept with its reason and origin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +66,39 @@ impl Batch {
             && self.dead_letters.is_empty()
             && self.checkpoint.is_none()
             && self.offsets.is_empty()
+    }
+}
+
+/// One incident as the stores summarise it (`Store::incidents`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentRow {
+    pub id: String,
+    pub service: String,
+    /// `open`, `acknowledged` or `resolved`.
+    pub status: String,
+    /// ITIL priority, 1 (highest) to 5.
+    pub priority: u8,
+    pub major: bool,
+    pub opened_ns: i64,
+    pub resolved_ns: Option<i64>,
+    /// Distinct alerts joined to the incident.
+    pub alerts: u64,
+    /// Notifications of those alerts, duplicates included.
+    pub occurrences: u64,
+}
+
+/// A stored breach record (`SlaOutput::Breach` as JSON), parsed, back as its finding.
+fn finding_from(parsed: Result<SlaOutput, serde_json::Error>) -> Result<Finding, SinkError> {
+    match parsed {
+        Ok(SlaOutput::Breach(f)) => Ok(f),
+        Ok(other) => Err(SinkError::Corrupt(format!(
+            "breach row holds a {} record",
+            serde_json::to_value(&other)
+                .ok()
+                .and_then(|v| v["type"].as_str().map(str::to_string))
+                .unwrap_or_default()
+        ))),
+        Err(e) => Err(SinkError::Corrupt(format!("breach record: {e}"))),
     }
 }
 

@@ -1,18 +1,19 @@
 //! The Postgres sink (tokio-postgres): embedded migrations (refinery), and one transaction
 //! per batch that upserts incidents and their alerts, appends lifecycle records, breaches,
 //! closed windows, reports and dead letters by natural key, and stores the engines'
-//! checkpoint and the next offsets with them.
+//! checkpoint and the next offsets with them; and the read queries the report command and
+//! the API use (the embedded store, src/sinks/sqlite.rs, mirrors all of it).
 
 use std::collections::BTreeMap;
 
 use tokio_postgres::{Client, NoTls, Transaction};
 
-use super::{Batch, Checkpoint, SinkError};
+use super::{Batch, Checkpoint, IncidentRow, SinkError};
 use crate::engine::correlate::Output;
-use crate::engine::sla::SlaOutput;
+use crate::engine::sla::{Finding, Report, SlaOutput};
 
 mod embedded {
-    refinery::embed_migrations!("migrations");
+    refinery::embed_migrations!("migrations/postgres");
 }
 
 /// A connection to the store.
@@ -135,6 +136,91 @@ impl PostgresSink {
             .map_err(unavailable)?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
+
+    /// The stored reports of a month (`YYYY-MM`), of one service or all, ordered by service.
+    pub async fn reports(&self, period: &str, service: Option<&str>) -> Result<Vec<Report>, SinkError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT report FROM monthly_reports WHERE period = $1 AND ($2::TEXT IS NULL OR service = $2)
+                 ORDER BY service",
+                &[&period, &service],
+            )
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|r| {
+                let value: serde_json::Value = r.try_get(0).map_err(corrupt)?;
+                serde_json::from_value(value).map_err(|e| SinkError::Corrupt(format!("monthly report: {e}")))
+            })
+            .collect()
+    }
+
+    /// The stored breaches (not warnings, not burn-rate alerts) of a month, of one service
+    /// or all, in the order they were detected.
+    pub async fn breaches(&self, period: &str, service: Option<&str>) -> Result<Vec<Finding>, SinkError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT record FROM breaches WHERE type = 'breach' AND period = $1 AND ($2::TEXT IS NULL OR service = $2)
+                 ORDER BY detected_ns, key",
+                &[&period, &service],
+            )
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|r| {
+                let value: serde_json::Value = r.try_get(0).map_err(corrupt)?;
+                super::finding_from(serde_json::from_value(value))
+            })
+            .collect()
+    }
+
+    /// Every incident with its alert count and total occurrences, oldest first.
+    pub async fn incidents(&self) -> Result<Vec<IncidentRow>, SinkError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT i.id, i.service, i.status, i.priority, i.major, i.opened_ns, i.resolved_ns,
+                        count(a.alert), COALESCE(sum(a.occurrences), 0)::BIGINT
+                 FROM incidents i LEFT JOIN incident_alerts a ON a.incident = i.id
+                 GROUP BY i.id ORDER BY i.opened_ns, i.id",
+                &[],
+            )
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|r| {
+                let number = |i: usize| -> Result<u64, SinkError> {
+                    let v: i64 = r.try_get(i).map_err(corrupt)?;
+                    u64::try_from(v).map_err(|e| SinkError::Corrupt(format!("incident column {i}: {e}")))
+                };
+                let priority: i16 = r.try_get(3).map_err(corrupt)?;
+                Ok(IncidentRow {
+                    id: r.try_get(0).map_err(corrupt)?,
+                    service: r.try_get(1).map_err(corrupt)?,
+                    status: r.try_get(2).map_err(corrupt)?,
+                    priority: u8::try_from(priority)
+                        .map_err(|e| SinkError::Corrupt(format!("incident priority {priority}: {e}")))?,
+                    major: r.try_get(4).map_err(corrupt)?,
+                    opened_ns: r.try_get(5).map_err(corrupt)?,
+                    resolved_ns: r.try_get(6).map_err(corrupt)?,
+                    alerts: number(7)?,
+                    occurrences: number(8)?,
+                })
+            })
+            .collect()
+    }
+
+    /// A cheap round trip that fails when the server is unreachable.
+    pub async fn ping(&self) -> Result<(), SinkError> {
+        self.client.simple_query("SELECT 1").await.map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+fn corrupt(e: tokio_postgres::Error) -> SinkError {
+    SinkError::Corrupt(e.to_string())
 }
 
 async fn write_correlation(tx: &Transaction<'_>, records: &[Output]) -> Result<(), tokio_postgres::Error> {

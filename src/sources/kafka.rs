@@ -1,7 +1,7 @@
 //! Kafka as a source (rdkafka, consumer group): topics with their formats, librdkafka
-//! properties passed through from the config, cooperative-sticky assignment, and the
-//! rebalance hooks that start a worker per assigned partition and let a revoked one write
-//! its batch before the partition is released.
+//! properties passed through from the config, the assignment strategy, and the rebalance
+//! hooks that start a worker per assigned partition number and let a revoked one write its
+//! batch before the partition is released.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,11 +19,15 @@ use crate::decode::Format;
 pub struct KafkaConfig {
     /// Consumer group; replicas with the same group share the partitions.
     pub group_id: String,
-    /// Topics to consume, each with the format of its messages.
+    /// Topics to consume, each with the format of its messages. Producers key every message
+    /// by service id, and all topics have the same partition count: partition p of every
+    /// topic is read by one worker, which holds the whole SLA state of the services keyed
+    /// there (their alerts and their latency).
     pub topics: Vec<TopicConfig>,
     /// librdkafka properties, passed through as they are (bootstrap.servers,
     /// security.protocol, sasl.*, ssl.*, ...). slaflow sets group.id, enable.auto.commit,
-    /// enable.auto.offset.store and partition.assignment.strategy itself.
+    /// enable.auto.offset.store and partition.assignment.strategy (`assignment_strategy`)
+    /// itself.
     pub properties: BTreeMap<String, String>,
     /// A worker writes its batch after this many messages ...
     pub batch_max_messages: usize,
@@ -72,10 +76,25 @@ pub struct TopicConfig {
     pub format: Format,
 }
 
-/// The client configuration: the pass-through properties, then slaflow's own, which win.
+/// Prefix of environment variables that set librdkafka properties, so credentials can come
+/// from a Kubernetes Secret instead of the file: `SLAFLOW_KAFKA_SASL_PASSWORD=…` sets
+/// `sasl.password` (upper case, `_` for `.`).
+pub const ENV_PREFIX: &str = "SLAFLOW_KAFKA_";
+
+/// librdkafka properties from the environment (see `ENV_PREFIX`).
+pub fn env_properties(vars: impl Iterator<Item = (String, String)>) -> BTreeMap<String, String> {
+    vars.filter_map(|(k, v)| {
+        let name = k.strip_prefix(ENV_PREFIX)?;
+        (!name.is_empty()).then(|| (name.to_ascii_lowercase().replace('_', "."), v))
+    })
+    .collect()
+}
+
+/// The client configuration: the pass-through properties, those from the environment, then
+/// slaflow's own, which win.
 pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
     let mut client = ClientConfig::new();
-    for (key, value) in &cfg.properties {
+    for (key, value) in cfg.properties.iter().chain(&env_properties(std::env::vars())) {
         client.set(key, value);
     }
     client
@@ -83,11 +102,28 @@ pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
         // Offsets live in Postgres with the results; Kafka's are written after, for lag only.
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("partition.assignment.strategy", "cooperative-sticky");
+        .set("partition.assignment.strategy", assignment_strategy(cfg));
     if !cfg.properties.contains_key("auto.offset.reset") {
         client.set("auto.offset.reset", "earliest");
     }
+    // Statistics carry each partition's lag (`slaflow_consumer_lag`).
+    if !cfg.properties.contains_key("statistics.interval.ms") {
+        client.set("statistics.interval.ms", "5000");
+    }
     client
+}
+
+/// One topic: cooperative-sticky, so a rebalance moves only the partitions that change
+/// owner. Several topics: range, the assignor that co-partitions (partition p of every topic
+/// goes to the same member when the partition counts are equal), which the worker per
+/// partition number needs to see a service's alerts and latency together; its rebalances
+/// are eager (every worker writes its batch and restarts from the store).
+pub fn assignment_strategy(cfg: &KafkaConfig) -> &'static str {
+    if cfg.topics.len() > 1 {
+        "range"
+    } else {
+        "cooperative-sticky"
+    }
 }
 
 /// What the rebalance hooks tell the pipeline.
@@ -110,7 +146,22 @@ impl Context {
     }
 }
 
-impl ClientContext for Context {}
+impl ClientContext for Context {
+    /// librdkafka's statistics (every `statistics.interval.ms`): the lag of each partition
+    /// this member consumes.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let lag = &crate::metrics::metrics().consumer_lag;
+        for (name, topic) in &statistics.topics {
+            for (id, p) in &topic.partitions {
+                // -1 is librdkafka's internal unassigned partition; a lag of -1 is unknown.
+                if *id >= 0 && p.consumer_lag >= 0 && p.fetch_state == "active" {
+                    lag.with_label_values(&[name.as_str(), id.to_string().as_str()])
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
 
 fn partitions(list: &rdkafka::TopicPartitionList) -> Vec<(String, i32)> {
     list.elements()
@@ -148,4 +199,43 @@ pub fn consumer(cfg: &KafkaConfig, context: Context) -> Result<StreamConsumer<Co
     let topics: Vec<&str> = cfg.topics.iter().map(|t| t.name.as_str()).collect();
     consumer.subscribe(&topics)?;
     Ok(consumer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_names_map_to_librdkafka_properties() {
+        let vars = [
+            ("SLAFLOW_KAFKA_SASL_PASSWORD", "s3cret"),
+            ("SLAFLOW_KAFKA_SECURITY_PROTOCOL", "SASL_SSL"),
+            ("SLAFLOW_KAFKA_", "ignored"),
+            ("SLAFLOW_POSTGRES_URL", "not kafka"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let props = env_properties(vars.into_iter());
+        assert_eq!(
+            props.into_iter().collect::<Vec<_>>(),
+            vec![
+                ("sasl.password".to_string(), "s3cret".to_string()),
+                ("security.protocol".to_string(), "SASL_SSL".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn several_topics_use_the_co_partitioning_assignor() {
+        let topic = |name: &str| TopicConfig {
+            name: name.into(),
+            format: Format::DatadogApm,
+        };
+        let mut cfg = KafkaConfig {
+            topics: vec![topic("apm")],
+            ..KafkaConfig::default()
+        };
+        assert_eq!(assignment_strategy(&cfg), "cooperative-sticky");
+        cfg.topics.push(topic("alerts"));
+        assert_eq!(assignment_strategy(&cfg), "range");
+    }
 }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod http;
 pub mod kafka;
 
 use tokio_postgres::NoTls;

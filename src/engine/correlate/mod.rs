@@ -290,6 +290,17 @@ impl Correlator {
             .count()
     }
 
+    /// Open (or acknowledged) incidents per ITIL priority: index 0 is P1, 4 is P5.
+    pub fn open_by_priority(&self) -> [u64; 5] {
+        let mut counts = [0u64; 5];
+        for i in self.state.incidents.values() {
+            if i.status != IncidentStatus::Resolved {
+                counts[usize::from(i.priority.clamp(1, 5)) - 1] += 1;
+            }
+        }
+        counts
+    }
+
     /// Number of alerts in the dedup cache.
     pub fn cached_alerts(&self) -> usize {
         self.state.alerts.len()

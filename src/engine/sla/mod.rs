@@ -308,6 +308,25 @@ impl SlaEngine {
         &self.state.stats
     }
 
+    /// The minute up to which every window has been judged (`i64::MIN` before the first).
+    pub fn frontier(&self) -> i64 {
+        self.state.frontier
+    }
+
+    /// The running month's report of every contracted service that has state, as of the
+    /// frontier: what the service stores so that finance sees the month before it closes.
+    pub fn running_reports(&self) -> Vec<Report> {
+        let upto = self.state.frontier;
+        if upto == i64::MIN {
+            return Vec::new();
+        }
+        self.rules
+            .contracts
+            .keys()
+            .filter_map(|service| self.report(service, upto))
+            .collect()
+    }
+
     /// Bytes held by the counters of open-hour histograms (the bulk of resident state).
     pub fn live_histogram_bytes(&self) -> usize {
         let per = std::mem::size_of::<u32>();

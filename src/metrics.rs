@@ -1,0 +1,331 @@
+//! Prometheus metrics: the process's registry, the series slaflow exports, and how engine
+//! records become those series. Label values stay bounded: services, objectives and kinds
+//! come from the configuration; formats, sources, reasons and priorities are closed sets;
+//! topics and partitions are those assigned.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::engine::sla::config::ObjectiveKind;
+use crate::engine::sla::{ObjectiveResult, SlaOutput};
+
+/// Every series slaflow exports.
+pub struct Metrics {
+    registry: Registry,
+    /// `slaflow_breaches_total{service,objective,kind}`.
+    pub breaches: IntCounterVec,
+    /// `slaflow_warnings_total{service,objective,kind}`.
+    pub warnings: IntCounterVec,
+    /// `slaflow_compliance_ratio{service,objective}`.
+    pub compliance: GaugeVec,
+    /// `slaflow_error_budget_remaining_ratio{service,objective}`.
+    pub budget_remaining: GaugeVec,
+    /// `slaflow_burn_rate_alerts_firing{service,objective,severity}`.
+    pub burn_firing: IntGaugeVec,
+    /// `slaflow_open_incidents{priority}`.
+    pub open_incidents: IntGaugeVec,
+    /// `slaflow_events_ingested_total{format,source}`.
+    pub ingested: IntCounterVec,
+    /// `slaflow_events_rejected_total{format,reason}`.
+    pub rejected: IntCounterVec,
+    /// `slaflow_dead_letters_total{format}`.
+    pub dead_letters: IntCounterVec,
+    /// `slaflow_late_samples_total{service}`.
+    pub late_samples: IntCounterVec,
+    /// `slaflow_consumer_lag{topic,partition}`.
+    pub consumer_lag: IntGaugeVec,
+    /// `slaflow_sink_transaction_seconds{store}`.
+    pub sink_seconds: HistogramVec,
+    /// `slaflow_ready`.
+    pub ready: IntGauge,
+}
+
+/// Why an input was rejected (the `reason` label): a closed set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// It did not decode (kept as a dead letter).
+    Decode,
+    /// The HTTP body was over the size limit.
+    TooLarge,
+    /// The HTTP request had no valid token.
+    Unauthorized,
+}
+
+impl Rejection {
+    fn label(self) -> &'static str {
+        match self {
+            Rejection::Decode => "decode",
+            Rejection::TooLarge => "too_large",
+            Rejection::Unauthorized => "unauthorized",
+        }
+    }
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    // Names and labels are constants (a unit test builds them): a failure here is a
+    // programming error, found before any data flows.
+    #[allow(clippy::expect_used)]
+    Metrics::new().expect("metric definitions are valid")
+});
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+impl Metrics {
+    fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| -> Result<GaugeVec, prometheus::Error> {
+            let g = GaugeVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let int_gauge = |name: &str, help: &str, labels: &[&str]| -> Result<IntGaugeVec, prometheus::Error> {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let sink_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "slaflow_sink_transaction_seconds",
+                "Time to write one batch transaction to the store.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["store"],
+        )?;
+        registry.register(Box::new(sink_seconds.clone()))?;
+        let ready = IntGauge::new(
+            "slaflow_ready",
+            "1 when the store is reachable and (with Kafka) partitions are assigned.",
+        )?;
+        registry.register(Box::new(ready.clone()))?;
+        Ok(Metrics {
+            breaches: counter(
+                "slaflow_breaches_total",
+                "SLA breaches: budget exhausted, downtime over its limit, objective missed.",
+                &["service", "objective", "kind"],
+            )?,
+            warnings: counter(
+                "slaflow_warnings_total",
+                "SLA warnings: error budget past 50 or 75 %, a streak of bad days.",
+                &["service", "objective", "kind"],
+            )?,
+            compliance: gauge(
+                "slaflow_compliance_ratio",
+                "Measured against target for the running month: measured/target for availability, \
+                 target/measured for latency and downtime limits (>= 1 is met; capped at 100).",
+                &["service", "objective"],
+            )?,
+            budget_remaining: gauge(
+                "slaflow_error_budget_remaining_ratio",
+                "Share of the month's error budget left (1 untouched, <= 0 exhausted).",
+                &["service", "objective"],
+            )?,
+            burn_firing: int_gauge(
+                "slaflow_burn_rate_alerts_firing",
+                "1 while a multiwindow burn-rate alert fires.",
+                &["service", "objective", "severity"],
+            )?,
+            open_incidents: int_gauge(
+                "slaflow_open_incidents",
+                "Open incidents by ITIL priority (1 highest).",
+                &["priority"],
+            )?,
+            ingested: counter(
+                "slaflow_events_ingested_total",
+                "Events decoded and passed to the engines.",
+                &["format", "source"],
+            )?,
+            rejected: counter(
+                "slaflow_events_rejected_total",
+                "Inputs rejected: not decodable, too large, unauthorized.",
+                &["format", "reason"],
+            )?,
+            dead_letters: counter(
+                "slaflow_dead_letters_total",
+                "Records kept as dead letters.",
+                &["format"],
+            )?,
+            late_samples: counter(
+                "slaflow_late_samples_total",
+                "Latency samples for windows already closed (counted, not merged).",
+                &["service"],
+            )?,
+            consumer_lag: int_gauge(
+                "slaflow_consumer_lag",
+                "Messages behind the partition's high watermark.",
+                &["topic", "partition"],
+            )?,
+            sink_seconds,
+            ready,
+            registry,
+        })
+    }
+
+    /// The text exposition format, as served on /metrics.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
+            tracing::warn!(%error, "metrics encoding failed");
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+
+    /// Counts an input that was rejected.
+    pub fn reject(&self, format: &str, why: Rejection) {
+        self.rejected.with_label_values(&[format, why.label()]).inc();
+    }
+
+    /// Updates the SLA series from one record (once its batch is stored).
+    pub fn observe(&self, output: &SlaOutput) {
+        match output {
+            SlaOutput::Breach(f) => self
+                .breaches
+                .with_label_values(&[&f.service, &f.objective, &f.kind])
+                .inc(),
+            SlaOutput::Warning(f) => self
+                .warnings
+                .with_label_values(&[&f.service, &f.objective, &f.kind])
+                .inc(),
+            SlaOutput::BurnRateAlert(a) => self
+                .burn_firing
+                .with_label_values(&[&a.service, &a.objective, &a.severity])
+                .set(i64::from(a.state == "firing")),
+            SlaOutput::LateSample { service, .. } => self.late_samples.with_label_values(&[service]).inc(),
+            SlaOutput::MonthlyReport(r) => {
+                for o in &r.objectives {
+                    self.compliance
+                        .with_label_values(&[&r.service, &o.name])
+                        .set(compliance_ratio(o));
+                    if let Some(left) = budget_remaining(o) {
+                        self.budget_remaining
+                            .with_label_values(&[&r.service, &o.name])
+                            .set(left);
+                    }
+                }
+            }
+            SlaOutput::WindowClosed(_) => {}
+        }
+    }
+
+    /// Moves the open-incident gauges from one worker's previous counts to its new ones
+    /// (workers each own some services; the gauge is their sum).
+    pub fn open_incidents_changed(&self, before: &[u64; 5], after: &[u64; 5]) {
+        for (p, (b, a)) in before.iter().zip(after).enumerate() {
+            if a != b {
+                let delta = i64::try_from(*a).unwrap_or(i64::MAX) - i64::try_from(*b).unwrap_or(i64::MAX);
+                self.open_incidents
+                    .with_label_values(&[&(p + 1).to_string()])
+                    .add(delta);
+            }
+        }
+    }
+}
+
+/// Whether an objective is "at least" (`measured >= threshold` is met).
+fn at_least(kind: ObjectiveKind) -> bool {
+    matches!(kind, ObjectiveKind::Availability | ObjectiveKind::RequestAvailability)
+}
+
+/// measured/target for "at least" objectives, target/measured for "at most" ones: >= 1 met.
+pub fn compliance_ratio(o: &ObjectiveResult) -> f64 {
+    let ratio = if at_least(o.kind) {
+        if o.threshold > 0.0 {
+            o.measured / o.threshold
+        } else {
+            1.0
+        }
+    } else if o.measured > 0.0 {
+        o.threshold / o.measured
+    } else {
+        100.0
+    };
+    // The report's verdict decides which side of 1 the ratio is on (a streak of exactly the
+    // limit is missed although the ratio is 1).
+    let ratio = ratio.clamp(0.0, 100.0);
+    if o.met {
+        ratio.max(1.0)
+    } else {
+        ratio.min(0.999)
+    }
+}
+
+/// Share of the error budget left, for the objectives that have one: availability (the
+/// allowed unavailability) and the longest-downtime limit.
+pub fn budget_remaining(o: &ObjectiveResult) -> Option<f64> {
+    match o.kind {
+        ObjectiveKind::Availability | ObjectiveKind::RequestAvailability => {
+            let allowed = 100.0 - o.threshold;
+            (allowed > 0.0).then(|| 1.0 - (100.0 - o.measured) / allowed)
+        }
+        ObjectiveKind::MaxDowntime => (o.threshold > 0.0).then(|| 1.0 - o.measured / o.threshold),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn objective(kind: ObjectiveKind, measured: f64, threshold: f64) -> ObjectiveResult {
+        let met = if matches!(kind, ObjectiveKind::Availability | ObjectiveKind::RequestAvailability) {
+            measured >= threshold
+        } else if kind == ObjectiveKind::Streak {
+            measured < threshold
+        } else {
+            measured <= threshold
+        };
+        ObjectiveResult {
+            name: "o".into(),
+            kind,
+            measured,
+            threshold,
+            unit: String::new(),
+            met,
+        }
+    }
+
+    #[test]
+    fn definitions_register_and_render() {
+        let m = metrics();
+        m.ingested.with_label_values(&["alertmanager", "http"]).inc();
+        m.sink_seconds.with_label_values(&["sqlite"]).observe(0.002);
+        let text = m.render();
+        assert!(text.contains("slaflow_events_ingested_total{format=\"alertmanager\",source=\"http\"}"));
+        assert!(text.contains("# TYPE slaflow_sink_transaction_seconds histogram"));
+    }
+
+    #[test]
+    fn compliance_is_at_least_one_exactly_when_met() {
+        assert!((compliance_ratio(&objective(ObjectiveKind::Availability, 99.95, 99.9)) - 1.0005).abs() < 1e-4);
+        assert!(compliance_ratio(&objective(ObjectiveKind::Availability, 99.8, 99.9)) < 1.0);
+        assert_eq!(compliance_ratio(&objective(ObjectiveKind::MeanLatency, 4.0, 3.0)), 0.75);
+        assert_eq!(
+            compliance_ratio(&objective(ObjectiveKind::MaxDowntime, 0.0, 60.0)),
+            100.0
+        );
+        // Three slow days of three allowed is a missed streak: below 1.
+        assert!(compliance_ratio(&objective(ObjectiveKind::Streak, 3.0, 3.0)) < 1.0);
+    }
+
+    #[test]
+    fn budget_remaining_follows_the_allowed_unavailability() {
+        // 99.9 % target: 0.1 % allowed; 99.95 % measured used half of it.
+        let left = budget_remaining(&objective(ObjectiveKind::Availability, 99.95, 99.9)).unwrap();
+        assert!((left - 0.5).abs() < 1e-9, "{left}");
+        // 61 minutes of a 60-minute limit: overspent.
+        assert!(budget_remaining(&objective(ObjectiveKind::MaxDowntime, 61.0, 60.0)).unwrap() < 0.0);
+        assert_eq!(budget_remaining(&objective(ObjectiveKind::MeanLatency, 1.0, 3.0)), None);
+    }
+}

@@ -1,0 +1,286 @@
+//! The HTTP server: one port for `/metrics`, `/healthz`, `/readyz`, webhook ingest and the
+//! finance report API. Handlers stay thin: ingest decodes and hands bodies to the ingest
+//! worker (the engines and sink path every input takes); reports read the store.
+
+use std::sync::Arc;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use crate::config::Config;
+use crate::decode::{Decoders, Format};
+use crate::metrics::{metrics, Rejection};
+use crate::pipeline::Ingest;
+use crate::report::{render, ReportFormat};
+use crate::sinks::Store;
+
+/// What the handlers share.
+pub struct AppState {
+    config: Arc<Config>,
+    decoders: Decoders,
+    tokens: Vec<String>,
+    ready: Box<dyn Fn() -> bool + Send + Sync>,
+    ingest: mpsc::Sender<Ingest>,
+    /// The report API's store connection, opened on first use and again after an error.
+    store: Mutex<Option<Store>>,
+}
+
+impl AppState {
+    /// `ready` answers /readyz; `ingest` is the ingest worker's queue.
+    pub fn new(
+        config: Arc<Config>,
+        ready: Box<dyn Fn() -> bool + Send + Sync>,
+        ingest: mpsc::Sender<Ingest>,
+    ) -> AppState {
+        AppState {
+            decoders: Decoders::new(config.decoders.clone()),
+            tokens: config.server.effective_tokens(),
+            config,
+            ready,
+            ingest,
+            store: Mutex::new(None),
+        }
+    }
+}
+
+/// The routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/v1/ingest/{format}", post(ingest))
+        .route("/v1/reports/{month}", get(reports))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` completes, then finishes the requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    let body = serde_json::json!({ "error": message.into() });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string() + "\n",
+    )
+        .into_response()
+}
+
+async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    let m = metrics();
+    m.ready.set(i64::from((state.ready)()));
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        m.render(),
+    )
+        .into_response()
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if (state.ready)() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+/// Checks `Authorization: Bearer <token>` against the configured tokens, comparing in
+/// constant time so the answer's timing does not leak a token's prefix.
+fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    state
+        .tokens
+        .iter()
+        .any(|t| constant_time_eq(t.as_bytes(), given.trim().as_bytes()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn unauthorized() -> Response {
+    let mut response = error(StatusCode::UNAUTHORIZED, "missing or invalid bearer token");
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// `POST /v1/ingest/{format}`: 200 once the body's events are stored; 400 with the reason
+/// when it does not decode (it is kept as a dead letter); 401, 404 (unknown format), 413.
+async fn ingest(
+    State(state): State<Arc<AppState>>,
+    Path(format): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Ok(format) = format.parse::<Format>() else {
+        let known: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("unknown format `{format}`; one of: {}", known.join(", ")),
+        );
+    };
+    let m = metrics();
+    if !authorized(&state, &headers) {
+        m.reject(format.name(), Rejection::Unauthorized);
+        return unauthorized();
+    }
+    let limit = state.config.server.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let too_large = || {
+        m.reject(format.name(), Rejection::TooLarge);
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body larger than max_body_bytes = {limit}"),
+        )
+    };
+    if declared.is_some_and(|n| n > limit) {
+        return too_large();
+    }
+    let Ok(bytes) = to_bytes(body, limit).await else {
+        return too_large();
+    };
+    let received_ns = crate::time::now_ns();
+    let (decoded, bad) = match state.decoders.decode(format, &bytes) {
+        Ok(events) => {
+            m.ingested
+                .with_label_values(&[format.name(), "http"])
+                .inc_by(events.len() as u64);
+            (Ok(events), None)
+        }
+        Err(e) => {
+            m.reject(format.name(), Rejection::Decode);
+            let reason = e.to_string();
+            (Err((bytes.to_vec(), reason.clone())), Some(reason))
+        }
+    };
+    let accepted = decoded.as_ref().map_or(0, Vec::len);
+    let (done, stored) = oneshot::channel();
+    let request = Ingest {
+        format,
+        received_ns,
+        decoded,
+        done,
+    };
+    if state.ingest.send(request).await.is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    match stored.await {
+        Ok(Ok(())) => match bad {
+            Some(reason) => error(StatusCode::BAD_REQUEST, reason),
+            None => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                format!("{{\"accepted\":{accepted}}}\n"),
+            )
+                .into_response(),
+        },
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, format!("not stored: {e}")),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the ingest worker stopped"),
+    }
+}
+
+/// Query of the report API.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportQuery {
+    service: Option<String>,
+    format: Option<String>,
+}
+
+/// `GET /v1/reports/{YYYY-MM}?service=…&format=csv|json`: the month's stored reports.
+async fn reports(
+    State(state): State<Arc<AppState>>,
+    Path(month): Path<String>,
+    Query(query): Query<ReportQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorized(&state, &headers) {
+        return unauthorized();
+    }
+    if !valid_month(&month) {
+        return error(StatusCode::BAD_REQUEST, format!("`{month}` is not a month (YYYY-MM)"));
+    }
+    let (format, content_type) = match query.format.as_deref() {
+        None | Some("json") => (ReportFormat::Json, "application/json"),
+        Some("csv") => (ReportFormat::Csv, "text/csv; charset=utf-8"),
+        Some(other) => return error(StatusCode::BAD_REQUEST, format!("format `{other}`: csv or json")),
+    };
+    let mut store = state.store.lock().await;
+    if store.is_none() {
+        match Store::open(&state.config).await {
+            Ok(s) => *store = Some(s),
+            Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}")),
+        }
+    }
+    let Some(open) = store.as_ref() else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "store unavailable");
+    };
+    match open.reports(&month, query.service.as_deref()).await {
+        Ok(reports) if reports.is_empty() => error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no report for {month}{}",
+                query.service.map(|s| format!(" and service {s}")).unwrap_or_default()
+            ),
+        ),
+        Ok(reports) => ([(header::CONTENT_TYPE, content_type)], render(&reports, format)).into_response(),
+        Err(e) => {
+            *store = None;
+            error(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}"))
+        }
+    }
+}
+
+fn valid_month(month: &str) -> bool {
+    let b = month.as_bytes();
+    b.len() == 7
+        && b[4] == b'-'
+        && b[..4].iter().chain(&b[5..]).all(u8::is_ascii_digit)
+        && matches!(month[5..].parse::<u8>(), Ok(1..=12))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_are_yyyy_mm() {
+        assert!(valid_month("2026-03"));
+        assert!(!valid_month("2026-13"));
+        assert!(!valid_month("2026-3"));
+        assert!(!valid_month("2026/03"));
+    }
+
+    #[test]
+    fn token_comparison_needs_the_whole_token() {
+        assert!(constant_time_eq(b"s3cret", b"s3cret"));
+        assert!(!constant_time_eq(b"s3cret", b"s3cre"));
+        assert!(!constant_time_eq(b"s3cret", b"s3creT"));
+    }
+}

@@ -1,0 +1,89 @@
+//! What `slaflow run` is: the HTTP server, the ingest worker and, when topics are
+//! configured, the Kafka pipeline, started together and drained together on shutdown,
+//! within `[server] drain_timeout`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+use crate::pipeline::{self, PipelineError, Readiness};
+use crate::server::{self, AppState};
+use crate::sinks::Store;
+
+/// Runs the service until `shutdown` completes, then drains: the server stops taking
+/// requests and finishes those in flight, every worker writes its batch.
+pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<(), PipelineError> {
+    let config = Arc::new(config);
+    let listener = tokio::net::TcpListener::bind(&config.server.listen)
+        .await
+        .map_err(|e| PipelineError::Config(format!("[server] listen = {:?}: {e}", config.server.listen)))?;
+    tracing::info!(listen = %config.server.listen, "serving /metrics, /healthz, /readyz, /v1/ingest, /v1/reports");
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    // Readiness: the store answers and, with Kafka, partitions are assigned.
+    let store_ok = Arc::new(AtomicBool::new(false));
+    let kafka = !config.kafka.topics.is_empty();
+    let readiness: Arc<OnceLock<Readiness>> = Arc::new(OnceLock::new());
+    let ready: Box<dyn Fn() -> bool + Send + Sync> = {
+        let (store_ok, readiness) = (store_ok.clone(), readiness.clone());
+        Box::new(move || {
+            if kafka {
+                readiness.get().is_some_and(Readiness::is_ready)
+            } else {
+                store_ok.load(Ordering::Relaxed)
+            }
+        })
+    };
+    let (ingest_tx, ingest_rx) = mpsc::channel(config.kafka.channel_capacity.max(1));
+    let state = Arc::new(AppState::new(config.clone(), ready, ingest_tx));
+    let server = tokio::spawn(server::serve(listener, state, wait(stop_rx.clone())));
+
+    let work = async {
+        // The schema first: the ingest worker restores its checkpoint from it.
+        let mut store = Store::open(&config).await?;
+        tracing::info!(applied = store.migrate().await?, "store migrated");
+        drop(store);
+        let ingest = tokio::spawn(pipeline::run_ingest(config.clone(), ingest_rx, store_ok));
+        let result = if kafka {
+            pipeline::run_observed((*config).clone(), wait(stop_rx.clone()), |r| {
+                let _ = readiness.set(r);
+            })
+            .await
+        } else {
+            wait(stop_rx.clone()).await;
+            Ok(())
+        };
+        // The server's routes hold the ingest queue: once it has finished, the queue closes
+        // and the ingest worker writes its last batch.
+        let _ = server.await;
+        let ingested = ingest
+            .await
+            .map_err(|e| PipelineError::Worker(format!("ingest worker: {e}")))?;
+        result.and(ingested)
+    };
+    let drain_timeout = config.server.drain_timeout;
+    let deadline = async {
+        wait(stop_rx.clone()).await;
+        tokio::time::sleep(drain_timeout).await;
+    };
+    let stopping = async {
+        shutdown.await;
+        tracing::info!("shutting down: draining");
+        let _ = stop_tx.send(true);
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        result = work => result,
+        () = deadline => Err(PipelineError::Worker(format!(
+            "the drain took longer than [server] drain_timeout = {drain_timeout:?}; the next start resumes from the store"
+        ))),
+        () = stopping => Ok(()),
+    }
+}
+
+/// Completes once `stop` says so.
+async fn wait(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}

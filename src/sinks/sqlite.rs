@@ -1,0 +1,712 @@
+//! The embedded store (SQLite through rusqlite, library bundled): the Postgres sink's tables
+//! and natural keys in one file (migrations/sqlite/, embedded with refinery), one transaction
+//! per batch, and the read queries the report command and the API use.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+use super::{Batch, Checkpoint, IncidentRow, SinkError};
+use crate::engine::correlate::Output;
+use crate::engine::sla::{Finding, Report, SlaOutput};
+
+mod embedded {
+    refinery::embed_migrations!("migrations/sqlite");
+}
+
+/// How long a statement waits for another connection's write lock (another worker, or a
+/// `slaflow report` reading while the service writes) before giving up as unavailable.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection to the embedded store. rusqlite is synchronous, so every call runs on
+/// tokio's blocking pool; the mutex hands the one connection to that call.
+pub struct SqliteSink {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+fn unavailable(e: rusqlite::Error) -> SinkError {
+    match e {
+        // A value that is in the file but not of the expected type is damage, not downtime.
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..) => SinkError::Corrupt(e.to_string()),
+        _ => SinkError::Unavailable(e.to_string()),
+    }
+}
+
+/// JSON text of a record, as the Postgres sink's JSONB columns hold it.
+fn json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+fn big(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Opens (creating when missing) the file with the settings every connection needs.
+fn open_connection(path: &Path) -> Result<Connection, SinkError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| SinkError::Unavailable(format!("{}: {e}", dir.display())))?;
+    }
+    let conn = Connection::open(path).map_err(|e| SinkError::Unavailable(format!("{}: {e}", path.display())))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(unavailable)?;
+    // WAL: readers (reports, /readyz) do not block the writer nor it them, and a commit is
+    // one append to the log. The mode is stored in the file, so this is a no-op after the
+    // first open; an in-memory database answers "memory", which is fine too.
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(unavailable)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::debug!(path = %path.display(), mode, "sqlite journal mode is not WAL");
+    }
+    // The batch writer prepares about twenty distinct statements; keep them all.
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+impl SqliteSink {
+    /// Opens the database file, creating it (and its directory) when missing.
+    pub async fn open(path: &Path) -> Result<SqliteSink, SinkError> {
+        let owned = path.to_path_buf();
+        let conn = tokio::task::spawn_blocking(move || open_connection(&owned))
+            .await
+            .map_err(|e| SinkError::Unavailable(format!("sqlite task: {e}")))??;
+        Ok(SqliteSink {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn call<T, F>(&self, f: F) -> Result<T, SinkError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, SinkError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn
+                .lock()
+                .map_err(|_| SinkError::Unavailable("sqlite connection poisoned by an earlier panic".into()))?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| SinkError::Unavailable(format!("sqlite task: {e}")))?
+    }
+
+    /// Applies the embedded migrations that have not run yet; returns how many ran.
+    pub async fn migrate(&mut self) -> Result<usize, SinkError> {
+        self.call(|conn| {
+            let report = embedded::migrations::runner()
+                .run(conn)
+                .map_err(|e| SinkError::Migration(e.to_string()))?;
+            Ok(report.applied_migrations().len())
+        })
+        .await
+    }
+
+    /// Writes a batch in one transaction: all of it, or (on error) none of it.
+    pub async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        // The blocking pool needs an owned batch; a copy costs far less than the commit.
+        let batch = batch.clone();
+        self.call(move |conn| write_batch(conn, &batch).map_err(unavailable))
+            .await
+    }
+
+    /// The checkpoint of a scope, if one was written.
+    pub async fn load_checkpoint(&self, scope: &str) -> Result<Option<Checkpoint>, SinkError> {
+        let scope = scope.to_string();
+        self.call(move |conn| {
+            let row = conn
+                .query_row(
+                    "SELECT correlate, sla FROM engine_checkpoints WHERE scope = ?1",
+                    params![scope],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            Ok(row.map(|(correlate, sla)| Checkpoint { scope, correlate, sla }))
+        })
+        .await
+    }
+
+    /// The stored next offsets of a group's partitions of a topic.
+    pub async fn load_offsets(&self, group: &str, topic: &str) -> Result<BTreeMap<i32, i64>, SinkError> {
+        let (group, topic) = (group.to_string(), topic.to_string());
+        self.call(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT partition, next_offset FROM consumer_offsets WHERE group_id = ?1 AND topic = ?2",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![group, topic], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(unavailable)?;
+            rows.collect::<Result<_, _>>().map_err(unavailable)
+        })
+        .await
+    }
+
+    /// The stored reports of a month (`YYYY-MM`), of one service or all, ordered by service.
+    pub async fn reports(&self, period: &str, service: Option<&str>) -> Result<Vec<Report>, SinkError> {
+        let texts = self
+            .json_column(
+                "SELECT report FROM monthly_reports WHERE period = ?1 AND (?2 IS NULL OR service = ?2) ORDER BY service",
+                period,
+                service,
+            )
+            .await?;
+        texts
+            .iter()
+            .map(|t| serde_json::from_str(t).map_err(|e| SinkError::Corrupt(format!("monthly report: {e}"))))
+            .collect()
+    }
+
+    /// The stored breaches (not warnings, not burn-rate alerts) of a month, of one service
+    /// or all, in the order they were detected.
+    pub async fn breaches(&self, period: &str, service: Option<&str>) -> Result<Vec<Finding>, SinkError> {
+        let texts = self
+            .json_column(
+                "SELECT record FROM breaches WHERE type = 'breach' AND period = ?1 AND (?2 IS NULL OR service = ?2)
+                 ORDER BY detected_ns, key",
+                period,
+                service,
+            )
+            .await?;
+        texts
+            .iter()
+            .map(|t| super::finding_from(serde_json::from_str(t)))
+            .collect()
+    }
+
+    /// Every incident with its alert count and total occurrences, oldest first.
+    pub async fn incidents(&self) -> Result<Vec<IncidentRow>, SinkError> {
+        self.call(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT i.id, i.service, i.status, i.priority, i.major, i.opened_ns, i.resolved_ns,
+                            count(a.alert), COALESCE(sum(a.occurrences), 0)
+                     FROM incidents i LEFT JOIN incident_alerts a ON a.incident = i.id
+                     GROUP BY i.id ORDER BY i.opened_ns, i.id",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(IncidentRow {
+                        id: r.get(0)?,
+                        service: r.get(1)?,
+                        status: r.get(2)?,
+                        priority: r.get(3)?,
+                        major: r.get(4)?,
+                        opened_ns: r.get(5)?,
+                        resolved_ns: r.get(6)?,
+                        alerts: r.get(7)?,
+                        occurrences: r.get(8)?,
+                    })
+                })
+                .map_err(unavailable)?;
+            rows.collect::<Result<_, _>>().map_err(unavailable)
+        })
+        .await
+    }
+
+    /// A cheap round trip that fails when the file cannot be read.
+    pub async fn ping(&self) -> Result<(), SinkError> {
+        self.call(|conn| {
+            conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The one text column of a query filtered by period and optional service.
+    async fn json_column(
+        &self,
+        sql: &'static str,
+        period: &str,
+        service: Option<&str>,
+    ) -> Result<Vec<String>, SinkError> {
+        let (period, service) = (period.to_string(), service.map(str::to_string));
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(sql).map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![period, service], |r| r.get(0))
+                .map_err(unavailable)?;
+            rows.collect::<Result<_, _>>().map_err(unavailable)
+        })
+        .await
+    }
+}
+
+fn write_batch(conn: &mut Connection, batch: &Batch) -> rusqlite::Result<()> {
+    // IMMEDIATE takes the write lock up front: a deferred transaction that reads first and
+    // then writes can fail at once with SQLITE_BUSY when another worker committed in
+    // between, while this waits (up to the busy timeout) for its turn.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    write_correlation(&tx, &batch.correlate)?;
+    write_sla(&tx, &batch.sla)?;
+    for d in &batch.dead_letters {
+        tx.prepare_cached(
+            "INSERT INTO dead_letters (origin, partition, \"offset\", format, reason, payload, received_ns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![
+            d.origin,
+            d.partition,
+            d.offset,
+            d.format,
+            d.reason,
+            d.payload,
+            d.received_ns
+        ])?;
+    }
+    if let Some(c) = &batch.checkpoint {
+        tx.prepare_cached(
+            "INSERT INTO engine_checkpoints (scope, correlate, sla) VALUES (?1, ?2, ?3)
+             ON CONFLICT (scope) DO UPDATE SET correlate = excluded.correlate, sla = excluded.sla,
+                updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+        )?
+        .execute(params![c.scope, c.correlate, c.sla])?;
+    }
+    for o in &batch.offsets {
+        tx.prepare_cached(
+            "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+        )?
+        .execute(params![o.group, o.topic, o.partition, o.next_offset])?;
+    }
+    tx.commit()
+}
+
+// The statements below mirror src/sinks/postgres.rs one for one (LEAST/GREATEST are
+// SQLite's two-argument min/max); a change to one needs the same change to the other.
+
+fn write_correlation(tx: &Transaction<'_>, records: &[Output]) -> rusqlite::Result<()> {
+    // A storm's duplicates become one update per alert per batch: the highest count wins.
+    let mut duplicates: BTreeMap<(&str, &str), (u64, i64)> = BTreeMap::new();
+    for record in records {
+        if let Some(key) = record.key() {
+            tx.prepare_cached(
+                "INSERT INTO incident_events (key, type, incident, time_ns, record) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (key) DO NOTHING",
+            )?
+            .execute(params![
+                key,
+                record.kind(),
+                record.incident(),
+                record.time_ns(),
+                json(record)
+            ])?;
+        }
+        match record {
+            Output::IncidentOpened {
+                incident,
+                service,
+                alert,
+                ci,
+                time_ns,
+                priority,
+                suspected_changes,
+                ..
+            } => {
+                // TEXT[] in Postgres; a JSON array here.
+                tx.prepare_cached(
+                    "INSERT INTO incidents (id, service, opened_ns, status, priority, suspected_changes, updated_ns)
+                     VALUES (?1, ?2, ?3, 'open', ?4, ?5, ?3) ON CONFLICT (id) DO NOTHING",
+                )?
+                .execute(params![
+                    incident,
+                    service,
+                    time_ns,
+                    i16::from(*priority),
+                    json(suspected_changes)
+                ])?;
+                join(tx, incident, alert, ci, *time_ns, false, None)?;
+            }
+            Output::AlertJoined {
+                incident,
+                alert,
+                ci,
+                time_ns,
+                symptom,
+                root_cause_ci,
+            } => {
+                join(tx, incident, alert, ci, *time_ns, *symptom, root_cause_ci.as_deref())?;
+            }
+            Output::Duplicate {
+                incident,
+                alert,
+                time_ns,
+                occurrences,
+            } => {
+                let entry = duplicates
+                    .entry((incident.as_str(), alert.as_str()))
+                    .or_insert((0, i64::MIN));
+                entry.0 = entry.0.max(*occurrences);
+                entry.1 = entry.1.max(*time_ns);
+            }
+            Output::PriorityChanged {
+                incident, time_ns, to, ..
+            } => {
+                tx.prepare_cached(
+                    "UPDATE incidents SET priority = min(priority, ?2), updated_ns = max(updated_ns, ?3) WHERE id = ?1",
+                )?
+                .execute(params![incident, i16::from(*to), time_ns])?;
+            }
+            Output::MajorIncident { incident, .. } => {
+                tx.prepare_cached("UPDATE incidents SET major = 1 WHERE id = ?1")?
+                    .execute(params![incident])?;
+            }
+            Output::Acknowledged { incident, time_ns, .. } => {
+                tx.prepare_cached(
+                    "UPDATE incidents SET status = 'acknowledged', updated_ns = max(updated_ns, ?2)
+                     WHERE id = ?1 AND status = 'open'",
+                )?
+                .execute(params![incident, time_ns])?;
+            }
+            Output::IncidentResolved {
+                incident,
+                time_ns,
+                reason,
+                ..
+            } => {
+                tx.prepare_cached(
+                    "UPDATE incidents SET status = 'resolved', resolved_ns = ?2, resolve_reason = ?3,
+                        updated_ns = max(updated_ns, ?2) WHERE id = ?1",
+                )?
+                .execute(params![incident, time_ns, reason])?;
+            }
+            Output::IncidentReopened {
+                incident,
+                alert,
+                time_ns,
+            } => {
+                tx.prepare_cached(
+                    "UPDATE incidents SET status = 'open', resolved_ns = NULL, resolve_reason = NULL,
+                        updated_ns = max(updated_ns, ?2) WHERE id = ?1",
+                )?
+                .execute(params![incident, time_ns])?;
+                join(tx, incident, alert, "", *time_ns, false, None)?;
+            }
+            _ => {}
+        }
+    }
+    for ((incident, alert), (occurrences, last_seen)) in duplicates {
+        tx.prepare_cached(
+            "UPDATE incident_alerts SET occurrences = max(occurrences, ?3), last_seen_ns = max(last_seen_ns, ?4)
+             WHERE incident = ?1 AND alert = ?2",
+        )?
+        .execute(params![incident, alert, big(occurrences), last_seen])?;
+    }
+    Ok(())
+}
+
+fn join(
+    tx: &Transaction<'_>,
+    incident: &str,
+    alert: &str,
+    ci: &str,
+    time_ns: i64,
+    symptom: bool,
+    root_cause_ci: Option<&str>,
+) -> rusqlite::Result<usize> {
+    tx.prepare_cached(
+        "INSERT INTO incident_alerts (incident, alert, ci, joined_ns, symptom, root_cause_ci, last_seen_ns)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?4) ON CONFLICT (incident, alert) DO NOTHING",
+    )?
+    .execute(params![incident, alert, ci, time_ns, symptom, root_cause_ci])
+}
+
+fn write_sla(tx: &Transaction<'_>, records: &[SlaOutput]) -> rusqlite::Result<()> {
+    use crate::engine::sla::histogram;
+    for record in records {
+        match record {
+            SlaOutput::WindowClosed(w) => {
+                // The engine wrote this text itself from valid bytes, so it always decodes.
+                let histogram = histogram::from_text(&w.histogram).unwrap_or_default();
+                let granularity = serde_json::to_value(w.granularity)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                tx.prepare_cached(
+                    "INSERT INTO sla_windows (service, operation, granularity, start_ns, end_ns, count, errors, mean_ns,
+                                              p50_ns, p95_ns, p99_ns, max_ns, histogram)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![
+                    w.service,
+                    w.operation,
+                    granularity,
+                    w.start_ns,
+                    w.end_ns,
+                    big(w.count),
+                    big(w.errors),
+                    w.mean_ns,
+                    w.p50_ns,
+                    w.p95_ns,
+                    w.p99_ns,
+                    w.max_ns,
+                    histogram
+                ])?;
+            }
+            SlaOutput::Warning(f) | SlaOutput::Breach(f) => {
+                let kind = if matches!(record, SlaOutput::Breach(_)) {
+                    "breach"
+                } else {
+                    "warning"
+                };
+                tx.prepare_cached(
+                    "INSERT INTO breaches (key, type, service, objective, kind, period, measured, threshold,
+                                           window_start_ns, window_end_ns, detected_ns, record)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (key) DO NOTHING",
+                )?
+                .execute(params![
+                    f.key,
+                    kind,
+                    f.service,
+                    f.objective,
+                    f.kind,
+                    f.period,
+                    f.measured,
+                    f.threshold,
+                    f.window_start_ns,
+                    f.window_end_ns,
+                    f.detected_ns,
+                    json(record)
+                ])?;
+            }
+            SlaOutput::BurnRateAlert(b) => {
+                // Firing and resolved share the alert's key; each change is its own row.
+                let key = format!("{}/{}", b.key, b.state);
+                tx.prepare_cached(
+                    "INSERT INTO breaches (key, type, service, objective, kind, period, measured, threshold,
+                                           window_start_ns, window_end_ns, detected_ns, record)
+                     VALUES (?1, 'burn_rate_alert', ?2, ?3, ?4, '', ?5, ?6, NULL, NULL, ?7, ?8) ON CONFLICT (key) DO NOTHING",
+                )?
+                .execute(params![
+                    key,
+                    b.service,
+                    b.objective,
+                    b.rule,
+                    b.long_burn_rate,
+                    b.factor,
+                    b.detected_ns,
+                    json(record)
+                ])?;
+            }
+            SlaOutput::MonthlyReport(r) => {
+                // A final report replaces an on-demand one; never the other way round.
+                tx.prepare_cached(
+                    "INSERT INTO monthly_reports (service, period, complete, availability_percent, credit_percent, credit_amount, report)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (service, period) DO UPDATE SET complete = excluded.complete,
+                        availability_percent = excluded.availability_percent, credit_percent = excluded.credit_percent,
+                        credit_amount = excluded.credit_amount, report = excluded.report
+                     WHERE NOT monthly_reports.complete",
+                )?
+                .execute(params![
+                    r.service,
+                    r.period,
+                    r.complete,
+                    r.availability_percent,
+                    r.credit_percent,
+                    r.credit_amount,
+                    json(r)
+                ])?;
+            }
+            SlaOutput::LateSample { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh database file under the temp dir, removed with its WAL files on drop.
+    struct TempDb(PathBuf);
+
+    impl TempDb {
+        fn new(name: &str) -> TempDb {
+            let dir = std::env::temp_dir().join(format!("slaflow-sqlite-unit-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            TempDb(dir.join("store.sqlite"))
+        }
+    }
+
+    impl Drop for TempDb {
+        fn drop(&mut self) {
+            if let Some(dir) = self.0.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+
+    async fn migrated(db: &TempDb) -> SqliteSink {
+        let mut sink = SqliteSink::open(&db.0).await.unwrap();
+        sink.migrate().await.unwrap();
+        sink
+    }
+
+    fn opened(incident: &str, time_ns: i64, priority: u8, changes: &[&str]) -> Output {
+        Output::IncidentOpened {
+            incident: incident.into(),
+            service: "webshop".into(),
+            alert: format!("alertmanager/{incident}"),
+            ci: "web-1".into(),
+            time_ns,
+            priority,
+            impact: crate::engine::correlate::priority::Level::High,
+            urgency: crate::engine::correlate::priority::Level::High,
+            suspected_changes: changes.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+
+    fn raw<T: rusqlite::types::FromSql + Send + 'static>(sink: &SqliteSink, sql: &'static str) -> T {
+        let conn = sink.conn.lock().unwrap();
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn file_and_directory_are_created_in_wal_mode_and_migrated_once() {
+        let db = TempDb::new("wal");
+        let mut sink = SqliteSink::open(&db.0).await.unwrap();
+        assert!(db.0.exists());
+        assert_eq!(sink.migrate().await.unwrap(), 1);
+        assert_eq!(sink.migrate().await.unwrap(), 0);
+        assert_eq!(raw::<String>(&sink, "PRAGMA journal_mode"), "wal");
+        assert_eq!(raw::<i64>(&sink, "PRAGMA busy_timeout"), 10_000);
+        sink.ping().await.unwrap();
+        drop(sink);
+        // A second connection sees the schema as applied.
+        let mut again = SqliteSink::open(&db.0).await.unwrap();
+        assert_eq!(again.migrate().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn suspected_changes_are_a_json_array() {
+        let db = TempDb::new("array");
+        let mut sink = migrated(&db).await;
+        let batch = Batch {
+            correlate: vec![
+                opened("i1", 10, 2, &["git/abc on fw-1", "ansible/7 on lb-1"]),
+                opened("i2", 20, 3, &[]),
+            ],
+            ..Batch::default()
+        };
+        sink.write(&batch).await.unwrap();
+        let text: String = raw(&sink, "SELECT suspected_changes FROM incidents WHERE id = 'i1'");
+        let parsed: Vec<String> = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed, ["git/abc on fw-1", "ansible/7 on lb-1"]);
+        assert_eq!(
+            raw::<String>(&sink, "SELECT suspected_changes FROM incidents WHERE id = 'i2'"),
+            "[]"
+        );
+        // SQLite's JSON functions read it as an array.
+        assert_eq!(
+            raw::<i64>(
+                &sink,
+                "SELECT json_array_length(suspected_changes) FROM incidents WHERE id = 'i1'"
+            ),
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn booleans_are_integers_and_strict_tables_reject_wrong_types() {
+        let db = TempDb::new("strict");
+        let mut sink = migrated(&db).await;
+        let batch = Batch {
+            correlate: vec![
+                opened("i1", 10, 1, &[]),
+                Output::MajorIncident {
+                    incident: "i1".into(),
+                    service: "webshop".into(),
+                    time_ns: 10,
+                    rule: "p1".into(),
+                    priority: 1,
+                    affected_users: 1000,
+                },
+            ],
+            ..Batch::default()
+        };
+        sink.write(&batch).await.unwrap();
+        assert_eq!(raw::<i64>(&sink, "SELECT major FROM incidents WHERE id = 'i1'"), 1);
+        let rows = sink.incidents().await.unwrap();
+        assert!(rows[0].major);
+        // STRICT: text in an INTEGER column is refused, as Postgres would refuse it.
+        let conn = sink.conn.lock().unwrap();
+        let err = conn
+            .execute("UPDATE incidents SET opened_ns = 'yesterday' WHERE id = 'i1'", [])
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("cannot store TEXT value in INTEGER column"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn min_and_max_mirror_least_and_greatest() {
+        let db = TempDb::new("minmax");
+        let mut sink = migrated(&db).await;
+        let change = |to: u8, time_ns: i64| Output::PriorityChanged {
+            incident: "i1".into(),
+            time_ns,
+            from: 3,
+            to,
+        };
+        let batch = Batch {
+            correlate: vec![opened("i1", 100, 3, &[]), change(1, 300), change(2, 200)],
+            ..Batch::default()
+        };
+        sink.write(&batch).await.unwrap();
+        // A later, lower-urgency change neither raises the priority number nor moves time back.
+        assert_eq!(raw::<i64>(&sink, "SELECT priority FROM incidents"), 1);
+        assert_eq!(raw::<i64>(&sink, "SELECT updated_ns FROM incidents"), 300);
+    }
+
+    #[tokio::test]
+    async fn a_reader_is_not_blocked_by_an_open_write_transaction() {
+        let db = TempDb::new("readers");
+        let mut sink = migrated(&db).await;
+        sink.write(&Batch {
+            correlate: vec![opened("i1", 10, 2, &[])],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+        let writer = Connection::open(&db.0).unwrap();
+        writer.execute_batch("BEGIN IMMEDIATE; DELETE FROM incidents;").unwrap();
+        // WAL: the reader sees the last committed state at once, not the writer's.
+        let reader = SqliteSink::open(&db.0).await.unwrap();
+        assert_eq!(reader.incidents().await.unwrap().len(), 1);
+        writer.execute_batch("ROLLBACK").unwrap();
+    }
+
+    #[tokio::test]
+    async fn unreadable_report_json_is_corrupt_not_unavailable() {
+        let db = TempDb::new("corrupt");
+        let sink = migrated(&db).await;
+        sink.conn
+            .lock()
+            .unwrap()
+            .execute(
+                "INSERT INTO monthly_reports VALUES ('webshop', '2026-03', 1, 99.0, 0.0, NULL, '{\"oops\":1}')",
+                [],
+            )
+            .unwrap();
+        let err = sink.reports("2026-03", None).await.unwrap_err();
+        assert!(matches!(err, SinkError::Corrupt(_)), "{err}");
+    }
+}

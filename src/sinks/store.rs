@@ -1,0 +1,121 @@
+//! The store slaflow writes to and reads from, chosen by `[store] kind`: Postgres for the
+//! service, or the embedded SQLite file to run with no infrastructure. Both have the same
+//! tables, natural keys, one-transaction batches and read queries; callers hold a `Store`.
+
+use std::collections::BTreeMap;
+
+use super::postgres::PostgresSink;
+use super::sqlite::SqliteSink;
+use super::{Batch, Checkpoint, IncidentRow, SinkError};
+use crate::config::{Config, StoreKind};
+use crate::engine::sla::{Finding, Report};
+
+/// An open store of either kind.
+pub enum Store {
+    /// `[postgres] url` (SLAFLOW_POSTGRES_URL overrides).
+    Postgres(PostgresSink),
+    /// `[sqlite] path`.
+    Sqlite(SqliteSink),
+}
+
+impl From<PostgresSink> for Store {
+    fn from(sink: PostgresSink) -> Store {
+        Store::Postgres(sink)
+    }
+}
+
+impl From<SqliteSink> for Store {
+    fn from(sink: SqliteSink) -> Store {
+        Store::Sqlite(sink)
+    }
+}
+
+impl Store {
+    /// Opens the store the configuration names (`[store] kind`).
+    pub async fn open(config: &Config) -> Result<Store, SinkError> {
+        Store::open_kind(config, config.store.kind).await
+    }
+
+    /// Opens a store of the given kind with the configuration's settings for it, whatever
+    /// `[store] kind` says (`slaflow replay --sink postgres|sqlite`).
+    pub async fn open_kind(config: &Config, kind: StoreKind) -> Result<Store, SinkError> {
+        Ok(match kind {
+            StoreKind::Postgres => Store::Postgres(PostgresSink::connect(&config.postgres.effective_url()).await?),
+            StoreKind::Sqlite => Store::Sqlite(SqliteSink::open(&config.sqlite.path).await?),
+        })
+    }
+
+    /// `postgres` or `sqlite`, as `[store] kind` spells it.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Store::Postgres(_) => "postgres",
+            Store::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// Applies the schema migrations that have not run yet; returns how many ran.
+    pub async fn migrate(&mut self) -> Result<usize, SinkError> {
+        match self {
+            Store::Postgres(s) => s.migrate().await,
+            Store::Sqlite(s) => s.migrate().await,
+        }
+    }
+
+    /// Writes a batch in one transaction: all of it, or (on error) none of it.
+    pub async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        match self {
+            Store::Postgres(s) => s.write(batch).await,
+            Store::Sqlite(s) => s.write(batch).await,
+        }
+    }
+
+    /// The checkpoint of a scope, if one was written.
+    pub async fn load_checkpoint(&self, scope: &str) -> Result<Option<Checkpoint>, SinkError> {
+        match self {
+            Store::Postgres(s) => s.load_checkpoint(scope).await,
+            Store::Sqlite(s) => s.load_checkpoint(scope).await,
+        }
+    }
+
+    /// The stored next offsets of a group's partitions of a topic.
+    pub async fn load_offsets(&self, group: &str, topic: &str) -> Result<BTreeMap<i32, i64>, SinkError> {
+        match self {
+            Store::Postgres(s) => s.load_offsets(group, topic).await,
+            Store::Sqlite(s) => s.load_offsets(group, topic).await,
+        }
+    }
+
+    /// The stored monthly reports of `period` (`YYYY-MM`), of one service or all, ordered by
+    /// service: the final report of a closed month, else the latest on-demand one written.
+    pub async fn reports(&self, period: &str, service: Option<&str>) -> Result<Vec<Report>, SinkError> {
+        match self {
+            Store::Postgres(s) => s.reports(period, service).await,
+            Store::Sqlite(s) => s.reports(period, service).await,
+        }
+    }
+
+    /// The stored breaches of `period` (warnings and burn-rate alerts excluded), of one
+    /// service or all, in detection order.
+    pub async fn breaches(&self, period: &str, service: Option<&str>) -> Result<Vec<Finding>, SinkError> {
+        match self {
+            Store::Postgres(s) => s.breaches(period, service).await,
+            Store::Sqlite(s) => s.breaches(period, service).await,
+        }
+    }
+
+    /// Every incident with its alert count and total occurrences, oldest first.
+    pub async fn incidents(&self) -> Result<Vec<IncidentRow>, SinkError> {
+        match self {
+            Store::Postgres(s) => s.incidents().await,
+            Store::Sqlite(s) => s.incidents().await,
+        }
+    }
+
+    /// A cheap reachability check (`SELECT 1`), for readiness.
+    pub async fn ping(&self) -> Result<(), SinkError> {
+        match self {
+            Store::Postgres(s) => s.ping().await,
+            Store::Sqlite(s) => s.ping().await,
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! The HTTP server of `slaflow run` (webhook-only mode, embedded store): webhook ingest for
+//! each push format (401 without a token, 413 over the size limit, 400 with the reason for
+//! a bad body, which is kept as a dead letter; 200 once the events are stored), the finance
+//! report API in CSV and JSON against the stored reports, and /metrics checked by
+//! `promtool check metrics` after a scenario that breaches.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::http::{free_port, request, Response, Service};
+use support::kafka::root;
+
+const TOKEN: &str = "t0ken-for-tests";
+const LIMIT: usize = 64 * 1024;
+
+/// The example contracts, an embedded store in a fresh directory, and the server on `port`.
+fn config(name: &str, port: u16) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("slaflow-server-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("store.sqlite");
+    let base = std::fs::read_to_string(root().join("examples/slaflow.toml")).unwrap();
+    let text = format!(
+        "{base}\n[store]\nkind = \"sqlite\"\n\n[sqlite]\npath = \"{}\"\n\n[server]\nlisten = \"127.0.0.1:{port}\"\n\
+         tokens = [\"{TOKEN}\"]\nmax_body_bytes = {LIMIT}\n\n[kafka]\nbatch_max_wait = \"50ms\"\nidle_release = \"300ms\"\n",
+        db.display()
+    );
+    let path = dir.join("slaflow.toml");
+    std::fs::write(&path, text).unwrap();
+    (path, db)
+}
+
+fn post(port: u16, format: &str, body: &[u8], token: Option<&str>) -> Response {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a.as_str()));
+    }
+    request(port, "POST", &format!("/v1/ingest/{format}"), &headers, body).unwrap()
+}
+
+fn get(port: u16, path: &str) -> Response {
+    let auth = format!("Bearer {TOKEN}");
+    request(port, "GET", path, &[("Authorization", &auth)], b"").unwrap()
+}
+
+fn query_i64(db: &Path, sql: &str) -> i64 {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+fn fixture(path: &str) -> Vec<u8> {
+    std::fs::read(root().join("tests/fixtures").join(path)).unwrap()
+}
+
+/// Polls `sql` on the store until it returns at least `want`.
+fn wait_rows(db: &Path, sql: &str, want: i64, service: &Service) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = query_i64(db, sql);
+        if got >= want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "`{sql}` = {got}, wanted {want}; log:\n{}",
+            service.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn webhook_ingest_for_each_push_format() {
+    let port = free_port();
+    let (config, db) = config("ingest", port);
+    let service = Service::start(&config, port);
+    // One real body per format that tools push (tests/fixtures/SOURCES.md).
+    let cases = [
+        (
+            "alertmanager",
+            "alertmanager/resolved_with_fingerprint_pythonwebhook_2022.json",
+        ),
+        (
+            "zabbix-webhook",
+            "zabbix_webhook/eda_mediatype_problem_captured_2024.json",
+        ),
+        (
+            "datadog-webhook",
+            "datadog_webhook/triggered_metric_alert_monitor_codenow_2015.json",
+        ),
+        ("pagerduty", "pagerduty/trigger_devdocs_example.json"),
+        ("datadog-apm", "datadog_apm/ddtracepy_snapshot_multi_trace.json"),
+        ("otlp-json", "otlp/trace_proto_repo_example.json"),
+    ];
+    for (i, (format, file)) in cases.iter().enumerate() {
+        let body = fixture(file);
+        // No token, then a wrong one: 401, and nothing reaches the engines.
+        assert_eq!(post(port, format, &body, None).status, 401, "{format}");
+        assert_eq!(post(port, format, &body, Some("wrong")).status, 401, "{format}");
+        // Over the limit: 413.
+        let big = vec![b' '; LIMIT + 1];
+        assert_eq!(post(port, format, &big, Some(TOKEN)).status, 413, "{format}");
+        // A body that does not decode: 400 naming the format and what was wrong; kept.
+        let bad = post(port, format, b"{\"truncated\": ", Some(TOKEN));
+        assert_eq!(bad.status, 400, "{format}: {}", bad.body);
+        assert!(
+            bad.body.contains(format),
+            "{format}: the reason names the format: {}",
+            bad.body
+        );
+        assert_eq!(
+            query_i64(
+                &db,
+                &format!("SELECT count(*) FROM dead_letters WHERE format = '{format}'")
+            ),
+            1,
+            "{format}: the bad body is a dead letter"
+        );
+        // A real body: 200 once stored.
+        let good = post(port, format, &body, Some(TOKEN));
+        assert_eq!(good.status, 200, "{format}: {}", good.body);
+        assert!(good.body.contains("\"accepted\":"), "{}", good.body);
+        assert_eq!(query_i64(&db, "SELECT count(*) FROM dead_letters"), i as i64 + 1);
+    }
+    // The firing alerts (Zabbix, Datadog, PagerDuty) joined incidents once the engine
+    // released what it held for reordering; the spans counted as ingested in /metrics.
+    wait_rows(&db, "SELECT count(*) FROM incident_alerts", 3, &service);
+    let metrics = get(port, "/metrics").body;
+    for format in ["datadog-apm", "otlp-json", "alertmanager"] {
+        assert!(
+            metrics.contains(&format!(
+                "slaflow_events_ingested_total{{format=\"{format}\",source=\"http\"}}"
+            )),
+            "{format} in:\n{metrics}"
+        );
+    }
+    assert!(metrics.contains("slaflow_events_rejected_total{format=\"pagerduty\",reason=\"unauthorized\"} 2"));
+    assert!(metrics.contains("slaflow_events_rejected_total{format=\"pagerduty\",reason=\"too_large\"} 1"));
+    assert!(metrics.contains("slaflow_dead_letters_total{format=\"pagerduty\"} 1"));
+    // Unknown format: 404 naming the known ones.
+    let unknown = post(port, "nagios-xml", b"<x/>", Some(TOKEN));
+    assert_eq!(unknown.status, 404);
+    assert!(unknown.body.contains("alertmanager"), "{}", unknown.body);
+    assert_eq!(service.stop(), 0, "SIGTERM drains and exits cleanly");
+}
+
+#[test]
+fn report_api_matches_the_stored_report_and_metrics_pass_promtool() {
+    let port = free_port();
+    let (config, db) = config("reports", port);
+    // A recorded March for webshop into the store (closing the month): the report exists.
+    let replay = Command::new(env!("CARGO_BIN_EXE_slaflow"))
+        .args([
+            "replay",
+            "--config",
+            config.to_str().unwrap(),
+            "--sink",
+            "store",
+            "--until",
+        ])
+        .arg("2026-04-01T00:05:00+02:00")
+        .arg(format!(
+            "datadog-apm={}",
+            root().join("examples/recorded/webshop-apm.json").display()
+        ))
+        .output()
+        .unwrap();
+    assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
+    let service = Service::start(&config, port);
+
+    // JSON: exactly the stored reports.
+    let json = get(port, "/v1/reports/2026-03?service=webshop&format=json");
+    assert_eq!(json.status, 200, "{}", json.body);
+    let served: serde_json::Value = serde_json::from_str(&json.body).unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let stored: String = conn
+        .query_row(
+            "SELECT report FROM monthly_reports WHERE service = 'webshop' AND period = '2026-03'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let stored: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(served, serde_json::Value::Array(vec![stored.clone()]));
+    for key in [
+        "objectives",
+        "availability_percent",
+        "downtime_minutes",
+        "breaches",
+        "credit_percent",
+        "credit_amount",
+    ] {
+        assert!(stored.get(key).is_some(), "the report has {key}");
+    }
+    // CSV: what `slaflow report` prints from the same store.
+    let csv = get(port, "/v1/reports/2026-03?service=webshop&format=csv");
+    assert_eq!(csv.status, 200);
+    let cli = Command::new(env!("CARGO_BIN_EXE_slaflow"))
+        .args(["report", "--config", config.to_str().unwrap()])
+        .args(["--month", "2026-03", "--service", "webshop", "--format", "csv"])
+        .output()
+        .unwrap();
+    assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+    assert_eq!(csv.body, String::from_utf8(cli.stdout).unwrap());
+    let objectives = stored["objectives"].as_array().unwrap().len();
+    assert_eq!(
+        csv.body.lines().count(),
+        1 + objectives,
+        "a header and a row per objective"
+    );
+    // Errors: no token, not a month, no such report.
+    assert_eq!(
+        request(port, "GET", "/v1/reports/2026-03", &[], b"").unwrap().status,
+        401
+    );
+    assert_eq!(get(port, "/v1/reports/March").status, 400);
+    assert_eq!(get(port, "/v1/reports/2025-01").status, 404);
+
+    // A breaching scenario over the webhook: the site is down 10:00–11:10, over the 1-hour
+    // limit. The breach reaches /metrics once its batch is stored.
+    for file in ["site-down-firing.json", "site-down-resolved.json"] {
+        let body = std::fs::read(root().join("examples/recorded").join(file)).unwrap();
+        assert_eq!(post(port, "alertmanager", &body, Some(TOKEN)).status, 200);
+    }
+    wait_rows(
+        &db,
+        "SELECT count(*) FROM breaches WHERE kind = 'max_downtime' AND period = '2026-03'",
+        1,
+        &service,
+    );
+    let metrics = get(port, "/metrics");
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics.body.contains(
+            "slaflow_breaches_total{kind=\"max_downtime\",objective=\"no-long-outage\",service=\"webshop\"} 1"
+        ),
+        "{}",
+        metrics.body
+    );
+    assert!(metrics.body.contains("slaflow_ready 1"));
+    promtool_check(&metrics.body);
+    assert_eq!(service.stop(), 0);
+}
+
+/// `promtool check metrics` (Debian package `prometheus`) on the exposition text.
+fn promtool_check(text: &str) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("promtool not found ({e}): run scripts/setup.sh (it installs the Debian package prometheus)")
+        });
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,649 @@
+//! The sink suite, run against both stores: Postgres (a real server on 127.0.0.1:5432, a
+//! fresh database per test; fails loudly when it is not there) and the embedded SQLite store
+//! (a fresh file per test). Each test is written once over `Backend` and generated for both
+//! (`postgres::…`, `sqlite::…`): migrations, the rows a replay of real and recorded payloads
+//! produces, idempotence (every batch written twice gives the same tables), atomicity (a batch
+//! that fails on its last statement leaves nothing), checkpoints and offsets read back, and
+//! the read queries (reports, breaches, incidents) returning what was written. Two more tests
+//! need Postgres only: the same batches give the same reads in both stores, and `slaflow
+//! migrate` / `replay --sink postgres` as commands.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+
+use slaflow::config::{Config, StoreKind};
+use slaflow::decode::Format;
+use slaflow::engine::correlate::priority::Level;
+use slaflow::engine::correlate::Output;
+use slaflow::engine::sla::{Finding, Report, SlaOutput};
+use slaflow::replay::{replay, Input, Record};
+use slaflow::sinks::postgres::PostgresSink;
+use slaflow::sinks::{Batch, Checkpoint, DeadLetter, Offset, Store};
+use support::TestDb;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn inputs() -> Vec<Input> {
+    let input = |format, path: &str| Input {
+        format,
+        path: root().join(path),
+    };
+    vec![
+        input(Format::DatadogApm, "examples/recorded/webshop-apm.json"),
+        input(Format::Alertmanager, "examples/recorded/site-down-firing.json"),
+        input(Format::Alertmanager, "examples/recorded/site-down-resolved.json"),
+        input(Format::ZabbixExport, "tests/fixtures/zabbix_export/problem_docs.ndjson"),
+        input(
+            Format::ZabbixExport,
+            "tests/fixtures/zabbix_export/recovery_docs.ndjson",
+        ),
+    ]
+}
+
+/// The replay's records in batches of 50, as a worker would write them (replayed once per
+/// test binary).
+static BATCHES: LazyLock<Vec<Batch>> = LazyLock::new(|| {
+    let config = Config::load(&root().join("examples/slaflow.toml")).unwrap();
+    let until = slaflow::time::from_rfc3339("2026-04-01T00:10:00Z");
+    let mut records = Vec::new();
+    replay(&config, &inputs(), until, |r| records.push(r.clone())).unwrap();
+    records
+        .chunks(50)
+        .map(|chunk| {
+            let mut batch = Batch::default();
+            for r in chunk {
+                match r {
+                    Record::Correlate(o) => batch.correlate.push(o.clone()),
+                    Record::Sla(o) => batch.sla.push(o.clone()),
+                }
+            }
+            batch
+        })
+        .collect()
+});
+
+const TABLES: [&str; 7] = [
+    "incidents",
+    "incident_alerts",
+    "incident_events",
+    "breaches",
+    "sla_windows",
+    "monthly_reports",
+    "dead_letters",
+];
+
+/// One store under test, with a raw connection beside the `Store` for the checks its API
+/// does not offer (row counts, a refusing trigger).
+enum Backend {
+    Postgres { db: TestDb, client: tokio_postgres::Client },
+    Sqlite { dir: PathBuf, conn: rusqlite::Connection },
+}
+
+impl Backend {
+    async fn new(kind: StoreKind, name: &str) -> Backend {
+        match kind {
+            StoreKind::Postgres => {
+                let db = TestDb::create(name).await;
+                let client = db.client().await;
+                Backend::Postgres { db, client }
+            }
+            StoreKind::Sqlite => {
+                let dir = std::env::temp_dir().join(format!("slaflow-store-{name}-{}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&dir);
+                // The store creates the directory and file; the raw connection comes after.
+                let path = dir.join("slaflow.sqlite");
+                let mut config = Config::default();
+                config.sqlite.path = path.clone();
+                drop(Store::open_kind(&config, StoreKind::Sqlite).await.unwrap());
+                let conn = rusqlite::Connection::open(&path).unwrap();
+                conn.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+                Backend::Sqlite { dir, conn }
+            }
+        }
+    }
+
+    /// A new `Store` on the backend's database.
+    async fn open(&self) -> Store {
+        match self {
+            // Straight from the url, so an SLAFLOW_POSTGRES_URL in the environment cannot
+            // point the test elsewhere.
+            Backend::Postgres { db, .. } => Store::from(PostgresSink::connect(&db.url).await.unwrap()),
+            Backend::Sqlite { dir, .. } => {
+                let mut config = Config::default();
+                config.store.kind = StoreKind::Sqlite;
+                config.sqlite.path = dir.join("slaflow.sqlite");
+                Store::open(&config).await.unwrap()
+            }
+        }
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        match self {
+            Backend::Postgres { client, .. } => support::count(client, sql).await,
+            Backend::Sqlite { conn, .. } => conn.query_row(sql, [], |r| r.get(0)).unwrap(),
+        }
+    }
+
+    async fn counts(&self) -> Vec<i64> {
+        let mut out = Vec::new();
+        for t in TABLES {
+            out.push(self.count(&format!("SELECT count(*) FROM {t}")).await);
+        }
+        out
+    }
+
+    /// `(count, histogram)` of the closed hour windows, by operation and start.
+    async fn hour_windows(&self) -> Vec<(i64, Vec<u8>)> {
+        let sql = "SELECT count, histogram FROM sla_windows WHERE granularity = 'hour' ORDER BY operation, start_ns";
+        match self {
+            Backend::Postgres { client, .. } => client
+                .query(sql, &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect(),
+            Backend::Sqlite { conn, .. } => {
+                let mut stmt = conn.prepare(sql).unwrap();
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+                rows.collect::<Result<_, _>>().unwrap()
+            }
+        }
+    }
+
+    /// Makes every insert of the offset of topic "poison" fail: the last statement of a batch.
+    async fn refuse_poison_offsets(&self) {
+        match self {
+            Backend::Postgres { client, .. } => client
+                .batch_execute(
+                    "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN
+                         IF NEW.topic = 'poison' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql;
+                     CREATE TRIGGER refuse BEFORE INSERT ON consumer_offsets FOR EACH ROW EXECUTE FUNCTION refuse();",
+                )
+                .await
+                .unwrap(),
+            Backend::Sqlite { conn, .. } => conn
+                .execute_batch(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON consumer_offsets WHEN NEW.topic = 'poison'
+                     BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+                )
+                .unwrap(),
+        }
+    }
+
+    async fn finish(self) {
+        match self {
+            Backend::Postgres { db, client } => {
+                drop(client);
+                db.drop_db().await;
+            }
+            Backend::Sqlite { dir, conn } => {
+                drop(conn);
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+}
+
+/// Writes every batch.
+async fn write_all(store: &mut Store, batches: &[Batch]) {
+    for b in batches {
+        store.write(b).await.unwrap();
+    }
+}
+
+/// The stored reports a sequence of records should leave: the first report of a service's
+/// month, replaced by later ones until a complete one is in.
+fn expected_reports(batches: &[Batch], period: &str) -> Vec<Report> {
+    let mut by_service: BTreeMap<String, Report> = BTreeMap::new();
+    for r in batches.iter().flat_map(|b| &b.sla) {
+        if let SlaOutput::MonthlyReport(r) = r {
+            if r.period == period && by_service.get(&r.service).is_none_or(|stored| !stored.complete) {
+                by_service.insert(r.service.clone(), r.clone());
+            }
+        }
+    }
+    by_service.into_values().collect()
+}
+
+/// The breaches of a month, first record per key, in detection order.
+fn expected_breaches(batches: &[Batch], period: &str) -> Vec<Finding> {
+    let mut by_key: BTreeMap<String, Finding> = BTreeMap::new();
+    for r in batches.iter().flat_map(|b| &b.sla) {
+        if let SlaOutput::Breach(f) = r {
+            if f.period == period {
+                by_key.entry(f.key.clone()).or_insert_with(|| f.clone());
+            }
+        }
+    }
+    let mut out: Vec<Finding> = by_key.into_values().collect();
+    out.sort_by(|a, b| (a.detected_ns, &a.key).cmp(&(b.detected_ns, &b.key)));
+    out
+}
+
+async fn replayed_records_land_in_their_tables_once(b: Backend) {
+    let mut store = b.open().await;
+    assert_eq!(store.migrate().await.unwrap(), 1);
+    assert_eq!(store.migrate().await.unwrap(), 0, "migrations are applied once");
+    write_all(&mut store, &BATCHES).await;
+
+    // The Zabbix problem and its recovery: one resolved incident.
+    assert_eq!(
+        b.count(
+            "SELECT count(*) FROM incidents i JOIN incident_alerts a ON a.incident = i.id
+             WHERE a.alert = 'zabbix/42' AND i.status = 'resolved'"
+        )
+        .await,
+        1
+    );
+    // The 70-minute "Site down": a P1 major incident on the critical webshop, resolved.
+    assert_eq!(
+        b.count("SELECT count(*) FROM incidents WHERE service = 'webshop'")
+            .await,
+        1
+    );
+    assert_eq!(
+        b.count("SELECT count(*) FROM incidents WHERE service = 'webshop' AND status = 'resolved' AND priority = 1 AND major")
+            .await,
+        1
+    );
+    // Its breach, by natural key, and the final March report with the credit.
+    assert_eq!(
+        b.count(
+            "SELECT count(*) FROM breaches WHERE kind = 'max_downtime'
+             AND key = 'webshop/no-long-outage/max_downtime@1773136800000000000/2026-03'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        b.count("SELECT count(*) FROM breaches WHERE kind = 'max_downtime'")
+            .await,
+        1
+    );
+    assert_eq!(
+        b.count("SELECT count(*) FROM monthly_reports WHERE service = 'webshop' AND period = '2026-03' AND complete AND credit_percent = 10")
+            .await,
+        1
+    );
+    // Hour windows of the service and of its configured operation; histograms readable.
+    let hours = b.hour_windows().await;
+    assert_eq!(hours.len(), 12);
+    for (count, bytes) in &hours {
+        let h = slaflow::engine::sla::histogram::decode(bytes).unwrap();
+        assert_eq!(h.len() as i64, *count);
+    }
+
+    // Writing every batch again changes nothing, even through a new connection.
+    let before = b.counts().await;
+    let reads = (
+        store.reports("2026-03", None).await.unwrap(),
+        store.breaches("2026-03", None).await.unwrap(),
+        store.incidents().await.unwrap(),
+    );
+    drop(store);
+    let mut store = b.open().await;
+    write_all(&mut store, &BATCHES).await;
+    assert_eq!(b.counts().await, before);
+    assert_eq!(
+        (
+            store.reports("2026-03", None).await.unwrap(),
+            store.breaches("2026-03", None).await.unwrap(),
+            store.incidents().await.unwrap(),
+        ),
+        reads
+    );
+    drop(store);
+    b.finish().await;
+}
+
+async fn reports_breaches_and_incidents_read_back_as_written(b: Backend) {
+    let mut store = b.open().await;
+    store.migrate().await.unwrap();
+    store.ping().await.unwrap();
+    write_all(&mut store, &BATCHES).await;
+
+    let reports = store.reports("2026-03", None).await.unwrap();
+    assert_eq!(reports, expected_reports(&BATCHES, "2026-03"));
+    assert_eq!(reports.len(), 1);
+    assert!(reports[0].complete);
+    assert_eq!((reports[0].requests, reports[0].credit_percent), (720, 10.0));
+    assert_eq!(store.reports("2026-03", Some("webshop")).await.unwrap(), reports);
+    assert!(store.reports("2026-03", Some("payroll")).await.unwrap().is_empty());
+    assert!(store.reports("2026-02", None).await.unwrap().is_empty());
+
+    let breaches = store.breaches("2026-03", None).await.unwrap();
+    assert_eq!(breaches, expected_breaches(&BATCHES, "2026-03"));
+    assert!(breaches.iter().any(|f| f.kind == "max_downtime"));
+    assert!(
+        breaches.windows(2).all(|w| w[0].detected_ns <= w[1].detected_ns),
+        "in detection order"
+    );
+    assert_eq!(store.breaches("2026-03", Some("webshop")).await.unwrap(), breaches);
+    assert!(store.breaches("2026-03", Some("payroll")).await.unwrap().is_empty());
+
+    // One row per opened incident, oldest first; the webshop outage and the Zabbix problem.
+    let incidents = store.incidents().await.unwrap();
+    let opened: Vec<(String, String, i64)> = BATCHES
+        .iter()
+        .flat_map(|b| &b.correlate)
+        .filter_map(|o| match o {
+            Output::IncidentOpened {
+                incident,
+                service,
+                time_ns,
+                ..
+            } => Some((incident.clone(), service.clone(), *time_ns)),
+            _ => None,
+        })
+        .collect();
+    let mut by_time = opened.clone();
+    by_time.sort_by(|a, b| (a.2, &a.0).cmp(&(b.2, &b.0)));
+    assert_eq!(
+        incidents
+            .iter()
+            .map(|i| (i.id.clone(), i.service.clone(), i.opened_ns))
+            .collect::<Vec<_>>(),
+        by_time
+    );
+    let webshop = incidents.iter().find(|i| i.service == "webshop").unwrap();
+    assert_eq!(
+        (webshop.status.as_str(), webshop.priority, webshop.major),
+        ("resolved", 1, true)
+    );
+    assert!(webshop.resolved_ns.is_some_and(|r| r > webshop.opened_ns));
+    assert!(incidents.iter().all(|i| i.alerts >= 1 && i.occurrences >= i.alerts));
+    drop(store);
+    b.finish().await;
+}
+
+fn opened(incident: &str, alert: &str, time_ns: i64) -> Output {
+    Output::IncidentOpened {
+        incident: incident.into(),
+        service: "payroll".into(),
+        alert: alert.into(),
+        ci: "db-1".into(),
+        time_ns,
+        priority: 3,
+        impact: Level::Medium,
+        urgency: Level::Medium,
+        suspected_changes: vec!["git/abc on db-1".into()],
+    }
+}
+
+fn duplicate(incident: &str, alert: &str, time_ns: i64, occurrences: u64) -> Output {
+    Output::Duplicate {
+        incident: incident.into(),
+        alert: alert.into(),
+        time_ns,
+        occurrences,
+    }
+}
+
+async fn duplicates_keep_the_highest_count_and_latest_time(b: Backend) {
+    let mut store = b.open().await;
+    store.migrate().await.unwrap();
+    let first = Batch {
+        correlate: vec![
+            opened("i1", "zabbix/1", 100),
+            duplicate("i1", "zabbix/1", 110, 2),
+            duplicate("i1", "zabbix/1", 130, 4),
+            Output::AlertJoined {
+                incident: "i1".into(),
+                alert: "zabbix/2".into(),
+                ci: "db-2".into(),
+                time_ns: 120,
+                symptom: true,
+                root_cause_ci: Some("db-1".into()),
+            },
+        ],
+        ..Batch::default()
+    };
+    // A replayed, older batch (lower count, earlier time) must not lower them.
+    let stale = Batch {
+        correlate: vec![duplicate("i1", "zabbix/1", 105, 3)],
+        ..Batch::default()
+    };
+    for batch in [&first, &stale, &first] {
+        store.write(batch).await.unwrap();
+    }
+    let incidents = store.incidents().await.unwrap();
+    assert_eq!(incidents.len(), 1);
+    assert_eq!((incidents[0].alerts, incidents[0].occurrences), (2, 5), "4 + 1");
+    assert_eq!(
+        b.count("SELECT last_seen_ns FROM incident_alerts WHERE alert = 'zabbix/1'")
+            .await,
+        130
+    );
+    assert_eq!(
+        b.count("SELECT count(*) FROM incident_alerts WHERE alert = 'zabbix/2' AND symptom AND root_cause_ci = 'db-1'")
+            .await,
+        1
+    );
+    drop(store);
+    b.finish().await;
+}
+
+async fn a_final_report_replaces_an_on_demand_one_never_the_reverse(b: Backend) {
+    let mut store = b.open().await;
+    store.migrate().await.unwrap();
+    let final_report = expected_reports(&BATCHES, "2026-03").remove(0);
+    let mut running = final_report.clone();
+    running.complete = false;
+    running.credit_percent = 0.0;
+    running.credit_amount = None;
+    let report = |r: &Report| Batch {
+        sla: vec![SlaOutput::MonthlyReport(r.clone())],
+        ..Batch::default()
+    };
+    store.write(&report(&running)).await.unwrap();
+    assert_eq!(store.reports("2026-03", None).await.unwrap(), vec![running.clone()]);
+    store.write(&report(&final_report)).await.unwrap();
+    store.write(&report(&running)).await.unwrap();
+    assert_eq!(store.reports("2026-03", None).await.unwrap(), vec![final_report]);
+    drop(store);
+    b.finish().await;
+}
+
+async fn a_batch_that_fails_halfway_leaves_nothing_and_checkpoints_read_back(b: Backend) {
+    let mut store = b.open().await;
+    store.migrate().await.unwrap();
+    b.refuse_poison_offsets().await;
+    let mut batch = BATCHES[0].clone();
+    batch.dead_letters.push(DeadLetter {
+        origin: "alerts".into(),
+        partition: 0,
+        offset: 7,
+        format: "alertmanager".into(),
+        reason: "alertmanager at line 1 column 2, document: expected value".into(),
+        payload: b"{garbage".to_vec(),
+        received_ns: 1,
+    });
+    batch.checkpoint = Some(Checkpoint {
+        scope: "g/alerts/0".into(),
+        correlate: vec![1, 2, 3],
+        sla: vec![4],
+    });
+    batch.offsets.push(Offset {
+        group: "g".into(),
+        topic: "poison".into(),
+        partition: 0,
+        next_offset: 8,
+    });
+    assert!(store.write(&batch).await.is_err());
+    assert_eq!(
+        b.counts().await,
+        vec![0; TABLES.len()],
+        "nothing of the failed batch is visible"
+    );
+    assert!(store.load_checkpoint("g/alerts/0").await.unwrap().is_none());
+    assert!(store.load_offsets("g", "poison").await.unwrap().is_empty());
+
+    // The same store goes on after the failed transaction.
+    batch.offsets[0].topic = "alerts".into();
+    store.write(&batch).await.unwrap();
+    assert_eq!(b.count("SELECT count(*) FROM dead_letters").await, 1);
+    let checkpoint = store.load_checkpoint("g/alerts/0").await.unwrap().unwrap();
+    assert_eq!((checkpoint.correlate, checkpoint.sla), (vec![1, 2, 3], vec![4]));
+    assert_eq!(store.load_offsets("g", "alerts").await.unwrap().get(&0), Some(&8));
+
+    // A later batch moves the checkpoint and the offsets forward, and adds partitions.
+    batch.dead_letters.clear();
+    batch.checkpoint = Some(Checkpoint {
+        scope: "g/alerts/0".into(),
+        correlate: vec![9],
+        sla: vec![],
+    });
+    batch.offsets = vec![
+        Offset {
+            group: "g".into(),
+            topic: "alerts".into(),
+            partition: 0,
+            next_offset: 20,
+        },
+        Offset {
+            group: "g".into(),
+            topic: "alerts".into(),
+            partition: 3,
+            next_offset: 5,
+        },
+    ];
+    store.write(&batch).await.unwrap();
+    let checkpoint = store.load_checkpoint("g/alerts/0").await.unwrap().unwrap();
+    assert_eq!((checkpoint.correlate, checkpoint.sla), (vec![9], vec![]));
+    assert_eq!(
+        store.load_offsets("g", "alerts").await.unwrap(),
+        BTreeMap::from([(0, 20), (3, 5)])
+    );
+    assert!(store.load_offsets("other", "alerts").await.unwrap().is_empty());
+    drop(store);
+    b.finish().await;
+}
+
+/// Generates each test once per store; `$db` names the Postgres database (kept short: an
+/// identifier has at most 63 bytes).
+macro_rules! for_both_stores {
+    ($($test:ident => $db:literal),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let backend = super::Backend::new(slaflow::config::StoreKind::Postgres, $db).await;
+                    super::$test(backend).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let backend = super::Backend::new(slaflow::config::StoreKind::Sqlite, $db).await;
+                    super::$test(backend).await;
+                }
+            )*
+        }
+    };
+}
+
+for_both_stores! {
+    replayed_records_land_in_their_tables_once => "store_rows",
+    reports_breaches_and_incidents_read_back_as_written => "store_reads",
+    duplicates_keep_the_highest_count_and_latest_time => "store_dups",
+    a_final_report_replaces_an_on_demand_one_never_the_reverse => "store_final",
+    a_batch_that_fails_halfway_leaves_nothing_and_checkpoints_read_back => "store_atomic",
+}
+
+/// The same batches, written to each store, read back the same: the SQLite statements
+/// mirror the Postgres ones.
+#[tokio::test]
+async fn both_stores_hold_the_same_rows() {
+    let backends = [
+        Backend::new(StoreKind::Postgres, "store_same").await,
+        Backend::new(StoreKind::Sqlite, "store_same").await,
+    ];
+    let mut seen = Vec::new();
+    for b in &backends {
+        let mut store = b.open().await;
+        store.migrate().await.unwrap();
+        write_all(&mut store, &BATCHES).await;
+        seen.push((
+            store.kind_name(),
+            b.counts().await,
+            store.reports("2026-03", None).await.unwrap(),
+            store.breaches("2026-03", None).await.unwrap(),
+            store.incidents().await.unwrap(),
+            b.hour_windows().await,
+        ));
+    }
+    assert_eq!((seen[0].0, seen[1].0), ("postgres", "sqlite"));
+    assert_eq!(seen[0].1, seen[1].1, "row counts per table");
+    assert_eq!(seen[0].2, seen[1].2, "reports");
+    assert_eq!(seen[0].3, seen[1].3, "breaches");
+    assert_eq!(seen[0].4, seen[1].4, "incidents");
+    assert_eq!(seen[0].5, seen[1].5, "hour windows");
+    for b in backends {
+        b.finish().await;
+    }
+}
+
+/// `slaflow migrate` and `slaflow replay --sink postgres`, as commands, on a fresh database
+/// named by SLAFLOW_POSTGRES_URL: the replay's rows land, and a second replay adds none.
+#[tokio::test]
+async fn migrate_and_replay_into_postgres_from_the_command_line() {
+    let b = Backend::new(StoreKind::Postgres, "store_cli").await;
+    let Backend::Postgres { db, .. } = &b else {
+        unreachable!()
+    };
+    let slaflow = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_slaflow"))
+            .args(args)
+            .current_dir(root())
+            .env("SLAFLOW_POSTGRES_URL", &db.url)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "slaflow {args:?}: {stderr}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        slaflow(&["migrate", "--config", "examples/slaflow.toml"]).trim(),
+        "1 migrations applied"
+    );
+    assert_eq!(
+        slaflow(&["migrate", "--config", "examples/slaflow.toml"]).trim(),
+        "0 migrations applied"
+    );
+    let replay = [
+        "replay",
+        "--config",
+        "examples/slaflow.toml",
+        "--sink",
+        "postgres",
+        "--until",
+        "2026-04-01T00:10:00Z",
+        "datadog-apm=examples/recorded/webshop-apm.json",
+        "alertmanager=examples/recorded/site-down-firing.json",
+        "alertmanager=examples/recorded/site-down-resolved.json",
+    ];
+    let stdout = slaflow(&replay);
+    assert!(stdout.lines().count() > 10, "the records still go to stdout too");
+    let first = b.counts().await;
+    assert_eq!(b.count("SELECT count(*) FROM monthly_reports WHERE complete").await, 1);
+    assert_eq!(
+        b.count("SELECT count(*) FROM breaches WHERE kind = 'max_downtime'")
+            .await,
+        1
+    );
+    slaflow(&replay);
+    assert_eq!(b.counts().await, first, "a second replay adds no row");
+    // `report --month` reads the configured store (Postgres by default).
+    let table = slaflow(&["report", "--config", "examples/slaflow.toml", "--month", "2026-03"]);
+    assert!(table.starts_with("webshop 2026-03"), "{table}");
+    assert!(table.contains("service credit 10.00 % = 2000.00 EUR"), "{table}");
+    b.finish().await;
+}
