@@ -7,10 +7,11 @@
 FROM rust:1-bookworm AS build
 # What `cargo build` needs beyond Rust: a C/C++ toolchain and make for the bundled
 # librdkafka (rdkafka-sys runs its configure script and make; no cmake) and SQLite
-# (rusqlite, bundled), pkg-config and zlib for librdkafka's compression, python3 for
-# librdkafka's build scripts. No protoc: the .proto files are compiled by protox (Rust).
+# (rusqlite, bundled), pkg-config and zlib for librdkafka's compression, OpenSSL headers
+# for its TLS and SCRAM, python3 for librdkafka's build scripts. No protoc: the .proto files
+# are compiled by protox (Rust).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential pkg-config zlib1g-dev python3 \
+ && apt-get install -y --no-install-recommends build-essential pkg-config zlib1g-dev libssl-dev python3 \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -21,10 +22,10 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && install -m 0755 target/release/slaflow /usr/local/bin/slaflow
 
 FROM debian:bookworm-slim
-# ca-certificates for TLS to brokers and Postgres; zlib (librdkafka) and glibc are in the
+# ca-certificates and libssl3 for TLS to brokers; zlib (librdkafka) and glibc are in the
 # base image.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
+ && apt-get install -y --no-install-recommends ca-certificates libssl3 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /usr/local/bin/slaflow /usr/local/bin/slaflow
 LABEL org.opencontainers.image.title="slaflow" \

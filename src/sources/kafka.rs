@@ -225,6 +225,22 @@ mod tests {
     }
 
     #[test]
+    fn tls_and_scram_settings_are_accepted_by_the_built_librdkafka() {
+        // librdkafka refuses them at client creation when built without OpenSSL.
+        let mut cfg = KafkaConfig::default();
+        for (k, v) in [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", "slaflow"),
+            ("sasl.password", "secret"),
+        ] {
+            cfg.properties.insert(k.into(), v.into());
+        }
+        let created: Result<BaseConsumer, _> = client_config(&cfg).create();
+        assert!(created.is_ok(), "{:?}", created.err());
+    }
+
+    #[test]
     fn several_topics_use_the_co_partitioning_assignor() {
         let topic = |name: &str| TopicConfig {
             name: name.into(),
