@@ -1363,7 +1363,10 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         TRAFFIC.len()
     );
 
-    let bar = progress_bar(scenario.days.len() as u64);
+    let bar = crate::term::progress_bar(
+        scenario.days.len() as u64,
+        "{spinner} day {pos}/{len} [{bar:31}] {elapsed}",
+    );
     let sim = {
         let (config, scenario, bar) = (config.clone(), scenario.clone(), bar.clone());
         tokio::task::spawn_blocking(move || simulate(&config, &scenario, &|done| bar.set_position(done)))
@@ -1513,19 +1516,6 @@ async fn write_records(store: &mut Store, sim: &Simulation) -> Result<usize, Dem
         transactions += 1;
     }
     Ok(transactions)
-}
-
-/// A bar over the month's days on stderr, only on a terminal.
-fn progress_bar(days: u64) -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(days);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} day {pos}/{len} [{bar:31}] {elapsed}") {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar
 }
 
 // ---- output ------------------------------------------------------------------------------

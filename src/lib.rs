@@ -17,4 +17,5 @@ pub mod server;
 pub mod service;
 pub mod sinks;
 pub mod sources;
+pub mod term;
 pub mod time;

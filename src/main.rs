@@ -395,7 +395,10 @@ fn replay(config: &Config, inputs: &[Input], until: Option<i64>, sink: Option<Si
     let mut out = BufWriter::new(stdout.lock());
     let mut write_error = None;
     let mut kept = Vec::new();
-    let bar = progress_bar();
+    let bar = slaflow::term::progress_bar(
+        0,
+        "{spinner} replay [{bar:40}] {human_pos}/{human_len} events  {per_sec}  ETA {eta}",
+    );
     let (summary, _) = slaflow::replay::replay_observed(
         config,
         inputs,
@@ -431,22 +434,6 @@ fn replay(config: &Config, inputs: &[Input], until: Option<i64>, sink: Option<Si
     } else {
         ExitCode::from(1)
     })
-}
-
-/// A progress bar on stderr (events, events/s, ETA), drawn only when stderr is a terminal so
-/// that logs and pipes stay clean.
-fn progress_bar() -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(0);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{spinner} replay [{bar:40}] {human_pos}/{human_len} events  {per_sec}  ETA {eta}",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar
 }
 
 /// `report --month` without `--from-replay`: the month's reports as the store holds them.
