@@ -66,6 +66,11 @@ async fn broker_down_and_request_errors_lose_and_double_nothing() {
         .properties
         .insert("bootstrap.servers".into(), bootstrap.clone());
     config.kafka.batch_max_wait = Duration::from_millis(50);
+    // librdkafka's statistics feed slaflow_consumer_lag; often, so the test sees them soon.
+    config
+        .kafka
+        .properties
+        .insert("statistics.interval.ms".into(), "200".into());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let service = tokio::spawn(slaflow::pipeline::run_observed(
@@ -83,6 +88,32 @@ async fn broker_down_and_request_errors_lose_and_double_nothing() {
     assert!(
         readiness.is_ready(),
         "ready: partitions assigned and the store reachable"
+    );
+    // Caught up: the lag of the partition that carries the messages is exported, and it is
+    // zero (an empty partition's lag stays unknown to librdkafka, and is not exported).
+    let metrics = slaflow::metrics::metrics();
+    let mut lags = Vec::new();
+    for _ in 0..100 {
+        lags = metrics
+            .render()
+            .lines()
+            .filter(|l| l.starts_with("slaflow_consumer_lag{"))
+            .map(String::from)
+            .collect();
+        if !lags.is_empty() && lags.iter().all(|l| l.ends_with(" 0")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!lags.is_empty(), "no slaflow_consumer_lag series");
+    for l in &lags {
+        assert!(l.contains("topic=\"apm\"") && l.ends_with(" 0"), "{l}");
+    }
+    assert!(
+        metrics
+            .render()
+            .contains("slaflow_sink_transaction_seconds_count{store=\"postgres\"}"),
+        "batch transactions are timed"
     );
 
     // The broker goes down while more is produced, and comes back.
@@ -107,6 +138,10 @@ async fn broker_down_and_request_errors_lose_and_double_nothing() {
     let _ = stop_tx.send(());
     service.await.unwrap().unwrap();
     assert!(!readiness.is_ready(), "not ready once its partitions are released");
+    assert!(
+        !slaflow::metrics::metrics().render().contains("slaflow_consumer_lag{"),
+        "released partitions no longer report a lag"
+    );
 
     // 600 traces, one sample each: every one counted exactly once in the minute counters'
     // hour windows (closed hours) plus the stored offsets.
