@@ -30,8 +30,8 @@ use tokio_postgres::NoTls;
 const BROKER: &str = "127.0.0.1:9092";
 const SERVICES: usize = 8;
 
-fn config_text(db: &str) -> String {
-    let mut text = format!("[postgres]\nurl = \"host=127.0.0.1 user=postgres dbname={db}\"\n");
+fn config_text() -> String {
+    let mut text = String::new();
     for s in 0..SERVICES {
         text.push_str(&format!(
             "[[sla.contracts]]\nservice = \"svc-{s}\"\n[[sla.contracts.objectives]]\nname = \"p95\"\nkind = \"latency_percentile\"\npercentile = 95.0\nthreshold = \"1s\"\n[[sla.contracts.objectives]]\nname = \"ok\"\nkind = \"request_availability\"\ntarget = 99.0\n"
@@ -52,6 +52,42 @@ fn trace(i: usize, spans: usize) -> (String, Vec<u8>) {
         })
         .collect();
     (service, serde_json::to_vec(&vec![spans]).unwrap())
+}
+
+type BoxError = Box<dyn std::error::Error>;
+
+/// slaflow's pipeline running in process on a fresh database, and a client on that database.
+struct Service {
+    db: String,
+    pg: tokio_postgres::Client,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), slaflow::pipeline::PipelineError>>,
+}
+
+impl Service {
+    /// Creates database `db`, points `[postgres]` of `config` at it and starts the pipeline.
+    async fn start(admin_pg: &tokio_postgres::Client, db: String, mut config: Config) -> Result<Service, BoxError> {
+        admin_pg.batch_execute(&format!("CREATE DATABASE {db}")).await?;
+        config.postgres.url = format!("host=127.0.0.1 user=postgres dbname={db}");
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(slaflow::pipeline::run(config, async {
+            let _ = stop_rx.await;
+        }));
+        let (pg, conn) = tokio_postgres::connect(&format!("host=127.0.0.1 user=postgres dbname={db}"), NoTls).await?;
+        tokio::spawn(conn);
+        Ok(Service { db, pg, stop, task })
+    }
+
+    /// Stops the pipeline (it drains) and drops the database.
+    async fn finish(self, admin_pg: &tokio_postgres::Client) -> Result<(), BoxError> {
+        let _ = self.stop.send(());
+        self.task.await??;
+        drop(self.pg);
+        admin_pg
+            .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", self.db))
+            .await?;
+        Ok(())
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -120,23 +156,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     drop(bare);
 
     // slaflow: the service's pipeline, in process, into a fresh database.
-    let db = format!("slaflow_harness_{id}");
-    admin_pg.batch_execute(&format!("CREATE DATABASE {db}")).await?;
-    let mut config = Config::parse(std::path::Path::new("harness.toml"), &config_text(&db))?;
+    let mut config = Config::parse(std::path::Path::new("harness.toml"), &config_text())?;
     config.kafka.group_id = format!("slaflow-{id}");
     config.kafka.topics = vec![TopicConfig {
         name: topic.clone(),
         format: Format::DatadogApm,
     }];
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();
-    let service = tokio::spawn(slaflow::pipeline::run(config, async {
-        let _ = stop_rx.await;
-    }));
-    let (pg, conn) = tokio_postgres::connect(&format!("host=127.0.0.1 user=postgres dbname={db}"), NoTls).await?;
-    tokio::spawn(conn);
+    let service = Service::start(&admin_pg, format!("slaflow_harness_{id}"), config).await?;
     loop {
-        let stored: i64 = pg
+        let stored: i64 = service
+            .pg
             .query_one(
                 "SELECT COALESCE(SUM(next_offset), 0)::BIGINT FROM consumer_offsets",
                 &[],
@@ -150,12 +180,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let slaflow_time = started.elapsed();
-    let _ = stop_tx.send(());
-    service.await??;
-    drop(pg);
-    admin_pg
-        .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
-        .await?;
+    service.finish(&admin_pg).await?;
 
     let events = (messages * spans) as f64;
     let bare_rate = events / bare_time.as_secs_f64();
@@ -211,9 +236,7 @@ async fn breach_latency(
     let (apm, alerts) = (format!("latency-apm-{id}"), format!("latency-alerts-{id}"));
     let topics = [&apm, &alerts].map(|t| NewTopic::new(t, 4, TopicReplication::Fixed(1)));
     admin.create_topics(&topics, &AdminOptions::new()).await?;
-    let db = format!("slaflow_latency_{id}");
-    admin_pg.batch_execute(&format!("CREATE DATABASE {db}")).await?;
-    let mut text = format!("[postgres]\nurl = \"host=127.0.0.1 user=postgres dbname={db}\"\n");
+    let mut text = String::new();
     for s in 0..SERVICES {
         text.push_str(&format!(
             "[[sla.contracts]]\nservice = \"svc-{s}\"\noutage_alerts = [\"Down\"]\n[[sla.contracts.objectives]]\nname = \"short-outages\"\nkind = \"max_downtime\"\nthreshold = \"5m\"\n"
@@ -242,12 +265,7 @@ async fn breach_latency(
             format: Format::Alertmanager,
         },
     ];
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let service = tokio::spawn(slaflow::pipeline::run(config, async {
-        let _ = stop_rx.await;
-    }));
-    let (pg, conn) = tokio_postgres::connect(&format!("host=127.0.0.1 user=postgres dbname={db}"), NoTls).await?;
-    tokio::spawn(conn);
+    let service = Service::start(admin_pg, format!("slaflow_latency_{id}"), config).await?;
 
     // One message per producer batch, as tansu needs (scripts/KAFKA_NOTES.md).
     let producer: FutureProducer = client.clone().set("linger.ms", "0").create()?;
@@ -294,7 +312,8 @@ async fn breach_latency(
             }
             _ = poll.tick() => {
                 // Empty until the service has migrated the schema.
-                let rows = pg
+                let rows = service
+                    .pg
                     .query("SELECT service FROM breaches WHERE kind = 'max_downtime'", &[])
                     .await
                     .unwrap_or_default();
@@ -309,12 +328,7 @@ async fn breach_latency(
             }
         }
     }
-    let _ = stop_tx.send(());
-    service.await??;
-    drop(pg);
-    admin_pg
-        .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
-        .await?;
+    service.finish(admin_pg).await?;
     let mut latencies: Vec<Duration> = due
         .iter()
         .zip(&seen)

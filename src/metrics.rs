@@ -238,7 +238,9 @@ fn at_least(kind: ObjectiveKind) -> bool {
     matches!(kind, ObjectiveKind::Availability | ObjectiveKind::RequestAvailability)
 }
 
-/// measured/target for "at least" objectives, target/measured for "at most" ones: >= 1 met.
+/// measured/target for "at least" objectives, allowed/measured for "at most" ones: >= 1
+/// exactly when met. The allowed value of a limit is its threshold, except for a streak: a
+/// run of `threshold` bad days is the warning, so `threshold - 1` days are allowed.
 pub fn compliance_ratio(o: &ObjectiveResult) -> f64 {
     let ratio = if at_least(o.kind) {
         if o.threshold > 0.0 {
@@ -246,19 +248,19 @@ pub fn compliance_ratio(o: &ObjectiveResult) -> f64 {
         } else {
             1.0
         }
-    } else if o.measured > 0.0 {
-        o.threshold / o.measured
     } else {
-        100.0
+        let allowed = if o.kind == ObjectiveKind::Streak {
+            o.threshold - 1.0
+        } else {
+            o.threshold
+        };
+        if o.measured > 0.0 {
+            allowed / o.measured
+        } else {
+            100.0
+        }
     };
-    // The report's verdict decides which side of 1 the ratio is on (a streak of exactly the
-    // limit is missed although the ratio is 1).
-    let ratio = ratio.clamp(0.0, 100.0);
-    if o.met {
-        ratio.max(1.0)
-    } else {
-        ratio.min(0.999)
-    }
+    ratio.clamp(0.0, 100.0)
 }
 
 /// Share of the error budget left, for the objectives that have one: availability (the
@@ -315,8 +317,26 @@ mod tests {
             compliance_ratio(&objective(ObjectiveKind::MaxDowntime, 0.0, 60.0)),
             100.0
         );
-        // Three slow days of three allowed is a missed streak: below 1.
+        // A streak warns at three slow days: two are met (1), three are missed (below 1).
+        assert_eq!(compliance_ratio(&objective(ObjectiveKind::Streak, 2.0, 3.0)), 1.0);
         assert!(compliance_ratio(&objective(ObjectiveKind::Streak, 3.0, 3.0)) < 1.0);
+        // Whatever the kind, the ratio is on the side of 1 that the report's verdict is.
+        for kind in [
+            ObjectiveKind::Availability,
+            ObjectiveKind::RequestAvailability,
+            ObjectiveKind::LatencyPercentile,
+            ObjectiveKind::MeanLatency,
+            ObjectiveKind::MaxDowntime,
+            ObjectiveKind::Streak,
+        ] {
+            for (measured, threshold) in [(1.0_f64, 3.0), (3.0, 3.0), (4.0, 3.0), (99.95, 99.9), (99.8, 99.9)] {
+                if kind == ObjectiveKind::Streak && measured.fract() != 0.0 {
+                    continue; // streaks are whole days
+                }
+                let o = objective(kind, measured, threshold);
+                assert_eq!(compliance_ratio(&o) >= 1.0, o.met, "{kind:?} {measured} {threshold}");
+            }
+        }
     }
 
     #[test]

@@ -45,6 +45,16 @@ pub enum PipelineError {
     Worker(String),
 }
 
+/// A configured topic as its workers see it.
+struct Input {
+    /// The topic's place in the config: its input index in the engines' clock.
+    index: usize,
+    format: Format,
+    /// `slaflow_events_ingested_total{format, source="kafka"}`, resolved once rather than
+    /// looked up by label per message.
+    ingested: prometheus::IntCounter,
+}
+
 /// Asks a worker to write its batch and stop; it answers when done.
 struct Stop(std::sync::mpsc::Sender<()>);
 
@@ -59,7 +69,7 @@ struct Shared {
     config: Arc<Config>,
     decoders: Decoders,
     /// Topic → (input index, format); the index is the topic's place in the config.
-    topics: HashMap<String, (usize, Format)>,
+    topics: HashMap<String, Input>,
     /// Workers by partition number.
     workers: Mutex<HashMap<i32, Worker>>,
     runtime: tokio::runtime::Handle,
@@ -172,29 +182,21 @@ struct StoreLink {
 
 impl StoreLink {
     async fn connect(config: Arc<Config>, ok: Arc<AtomicBool>) -> Result<StoreLink, SinkError> {
-        let mut delay = Duration::from_millis(200);
-        let mut attempt = 1;
+        let mut backoff = Backoff::new(&config, &ok);
         loop {
             match Store::open(&config).await {
                 Ok(store) => {
                     ok.store(true, Ordering::Relaxed);
                     return Ok(StoreLink { config, ok, store });
                 }
-                Err(e) if attempt < config.kafka.write_attempts => {
-                    ok.store(false, Ordering::Relaxed);
-                    tracing::warn!(error = %e, attempt, "store unreachable; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
+                Err(e) => backoff.wait(e, "store unreachable").await?,
             }
         }
     }
 
     async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        let mut delay = Duration::from_millis(200);
-        let mut attempt = 1;
+        let (config, ok) = (self.config.clone(), self.ok.clone());
+        let mut backoff = Backoff::new(&config, &ok);
         loop {
             let started = std::time::Instant::now();
             match self.store.write(batch).await {
@@ -203,22 +205,49 @@ impl StoreLink {
                         .sink_seconds
                         .with_label_values(&[self.store.kind_name()])
                         .observe(started.elapsed().as_secs_f64());
-                    self.ok.store(true, Ordering::Relaxed);
+                    ok.store(true, Ordering::Relaxed);
                     return Ok(());
                 }
-                Err(e) if attempt < self.config.kafka.write_attempts => {
-                    self.ok.store(false, Ordering::Relaxed);
-                    tracing::warn!(error = %e, attempt, "batch not written; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                    attempt += 1;
-                    if let Ok(fresh) = Store::open(&self.config).await {
+                Err(e) => {
+                    backoff.wait(e, "batch not written").await?;
+                    // The failed transaction may have broken the connection.
+                    if let Ok(fresh) = Store::open(&config).await {
                         self.store = fresh;
                     }
                 }
-                Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// Bounded retries with doubling backoff (200 ms up to 10 s, `write_attempts` in all),
+/// keeping the readiness flag false while they last.
+struct Backoff<'a> {
+    ok: &'a AtomicBool,
+    delay: Duration,
+    left: u32,
+}
+
+impl<'a> Backoff<'a> {
+    fn new(config: &Config, ok: &'a AtomicBool) -> Backoff<'a> {
+        Backoff {
+            ok,
+            delay: Duration::from_millis(200),
+            left: config.kafka.write_attempts.saturating_sub(1),
+        }
+    }
+
+    /// After a failed attempt: waits before the next, or gives `error` back when none is left.
+    async fn wait(&mut self, error: SinkError, what: &str) -> Result<(), SinkError> {
+        self.ok.store(false, Ordering::Relaxed);
+        if self.left == 0 {
+            return Err(error);
+        }
+        tracing::warn!(%error, attempts_left = self.left, "{what}; retrying");
+        self.left -= 1;
+        tokio::time::sleep(self.delay).await;
+        self.delay = (self.delay * 2).min(Duration::from_secs(10));
+        Ok(())
     }
 }
 
@@ -236,6 +265,8 @@ struct Batcher {
     open: [u64; 5],
     /// Webhook callers, answered once the batch is stored.
     acks: Vec<oneshot::Sender<Result<(), String>>>,
+    /// The offsets of the last stored batch (for Kafka's informational commit).
+    committed: Vec<Offset>,
 }
 
 impl Batcher {
@@ -249,6 +280,7 @@ impl Batcher {
             max_messages: config.kafka.batch_max_messages.max(1),
             open: [0; 5],
             acks: Vec::new(),
+            committed: Vec::new(),
         }
     }
 
@@ -312,6 +344,7 @@ impl Batcher {
         let open = engines.correlator.open_by_priority();
         m.open_incidents_changed(&self.open, &open);
         self.open = open;
+        self.committed = std::mem::take(&mut self.batch.offsets);
         self.batch = Batch::default();
         self.pending = 0;
         self.deadline = None;
@@ -363,11 +396,11 @@ async fn run_worker(
                 None => Some(None),
                 Some(m) => {
                     idle_since = Instant::now();
-                    if let Some(&(input, format)) = shared.topics.get(m.topic()) {
-                        last_seen[input] = Some(idle_since);
-                        if m.offset() >= next_offsets[input] {
-                            handle(shared, &mut engines, input, format, &m, &mut batcher);
-                            next_offsets[input] = m.offset() + 1;
+                    if let Some(input) = shared.topics.get(m.topic()) {
+                        last_seen[input.index] = Some(idle_since);
+                        if m.offset() >= next_offsets[input.index] {
+                            handle(shared, &mut engines, input, &m, &mut batcher);
+                            next_offsets[input.index] = m.offset() + 1;
                             batcher.added();
                         }
                     }
@@ -377,16 +410,14 @@ async fn run_worker(
             () = sleep_until(batcher.deadline) => None,
             () = sleep_until(input_idle_at) => {
                 let now = Instant::now();
-                let before = batcher.batch.correlate.len() + batcher.batch.sla.len();
                 for (input, seen) in last_seen.iter_mut().enumerate() {
                     if seen.is_some_and(|t| t + cfg.kafka.idle_release <= now) {
                         *seen = None;
                         tracing::debug!(partition, input, "input idle: the clock follows the others");
-                        engines.input_idle(input, &mut batcher.emit());
+                        if engines.input_idle(input, &mut batcher.emit()) {
+                            batcher.changed();
+                        }
                     }
-                }
-                if batcher.batch.correlate.len() + batcher.batch.sla.len() > before {
-                    batcher.changed();
                 }
                 None
             }
@@ -398,7 +429,7 @@ async fn run_worker(
                 None
             }
         };
-        if batcher.due() || stop.is_some() {
+        if batcher.pending > 0 && (batcher.due() || stop.is_some()) {
             let offsets: Vec<Offset> = cfg
                 .kafka
                 .topics
@@ -411,12 +442,8 @@ async fn run_worker(
                     next_offset,
                 })
                 .collect();
-            if batcher.pending > 0 {
-                batcher
-                    .commit(&mut link, &mut engines, offsets.clone(), stop.is_some())
-                    .await?;
-                commit_to_kafka(shared, &offsets);
-            }
+            batcher.commit(&mut link, &mut engines, offsets, stop.is_some()).await?;
+            commit_to_kafka(shared, &batcher.committed);
         }
         if let Some(stop) = stop {
             tracing::info!(partition, ?next_offsets, "partition worker stopped");
@@ -537,14 +564,8 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 /// Decodes one message and runs its events through the engines; a message that does not
 /// decode becomes a dead letter, and the partition goes on.
-fn handle(
-    shared: &Shared,
-    engines: &mut Engines,
-    input: usize,
-    format: Format,
-    m: &OwnedMessage,
-    batcher: &mut Batcher,
-) {
+fn handle(shared: &Shared, engines: &mut Engines, input: &Input, m: &OwnedMessage, batcher: &mut Batcher) {
+    let format = input.format;
     let (topic, partition) = (m.topic(), m.partition());
     let received_ns = m
         .timestamp()
@@ -554,14 +575,11 @@ fn handle(
     let payload = m.payload().unwrap_or_default();
     match shared.decoders.decode(format, payload) {
         Ok(events) => {
-            metrics()
-                .ingested
-                .with_label_values(&[format.name(), "kafka"])
-                .inc_by(events.len() as u64);
+            input.ingested.inc_by(events.len() as u64);
             let mut emit = batcher.emit();
             for mut event in events {
                 stamp(&mut event, received_ns);
-                engines.process_from(input, event, &mut emit);
+                engines.process_from(input.index, event, &mut emit);
             }
         }
         Err(error) => {
@@ -613,11 +631,22 @@ fn commit_to_kafka(shared: &Shared, offsets: &[Offset]) {
 /// Runs the service until `shutdown` completes (SIGTERM) or a worker fails for good. On
 /// shutdown every worker writes what it processed before the process exits.
 pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<(), PipelineError> {
+    migrate(&config).await?;
     run_observed(config, shutdown, |_| {}).await
 }
 
-/// `run`, handing the pipeline's readiness to `observe` once it exists (the HTTP server
-/// reports it on /readyz).
+/// Applies the store's migrations, waiting for the store with the workers' bounded retries;
+/// returns how many ran.
+pub async fn migrate(config: &Config) -> Result<usize, PipelineError> {
+    let ok = Arc::new(AtomicBool::new(false));
+    let mut link = StoreLink::connect(Arc::new(config.clone()), ok).await?;
+    let applied = link.store.migrate().await?;
+    tracing::info!(applied, store = link.store.kind_name(), "store migrated");
+    Ok(applied)
+}
+
+/// `run` on a migrated store, handing the pipeline's readiness to `observe` once it exists
+/// (the HTTP server reports it on /readyz).
 pub async fn run_observed(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
@@ -636,7 +665,14 @@ pub async fn run_observed(
             .topics
             .iter()
             .enumerate()
-            .map(|(i, t)| (t.name.clone(), (i, t.format)))
+            .map(|(index, t)| {
+                let input = Input {
+                    index,
+                    format: t.format,
+                    ingested: metrics().ingested.with_label_values(&[t.format.name(), "kafka"]),
+                };
+                (t.name.clone(), input)
+            })
             .collect(),
         config: config.clone(),
         workers: Mutex::new(HashMap::new()),
@@ -647,10 +683,6 @@ pub async fn run_observed(
         failed: Notify::new(),
     });
     observe(Readiness(shared.clone()));
-    let mut link = StoreLink::connect(config.clone(), shared.store_ok.clone()).await?;
-    let applied = link.store.migrate().await?;
-    tracing::info!(applied, "store migrated");
-    drop(link);
 
     let consumer = Arc::new(kafka::consumer(&config.kafka, Context::new(Arc::new(shared.clone())))?);
     let _ = shared.consumer.set(Arc::downgrade(&consumer));
@@ -690,4 +722,27 @@ pub async fn run_observed(
     }
     consumer.unsubscribe();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assigned(list: &[(&str, i32)]) -> Vec<(String, i32)> {
+        list.iter().map(|(t, p)| (t.to_string(), *p)).collect()
+    }
+
+    #[test]
+    fn an_assignment_is_co_partitioned_when_every_number_has_every_topic() {
+        let both = assigned(&[("alerts", 0), ("apm", 0), ("alerts", 2), ("apm", 2)]);
+        assert_eq!(co_partitioned(2, &both), Ok(()));
+        assert_eq!(co_partitioned(1, &assigned(&[("apm", 0), ("apm", 3)])), Ok(()));
+        // The APM topic has a third partition the alert topic lacks.
+        let uneven = assigned(&[("alerts", 0), ("apm", 0), ("apm", 2)]);
+        let error = co_partitioned(2, &uneven).unwrap_err();
+        assert!(
+            error.starts_with("partition 2 was assigned for 1 of the 2 topics"),
+            "{error}"
+        );
+    }
 }

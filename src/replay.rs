@@ -205,12 +205,18 @@ impl Engines {
     }
 
     /// Declares input `input` idle (caught up, nothing new for a while): it no longer holds
-    /// the clock, which may move and close what it held.
-    pub fn input_idle(&mut self, input: usize, emit: &mut impl FnMut(Record)) {
+    /// the clock, which may move and close what it held. True when that emitted records (the
+    /// state changed).
+    pub fn input_idle(&mut self, input: usize, emit: &mut impl FnMut(Record)) -> bool {
         if let Some(clock) = self.inputs.get_mut(input) {
             *clock = InputClock::Idle;
         }
-        self.tick(emit);
+        let mut emitted = false;
+        self.tick(&mut |record| {
+            emitted = true;
+            emit(record);
+        });
+        emitted
     }
 
     /// Moves both engines to the slowest active input's time.

@@ -10,7 +10,6 @@ use tokio::sync::{mpsc, watch};
 use crate::config::Config;
 use crate::pipeline::{self, PipelineError, Readiness};
 use crate::server::{self, AppState};
-use crate::sinks::Store;
 
 /// Runs the service until `shutdown` completes, then drains: the server stops taking
 /// requests and finishes those in flight, every worker writes its batch.
@@ -42,9 +41,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
 
     let work = async {
         // The schema first: the ingest worker restores its checkpoint from it.
-        let mut store = Store::open(&config).await?;
-        tracing::info!(applied = store.migrate().await?, "store migrated");
-        drop(store);
+        pipeline::migrate(&config).await?;
         let ingest = tokio::spawn(pipeline::run_ingest(config.clone(), ingest_rx, store_ok));
         let result = if kafka {
             pipeline::run_observed((*config).clone(), wait(stop_rx.clone()), |r| {

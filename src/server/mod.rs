@@ -18,7 +18,7 @@ use crate::decode::{Decoders, Format};
 use crate::metrics::{metrics, Rejection};
 use crate::pipeline::Ingest;
 use crate::report::{render, ReportFormat};
-use crate::sinks::Store;
+use crate::sinks::{SinkError, Store};
 
 /// What the handlers share.
 pub struct AppState {
@@ -27,8 +27,34 @@ pub struct AppState {
     tokens: Vec<String>,
     ready: Box<dyn Fn() -> bool + Send + Sync>,
     ingest: mpsc::Sender<Ingest>,
-    /// The report API's store connection, opened on first use and again after an error.
+    /// The report API's and readiness probe's store connection, opened on first use and
+    /// again after an error.
     store: Mutex<Option<Store>>,
+}
+
+impl AppState {
+    /// Runs `query` on the shared store connection, opening it first if needed; an error
+    /// drops the connection so that the next request opens a fresh one.
+    async fn with_store<T>(
+        &self,
+        query: impl for<'s> FnOnce(
+            &'s Store,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, SinkError>> + Send + 's>>,
+    ) -> Result<T, SinkError> {
+        let mut store = self.store.lock().await;
+        if store.is_none() {
+            *store = Some(Store::open(&self.config).await?);
+        }
+        let Some(open) = store.as_ref() else {
+            return Err(SinkError::Unavailable("store not open".into()));
+        };
+        let result = query(open).await;
+        if result.is_err() {
+            *store = None;
+        }
+        result
+    }
 }
 
 impl AppState {
@@ -91,8 +117,10 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
+/// Ready: the workers say so (partitions assigned, last write stored) and the store answers
+/// now (an idle webhook-only service has written nothing for a while).
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if (state.ready)() {
+    if (state.ready)() && state.with_store(|s| Box::pin(s.ping())).await.is_ok() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
@@ -231,17 +259,11 @@ async fn reports(
         Some("csv") => (ReportFormat::Csv, "text/csv; charset=utf-8"),
         Some(other) => return error(StatusCode::BAD_REQUEST, format!("format `{other}`: csv or json")),
     };
-    let mut store = state.store.lock().await;
-    if store.is_none() {
-        match Store::open(&state.config).await {
-            Ok(s) => *store = Some(s),
-            Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}")),
-        }
-    }
-    let Some(open) = store.as_ref() else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "store unavailable");
-    };
-    match open.reports(&month, query.service.as_deref()).await {
+    let (period, service) = (month.clone(), query.service.clone());
+    let found = state
+        .with_store(|s| Box::pin(async move { s.reports(&period, service.as_deref()).await }))
+        .await;
+    match found {
         Ok(reports) if reports.is_empty() => error(
             StatusCode::NOT_FOUND,
             format!(
@@ -250,10 +272,7 @@ async fn reports(
             ),
         ),
         Ok(reports) => ([(header::CONTENT_TYPE, content_type)], render(&reports, format)).into_response(),
-        Err(e) => {
-            *store = None;
-            error(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}"))
-        }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}")),
     }
 }
 
