@@ -42,7 +42,7 @@ use crate::metrics::metrics;
 use crate::model::Event;
 use crate::replay::{Engines, Record, ReplayError};
 use crate::report::{render, ReportFormat};
-use crate::server::{self, AppState};
+use crate::server::{self, AppState, Intake};
 use crate::sinks::{Batch, IncidentRow, SinkError, Store};
 use crate::time::NS_PER_SEC;
 
@@ -1354,7 +1354,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         Box::new(move || store_ok.load(Ordering::Relaxed))
     };
     let (ingest_tx, ingest_rx) = mpsc::channel(config.kafka.channel_capacity.max(1));
-    let state = Arc::new(AppState::new(config.clone(), ready, ingest_tx));
+    let state = Arc::new(AppState::new(config.clone(), ready, Intake::Worker(ingest_tx)));
     let server = tokio::spawn(server::serve(listener, state, stopped(stop_rx)));
     let ingest = tokio::spawn(crate::pipeline::run_ingest(config.clone(), ingest_rx, store_ok));
     eprintln!(

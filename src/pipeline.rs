@@ -565,7 +565,6 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// Decodes one message and runs its events through the engines; a message that does not
 /// decode becomes a dead letter, and the partition goes on.
 fn handle(shared: &Shared, engines: &mut Engines, input: &Input, m: &OwnedMessage, batcher: &mut Batcher) {
-    let format = input.format;
     let (topic, partition) = (m.topic(), m.partition());
     let received_ns = m
         .timestamp()
@@ -573,7 +572,12 @@ fn handle(shared: &Shared, engines: &mut Engines, input: &Input, m: &OwnedMessag
         .and_then(crate::time::from_millis)
         .unwrap_or(0);
     let payload = m.payload().unwrap_or_default();
-    match shared.decoders.decode(format, payload) {
+    let (format, decoded) = match kafka::header_format(m) {
+        None => (input.format, shared.decoders.decode(input.format, payload)),
+        Some(Ok(format)) => (format, shared.decoders.decode(format, payload)),
+        Some(Err(error)) => (input.format, Err(error)),
+    };
+    match decoded {
         Ok(events) => {
             input.ingested.inc_by(events.len() as u64);
             let mut emit = batcher.emit();

@@ -1,6 +1,6 @@
-//! What `slaflow run` is: the HTTP server, the ingest worker and, when topics are
-//! configured, the Kafka pipeline, started together and drained together on shutdown,
-//! within `[server] drain_timeout`.
+//! What `slaflow run` is: the HTTP server and either the ingest worker (no Kafka) or the
+//! Kafka pipeline, whose topics the server produces webhook bodies to, started together and
+//! drained together on shutdown, within `[server] drain_timeout`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -8,8 +8,10 @@ use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
+use crate::engine::correlate::topology::Cmdb;
 use crate::pipeline::{self, PipelineError, Readiness};
-use crate::server::{self, AppState};
+use crate::server::forward::Forwarder;
+use crate::server::{self, AppState, Intake};
 
 /// Runs the service until `shutdown` completes, then drains: the server stops taking
 /// requests and finishes those in flight, every worker writes its batch.
@@ -35,14 +37,21 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
             }
         })
     };
-    let (ingest_tx, ingest_rx) = mpsc::channel(config.kafka.channel_capacity.max(1));
-    let state = Arc::new(AppState::new(config.clone(), ready, ingest_tx));
+    // With Kafka, webhook bodies go to their topics; without, to the local ingest worker.
+    let (intake, ingest_rx) = if kafka {
+        let cmdb = Cmdb::build(&config.services, &config.cis).map_err(PipelineError::Config)?;
+        (Intake::Kafka(Forwarder::new(&config.kafka, cmdb)?), None)
+    } else {
+        let (tx, rx) = mpsc::channel(config.kafka.channel_capacity.max(1));
+        (Intake::Worker(tx), Some(rx))
+    };
+    let state = Arc::new(AppState::new(config.clone(), ready, intake));
     let server = tokio::spawn(server::serve(listener, state, wait(stop_rx.clone())));
 
     let work = async {
         // The schema first: the ingest worker restores its checkpoint from it.
         pipeline::migrate(&config).await?;
-        let ingest = tokio::spawn(pipeline::run_ingest(config.clone(), ingest_rx, store_ok));
+        let ingest = ingest_rx.map(|rx| tokio::spawn(pipeline::run_ingest(config.clone(), rx, store_ok.clone())));
         let result = if kafka {
             pipeline::run_observed((*config).clone(), wait(stop_rx.clone()), |r| {
                 let _ = readiness.set(r);
@@ -55,9 +64,12 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         // The server's routes hold the ingest queue: once it has finished, the queue closes
         // and the ingest worker writes its last batch.
         let _ = server.await;
-        let ingested = ingest
-            .await
-            .map_err(|e| PipelineError::Worker(format!("ingest worker: {e}")))?;
+        let ingested = match ingest {
+            Some(task) => task
+                .await
+                .map_err(|e| PipelineError::Worker(format!("ingest worker: {e}")))?,
+            None => Ok(()),
+        };
         result.and(ingested)
     };
     let drain_timeout = config.server.drain_timeout;

@@ -1,6 +1,9 @@
 //! The HTTP server: one port for `/metrics`, `/healthz`, `/readyz`, webhook ingest and the
-//! finance report API. Handlers stay thin: ingest decodes and hands bodies to the ingest
-//! worker (the engines and sink path every input takes); reports read the store.
+//! finance report API. Handlers stay thin: ingest decodes and hands bodies on — to the
+//! ingest worker (the engines and sink path every input takes), or, with `[kafka]`, to the
+//! body's Kafka topic (`forward.rs`); reports read the store.
+
+pub mod forward;
 
 use std::sync::Arc;
 
@@ -16,9 +19,11 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 use crate::config::Config;
 use crate::decode::{Decoders, Format};
 use crate::metrics::{metrics, Rejection};
+use crate::model::Event;
 use crate::pipeline::Ingest;
 use crate::report::{render, ReportFormat};
 use crate::sinks::{SinkError, Store};
+use forward::{ForwardError, Forwarder};
 
 /// What the handlers share.
 pub struct AppState {
@@ -26,7 +31,7 @@ pub struct AppState {
     decoders: Decoders,
     tokens: Vec<String>,
     ready: Box<dyn Fn() -> bool + Send + Sync>,
-    ingest: mpsc::Sender<Ingest>,
+    intake: Intake,
     /// The report API's and readiness probe's store connection, opened on first use and
     /// again after an error.
     store: Mutex<Option<Store>>,
@@ -57,19 +62,23 @@ impl AppState {
     }
 }
 
+/// Where decoded webhook bodies go.
+pub enum Intake {
+    /// The ingest worker's queue (no `[kafka]`): answered once the batch is stored.
+    Worker(mpsc::Sender<Ingest>),
+    /// The body's Kafka topic: answered once the broker has acknowledged it.
+    Kafka(Forwarder),
+}
+
 impl AppState {
-    /// `ready` answers /readyz; `ingest` is the ingest worker's queue.
-    pub fn new(
-        config: Arc<Config>,
-        ready: Box<dyn Fn() -> bool + Send + Sync>,
-        ingest: mpsc::Sender<Ingest>,
-    ) -> AppState {
+    /// `ready` answers /readyz; `intake` takes the webhook bodies.
+    pub fn new(config: Arc<Config>, ready: Box<dyn Fn() -> bool + Send + Sync>, intake: Intake) -> AppState {
         AppState {
             decoders: Decoders::new(config.decoders.clone()),
             tokens: config.server.effective_tokens(),
             config,
             ready,
-            ingest,
+            intake,
             store: Mutex::new(None),
         }
     }
@@ -155,8 +164,9 @@ fn unauthorized() -> Response {
     response
 }
 
-/// `POST /v1/ingest/{format}`: 200 once the body's events are stored; 400 with the reason
-/// when it does not decode (it is kept as a dead letter); 401, 404 (unknown format), 413.
+/// `POST /v1/ingest/{format}`: 200 once the body's events are stored (or, with `[kafka]`,
+/// acknowledged by the broker); 400 with the reason when it does not decode (it is kept as
+/// a dead letter); 401, 404 (unknown format, or no topic for it), 413.
 async fn ingest(
     State(state): State<Arc<AppState>>,
     Path(format): Path<String>,
@@ -175,62 +185,110 @@ async fn ingest(
         m.reject(format.name(), Rejection::Unauthorized);
         return unauthorized();
     }
+    if let Intake::Kafka(forwarder) = &state.intake {
+        if let Err(e) = forwarder.topic(format) {
+            return error(StatusCode::NOT_FOUND, e.to_string());
+        }
+    }
+    let bytes = match read_body(&state, format, &headers, body).await {
+        Ok(bytes) => bytes,
+        Err(response) => return response,
+    };
+    let decoded = match state.decoders.decode(format, &bytes) {
+        Ok(events) => {
+            m.ingested
+                .with_label_values(&[format.name(), "http"])
+                .inc_by(events.len() as u64);
+            Ok(events)
+        }
+        Err(e) => {
+            m.reject(format.name(), Rejection::Decode);
+            Err(e.to_string())
+        }
+    };
+    let accepted = decoded.as_ref().map_or(0, Vec::len);
+    let rejected = decoded.as_ref().err().cloned();
+    let handed = match &state.intake {
+        Intake::Worker(queue) => to_worker(queue, format, bytes.to_vec(), decoded).await,
+        Intake::Kafka(forwarder) => to_kafka(forwarder, format, &bytes, decoded).await,
+    };
+    match (handed, rejected) {
+        (Err(response), _) => response,
+        (Ok(()), Some(reason)) => error(StatusCode::BAD_REQUEST, reason),
+        (Ok(()), None) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            format!("{{\"accepted\":{accepted}}}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// The body, within `max_body_bytes` (declared and streamed), or the 413 answer.
+async fn read_body(
+    state: &AppState,
+    format: Format,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<axum::body::Bytes, Response> {
     let limit = state.config.server.max_body_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     let too_large = || {
-        m.reject(format.name(), Rejection::TooLarge);
+        metrics().reject(format.name(), Rejection::TooLarge);
         error(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("body larger than max_body_bytes = {limit}"),
         )
     };
     if declared.is_some_and(|n| n > limit) {
-        return too_large();
+        return Err(too_large());
     }
-    let Ok(bytes) = to_bytes(body, limit).await else {
-        return too_large();
-    };
-    let received_ns = crate::time::now_ns();
-    let (decoded, bad) = match state.decoders.decode(format, &bytes) {
-        Ok(events) => {
-            m.ingested
-                .with_label_values(&[format.name(), "http"])
-                .inc_by(events.len() as u64);
-            (Ok(events), None)
-        }
-        Err(e) => {
-            m.reject(format.name(), Rejection::Decode);
-            let reason = e.to_string();
-            (Err((bytes.to_vec(), reason.clone())), Some(reason))
-        }
-    };
-    let accepted = decoded.as_ref().map_or(0, Vec::len);
+    to_bytes(body, limit).await.map_err(|_| too_large())
+}
+
+/// Hands a body to the ingest worker and waits for its batch to be stored.
+async fn to_worker(
+    queue: &mpsc::Sender<Ingest>,
+    format: Format,
+    body: Vec<u8>,
+    decoded: Result<Vec<Event>, String>,
+) -> Result<(), Response> {
     let (done, stored) = oneshot::channel();
     let request = Ingest {
         format,
-        received_ns,
-        decoded,
+        received_ns: crate::time::now_ns(),
+        decoded: decoded.map_err(|reason| (body, reason)),
         done,
     };
-    if state.ingest.send(request).await.is_err() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    if queue.send(request).await.is_err() {
+        return Err(error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"));
     }
     match stored.await {
-        Ok(Ok(())) => match bad {
-            Some(reason) => error(StatusCode::BAD_REQUEST, reason),
-            None => (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                format!("{{\"accepted\":{accepted}}}\n"),
-            )
-                .into_response(),
-        },
-        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, format!("not stored: {e}")),
-        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the ingest worker stopped"),
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(error(StatusCode::SERVICE_UNAVAILABLE, format!("not stored: {e}"))),
+        Err(_) => Err(error(StatusCode::SERVICE_UNAVAILABLE, "the ingest worker stopped")),
     }
+}
+
+/// Produces a body to its topic (a bad one too, for a worker to dead-letter) and waits for
+/// the broker's acknowledgement.
+async fn to_kafka(
+    forwarder: &Forwarder,
+    format: Format,
+    body: &[u8],
+    decoded: Result<Vec<Event>, String>,
+) -> Result<(), Response> {
+    let produced = match decoded {
+        Ok(events) => forwarder.forward(format, body, events).await,
+        Err(_) => forwarder.forward_rejected(format, body).await,
+    };
+    produced.map_err(|e| match e {
+        ForwardError::NoTopic(_) => error(StatusCode::NOT_FOUND, e.to_string()),
+        ForwardError::Kafka(_) => error(StatusCode::SERVICE_UNAVAILABLE, format!("not produced: {e}")),
+    })
 }
 
 /// Query of the report API.

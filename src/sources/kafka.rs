@@ -11,7 +11,9 @@ use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer
 use rdkafka::{ClientConfig, ClientContext};
 use serde::{Deserialize, Serialize};
 
-use crate::decode::Format;
+use rdkafka::message::{Headers, Message};
+
+use crate::decode::{DecodeError, Format};
 
 /// `[kafka]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,7 +29,12 @@ pub struct KafkaConfig {
     /// librdkafka properties, passed through as they are (bootstrap.servers,
     /// security.protocol, sasl.*, ssl.*, ...). slaflow sets group.id, enable.auto.commit,
     /// enable.auto.offset.store and partition.assignment.strategy (`assignment_strategy`)
-    /// itself.
+    /// itself, and defaults isolation.level to read_committed (records of aborted
+    /// transactions are never read). `group.instance.id` turns on static membership: a
+    /// member restarted with the same id (a StatefulSet's pod name, or the same pod after a
+    /// container restart) gets its partitions back at once instead of after
+    /// `session.timeout.ms` (librdkafka's default 45 s), which is then only how long a
+    /// member that does not come back holds them.
     pub properties: BTreeMap<String, String>,
     /// A worker writes its batch after this many messages ...
     pub batch_max_messages: usize,
@@ -48,6 +55,11 @@ pub struct KafkaConfig {
     /// How long a revoked partition's worker may take to write its batch.
     #[serde(with = "humantime_serde")]
     pub revoke_timeout: Duration,
+    /// With `[kafka]`, a webhook body (`POST /v1/ingest/{format}`) is produced to the first
+    /// topic of its format and answered once the broker has acknowledged it; this is how long
+    /// that may take before the request is answered 503.
+    #[serde(with = "humantime_serde")]
+    pub produce_timeout: Duration,
 }
 
 impl Default for KafkaConfig {
@@ -62,6 +74,7 @@ impl Default for KafkaConfig {
             write_attempts: 8,
             idle_release: Duration::from_secs(2),
             revoke_timeout: Duration::from_secs(10),
+            produce_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -90,21 +103,75 @@ pub fn env_properties(vars: impl Iterator<Item = (String, String)>) -> BTreeMap<
     .collect()
 }
 
-/// The client configuration: the pass-through properties, those from the environment, then
-/// slaflow's own, which win.
-pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
+/// Header of a message whose payload is not in its topic's format: its value names the
+/// format to decode it as. The webhook forwarder sets it (`protobuf`) on the canonical
+/// envelopes it writes when one body's events belong to several services.
+pub const FORMAT_HEADER: &str = "slaflow-format";
+
+/// The format a message's `FORMAT_HEADER` names, if it has one; an unknown name is a
+/// decode error (the message is dead-lettered).
+pub fn header_format(message: &impl Message) -> Option<Result<Format, DecodeError>> {
+    let headers = message.headers()?;
+    let value = headers
+        .iter()
+        .find(|h| h.key == FORMAT_HEADER)?
+        .value
+        .unwrap_or_default();
+    let name = String::from_utf8_lossy(value);
+    Some(name.parse::<Format>().map_err(|_| DecodeError {
+        format: Format::Protobuf,
+        location: crate::decode::Location::Record,
+        field: format!("header {FORMAT_HEADER}"),
+        message: format!("unknown format {name:?}"),
+    }))
+}
+
+/// The pass-through properties, then those from the environment.
+fn passed_through(cfg: &KafkaConfig) -> ClientConfig {
     let mut client = ClientConfig::new();
     for (key, value) in cfg.properties.iter().chain(&env_properties(std::env::vars())) {
         client.set(key, value);
     }
+    client
+}
+
+/// The producer that forwards webhook bodies: the pass-through properties, then
+/// idempotence with `acks=all` (no loss, no duplicate on the producer's retries), and lz4
+/// compression and a 5 ms linger unless set.
+pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
+    let mut client = passed_through(cfg);
+    // Consumer-only settings would make librdkafka warn on every producer start.
+    for consumer_only in [
+        "auto.offset.reset",
+        "isolation.level",
+        "group.instance.id",
+        "session.timeout.ms",
+    ] {
+        client.remove(consumer_only);
+    }
+    client.set("enable.idempotence", "true").set("acks", "all");
+    for (key, default) in [("compression.type", "lz4"), ("linger.ms", "5")] {
+        if client.get(key).is_none() {
+            client.set(key, default);
+        }
+    }
+    client
+}
+
+/// The consumer's configuration: the pass-through properties, those from the environment,
+/// then slaflow's own, which win.
+pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
+    let mut client = passed_through(cfg);
     client
         .set("group.id", &cfg.group_id)
         // Offsets live in Postgres with the results; Kafka's are written after, for lag only.
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("partition.assignment.strategy", assignment_strategy(cfg));
-    if !cfg.properties.contains_key("auto.offset.reset") {
-        client.set("auto.offset.reset", "earliest");
+    for (key, default) in [("auto.offset.reset", "earliest"), ("isolation.level", "read_committed")] {
+        if client.get(key).is_none() {
+            client.set(key, default);
+        }
     }
     // Statistics carry each partition's lag (`slaflow_consumer_lag`).
     if !cfg.properties.contains_key("statistics.interval.ms") {

@@ -55,30 +55,59 @@ pub async fn create_topics(names: &[&str], partitions: i32) {
     }
 }
 
+/// A producer as real ones are configured: batching (`linger.ms`), lz4 compression,
+/// idempotence with `acks=all`.
+pub fn producer() -> FutureProducer {
+    client_config()
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "1000")
+        .set("compression.type", "lz4")
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()
+        .unwrap()
+}
+
+/// Produces `messages` in order, all in flight at once (so they share producer batches),
+/// and waits for every acknowledgement.
 pub async fn produce(topic: &str, messages: &[(String, Vec<u8>)]) {
-    // One message per producer batch: tansu 0.6.0 skips the rest of a batch when a consumer
-    // resumes from an offset inside it (scripts/KAFKA_NOTES.md); Kafka does not.
-    let producer: FutureProducer = client_config().set("batch.num.messages", "1").create().unwrap();
+    let producer = producer();
+    let mut sends = Vec::with_capacity(messages.len());
     for (key, payload) in messages {
-        producer
-            .send(
-                FutureRecord::to(topic).key(key).payload(payload),
-                Duration::from_secs(10),
-            )
-            .await
-            .unwrap_or_else(|(e, _)| panic!("produce to {topic}: {e}"));
+        match producer.send_result(FutureRecord::to(topic).key(key).payload(payload)) {
+            Ok(delivery) => sends.push(delivery),
+            Err((e, _)) => panic!("produce to {topic}: {e}"),
+        }
+    }
+    for send in sends {
+        match send.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => panic!("produce to {topic}: {e}"),
+            Err(_) => panic!("produce to {topic}: cancelled"),
+        }
     }
 }
 
-/// The config the service runs with in these tests.
+/// The config the service runs with in these tests: alerts and APM topics.
 pub fn write_config(dir: &Path, db: &TestDb, group: &str, alerts: &str, apm: &str) -> PathBuf {
+    write_service_config(dir, db, group, &[(alerts, "alertmanager"), (apm, "datadog-apm")], "")
+}
+
+/// The example config on `db`, consuming `topics` (name, format) in group `group`, with
+/// `extra` appended (more `[kafka]` keys, a `[server]` section).
+pub fn write_service_config(dir: &Path, db: &TestDb, group: &str, topics: &[(&str, &str)], extra: &str) -> PathBuf {
     let base = std::fs::read_to_string(root().join("examples/slaflow.toml")).unwrap();
-    let text = format!(
-        "{base}\n[postgres]\nurl = \"{}\"\n\n[server]\nlisten = \"127.0.0.1:0\"\n\n[kafka]\ngroup_id = \"{group}\"\nbatch_max_messages = 50\nbatch_max_wait = \"100ms\"\n\
-         [kafka.properties]\n\"bootstrap.servers\" = \"{BROKER}\"\n\"broker.address.family\" = \"v4\"\n\
-         [[kafka.topics]]\nname = \"{alerts}\"\nformat = \"alertmanager\"\n[[kafka.topics]]\nname = \"{apm}\"\nformat = \"datadog-apm\"\n",
+    let mut text = format!(
+        "{base}\n[postgres]\nurl = \"{}\"\n\n[kafka]\ngroup_id = \"{group}\"\nbatch_max_messages = 50\nbatch_max_wait = \"100ms\"\n{extra}\n\
+         [kafka.properties]\n\"bootstrap.servers\" = \"{BROKER}\"\n\"broker.address.family\" = \"v4\"\n",
         db.url
     );
+    for (name, format) in topics {
+        text.push_str(&format!("[[kafka.topics]]\nname = \"{name}\"\nformat = \"{format}\"\n"));
+    }
+    if !text.contains("[server]") {
+        text.push_str("[server]\nlisten = \"127.0.0.1:0\"\n");
+    }
     let path = dir.join(format!("{group}.toml"));
     std::fs::write(&path, text).unwrap();
     path

@@ -378,21 +378,11 @@ impl Correlator {
         format!("{}/{:016x}", a.source, h.0)
     }
 
-    fn service_of(&self, a: &AlertEvent, ci: &str) -> String {
-        if !a.service.is_empty() {
-            return a.service.clone();
-        }
-        let cmdb = &self.rules.cmdb;
-        cmdb.service_of(ci)
-            .or_else(|| cmdb.service_of(&a.host))
-            .map(str::to_string)
-            .unwrap_or_else(|| {
-                if ci.is_empty() {
-                    "unknown".to_string()
-                } else {
-                    ci.to_string()
-                }
-            })
+    fn service_of(&self, a: &AlertEvent) -> String {
+        self.rules
+            .cmdb
+            .alert_service(&a.service, &a.ci, &a.host)
+            .unwrap_or_else(|| "unknown".to_string())
     }
 
     fn alert_priority(
@@ -422,7 +412,7 @@ impl Correlator {
             return;
         }
         let ci = if a.ci.is_empty() { a.host.clone() } else { a.ci.clone() };
-        let service = self.service_of(a, &ci);
+        let service = self.service_of(a);
         let key = self.alert_key(a, &service, &ci);
         match AlertStatus::try_from(a.status) {
             Ok(AlertStatus::Firing) => self.on_trigger(key, a, service, ci, false, out),

@@ -75,6 +75,20 @@ impl Cmdb {
         self.ci_service.get(ci).map(String::as_str)
     }
 
+    /// The service an alert is filed under: its own; else the service of its CI, or of its
+    /// host; else the CI (or host) itself. `None` when the alert names none of them (a
+    /// Zabbix recovery line, a PagerDuty resolve: only the problem's identity).
+    pub fn alert_service(&self, service: &str, ci: &str, host: &str) -> Option<String> {
+        if !service.is_empty() {
+            return Some(service.to_string());
+        }
+        let ci = if ci.is_empty() { host } else { ci };
+        self.service_of(ci)
+            .or_else(|| self.service_of(host))
+            .map(str::to_string)
+            .or_else(|| (!ci.is_empty()).then(|| ci.to_string()))
+    }
+
     /// A service's configuration.
     pub fn service(&self, id: &str) -> Option<&ServiceConfig> {
         self.services.get(id)
