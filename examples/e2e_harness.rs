@@ -1,12 +1,15 @@
 //! End-to-end throughput harness: events per second from a Kafka-protocol broker through
 //! slaflow's pipeline into Postgres, against a bare rdkafka consumer that only counts the
-//! messages of the same topic, in the same run. Needs the broker (`scripts/kafka.sh start`)
-//! and Postgres on 127.0.0.1.
+//! messages of the same topic, in the same run. Needs the broker (`scripts/kafka.sh start`,
+//! Apache Kafka) and Postgres on 127.0.0.1.
 //!
-//!     cargo run --release --example e2e_harness -- [MESSAGES] [SPANS_PER_MESSAGE] [--latency-only] [--idle-ms N]
+//!     cargo run --release --example e2e_harness -- [MESSAGES [SPANS_PER_MESSAGE]] [--no-latency] [--latency-only] [--idle-ms N]
 //!
 //! Messages are Datadog APM payloads (one trace of SPANS spans, 8 services with contracts),
-//! keyed by service over 4 partitions; an "event" is a span.
+//! keyed by service over 4 partitions and produced batched and lz4-compressed; an "event" is
+//! a span. Without MESSAGES it runs both shapes: 1 000 000 one-span messages (what tracers
+//! send) and 200 000 ten-span ones. `HARNESS_RDKAFKA=k=v,...` sets librdkafka properties on
+//! both consumers; `HARNESS_BATCH=N` sets slaflow's `batch_max_messages`.
 //!
 //! A second phase measures breach latency under a steady load: APM traffic at a fixed
 //! rate whose event time runs 60× the wall clock, on an APM topic and an alert topic
@@ -90,44 +93,86 @@ impl Service {
     }
 }
 
+fn rdkafka_overrides() -> Vec<(String, String)> {
+    std::env::var("HARNESS_RDKAFKA")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A producer as real exporters' collectors are set up: batching, lz4, idempotent.
+fn producer(client: &ClientConfig) -> Result<FutureProducer, rdkafka::error::KafkaError> {
+    client
+        .clone()
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("compression.type", "lz4")
+        .set("enable.idempotence", "true")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let messages = args.first().copied().unwrap_or(20_000);
-    let spans = args.get(1).copied().unwrap_or(10);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let numbers: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let id = std::process::id();
-    let topic = format!("harness-{id}");
-
     let mut client = ClientConfig::new();
     client.set("bootstrap.servers", BROKER);
+    // `HARNESS_RDKAFKA=k=v,k=v`: librdkafka settings for both consumers alike.
+    for (k, v) in rdkafka_overrides() {
+        client.set(k, v);
+    }
     let admin: AdminClient<DefaultClientContext> = client.create()?;
     let (admin_pg, conn) = tokio_postgres::connect("host=127.0.0.1 user=postgres dbname=postgres", NoTls).await?;
     tokio::spawn(conn);
-    if std::env::args().any(|a| a == "--latency-only") {
+    if args.iter().any(|a| a == "--latency-only") {
         return breach_latency(&client, &admin, &admin_pg, id).await;
     }
+    // `MESSAGES SPANS`: one run of that shape; by default the two shapes real traffic has:
+    // one trace per message (what tracers and collectors send) and 10-span messages.
+    let shapes = match numbers.as_slice() {
+        [messages, spans, ..] => vec![(*messages, *spans)],
+        [messages] => vec![(*messages, 1)],
+        [] => vec![(1_000_000, 1), (200_000, 10)],
+    };
+    for (n, (messages, spans)) in shapes.into_iter().enumerate() {
+        throughput(&client, &admin, &admin_pg, &format!("{id}_{n}"), messages, spans).await?;
+    }
+    if args.iter().any(|a| a == "--no-latency") {
+        return Ok(());
+    }
+    breach_latency(&client, &admin, &admin_pg, id).await
+}
+
+/// Produces `messages` traces of `spans` spans to a fresh 4-partition topic, then times a
+/// bare consumer and slaflow's pipeline reading all of them, and prints both rates.
+async fn throughput(
+    client: &ClientConfig,
+    admin: &AdminClient<DefaultClientContext>,
+    admin_pg: &tokio_postgres::Client,
+    id: &str,
+    messages: usize,
+    spans: usize,
+) -> Result<(), BoxError> {
+    let topic = format!("harness-{id}");
     admin
         .create_topics(
             &[NewTopic::new(&topic, 4, TopicReplication::Fixed(1))],
             &AdminOptions::new(),
         )
         .await?;
-    let producer: FutureProducer = client.clone().set("linger.ms", "20").create()?;
+    let producer = producer(client)?;
     let started = Instant::now();
     let mut sends = Vec::with_capacity(messages);
     for i in 0..messages {
         let (key, payload) = trace(i, spans);
-        let producer = producer.clone();
-        let topic = topic.clone();
-        sends.push(tokio::spawn(async move {
-            producer
-                .send(
-                    FutureRecord::to(&topic).key(&key).payload(&payload),
-                    Duration::from_secs(60),
-                )
-                .await
-                .map(|_| ())
-        }));
+        match producer.send_result(FutureRecord::to(&topic).key(&key).payload(&payload)) {
+            Ok(delivery) => sends.push(delivery),
+            Err((e, _)) => return Err(e.into()),
+        }
     }
     for s in sends {
         s.await?.map_err(|(e, _)| e)?;
@@ -138,15 +183,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         started.elapsed()
     );
 
-    // The bare consumer: counts the messages, nothing else.
-    let bare: StreamConsumer = client
-        .clone()
+    // The bare consumer: counts the messages, nothing else, with slaflow's fetch settings.
+    // Timed from subscribe, as the pipeline is timed from its start: both include joining
+    // the group.
+    let mut bare = client.clone();
+    // The same fetch settings slaflow's consumer has (its defaults, then the overrides).
+    for (k, v) in slaflow::sources::kafka::CONSUMER_DEFAULTS {
+        bare.set(k, v);
+    }
+    for (k, v) in rdkafka_overrides() {
+        bare.set(k, v);
+    }
+    let bare: StreamConsumer = bare
         .set("group.id", format!("bare-{id}"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .create()?;
-    bare.subscribe(&[&topic])?;
     let started = Instant::now();
+    bare.subscribe(&[&topic])?;
     let mut seen = 0usize;
     while seen < messages {
         bare.recv().await?;
@@ -158,12 +212,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // slaflow: the service's pipeline, in process, into a fresh database.
     let mut config = Config::parse(std::path::Path::new("harness.toml"), &config_text())?;
     config.kafka.group_id = format!("slaflow-{id}");
+    config.kafka.properties.extend(rdkafka_overrides());
+    if let Ok(n) = std::env::var("HARNESS_BATCH") {
+        config.kafka.batch_max_messages = n.parse()?;
+    }
     config.kafka.topics = vec![TopicConfig {
         name: topic.clone(),
         format: Format::DatadogApm,
     }];
     let started = Instant::now();
-    let service = Service::start(&admin_pg, format!("slaflow_harness_{id}"), config).await?;
+    let service = Service::start(admin_pg, format!("slaflow_harness_{id}"), config).await?;
+    // When the first batch was stored: start-up (migrations, group join, restore) is over.
+    let mut first_stored: Option<(Duration, i64)> = None;
     loop {
         let stored: i64 = service
             .pg
@@ -174,17 +234,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await
             .map(|r| r.get(0))
             .unwrap_or(0);
+        if stored > 0 && first_stored.is_none() {
+            first_stored = Some((started.elapsed(), stored));
+        }
         if stored >= messages as i64 {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let slaflow_time = started.elapsed();
-    service.finish(&admin_pg).await?;
+    service.finish(admin_pg).await?;
 
     let events = (messages * spans) as f64;
-    let bare_rate = events / bare_time.as_secs_f64();
-    let slaflow_rate = events / slaflow_time.as_secs_f64();
+    let (bare_rate, slaflow_rate) = (events / bare_time.as_secs_f64(), events / slaflow_time.as_secs_f64());
     println!(
         "messages {messages}, spans per message {spans}, events {}",
         messages * spans
@@ -202,7 +264,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         slaflow_time
     );
     println!("ratio: {:.0} % of the bare consumer", slaflow_rate / bare_rate * 100.0);
-    breach_latency(&client, &admin, &admin_pg, id).await
+    if let Some((at, stored)) = first_stored {
+        let steady = (messages as i64 - stored) as f64 / (slaflow_time - at).as_secs_f64();
+        println!(
+            "slaflow start-up {at:.2?} to the first stored batch; after it {steady:.0} messages/s ({:.0} events/s)",
+            steady * spans as f64
+        );
+    }
+    Ok(())
 }
 
 /// Event time runs this many times faster than the wall clock in the latency phase.
@@ -267,7 +336,7 @@ async fn breach_latency(
     ];
     let service = Service::start(admin_pg, format!("slaflow_latency_{id}"), config).await?;
 
-    // One message per producer batch, as tansu needs (scripts/KAFKA_NOTES.md).
+    // No linger: the latency phase measures slaflow, not the producer's batching.
     let producer: FutureProducer = client.clone().set("linger.ms", "0").create()?;
     let sim_start = 1_773_129_600_000_000_000i64; // 2026-03-10T08:00:00Z
     let wall_start = Instant::now();

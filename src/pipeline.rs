@@ -11,6 +11,7 @@
 //! of their own, answered once their batch is stored.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
@@ -59,7 +60,7 @@ struct Input {
 struct Stop(std::sync::mpsc::Sender<()>);
 
 struct Worker {
-    messages: mpsc::Sender<OwnedMessage>,
+    messages: mpsc::Sender<Vec<OwnedMessage>>,
     control: mpsc::UnboundedSender<Stop>,
     task: JoinHandle<()>,
 }
@@ -68,8 +69,9 @@ struct Worker {
 struct Shared {
     config: Arc<Config>,
     decoders: Decoders,
-    /// Topic → (input index, format); the index is the topic's place in the config.
-    topics: HashMap<String, Input>,
+    /// The configured topics, in config order (a topic's place is its input index): a
+    /// handful, so a scan beats hashing the name of every message.
+    topics: Vec<(String, Input)>,
     /// Workers by partition number.
     workers: Mutex<HashMap<i32, Worker>>,
     runtime: tokio::runtime::Handle,
@@ -91,6 +93,13 @@ impl Readiness {
 }
 
 impl Shared {
+    fn input(&self, topic: &str) -> Option<&Input> {
+        self.topics
+            .iter()
+            .find(|(name, _)| name == topic)
+            .map(|(_, input)| input)
+    }
+
     fn fail(&self, message: String) {
         if let Ok(mut failure) = self.failure.lock() {
             failure.get_or_insert(message);
@@ -99,12 +108,13 @@ impl Shared {
     }
 
     /// The worker of a partition number, started if there is none.
-    fn worker(self: &Arc<Self>, partition: i32) -> Option<mpsc::Sender<OwnedMessage>> {
+    fn worker(self: &Arc<Self>, partition: i32) -> Option<mpsc::Sender<Vec<OwnedMessage>>> {
         let mut workers = self.workers.lock().ok()?;
         if let Some(w) = workers.get(&partition) {
             return Some(w.messages.clone());
         }
-        let (messages, rx) = mpsc::channel(self.config.kafka.channel_capacity.max(1));
+        // In runs of up to DRAIN_MAX messages: `channel_capacity` messages in all.
+        let (messages, rx) = mpsc::channel(self.config.kafka.channel_capacity.div_ceil(DRAIN_MAX).max(1));
         let (control, ctl_rx) = mpsc::unbounded_channel();
         let shared = self.clone();
         let task = self.runtime.spawn(async move {
@@ -308,9 +318,53 @@ impl Batcher {
         self.pending > 0 && (self.pending >= self.max_messages || self.deadline.is_some_and(|d| d <= Instant::now()))
     }
 
-    /// Writes the batch, if it holds anything, with the engines' snapshot and `offsets`;
-    /// `last` (the worker stops) also writes the running reports. Then updates the metrics
-    /// and answers the waiting callers.
+    /// Closes the batch, if it holds anything, with the engines' snapshot and `offsets`;
+    /// `last` (the worker stops) also adds the running reports. The next batch starts empty.
+    fn seal(&mut self, engines: &mut Engines, offsets: Vec<Offset>, last: bool) -> Option<Sealed> {
+        if self.pending == 0 {
+            return None;
+        }
+        engines.running_reports(last, &mut self.emit());
+        let (correlate, sla) = engines.snapshot();
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.checkpoint = Some(crate::sinks::Checkpoint {
+            scope: self.scope.clone(),
+            correlate,
+            sla,
+            latest_event_ns: engines.last_event_ns(),
+        });
+        batch.offsets = offsets;
+        self.pending = 0;
+        self.deadline = None;
+        Some(Sealed {
+            batch,
+            acks: std::mem::take(&mut self.acks),
+        })
+    }
+
+    /// After the store answered for `sealed`: answers its callers and, when it was stored,
+    /// updates the metrics and the offsets for Kafka's informational commit.
+    fn stored(&mut self, sealed: Sealed, written: &Result<(), SinkError>, engines: &Engines) {
+        for ack in sealed.acks {
+            let _ = ack.send(written.as_ref().map(|_| ()).map_err(ToString::to_string));
+        }
+        if written.is_err() {
+            return;
+        }
+        let m = metrics();
+        for output in &sealed.batch.sla {
+            m.observe(output);
+        }
+        for d in &sealed.batch.dead_letters {
+            m.dead_letters.with_label_values(&[d.format.as_str()]).inc();
+        }
+        let open = engines.correlator.open_by_priority();
+        m.open_incidents_changed(&self.open, &open);
+        self.open = open;
+        self.committed = sealed.batch.offsets;
+    }
+
+    /// Seals the batch and writes it, waiting for the store.
     async fn commit(
         &mut self,
         link: &mut StoreLink,
@@ -318,38 +372,19 @@ impl Batcher {
         offsets: Vec<Offset>,
         last: bool,
     ) -> Result<(), SinkError> {
-        if self.pending == 0 {
+        let Some(sealed) = self.seal(engines, offsets, last) else {
             return Ok(());
-        }
-        engines.running_reports(last, &mut self.emit());
-        let (correlate, sla) = engines.snapshot();
-        self.batch.checkpoint = Some(crate::sinks::Checkpoint {
-            scope: self.scope.clone(),
-            correlate,
-            sla,
-        });
-        self.batch.offsets = offsets;
-        let written = link.write(&self.batch).await;
-        for ack in self.acks.drain(..) {
-            let _ = ack.send(written.as_ref().map(|_| ()).map_err(ToString::to_string));
-        }
-        written?;
-        let m = metrics();
-        for output in &self.batch.sla {
-            m.observe(output);
-        }
-        for d in &self.batch.dead_letters {
-            m.dead_letters.with_label_values(&[d.format.as_str()]).inc();
-        }
-        let open = engines.correlator.open_by_priority();
-        m.open_incidents_changed(&self.open, &open);
-        self.open = open;
-        self.committed = std::mem::take(&mut self.batch.offsets);
-        self.batch = Batch::default();
-        self.pending = 0;
-        self.deadline = None;
-        Ok(())
+        };
+        let written = link.write(&sealed.batch).await;
+        self.stored(sealed, &written, engines);
+        written
     }
+}
+
+/// A closed batch and the webhook callers waiting for it.
+struct Sealed {
+    batch: Batch,
+    acks: Vec<oneshot::Sender<Result<(), String>>>,
 }
 
 impl Drop for Batcher {
@@ -359,106 +394,223 @@ impl Drop for Batcher {
     }
 }
 
-/// One partition number's worker: that partition of every configured topic.
+/// A commit in flight: the store link comes back with the store's answer.
+type Writing = std::pin::Pin<Box<dyn Future<Output = (StoreLink, Sealed, Result<(), SinkError>)> + Send>>;
+
+/// One partition number's worker: that partition of every configured topic. Group commit:
+/// at most one batch is being written at a time, and the next one fills while it is; a
+/// batch closes as soon as the previous commit has finished, so a lone message is stored in
+/// about one commit's time and batches grow with the load (up to `batch_max_messages`,
+/// where reading pauses until the commit in flight is done).
+struct PartitionWorker {
+    shared: Arc<Shared>,
+    partition: i32,
+    engines: Engines,
+    batcher: Batcher,
+    /// Next offset to read, per input (topic in config order).
+    next_offsets: Vec<i64>,
+    /// When each input last delivered a message; `None` once declared idle.
+    last_seen: Vec<Option<Instant>>,
+    idle_since: Instant,
+    /// The store link while no commit is in flight.
+    link: Option<StoreLink>,
+    writing: Option<Writing>,
+}
+
 async fn run_worker(
     shared: &Arc<Shared>,
     partition: i32,
-    mut messages: mpsc::Receiver<OwnedMessage>,
+    mut messages: mpsc::Receiver<Vec<OwnedMessage>>,
     mut control: mpsc::UnboundedReceiver<Stop>,
 ) -> Result<(), PipelineError> {
-    let cfg = shared.config.clone();
-    let group = cfg.kafka.group_id.clone();
-    let mut link = StoreLink::connect(cfg.clone(), shared.store_ok.clone()).await?;
-    let scope = format!("{group}/{partition}");
-    let inputs = cfg.kafka.topics.len();
-    let mut engines = restore(&link, &cfg, &scope).await?.with_inputs(inputs);
-    // Next offset to read, per input (topic in config order).
-    let mut next_offsets = Vec::with_capacity(inputs);
-    for topic in &cfg.kafka.topics {
-        let stored = link.store.load_offsets(&group, &topic.name).await?;
-        next_offsets.push(stored.get(&partition).copied().unwrap_or(0));
-    }
-    tracing::info!(partition, ?next_offsets, "partition worker started");
-    let mut batcher = Batcher::new(scope, &cfg);
-    // When each input last delivered a message; `None` once declared idle.
-    let mut last_seen: Vec<Option<Instant>> = vec![Some(Instant::now()); inputs];
-    let mut idle_since = Instant::now();
+    let mut worker = PartitionWorker::start(shared.clone(), partition).await?;
+    let idle_release = shared.config.kafka.idle_release;
     loop {
-        let input_idle_at = last_seen.iter().flatten().min().map(|t| *t + cfg.kafka.idle_release);
-        let held_idle_at = engines
-            .correlator
-            .has_pending()
-            .then(|| idle_since + cfg.kafka.idle_release);
+        let input_idle_at = worker.last_seen.iter().flatten().min().map(|t| *t + idle_release);
+        let held_idle_at = (worker.engines.correlator.has_pending()).then(|| worker.idle_since + idle_release);
+        let full = worker.writing.is_some() && worker.batcher.pending >= worker.batcher.max_messages;
         let stop = tokio::select! {
             biased;
             stop = control.recv() => Some(stop),
-            message = messages.recv() => match message {
+            done = in_flight(&mut worker.writing) => {
+                worker.written(done)?;
+                None
+            }
+            run = messages.recv(), if !full => match run {
                 None => Some(None),
-                Some(m) => {
-                    idle_since = Instant::now();
-                    if let Some(input) = shared.topics.get(m.topic()) {
-                        last_seen[input.index] = Some(idle_since);
-                        if m.offset() >= next_offsets[input.index] {
-                            handle(shared, &mut engines, input, &m, &mut batcher);
-                            next_offsets[input.index] = m.offset() + 1;
-                            batcher.added();
-                        }
-                    }
+                Some(run) => {
+                    worker.consume(&run);
                     None
                 }
             },
-            () = sleep_until(batcher.deadline) => None,
             () = sleep_until(input_idle_at) => {
-                let now = Instant::now();
-                for (input, seen) in last_seen.iter_mut().enumerate() {
-                    if seen.is_some_and(|t| t + cfg.kafka.idle_release <= now) {
-                        *seen = None;
-                        tracing::debug!(partition, input, "input idle: the clock follows the others");
-                        if engines.input_idle(input, &mut batcher.emit()) {
-                            batcher.changed();
-                        }
-                    }
-                }
+                worker.inputs_idle(idle_release);
                 None
             }
             () = sleep_until(held_idle_at) => {
-                if engines.release_held(&mut batcher.emit()) {
-                    // The release changed the state: it is written like a message's effect.
-                    batcher.changed();
-                }
+                worker.release_held();
                 None
             }
         };
-        if batcher.pending > 0 && (batcher.due() || stop.is_some()) {
-            let offsets: Vec<Offset> = cfg
-                .kafka
-                .topics
-                .iter()
-                .zip(&next_offsets)
-                .map(|(topic, &next_offset)| Offset {
-                    group: group.clone(),
-                    topic: topic.name.clone(),
-                    partition,
-                    next_offset,
-                })
-                .collect();
-            batcher.commit(&mut link, &mut engines, offsets, stop.is_some()).await?;
-            commit_to_kafka(shared, &batcher.committed);
-        }
-        if let Some(stop) = stop {
-            tracing::info!(partition, ?next_offsets, "partition worker stopped");
-            if let Some(Stop(ack)) = stop {
-                let _ = ack.send(());
+        match stop {
+            None => worker.start_commit(),
+            Some(stop) => {
+                worker.finish().await?;
+                tracing::info!(partition, next_offsets = ?worker.next_offsets, "partition worker stopped");
+                if let Some(Stop(ack)) = stop {
+                    let _ = ack.send(());
+                }
+                return Ok(());
             }
-            return Ok(());
         }
+    }
+}
+
+/// Completes when the commit in flight does (never when there is none).
+async fn in_flight(writing: &mut Option<Writing>) -> (StoreLink, Sealed, Result<(), SinkError>) {
+    match writing {
+        Some(w) => w.await,
+        None => std::future::pending().await,
+    }
+}
+
+impl PartitionWorker {
+    /// Restores the partition number's engines and offsets from the store.
+    async fn start(shared: Arc<Shared>, partition: i32) -> Result<PartitionWorker, PipelineError> {
+        let cfg = shared.config.clone();
+        let group = &cfg.kafka.group_id;
+        let link = StoreLink::connect(cfg.clone(), shared.store_ok.clone()).await?;
+        let scope = format!("{group}/{partition}");
+        let inputs = cfg.kafka.topics.len();
+        let engines = restore(&link, &cfg, &scope).await?.with_inputs(inputs);
+        let mut next_offsets = Vec::with_capacity(inputs);
+        for topic in &cfg.kafka.topics {
+            let stored = link.store.load_offsets(group, &topic.name).await?;
+            next_offsets.push(stored.get(&partition).copied().unwrap_or(0));
+        }
+        tracing::info!(partition, ?next_offsets, "partition worker started");
+        Ok(PartitionWorker {
+            batcher: Batcher::new(scope, &cfg),
+            shared,
+            partition,
+            engines,
+            next_offsets,
+            last_seen: vec![Some(Instant::now()); inputs],
+            idle_since: Instant::now(),
+            link: Some(link),
+            writing: None,
+        })
+    }
+
+    /// Runs a run of messages through the engines, skipping what the store already has.
+    fn consume(&mut self, run: &[OwnedMessage]) {
+        self.idle_since = Instant::now();
+        for m in run {
+            let Some(input) = self.shared.input(m.topic()) else {
+                continue;
+            };
+            self.last_seen[input.index] = Some(self.idle_since);
+            if m.offset() >= self.next_offsets[input.index] {
+                handle(&self.shared, &mut self.engines, input, m, &mut self.batcher);
+                self.next_offsets[input.index] = m.offset() + 1;
+                self.batcher.added();
+            }
+        }
+    }
+
+    /// Declares the inputs quiet for `idle_release` idle: they stop holding the clock.
+    fn inputs_idle(&mut self, idle_release: Duration) {
+        let now = Instant::now();
+        for (input, seen) in self.last_seen.iter_mut().enumerate() {
+            if seen.is_some_and(|t| t + idle_release <= now) {
+                *seen = None;
+                tracing::debug!(
+                    partition = self.partition,
+                    input,
+                    "input idle: the clock follows the others"
+                );
+                if self.engines.input_idle(input, &mut self.batcher.emit()) {
+                    self.batcher.changed();
+                }
+            }
+        }
+    }
+
+    /// Releases the events held for reordering after a quiet spell.
+    fn release_held(&mut self) {
+        if self.engines.release_held(&mut self.batcher.emit()) {
+            // The release changed the state: it is written like a message's effect.
+            self.batcher.changed();
+        }
+    }
+
+    /// The inputs' next offsets, as the store keeps them.
+    fn offsets(&self) -> Vec<Offset> {
+        let kafka = &self.shared.config.kafka;
+        kafka
+            .topics
+            .iter()
+            .zip(&self.next_offsets)
+            .map(|(topic, &next_offset)| Offset {
+                group: kafka.group_id.clone(),
+                topic: topic.name.clone(),
+                partition: self.partition,
+                next_offset,
+            })
+            .collect()
+    }
+
+    /// Seals the batch and starts writing it, unless a commit is in flight or it is empty.
+    fn start_commit(&mut self) {
+        if self.writing.is_some() || self.batcher.pending == 0 {
+            return;
+        }
+        let Some(mut link) = self.link.take() else {
+            return;
+        };
+        let offsets = self.offsets();
+        let Some(sealed) = self.batcher.seal(&mut self.engines, offsets, false) else {
+            self.link = Some(link);
+            return;
+        };
+        self.writing = Some(Box::pin(async move {
+            let written = link.write(&sealed.batch).await;
+            (link, sealed, written)
+        }));
+    }
+
+    /// The store answered for the commit in flight: the batch is done (or the worker fails).
+    fn written(
+        &mut self,
+        (link, sealed, written): (StoreLink, Sealed, Result<(), SinkError>),
+    ) -> Result<(), SinkError> {
+        self.writing = None;
+        self.link = Some(link);
+        self.batcher.stored(sealed, &written, &self.engines);
+        written?;
+        commit_to_kafka(&self.shared, &self.batcher.committed);
+        Ok(())
+    }
+
+    /// Stopping: waits for the commit in flight, then writes the rest with the running reports.
+    async fn finish(&mut self) -> Result<(), PipelineError> {
+        if self.writing.is_some() {
+            let done = in_flight(&mut self.writing).await;
+            self.written(done)?;
+        }
+        let offsets = self.offsets();
+        if let Some(link) = self.link.as_mut() {
+            self.batcher.commit(link, &mut self.engines, offsets, true).await?;
+            commit_to_kafka(&self.shared, &self.batcher.committed);
+        }
+        Ok(())
     }
 }
 
 /// The engines of a scope: restored from its checkpoint, or new.
 async fn restore(link: &StoreLink, config: &Config, scope: &str) -> Result<Engines, PipelineError> {
     Ok(match link.store.load_checkpoint(scope).await? {
-        Some(c) => Engines::restore(config, &c.correlate, &c.sla)?,
+        Some(c) => Engines::restore(config, &c.correlate, &c.sla)?.with_latest_event(c.latest_event_ns),
         None => Engines::new(config)?,
     })
 }
@@ -632,6 +784,80 @@ fn commit_to_kafka(shared: &Shared, offsets: &[Offset]) {
     }
 }
 
+/// Messages handed to a worker at once, at most: the consumer loop takes what librdkafka
+/// already has queued after the message it waited for, so a worker is woken once per run
+/// rather than once per message.
+const DRAIN_MAX: usize = 256;
+
+/// `first` and the messages already queued behind it (up to `DRAIN_MAX`), in runs per
+/// partition number in arrival order; an error met on the way is returned for the caller.
+fn drain(
+    consumer: &StreamConsumer<Context>,
+    first: OwnedMessage,
+) -> (Vec<(i32, Vec<OwnedMessage>)>, Option<rdkafka::error::KafkaError>) {
+    let mut runs: Vec<(i32, Vec<OwnedMessage>)> = Vec::new();
+    let mut push = |m: OwnedMessage| match runs.iter_mut().find(|(p, _)| *p == m.partition()) {
+        Some((_, run)) => run.push(m),
+        None => runs.push((m.partition(), vec![m])),
+    };
+    push(first);
+    let mut error = None;
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    for _ in 1..DRAIN_MAX {
+        let mut next = std::pin::pin!(consumer.recv());
+        match next.as_mut().poll(&mut context) {
+            std::task::Poll::Ready(Ok(m)) => push(m.detach()),
+            std::task::Poll::Ready(Err(e)) => {
+                error = Some(e);
+                break;
+            }
+            std::task::Poll::Pending => break,
+        }
+    }
+    (runs, error)
+}
+
+/// The consumer's errors in the log: the first of a run of errors, a changed one, and then
+/// one every 30 s with the count, instead of one per poll while a broker is away.
+#[derive(Default)]
+struct ErrorLog {
+    /// Errors since the last message, the last one's text, and when it was last logged.
+    failing: Option<(u64, String, std::time::Instant)>,
+}
+
+impl ErrorLog {
+    fn failed(&mut self, error: &rdkafka::error::KafkaError) {
+        let text = error.to_string();
+        let log = match &mut self.failing {
+            None => true,
+            Some((n, last, at)) => {
+                *n += 1;
+                let changed = *last != text;
+                if changed || at.elapsed() >= Duration::from_secs(30) {
+                    *last = text.clone();
+                    *at = std::time::Instant::now();
+                    true
+                } else {
+                    false
+                }
+            }
+        };
+        if log {
+            let errors = self.failing.as_ref().map_or(1, |(n, ..)| *n);
+            tracing::warn!(error = %text, errors, "kafka: consuming failed; retrying");
+        }
+        if self.failing.is_none() {
+            self.failing = Some((1, text, std::time::Instant::now()));
+        }
+    }
+
+    fn recovered(&mut self) {
+        if let Some((errors, ..)) = self.failing.take() {
+            tracing::info!(errors, "kafka: consuming again");
+        }
+    }
+}
+
 /// Runs the service until `shutdown` completes (SIGTERM) or a worker fails for good. On
 /// shutdown every worker writes what it processed before the process exits.
 pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<(), PipelineError> {
@@ -677,7 +903,7 @@ pub async fn run_observed(
                 };
                 (t.name.clone(), input)
             })
-            .collect(),
+            .collect::<Vec<_>>(),
         config: config.clone(),
         workers: Mutex::new(HashMap::new()),
         runtime: tokio::runtime::Handle::current(),
@@ -691,23 +917,45 @@ pub async fn run_observed(
     let consumer = Arc::new(kafka::consumer(&config.kafka, Context::new(Arc::new(shared.clone())))?);
     let _ = shared.consumer.set(Arc::downgrade(&consumer));
     tokio::pin!(shutdown);
+    let mut errors = ErrorLog::default();
+    // An error met while draining, handled as if `recv` had returned it.
+    let mut pending: Option<rdkafka::error::KafkaError> = None;
     let result = loop {
+        let next = async {
+            match pending.take() {
+                Some(error) => Err(error),
+                None => consumer.recv().await.map(|m| m.detach()),
+            }
+        };
         tokio::select! {
             () = &mut shutdown => break Ok(()),
             () = shared.failed.notified() => {
                 let failure = shared.failure.lock().ok().and_then(|f| f.clone()).unwrap_or_default();
                 break Err(PipelineError::Worker(failure));
             }
-            message = consumer.recv() => match message {
-                Ok(m) => {
-                    let owned = m.detach();
-                    if let Some(worker) = shared.worker(owned.partition()) {
-                        // Bounded: when the worker is behind, this waits, and consumption slows.
-                        let _ = worker.send(owned).await;
+            message = next => match message {
+                Ok(first) => {
+                    errors.recovered();
+                    let (runs, error) = drain(&consumer, first);
+                    for (partition, run) in runs {
+                        if let Some(worker) = shared.worker(partition) {
+                            // Bounded: when the worker is behind, this waits, and consumption slows.
+                            let _ = worker.send(run).await;
+                        }
+                    }
+                    if let Some(error) = error {
+                        pending = Some(error);
                     }
                 }
+                // A fatal error (FENCED_INSTANCE_ID: another member runs with this
+                // `group.instance.id`) ends the consumer for good: stop, so the supervisor
+                // sees it, instead of staying up consuming nothing.
+                Err(error @ rdkafka::error::KafkaError::MessageConsumptionFatal(_)) => {
+                    tracing::error!(%error, "kafka: fatal consumer error; stopping");
+                    break Err(PipelineError::Kafka(error));
+                }
                 Err(error) => {
-                    tracing::warn!(%error, "kafka");
+                    errors.failed(&error);
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             },

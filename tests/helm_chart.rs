@@ -9,10 +9,18 @@
 //!
 //! - every rendered configuration passes `slaflow check-config`, so the chart cannot ship a
 //!   configuration the binary rejects;
-//! - the migration hook's command migrates a fresh database, and the Deployment's command
-//!   starts the service on the rendered configuration, which serves every probe path on the
-//!   rendered container port (200 or 503: not 404, not refused) and /metrics, then drains on
-//!   SIGTERM.
+//! - the migration hook's command migrates a fresh database, and the workload's command
+//!   (the default StatefulSet's) starts the service on the rendered configuration (with the
+//!   pod's name as its group.instance.id, as the downward API sets it), which serves every
+//!   probe path on the rendered container port (200 or 503: not 404, not refused) and
+//!   /metrics, then drains on SIGTERM;
+//! - the workload kind and static group membership: by default a valid StatefulSet whose
+//!   pods get their own name as group.instance.id (`kafka.staticMembership: auto`); with
+//!   `workload.kind: Deployment` auto leaves that variable out (a Deployment's replacement
+//!   pods get new names, and the replaced pods' ids would stall every step of a rolling
+//!   update for the session timeout), explicit `true` puts it back, `false` removes it from
+//!   either kind; the StatefulSet and the Deployment have the very same pod template for the
+//!   same membership, and KEDA scales either.
 //!
 //! Needs Python 3 with helm-python-sdk and kubernetes-validate, promtool, Postgres on
 //! 127.0.0.1:5432 and a Kafka-protocol broker on 127.0.0.1:9092: `scripts/setup.sh` installs
@@ -26,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use support::kafka::{create_topics, require_broker, root, BROKER};
 use support::TestDb;
 
@@ -90,7 +98,14 @@ fn every_rendered_configuration_passes_check_config() {
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("helm_chart/render");
     let result = render(&out, &[]);
     let names: Vec<String> = scenarios(&result).iter().map(|s| string(s, "name")).collect();
-    for required in ["default", "minimal", "monitoring", "keda", "external-secrets"] {
+    for required in [
+        "default",
+        "minimal",
+        "monitoring",
+        "keda",
+        "external-secrets",
+        "statefulset",
+    ] {
         assert!(
             names.iter().any(|n| n == required),
             "no scenario {required} in {names:?}"
@@ -142,6 +157,222 @@ fn every_rendered_configuration_passes_check_config() {
         "values.schema.json: the {} topic formats of `slaflow formats`",
         chart.len()
     );
+}
+
+/// The scenario `name` of a render.
+fn scenario<'a>(result: &'a Value, name: &str) -> &'a Value {
+    scenarios(result)
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("render.py rendered no scenario {name}"))
+}
+
+/// How the pod gets `SLAFLOW_KAFKA_GROUP_INSTANCE_ID` (its `valueFrom`), if it does.
+fn instance_id(scenario: &Value) -> Option<&Value> {
+    assert!(
+        !scenario["env"]
+            .as_object()
+            .expect("env")
+            .contains_key("SLAFLOW_KAFKA_GROUP_INSTANCE_ID"),
+        "scenario {}: SLAFLOW_KAFKA_GROUP_INSTANCE_ID has a literal value, one for every pod",
+        scenario["name"]
+    );
+    scenario["env_from"]
+        .as_object()
+        .expect("env_from")
+        .get("SLAFLOW_KAFKA_GROUP_INSTANCE_ID")
+}
+
+/// Whether a scenario's pods should be static members, from its `workload.kind` and
+/// `kafka.staticMembership` (true, false or "auto": on for a StatefulSet only).
+fn expects_static_membership(scenario: &Value) -> bool {
+    match &scenario["static_membership"] {
+        Value::Bool(on) => *on,
+        Value::String(auto) if auto == "auto" => scenario["workload"]["kind"] == "StatefulSet",
+        other => panic!(
+            "scenario {}: kafka.staticMembership {other} is neither a boolean nor auto",
+            scenario["name"]
+        ),
+    }
+}
+
+/// A pod template without `SLAFLOW_KAFKA_GROUP_INSTANCE_ID`.
+fn without_instance_id(pod_template: &Value) -> Value {
+    let mut pod = pod_template.clone();
+    pod["spec"]["containers"][0]["env"]
+        .as_array_mut()
+        .expect("the pod template's env")
+        .retain(|e| e["name"] != "SLAFLOW_KAFKA_GROUP_INSTANCE_ID");
+    pod
+}
+
+#[test]
+fn static_membership_and_the_statefulset() {
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("helm_chart/workload");
+    let result = render(&out, &[]);
+    let pod_name = json!({"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}});
+
+    // By default the pods run as a StatefulSet, and every pod's group.instance.id is its own
+    // (stable) name, from the downward API.
+    let default = scenario(&result, "default");
+    assert_eq!(
+        default["workload"]["kind"], "StatefulSet",
+        "the default workload is not a StatefulSet"
+    );
+    assert_eq!(default["static_membership"], "auto");
+    assert_eq!(
+        instance_id(default),
+        Some(&pod_name),
+        "the default pod template does not set SLAFLOW_KAFKA_GROUP_INSTANCE_ID from metadata.name"
+    );
+    // In every scenario the variable is there exactly when static membership is on.
+    for s in scenarios(&result) {
+        let expected = expects_static_membership(s);
+        assert_eq!(
+            s["static_membership_on"], expected,
+            "scenario {}: render.py and this test disagree on static membership",
+            s["name"]
+        );
+        assert_eq!(
+            instance_id(s),
+            if expected { Some(&pod_name) } else { None },
+            "scenario {} ({} with kafka.staticMembership {})",
+            s["name"],
+            s["workload"]["kind"],
+            s["static_membership"]
+        );
+    }
+
+    // Dynamic membership removes that variable, and only it: kafka.staticMembership=false
+    // with the StatefulSet, and auto (the default) with a Deployment.
+    let stripped = without_instance_id(&default["pod_template"]);
+    for (name, kind, static_membership) in [
+        ("default-without-static-membership", "StatefulSet", json!(false)),
+        ("default-as-deployment", "Deployment", json!("auto")),
+    ] {
+        let s = scenario(&result, name);
+        assert_eq!(s["workload"]["kind"], kind, "scenario {name}");
+        assert_eq!(s["static_membership"], static_membership, "scenario {name}");
+        assert_eq!(
+            instance_id(s),
+            None,
+            "scenario {name}: a {kind} with kafka.staticMembership {static_membership} sets group.instance.id"
+        );
+        assert_eq!(
+            s["pod_template"], stripped,
+            "scenario {name}: dynamic membership changes more of the pod template than its variable"
+        );
+    }
+    // A Deployment with explicit true is static again (allowed, at its rolling-update cost),
+    // with the StatefulSet's pod template to the byte.
+    let deployment_static = scenario(&result, "default-as-deployment-static");
+    assert_eq!(deployment_static["workload"]["kind"], "Deployment");
+    assert_eq!(deployment_static["static_membership"], true);
+    assert_eq!(
+        instance_id(deployment_static),
+        Some(&pod_name),
+        "a Deployment with kafka.staticMembership=true does not set group.instance.id"
+    );
+    assert_eq!(
+        deployment_static["pod_template"], default["pod_template"],
+        "a Deployment with static membership has another pod template than the StatefulSet"
+    );
+    // One ci/ scenario keeps the Deployment rendered and validated.
+    let minimal = scenario(&result, "minimal");
+    assert_eq!(
+        minimal["workload"]["kind"], "Deployment",
+        "ci/minimal-values.yaml is the Deployment scenario"
+    );
+    assert_eq!(instance_id(minimal), None);
+    println!(
+        "static membership: StatefulSet by default with group.instance.id from metadata.name; a Deployment \
+         without it (auto), with it when kafka.staticMembership=true; none with false"
+    );
+
+    // The StatefulSet: a valid apps/v1 StatefulSet, governed by the chart's Service,
+    // starting its pods in parallel, claiming no volumes, and no Deployment.
+    let sts = scenario(&result, "statefulset");
+    let workload = &sts["workload"];
+    let name = string(workload, "name");
+    assert_eq!(workload["apiVersion"], "apps/v1");
+    assert_eq!(workload["kind"], "StatefulSet");
+    assert_eq!(
+        workload["serviceName"], sts["service"],
+        "serviceName is not the chart's Service"
+    );
+    assert!(workload["serviceName"].is_string());
+    assert_eq!(workload["podManagementPolicy"], "Parallel");
+    assert_eq!(
+        workload["volumeClaimTemplates"],
+        Value::Null,
+        "the StatefulSet claims volumes"
+    );
+    assert_eq!(
+        workload["replicas"], 3,
+        "ci/statefulset-values.yaml asks for 3 replicas"
+    );
+    for (scenario_name, kind) in [
+        ("statefulset", "StatefulSet"),
+        ("default", "StatefulSet"),
+        ("minimal", "Deployment"),
+        ("default-as-deployment", "Deployment"),
+    ] {
+        let s = scenario(&result, scenario_name);
+        let other = if kind == "StatefulSet" {
+            "Deployment"
+        } else {
+            "StatefulSet"
+        };
+        let kinds: Vec<&str> = s["kinds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap())
+            .collect();
+        assert!(
+            kinds.contains(&format!("{kind}/{name}").as_str())
+                && !kinds.iter().any(|k| k.starts_with(&format!("{other}/"))),
+            "scenario {scenario_name} renders {kinds:?}, expected one {kind} and no {other}"
+        );
+        let validated = string(&s["validated"], &format!("{kind}/{name}"));
+        assert!(
+            validated.starts_with(&format!("kubernetes-validate apps/v1 {kind}")),
+            "scenario {scenario_name}: the {kind} was validated against {validated}"
+        );
+        println!("scenario {scenario_name}: {kind}/{name}: {validated}");
+    }
+    // Its pod template is the Deployment's for the same values, to the byte (the Deployment
+    // with static membership on, as the StatefulSet has it).
+    let as_deployment = scenario(&result, "statefulset-as-deployment");
+    assert_eq!(as_deployment["workload"]["kind"], "Deployment");
+    assert_eq!(as_deployment["static_membership"], true);
+    assert_eq!(
+        sts["pod_template"], as_deployment["pod_template"],
+        "the StatefulSet's pod template differs from the Deployment's for the same values"
+    );
+    assert_eq!(instance_id(sts), Some(&pod_name));
+    println!("StatefulSet/{name}: the Deployment's pod template, serviceName {}, podManagementPolicy Parallel, no volumeClaimTemplates", workload["serviceName"]);
+
+    // KEDA scales whichever kind is rendered; the workload then has no replicas field.
+    for (name, kind) in [
+        ("keda", "StatefulSet"),
+        ("statefulset-keda", "StatefulSet"),
+        ("keda-as-deployment", "Deployment"),
+    ] {
+        let s = scenario(&result, name);
+        assert_eq!(s["workload"]["kind"], kind);
+        assert_eq!(
+            s["workload"]["replicas"],
+            Value::Null,
+            "scenario {name}: replicas set although KEDA scales"
+        );
+        assert_eq!(
+            s["scale_target_ref"],
+            json!({"apiVersion": "apps/v1", "kind": kind, "name": s["workload"]["name"]}),
+            "scenario {name}: the ScaledObject does not target the {kind}"
+        );
+        println!("scenario {name}: the ScaledObject targets the {kind}");
+    }
 }
 
 /// The status code of `GET path` on 127.0.0.1:port, as a kubelet probe sends it.
@@ -232,7 +463,7 @@ fn wait_served(service: &mut Service, port: u16, path: &str, timeout: Duration) 
                 assert!(
                     Instant::now() < deadline,
                     "nothing served GET {path} on the rendered container port {port} within {timeout:?} ({error}): \
-                     the Deployment's probes would fail; log:\n{}",
+                     the pods' probes would fail; log:\n{}",
                     service.log()
                 );
             }
@@ -256,14 +487,26 @@ async fn the_binary_serves_the_rendered_probes_and_runs_the_hook() {
     assert_eq!(scenario["container_port"].as_u64(), Some(u64::from(port)));
     create_topics(&[&format!("{prefix}-alerts"), &format!("{prefix}-apm")], 1).await;
 
-    // The environment the pod gets: the Deployment's literal variables, then what the
-    // Secrets and the cluster would provide.
+    // The environment the pod gets: the workload's literal variables, then what the
+    // downward API, the Secrets and the cluster would provide (the default StatefulSet names
+    // its first pod RELEASE-0).
     let mut env: Vec<(String, String)> = scenario["env"]
         .as_object()
         .unwrap()
         .iter()
         .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
         .collect();
+    let pod = format!("{prefix}-0");
+    for (name, from) in scenario["env_from"].as_object().unwrap() {
+        if from["fieldRef"]["fieldPath"] == "metadata.name" {
+            env.push((name.clone(), pod.clone())); // SLAFLOW_KAFKA_GROUP_INSTANCE_ID: static membership
+        }
+    }
+    assert!(
+        env.iter()
+            .any(|(k, v)| k == "SLAFLOW_KAFKA_GROUP_INSTANCE_ID" && *v == pod),
+        "the default pod template does not take group.instance.id from the pod's name"
+    );
     env.push(("SLAFLOW_POSTGRES_URL".into(), db.url.clone()));
     env.push(("SLAFLOW_KAFKA_BOOTSTRAP_SERVERS".into(), BROKER.into()));
     env.push(("SLAFLOW_KAFKA_BROKER_ADDRESS_FAMILY".into(), "v4".into()));
@@ -289,7 +532,7 @@ async fn the_binary_serves_the_rendered_probes_and_runs_the_hook() {
         String::from_utf8_lossy(&migrated.stdout).trim()
     );
 
-    // The Deployment's command.
+    // The workload's command.
     let run = args(scenario, "run_args", &config);
     let log = out.join("slaflow.log");
     let mut service = Service {
@@ -317,7 +560,7 @@ async fn the_binary_serves_the_rendered_probes_and_runs_the_hook() {
     }
     assert!(
         served.len() >= 2,
-        "the Deployment has fewer than two probes: {served:?}"
+        "the pod template has fewer than two probes: {served:?}"
     );
     let metrics = string(scenario, "metrics_path");
     let code = wait_served(&mut service, port, &metrics, Duration::from_secs(10));

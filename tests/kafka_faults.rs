@@ -1,7 +1,9 @@
 //! Broker faults injected with librdkafka's own protocol mock (rdkafka::mocking::MockCluster),
 //! in process: the broker going down and coming back, and fetch requests failing. The
 //! pipeline rides them out: every message is stored exactly once. (The real broker paths are
-//! tested against tansu in kafka_pipeline.rs; the mock is only for the faults.)
+//! tested against Apache Kafka in kafka_pipeline.rs, and a real broker stopped for 30 s in
+//! kafka_outage.rs; the mock is for the faults a real broker cannot make on demand, such as
+//! fetch requests failing with a chosen error.)
 
 mod support;
 

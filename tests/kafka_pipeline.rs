@@ -1,8 +1,10 @@
-//! The service end to end against real services: a Kafka-protocol broker (tansu, started by
-//! `scripts/kafka.sh start`) and Postgres. Real payloads are produced to topics, `slaflow run`
-//! (the binary, as a process) consumes them, and the tables are checked: incidents, breaches,
-//! dead letters; the worker killed with SIGKILL at several points and restarted ends with
-//! tables equal to an uninterrupted run's.
+//! The service end to end against real services: Apache Kafka (started by
+//! `scripts/kafka.sh start`) and Postgres. Real payloads are produced to topics the way real
+//! producers do (batched, compressed, idempotent; one test transactional), `slaflow run` (the
+//! binary, as a process) consumes them, and the tables are checked: incidents, breaches, dead
+//! letters; the worker killed with SIGKILL at several points and restarted ends with tables
+//! equal to an uninterrupted run's; aborted transactions are never read; a static member
+//! restarted after SIGKILL resumes at once.
 
 mod support;
 
@@ -114,13 +116,19 @@ async fn sigkill_at_several_points_then_restart_equals_an_uninterrupted_run() {
     // Killed three times at growing progress, then left to finish.
     let rough = TestDb::create("kafka_rough").await;
     let group = format!("rough-{id}");
-    let config = write_config(&dir, &rough, &group, &alerts_topic, &apm_topic);
+    // Dynamic membership: each restart waits for the killed member's session to expire, at
+    // the broker's lowest allowed timeout (6 s) rather than librdkafka's 45 s.
+    let topics = [
+        (alerts_topic.as_str(), "alertmanager"),
+        (apm_topic.as_str(), "datadog-apm"),
+    ];
+    let properties = [("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "1000")];
+    let config = write_service_config(&dir, &rough, &group, &topics, "", &properties);
     let rough_client = rough.client().await;
     for fraction in [5, 3, 2] {
-        let mut child = start(&config);
+        let child = start(&config);
         wait_for_offsets(&rough_client, &group, total / fraction, &config.with_extension("log")).await;
-        child.kill().unwrap(); // SIGKILL: no drain, no goodbye
-        child.wait().unwrap();
+        child.kill(); // SIGKILL: no drain, no goodbye
     }
     let tables = run_until_done(&config, &rough_client, &group, total).await;
     assert_eq!(tables, expected, "no row lost or doubled");
@@ -185,5 +193,121 @@ async fn two_consumers_split_the_partitions_and_one_takes_over_when_the_other_le
     // Every sample of the two hours was counted once, whoever owned the partition.
     let webshop_windows = count(&client, webshop_samples).await;
     assert_eq!(webshop_windows, 60, "the first hour closed once, with its 60 samples");
+    db.drop_db().await;
+}
+
+type TxProducer = rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext>;
+
+/// Produces `messages` in one transaction of `producer`, then commits or aborts it.
+fn transaction(producer: &TxProducer, topic: &str, messages: &Messages, commit: bool) {
+    use rdkafka::producer::{BaseRecord, Producer};
+    producer.begin_transaction().unwrap();
+    for (key, payload) in messages {
+        producer
+            .send(BaseRecord::to(topic).key(key).payload(payload))
+            .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+    }
+    let timeout = Duration::from_secs(30);
+    // Written to the log before the transaction ends, so an abort marks records that are
+    // really there.
+    producer.flush(timeout).unwrap();
+    if commit {
+        producer.commit_transaction(timeout).unwrap();
+    } else {
+        producer.abort_transaction(timeout).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_aborted_transactions_are_never_read() {
+    use rdkafka::producer::Producer;
+    require_broker();
+    let id = std::process::id();
+    let (alerts_topic, apm_topic) = (format!("t-alerts-{id}"), format!("t-apm-{id}"));
+    create_topics(&[&alerts_topic, &apm_topic], 2).await;
+    // A transactional producer: minutes 0–29 committed, 30–39 aborted, 40–79 committed.
+    let producer: TxProducer = client_config()
+        .set("transactional.id", format!("slaflow-test-{id}"))
+        .set("compression.type", "zstd")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    producer.init_transactions(Duration::from_secs(30)).unwrap();
+    transaction(&producer, &apm_topic, &four_services(0, 30), true);
+    transaction(&producer, &apm_topic, &four_services(30, 10), false);
+    transaction(&producer, &apm_topic, &four_services(40, 40), true);
+    drop(producer);
+
+    let db = TestDb::create("kafka_txn").await;
+    let group = format!("txn-{id}");
+    let config = write_config(&std::env::temp_dir(), &db, &group, &alerts_topic, &apm_topic);
+    let client = db.client().await;
+    let log = config.with_extension("log");
+    let child = start(&config);
+    // The first hour (minutes 0–59) closes once the clock passes it; its webshop window
+    // holds the committed minutes only: 30 + 20.
+    let hour = "SELECT COALESCE(SUM(count), 0)::BIGINT FROM sla_windows WHERE service = 'webshop' \
+                AND granularity = 'hour' AND operation = '' AND start_ns = 1773129600000000000";
+    wait_until(&client, hour, 1, &log).await;
+    assert_eq!(terminate(child), 0);
+    assert_eq!(count(&client, hour).await, 50, "minutes 30–39 were aborted");
+    let samples =
+        "SELECT COALESCE(SUM(count), 0)::BIGINT FROM sla_windows WHERE granularity = 'hour' AND operation = ''";
+    assert!(
+        count(&client, samples).await <= 4 * 70,
+        "no aborted sample in any window"
+    );
+    assert_eq!(count(&client, "SELECT count(*) FROM dead_letters").await, 0);
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_member_killed_and_restarted_resumes_before_its_session_times_out() {
+    require_broker();
+    let id = std::process::id();
+    let (alerts_topic, apm_topic) = (format!("m-alerts-{id}"), format!("m-apm-{id}"));
+    create_topics(&[&alerts_topic, &apm_topic], 2).await;
+    let db = TestDb::create("kafka_static").await;
+    let group = format!("static-{id}");
+    // Static membership with a session timeout long enough that waiting it out would show.
+    let session_ms = 60_000;
+    let session = session_ms.to_string();
+    let properties = [
+        ("group.instance.id", "slaflow-0"),
+        ("session.timeout.ms", session.as_str()),
+    ];
+    let topics = [
+        (alerts_topic.as_str(), "alertmanager"),
+        (apm_topic.as_str(), "datadog-apm"),
+    ];
+    let config = write_service_config(&std::env::temp_dir(), &db, &group, &topics, "", &properties);
+    let client = db.client().await;
+    let log = config.with_extension("log");
+    let first = four_services(0, 30);
+    produce(&apm_topic, &first).await;
+    let child = start(&config);
+    wait_for_offsets(&client, &group, first.len() as i64, &log).await;
+    child.kill(); // SIGKILL: the member does not leave the group
+
+    let more = four_services(30, 30);
+    produce(&apm_topic, &more).await;
+    let restarted = Instant::now();
+    let child = start(&config);
+    let total = (first.len() + more.len()) as i64;
+    let stored =
+        format!("SELECT COALESCE(SUM(next_offset), 0)::BIGINT FROM consumer_offsets WHERE group_id = '{group}'");
+    while count(&client, &stored).await < total {
+        // A new member would wait for the killed one's session to expire (60 s) before the
+        // group reassigns its partitions; the same static member takes them back at once.
+        assert!(
+            restarted.elapsed() < Duration::from_millis(session_ms / 3),
+            "not resumed {:?} after the restart; log:\n{}",
+            restarted.elapsed(),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("resumed and caught up {:?} after the restart", restarted.elapsed());
+    assert_eq!(terminate(child), 0);
     db.drop_db().await;
 }

@@ -72,7 +72,7 @@ async fn outage_over_http_and_latency_over_kafka_meet_in_one_report() {
         (alerts_topic.as_str(), "alertmanager"),
         (apm_topic.as_str(), "datadog-apm"),
     ];
-    let config = write_service_config(&std::env::temp_dir(), &db, &group, &topics, &server_section(port));
+    let config = write_service_config(&std::env::temp_dir(), &db, &group, &topics, &server_section(port), &[]);
     let service = Service::start(&config, port);
     // The recorded outage (firing, then resolved) and a malformed body, over HTTP.
     let answers: Vec<u16> = alerts
@@ -175,7 +175,7 @@ async fn bodies_reach_the_partitions_of_their_services_and_a_bare_recovery_reach
         (names[1].as_str(), "pagerduty"),
         (names[2].as_str(), "datadog-apm"),
     ];
-    let config = write_service_config(&std::env::temp_dir(), &db, &group, &topics, &server_section(port));
+    let config = write_service_config(&std::env::temp_dir(), &db, &group, &topics, &server_section(port), &[]);
     let service = Service::start(&config, port);
 
     // One Alertmanager body (one group) with alerts of three services.

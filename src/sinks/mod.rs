@@ -37,6 +37,9 @@ pub struct Checkpoint {
     pub scope: String,
     pub correlate: Vec<u8>,
     pub sla: Vec<u8>,
+    /// The latest event time the engines had seen (None in checkpoints written before it
+    /// was kept).
+    pub latest_event_ns: Option<i64>,
 }
 
 /// The next offset to read of one partition.

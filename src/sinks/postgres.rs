@@ -88,9 +88,10 @@ impl PostgresSink {
         }
         if let Some(c) = &batch.checkpoint {
             tx.execute(
-                "INSERT INTO engine_checkpoints (scope, correlate, sla) VALUES ($1, $2, $3)
-                 ON CONFLICT (scope) DO UPDATE SET correlate = EXCLUDED.correlate, sla = EXCLUDED.sla, updated_at = now()",
-                &[&c.scope, &c.correlate, &c.sla],
+                "INSERT INTO engine_checkpoints (scope, correlate, sla, latest_event_ns) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (scope) DO UPDATE SET correlate = EXCLUDED.correlate, sla = EXCLUDED.sla,
+                    latest_event_ns = EXCLUDED.latest_event_ns, updated_at = now()",
+                &[&c.scope, &c.correlate, &c.sla, &c.latest_event_ns],
             )
             .await
             .map_err(unavailable)?;
@@ -112,7 +113,7 @@ impl PostgresSink {
         let row = self
             .client
             .query_opt(
-                "SELECT correlate, sla FROM engine_checkpoints WHERE scope = $1",
+                "SELECT correlate, sla, latest_event_ns FROM engine_checkpoints WHERE scope = $1",
                 &[&scope],
             )
             .await
@@ -121,6 +122,7 @@ impl PostgresSink {
             scope: scope.to_string(),
             correlate: r.get(0),
             sla: r.get(1),
+            latest_event_ns: r.get(2),
         }))
     }
 

@@ -128,13 +128,18 @@ impl SqliteSink {
         self.call(move |conn| {
             let row = conn
                 .query_row(
-                    "SELECT correlate, sla FROM engine_checkpoints WHERE scope = ?1",
+                    "SELECT correlate, sla, latest_event_ns FROM engine_checkpoints WHERE scope = ?1",
                     params![scope],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()
                 .map_err(unavailable)?;
-            Ok(row.map(|(correlate, sla)| Checkpoint { scope, correlate, sla }))
+            Ok(row.map(|(correlate, sla, latest_event_ns)| Checkpoint {
+                scope,
+                correlate,
+                sla,
+                latest_event_ns,
+            }))
         })
         .await
     }
@@ -272,11 +277,11 @@ fn write_batch(conn: &mut Connection, batch: &Batch) -> rusqlite::Result<()> {
     }
     if let Some(c) = &batch.checkpoint {
         tx.prepare_cached(
-            "INSERT INTO engine_checkpoints (scope, correlate, sla) VALUES (?1, ?2, ?3)
+            "INSERT INTO engine_checkpoints (scope, correlate, sla, latest_event_ns) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (scope) DO UPDATE SET correlate = excluded.correlate, sla = excluded.sla,
-                updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+                latest_event_ns = excluded.latest_event_ns, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
         )?
-        .execute(params![c.scope, c.correlate, c.sla])?;
+        .execute(params![c.scope, c.correlate, c.sla, c.latest_event_ns])?;
     }
     for o in &batch.offsets {
         tx.prepare_cached(
@@ -583,7 +588,14 @@ mod tests {
         let db = TempDb::new("wal");
         let mut sink = SqliteSink::open(&db.0).await.unwrap();
         assert!(db.0.exists());
-        assert_eq!(sink.migrate().await.unwrap(), 1);
+        let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
+            .unwrap()
+            .count();
+        assert_eq!(
+            sink.migrate().await.unwrap(),
+            files,
+            "every migration in migrations/sqlite"
+        );
         assert_eq!(sink.migrate().await.unwrap(), 0);
         assert_eq!(raw::<String>(&sink, "PRAGMA journal_mode"), "wal");
         assert_eq!(raw::<i64>(&sink, "PRAGMA busy_timeout"), 10_000);

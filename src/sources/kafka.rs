@@ -36,9 +36,13 @@ pub struct KafkaConfig {
     /// `session.timeout.ms` (librdkafka's default 45 s), which is then only how long a
     /// member that does not come back holds them.
     pub properties: BTreeMap<String, String>,
-    /// A worker writes its batch after this many messages ...
+    /// Group commit: a partition worker has at most one batch being written; the next one
+    /// fills meanwhile and closes as soon as that commit has finished, so batches grow with
+    /// the load. This is the most messages one batch holds: at this size the worker stops
+    /// reading until the commit in flight is done.
     pub batch_max_messages: usize,
-    /// ... or this long after the batch's first message, whichever comes first.
+    /// The webhook ingest worker (no `[kafka]`) writes its batch this long after the batch's
+    /// first body, or at `batch_max_messages` bodies, whichever comes first.
     #[serde(with = "humantime_serde")]
     pub batch_max_wait: Duration,
     /// Messages buffered per partition worker. Bounded: a slow sink slows consumption
@@ -158,6 +162,19 @@ pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
     client
 }
 
+/// librdkafka settings slaflow's consumer defaults to (each overridable in
+/// `[kafka.properties]`):
+/// - `auto.offset.reset=earliest`: a new group reads its topics from the start;
+/// - `isolation.level=read_committed`: records of aborted transactions are never read;
+/// - `fetch.queue.backoff.ms=10`: librdkafka's default (1 s) pauses a partition's fetching
+///   for a whole second whenever its local queue is full, which on a fast broker left the
+///   consumer idle most of the time (a bare consumer: 230 k messages/s at 1 s, 930 k at 5 ms).
+pub const CONSUMER_DEFAULTS: [(&str, &str); 3] = [
+    ("auto.offset.reset", "earliest"),
+    ("isolation.level", "read_committed"),
+    ("fetch.queue.backoff.ms", "10"),
+];
+
 /// The consumer's configuration: the pass-through properties, those from the environment,
 /// then slaflow's own, which win.
 pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
@@ -168,7 +185,7 @@ pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("partition.assignment.strategy", assignment_strategy(cfg));
-    for (key, default) in [("auto.offset.reset", "earliest"), ("isolation.level", "read_committed")] {
+    for (key, default) in CONSUMER_DEFAULTS {
         if client.get(key).is_none() {
             client.set(key, default);
         }

@@ -15,17 +15,27 @@ ABI, the same code as `helm template`), then:
     custom resources (ServiceMonitor, PrometheusRule, ScaledObject, TriggerAuthentication)
     are not in that schema and are validated against structural schemas written here from
     their CRDs, which is printed; an unknown kind is an error;
-  - checks the chart's promises: probes on the served port, the checksum/config annotation,
-    the grace period longer than the drain timeout, non-root and read-only root filesystem,
-    resources, Secrets referenced and never inlined, the migration hook, the Service,
-    ServiceMonitor and PodDisruptionBudget selecting the pods, the monitoring objects only
-    with the monitoring.coreos.com/v1 API, KEDA's trigger matching the configuration and
-    its maxReplicaCount at most the partition count, the Grafana sidecar label;
+  - checks the chart's promises: one workload of the kind workload.kind (a StatefulSet,
+    the default, governed by the chart's Service with parallel pod management and no volume
+    claims, or a Deployment), probes on the served port, the checksum/config annotation, the
+    grace period longer than the drain timeout, non-root and read-only root filesystem,
+    resources, Secrets referenced and never inlined, group.instance.id from the pod's name
+    exactly when static membership is on (kafka.staticMembership true, or auto with a
+    StatefulSet; never in the migration Job or the configuration file),
+    the migration hook, the Service, ServiceMonitor and PodDisruptionBudget selecting the
+    pods, the monitoring objects only with the monitoring.coreos.com/v1 API, KEDA's target
+    being the workload, its trigger matching the configuration and its maxReplicaCount at
+    most the partition count, the Grafana sidecar label;
   - checks the PrometheusRule with `promtool check rules` and runs `promtool test rules`
     on series that should (and should not) fire the alerts;
   - renders values that the chart must refuse (template `fail`) and checks the message.
-It writes DIR/result.json (see `scenario_result`) and each configuration file, and exits 1
-listing every problem found. A missing package or tool exits 3, saying how to get it.
+Besides the default values and the ci/ scenarios it renders variants that tests/helm_chart.rs
+compares: the defaults without static membership, the defaults as a Deployment (static
+membership auto, so off) and as a Deployment with static membership true, the statefulset
+scenario as a Deployment (with static membership true, so the same pod template) and with
+KEDA, and the keda scenario as a Deployment.
+It writes DIR/result.json (see the end of `check_scenario`) and each configuration file, and
+exits 1 listing every problem found. A missing package or tool exits 3, saying how to get it.
 """
 
 from __future__ import annotations
@@ -100,6 +110,20 @@ SECRET_ENV = {
     "SLAFLOW_KAFKA_SASL_PASSWORD": ("kafka.sasl", "existingSecret", "passwordKey"),
     "SLAFLOW_API_TOKENS": ("apiTokens", "existingSecret", "existingSecretKey"),
 }
+
+
+# The kinds workload.kind may name, and the variable static membership sets.
+WORKLOAD_KINDS = ("Deployment", "StatefulSet")
+INSTANCE_ID_ENV = "SLAFLOW_KAFKA_GROUP_INSTANCE_ID"
+
+
+def static_membership(merged: dict) -> bool:
+    """Whether the pods should be static members: kafka.staticMembership true or false as it
+    says, auto on for a StatefulSet (stable pod names) and off for a Deployment."""
+    value = merged["kafka"]["staticMembership"]
+    if value == "auto":
+        return merged["workload"]["kind"] == "StatefulSet"
+    return value is True
 
 
 class Problems:
@@ -343,13 +367,19 @@ CUSTOM = {
 }
 
 
-def validate_schemas(objs: list[tuple[str, dict]], problems: Problems, notes: set[str]) -> None:
+def validate_schemas(objs: list[tuple[str, dict]], problems: Problems, notes: set[str]) -> dict[str, str]:
+    """Validates every object; returns, for each object that passed, what it was validated
+    against."""
+    validated = {}
     for template, obj in objs:
         ident = (obj.get("apiVersion"), obj.get("kind"))
         if ident in CUSTOM:
-            for error in jsonschema.Draft202012Validator(CUSTOM[ident]).iter_errors(obj):
+            errors = list(jsonschema.Draft202012Validator(CUSTOM[ident]).iter_errors(obj))
+            for error in errors:
                 path = ".".join(str(p) for p in error.absolute_path)
                 problems.check(False, f"{template}: {key(obj)}: {path}: {error.message}")
+            if not errors:
+                validated[key(obj)] = f"structural schema of {ident[1]} ({ident[0]})"
             notes.add(f"{ident[1]} ({ident[0]}) is a custom resource, not in kubernetes-validate's schema: validated against the structural schema in tests/helm/render.py")
             if ident[1] == "ScaledObject":
                 # Its HPA behavior is Kubernetes' own type: validate it as an HPA would carry it.
@@ -359,18 +389,23 @@ def validate_schemas(objs: list[tuple[str, dict]], problems: Problems, notes: se
                            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"}, "maxReplicas": 2, "behavior": behavior}}
                     validate_builtin(template, hpa, problems, f"{key(obj)} spec.advanced.horizontalPodAutoscalerConfig.behavior")
             continue
-        validate_builtin(template, obj, problems, key(obj))
+        if validate_builtin(template, obj, problems, key(obj)):
+            validated[key(obj)] = f"kubernetes-validate {ident[0]} {ident[1]}, strict, Kubernetes {' and '.join(KUBE_VERSIONS)}"
+    return validated
 
 
-def validate_builtin(template: str, obj: dict, problems: Problems, name: str) -> None:
+def validate_builtin(template: str, obj: dict, problems: Problems, name: str) -> bool:
+    """True when the object is valid for every Kubernetes version in KUBE_VERSIONS."""
+    valid = True
     for version in KUBE_VERSIONS:
         try:
             kubernetes_validate.validate(obj, version, strict=True)
         except kubernetes_validate.ValidationError as e:
             path = ".".join(str(p) for p in e.path)
-            problems.check(False, f"{template}: {name} is invalid for Kubernetes {version}: {path}: {e.message}")
+            valid = problems.check(False, f"{template}: {name} is invalid for Kubernetes {version}: {path}: {e.message}")
         except kubernetes_validate.SchemaNotFoundError as e:
-            problems.check(False, f"{template}: {name}: {e.message} (and it is not one of the custom resources this test knows)")
+            valid = problems.check(False, f"{template}: {name}: {e.message} (and it is not one of the custom resources this test knows)")
+    return valid
 
 
 # ---- The chart's promises -----------------------------------------------------------------
@@ -397,7 +432,7 @@ def subset(small: dict, big: dict) -> bool:
     return all(big.get(k) == v for k, v in (small or {}).items())
 
 
-def check_scenario(name: str, values: dict, merged: dict, objs, api_versions, problems: Problems, out_dir: Path) -> dict:
+def check_scenario(name: str, values: dict, merged: dict, objs, api_versions, validated: dict, problems: Problems, out_dir: Path) -> dict:
     p = lambda ok, msg: problems.check(ok, f"[{name}] {msg}")  # noqa: E731
     by_kind: dict[str, list[dict]] = {}
     for _, obj in objs:
@@ -409,18 +444,25 @@ def check_scenario(name: str, values: dict, merged: dict, objs, api_versions, pr
         p(dig(obj, "metadata.labels", {}).get("app.kubernetes.io/instance") == RELEASE, f"{key(obj)}: no app.kubernetes.io/instance label")
     p("Secret" not in by_kind, "the chart rendered a Secret: credentials must only be referenced")
 
-    deployments = by_kind.get("Deployment", [])
-    if not p(len(deployments) == 1, f"expected one Deployment, found {len(deployments)}"):
+    # The workload: one Deployment or one StatefulSet, as workload.kind says.
+    kind = merged["workload"]["kind"]
+    for k in WORKLOAD_KINDS:
+        found = len(by_kind.get(k, []))
+        p(found == (1 if k == kind else 0), f"{found} {k}(s) rendered with workload.kind {kind}")
+    if not by_kind.get(kind):
         return {}
-    dep = deployments[0]
-    pod = dep["spec"]["template"]
+    workload = by_kind[kind][0]
+    wspec = workload["spec"]
+    pod = wspec["template"]
     container = pod["spec"]["containers"][0]
     pod_labels = pod["metadata"]["labels"]
+    p(workload["apiVersion"] == "apps/v1", f"the {kind} is {workload['apiVersion']}, not apps/v1")
+    p(subset(wspec["selector"]["matchLabels"], pod_labels), f"the {kind}'s selector does not select its pods")
 
     # The configuration file.
     configmaps = {cm["metadata"]["name"]: cm for cm in by_kind.get("ConfigMap", [])}
-    main_cm = configmaps.get(dep["metadata"]["name"])
-    if not p(main_cm is not None, "no ConfigMap named like the Deployment"):
+    main_cm = configmaps.get(workload["metadata"]["name"])
+    if not p(main_cm is not None, f"no ConfigMap named like the {kind}"):
         return {}
     config_text = main_cm["data"]["slaflow.toml"]
     config_file = out_dir / f"{name}.toml"
@@ -494,6 +536,16 @@ def check_scenario(name: str, values: dict, merged: dict, objs, api_versions, pr
     for e in container.get("env", []):
         if re.search(r"PASSWORD|TOKEN|SECRET|_URL$", e["name"]):
             p("value" not in e, f"credential-like variable {e['name']} has an inline value")
+    # Static membership: each pod's own name is its group.instance.id, never one id for all.
+    instance_id = env.get(INSTANCE_ID_ENV)
+    static = static_membership(merged)
+    membership = f"kafka.staticMembership {merged['kafka']['staticMembership']} with a {kind}"
+    if static:
+        p(instance_id == {"name": INSTANCE_ID_ENV, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
+          f"{membership}: static membership is on but {INSTANCE_ID_ENV} is not the pod's name from the downward API: {instance_id}")
+    else:
+        p(instance_id is None, f"{membership}: static membership is off but {INSTANCE_ID_ENV} is set: {instance_id}")
+    p("group.instance.id" not in dig(config, "kafka.properties", {}), "[kafka.properties] sets group.instance.id: one id for every pod")
     pg_url = dig(config, "postgres.url", "")
     p("password" not in pg_url.lower() and not re.search(r"://[^/@]*:[^/@]*@", pg_url), f"[postgres] url carries a password: {pg_url}")
     props = dig(config, "kafka.properties", {})
@@ -507,10 +559,10 @@ def check_scenario(name: str, values: dict, merged: dict, objs, api_versions, pr
     partitions = merged["kafka"]["partitions"]
     scaled = by_kind.get("ScaledObject", [])
     if merged["keda"]["enabled"]:
-        p("replicas" not in dep["spec"], "the Deployment sets replicas although KEDA scales it")
+        p("replicas" not in wspec, f"the {kind} sets replicas although KEDA scales it")
         if p(len(scaled) == 1, "keda.enabled but no ScaledObject"):
             so = scaled[0]["spec"]
-            p(so["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": dep["metadata"]["name"]}, f"ScaledObject targets {so['scaleTargetRef']}")
+            p(so["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": kind, "name": workload["metadata"]["name"]}, f"ScaledObject targets {so['scaleTargetRef']}, not the {kind}")
             p(so["maxReplicaCount"] <= partitions, f"maxReplicaCount {so['maxReplicaCount']} > partitions {partitions}")
             p(1 <= so["minReplicaCount"] <= so["maxReplicaCount"], "minReplicaCount out of range")
             topics = sorted(t["name"] for t in config["kafka"]["topics"])
@@ -531,7 +583,7 @@ def check_scenario(name: str, values: dict, merged: dict, objs, api_versions, pr
                         p(refs.get("username") == (sasl["existingSecret"], sasl["usernameKey"]) and refs.get("password") == (sasl["existingSecret"], sasl["passwordKey"]), f"TriggerAuthentication refs {refs} differ from the pods' Secret")
                     p(md.get("sasl") == {"PLAIN": "plaintext"}.get(merged["kafka"]["sasl"]["mechanism"].upper(), md.get("sasl")), f"KEDA sasl {md.get('sasl')}")
     else:
-        p(dep["spec"].get("replicas") == merged["replicaCount"], "replicas is not replicaCount")
+        p(wspec.get("replicas") == merged["replicaCount"], "replicas is not replicaCount")
         p(merged["replicaCount"] <= partitions, "more replicas than partitions")
         p(not scaled, "a ScaledObject although keda.enabled is false")
 
@@ -541,6 +593,17 @@ def check_scenario(name: str, values: dict, merged: dict, objs, api_versions, pr
         svc = services[0]
         p(subset(svc["spec"]["selector"], pod_labels), "the Service does not select the pods")
         p(all(sp["targetPort"] == "http" for sp in svc["spec"]["ports"]), "the Service does not target the http port")
+
+    # What differs between the kinds: a Deployment's rolling update strategy; a StatefulSet's
+    # governing Service (the chart's), parallel start and stop, its own update strategy, and
+    # no volume claims (the state is in Postgres).
+    if kind == "StatefulSet":
+        p(bool(services) and wspec.get("serviceName") == services[0]["metadata"]["name"], f"the StatefulSet's serviceName {wspec.get('serviceName')} is not the chart's Service")
+        p(wspec.get("podManagementPolicy") == "Parallel", f"podManagementPolicy {wspec.get('podManagementPolicy')}, not Parallel")
+        p("volumeClaimTemplates" not in wspec, "the StatefulSet claims volumes; slaflow keeps its state in Postgres")
+        p(wspec.get("updateStrategy") == merged["workload"]["statefulSetUpdateStrategy"], f"the StatefulSet's updateStrategy {wspec.get('updateStrategy')} is not workload.statefulSetUpdateStrategy")
+    else:
+        p(wspec.get("strategy") == merged["updateStrategy"], f"the Deployment's strategy {wspec.get('strategy')} is not updateStrategy")
     for pdb in by_kind.get("PodDisruptionBudget", []):
         p(subset(pdb["spec"]["selector"]["matchLabels"], pod_labels), "the PodDisruptionBudget does not select the pods")
     p(bool(by_kind.get("PodDisruptionBudget")) == merged["pdb"]["create"], "PodDisruptionBudget presence differs from pdb.create")
@@ -569,6 +632,7 @@ def check_scenario(name: str, values: dict, merged: dict, objs, api_versions, pr
             p(jc["image"] == container["image"], "the migration uses another image")
             jenv = {e["name"]: e for e in jc.get("env", [])}
             p(jenv.get("SLAFLOW_POSTGRES_URL") == env.get("SLAFLOW_POSTGRES_URL"), "the migration connects differently from the service")
+            p(INSTANCE_ID_ENV not in jenv, f"the migration Job sets {INSTANCE_ID_ENV}: it is not a group member")
             p(dig(jc, "securityContext.readOnlyRootFilesystem") is True and dig(jpod, "spec.securityContext.runAsNonRoot") is True, "the migration is not non-root/read-only")
             p(not subset(services[0]["spec"]["selector"], jpod["metadata"]["labels"]) if services else True, "the Service selects the migration pod")
             migrate_args = [a if a != jpath else "{config}" for a in migrate_args]
@@ -608,15 +672,34 @@ def check_scenario(name: str, values: dict, merged: dict, objs, api_versions, pr
         "run_args": [a if a != config_path else "{config}" for a in args],
         "migrate_args": migrate_args,
         "env": {e["name"]: e["value"] for e in container.get("env", []) if "value" in e},
+        # Variables the cluster fills in (Secrets, the downward API), by name.
+        "env_from": {e["name"]: e["valueFrom"] for e in container.get("env", []) if "valueFrom" in e},
         "container_port": container_port,
         "termination_grace_seconds": grace,
         "probes": probes,
         "metrics_path": metrics_path,
         "kinds": sorted(key(o) for _, o in objs),
+        # What each object was validated against (validate_schemas).
+        "validated": validated,
+        "workload": {
+            "apiVersion": workload["apiVersion"],
+            "kind": workload["kind"],
+            "name": workload["metadata"]["name"],
+            "replicas": wspec.get("replicas"),
+            "serviceName": wspec.get("serviceName"),
+            "podManagementPolicy": wspec.get("podManagementPolicy"),
+            "volumeClaimTemplates": wspec.get("volumeClaimTemplates"),
+        },
+        "pod_template": pod,
+        # kafka.staticMembership as given (true, false, "auto") and what render.py expects of it.
+        "static_membership": merged["kafka"]["staticMembership"],
+        "static_membership_on": static,
+        "service": services[0]["metadata"]["name"] if services else None,
+        "scale_target_ref": scaled[0]["spec"]["scaleTargetRef"] if scaled else None,
     }
     rules = by_kind.get("PrometheusRule", [])
     if rules:
-        result["rules"] = check_rules(name, rules[0], merged, p, out_dir, dep["metadata"]["name"])
+        result["rules"] = check_rules(name, rules[0], merged, p, out_dir, workload["metadata"]["name"])
     return result
 
 
@@ -786,6 +869,11 @@ def refused(chart, problems: Problems) -> list[str]:
         ("no topic", {"kafka": {"topics": []}}, "kafka.topics is empty"),
         ("a misspelt value (values.schema.json)", {"keda": {"maxReplicas": 3}}, "additional properties 'maxReplicas' not allowed"),
         ("a format slaflow does not have (values.schema.json)", {"kafka": {"topics": [{"name": "t", "format": "syslog"}]}}, "/kafka/topics/0/format"),
+        ("a workload kind the chart does not have (values.schema.json)", {"workload": {"kind": "DaemonSet"}}, "/workload/kind"),
+        ("static membership neither a boolean nor auto (values.schema.json)", {"kafka": {"staticMembership": "yes"}}, "/kafka/staticMembership"),
+        ("static membership \"true\" as a string (values.schema.json)", {"kafka": {"staticMembership": "true"}}, "/kafka/staticMembership"),
+        ("one group.instance.id for every pod", {"kafka": {"properties": {"group.instance.id": "slaflow"}}}, "kafka.properties sets group.instance.id"),
+        ("group.instance.id in extraEnv as well as from static membership", {"extraEnv": [{"name": INSTANCE_ID_ENV, "value": "slaflow"}]}, f"extraEnv sets {INSTANCE_ID_ENV}"),
     ]
     lines = []
     for what, values, message in cases:
@@ -880,8 +968,27 @@ def main() -> int:
         monitoring = next((v for n, v, _ in scenarios if n == "monitoring"), None)
         if problems.check(monitoring is not None, "no helm/slaflow/ci/monitoring-values.yaml"):
             scenarios.append(("monitoring-without-operator", monitoring, []))
+        scenarios.append(("default-without-static-membership", {"kafka": {"staticMembership": False}}, []))
+        # A Deployment: auto leaves static membership off; explicit true turns it on (allowed,
+        # at the rolling-update cost values.yaml documents).
+        scenarios.append(("default-as-deployment", {"workload": {"kind": "Deployment"}}, []))
+        scenarios.append(("default-as-deployment-static", {"workload": {"kind": "Deployment"}, "kafka": {"staticMembership": True}}, []))
+        statefulset = next((v for n, v, _ in scenarios if n == "statefulset"), None)
+        if problems.check(statefulset is not None, "no helm/slaflow/ci/statefulset-values.yaml"):
+            # The same values as a Deployment, with static membership on as the StatefulSet has
+            # it (its pod template must be the StatefulSet's), and scaled by KEDA (which must
+            # target the StatefulSet).
+            scenarios.append(("statefulset-as-deployment", merge(statefulset, {"workload": {"kind": "Deployment"}, "kafka": {"staticMembership": True}}), OPERATORS))
+            scenarios.append(("statefulset-keda", merge(statefulset, {"keda": {"enabled": True}}), OPERATORS))
+        keda = next((v for n, v, _ in scenarios if n == "keda"), None)
+        if problems.check(keda is not None, "no helm/slaflow/ci/keda-values.yaml"):
+            # KEDA scaling a Deployment (the ScaledObject must target it).
+            scenarios.append(("keda-as-deployment", merge(keda, {"workload": {"kind": "Deployment"}}), OPERATORS))
+        # Both kinds are rendered from a ci/ scenario, not only from the variants above.
+        ci_kinds = {merge(defaults, v)["workload"]["kind"] for n, v, _ in scenarios if (CHART / "ci" / f"{n}-values.yaml").exists()}
+        problems.check(ci_kinds == set(WORKLOAD_KINDS), f"the ci/ scenarios render only {sorted(ci_kinds)}: keep one of each workload kind")
         names = {n for n, _, _ in scenarios}
-        for required in ("minimal", "monitoring", "keda", "external-secrets"):
+        for required in ("minimal", "monitoring", "keda", "external-secrets", "statefulset"):
             problems.check(required in names, f"no scenario helm/slaflow/ci/{required}-values.yaml")
 
     results = []
@@ -895,8 +1002,8 @@ def main() -> int:
         if not args.probe_port:
             lint(CHART, values, name, problems)
         objs = objects(manifests, problems)
-        validate_schemas(objs, problems, notes)
-        result = check_scenario(name, values, merged, objs, api_versions, problems, args.out)
+        validated = validate_schemas(objs, problems, notes)
+        result = check_scenario(name, values, merged, objs, api_versions, validated, problems, args.out)
         if not result:
             continue
         results.append(result)
@@ -910,7 +1017,9 @@ def main() -> int:
         base = render(chart, {}, [])
         changed = render(chart, {"config": {"correlate": {"group_window": "10m"}}}, [])
         unrelated = render(chart, {"resources": {"requests": {"cpu": "1"}}}, [])
-        digest = lambda m: dig(yaml.safe_load(m["slaflow/templates/deployment.yaml"]), "spec.template.metadata.annotations", {}).get("checksum/config")  # noqa: E731
+        kind_template = f"slaflow/templates/{defaults['workload']['kind'].lower()}.yaml"
+        digest = lambda m: dig(yaml.safe_load(m[kind_template]), "spec.template.metadata.annotations", {}).get("checksum/config")  # noqa: E731
+        problems.check(digest(base) is not None, f"no checksum/config on the pods of {kind_template}")
         problems.check(digest(base) != digest(changed), "checksum/config does not change when the configuration does")
         problems.check(digest(base) == digest(unrelated) == digest(render(chart, {}, [])), "checksum/config changes without a configuration change")
         print("checksum/config: changes with the configuration, stable otherwise")

@@ -90,18 +90,36 @@ pub async fn produce(topic: &str, messages: &[(String, Vec<u8>)]) {
 
 /// The config the service runs with in these tests: alerts and APM topics.
 pub fn write_config(dir: &Path, db: &TestDb, group: &str, alerts: &str, apm: &str) -> PathBuf {
-    write_service_config(dir, db, group, &[(alerts, "alertmanager"), (apm, "datadog-apm")], "")
+    write_service_config(
+        dir,
+        db,
+        group,
+        &[(alerts, "alertmanager"), (apm, "datadog-apm")],
+        "",
+        &[],
+    )
 }
 
 /// The example config on `db`, consuming `topics` (name, format) in group `group`, with
-/// `extra` appended (more `[kafka]` keys, a `[server]` section).
-pub fn write_service_config(dir: &Path, db: &TestDb, group: &str, topics: &[(&str, &str)], extra: &str) -> PathBuf {
+/// `extra` appended (more `[kafka]` keys, a `[server]` section) and more librdkafka
+/// `properties`.
+pub fn write_service_config(
+    dir: &Path,
+    db: &TestDb,
+    group: &str,
+    topics: &[(&str, &str)],
+    extra: &str,
+    properties: &[(&str, &str)],
+) -> PathBuf {
     let base = std::fs::read_to_string(root().join("examples/slaflow.toml")).unwrap();
     let mut text = format!(
         "{base}\n[postgres]\nurl = \"{}\"\n\n[kafka]\ngroup_id = \"{group}\"\nbatch_max_messages = 50\nbatch_max_wait = \"100ms\"\n{extra}\n\
          [kafka.properties]\n\"bootstrap.servers\" = \"{BROKER}\"\n\"broker.address.family\" = \"v4\"\n",
         db.url
     );
+    for (key, value) in properties {
+        text.push_str(&format!("\"{key}\" = \"{value}\"\n"));
+    }
     for (name, format) in topics {
         text.push_str(&format!("[[kafka.topics]]\nname = \"{name}\"\nformat = \"{format}\"\n"));
     }
@@ -113,16 +131,38 @@ pub fn write_service_config(dir: &Path, db: &TestDb, group: &str, topics: &[(&st
     path
 }
 
-pub fn start(config: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_slaflow"))
+/// `slaflow run` as a child process; killed when dropped, so a failing test leaves no
+/// consumer behind.
+pub struct Running(pub Child);
+
+impl Running {
+    /// SIGKILL: no drain, no goodbye to the group.
+    pub fn kill(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn start(config: &Path) -> Running {
+    let child = Command::new(env!("CARGO_BIN_EXE_slaflow"))
         .args(["run", "--config", config.to_str().unwrap()])
         .env("RUST_LOG", "slaflow=info")
         .stderr(std::fs::File::create(config.with_extension("log")).unwrap())
         .spawn()
-        .unwrap()
+        .unwrap();
+    Running(child)
 }
 
-pub fn terminate(mut child: Child) -> i32 {
+/// SIGTERM; returns the exit code once it has exited.
+pub fn terminate(mut running: Running) -> i32 {
+    let child = &mut running.0;
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -180,6 +220,9 @@ pub async fn wait_until(client: &tokio_postgres::Client, sql: &str, expected: i6
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+pub const LAST_HOUR: &str = "SELECT count(*) FROM sla_windows WHERE service = 'webshop' AND granularity = 'hour' \
+                             AND operation = '' AND start_ns = 1773144000000000000";
 
 pub const RESOLVED: &str = "SELECT count(*) FROM incidents WHERE service = 'webshop' AND status = 'resolved'";
 
@@ -245,7 +288,8 @@ pub fn assigned_partitions(log: &Path) -> usize {
 }
 
 /// Runs `slaflow run` on `config` until every one of `total` messages is stored and the
-/// webshop incident has resolved, stops it with SIGTERM (which must exit 0), and returns
+/// webshop incident has resolved and its last closable hour has closed, stops it with SIGTERM
+/// (which must exit 0), and returns
 /// the tables as comparable text.
 pub async fn run_until_done(config: &Path, client: &tokio_postgres::Client, group: &str, total: i64) -> Vec<String> {
     let child = start(config);
@@ -254,7 +298,7 @@ pub async fn run_until_done(config: &Path, client: &tokio_postgres::Client, grou
 
 /// Waits for a running service as `run_until_done` does, then stops it.
 pub async fn finish(
-    child: Child,
+    child: Running,
     config: &Path,
     client: &tokio_postgres::Client,
     group: &str,
@@ -263,6 +307,9 @@ pub async fn finish(
     let log = config.with_extension("log");
     wait_for_offsets(client, group, total, &log).await;
     wait_until(client, RESOLVED, 1, &log).await;
+    // A restarted worker's clock waits for each input to speak or go idle (`idle_release`):
+    // the recorded stream's last closable hour (12:00) marks the end of its work.
+    wait_until(client, LAST_HOUR, 1, &log).await;
     assert_eq!(terminate(child), 0, "SIGTERM drains and exits cleanly");
     snapshot_tables(client).await
 }

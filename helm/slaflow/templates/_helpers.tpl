@@ -126,8 +126,40 @@ the values otherwise.
 {{- fail (printf "config.%s: this section is rendered from the chart's own values (containerPort, server, postgres, kafka), so it may not be set in config" $section) }}
 {{- end }}
 {{- end }}
+{{- if not (has .Values.workload.kind (list "Deployment" "StatefulSet")) }}
+{{- fail (printf "workload.kind must be Deployment or StatefulSet, found %q" (toString .Values.workload.kind)) }}
+{{- end }}
+{{- if hasKey (.Values.kafka.properties | default dict) "group.instance.id" }}
+{{- fail "kafka.properties sets group.instance.id: every pod would have the same id, and the broker fences all members but the last to join (FENCED_INSTANCE_ID). kafka.staticMembership gives each pod its own name as its id" }}
+{{- end }}
+{{- $static := .Values.kafka.staticMembership }}
+{{- if not (or (kindIs "bool" $static) (eq (toString $static) "auto")) }}
+{{- fail (printf "kafka.staticMembership must be true, false or auto, found %q" (toString $static)) }}
+{{- end }}
+{{- if include "slaflow.staticMembership" . }}
+{{- range .Values.extraEnv }}
+{{- if eq (toString .name) "SLAFLOW_KAFKA_GROUP_INSTANCE_ID" }}
+{{- fail (printf "extraEnv sets SLAFLOW_KAFKA_GROUP_INSTANCE_ID, which static membership (kafka.staticMembership %v with a %s) already sets to the pod's name; set kafka.staticMembership to false to set it yourself" $static $.Values.workload.kind) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- if and .Values.kafka.sasl.mechanism (not .Values.kafka.sasl.existingSecret) }}
 {{- fail "kafka.sasl.mechanism is set but kafka.sasl.existingSecret is empty: name the Secret with the SASL username and password" }}
+{{- end }}
+{{- end }}
+
+{{/*
+"true" when the pods are static group members (each pod's name its group.instance.id), else
+empty: kafka.staticMembership true or false as it says; auto (the default) on for a
+StatefulSet, whose replacement pods keep their names, and off for a Deployment, whose
+replacement pods get new names (with static membership every step of its rolling update
+would wait for the replaced pod's session.timeout.ms).
+*/}}
+{{- define "slaflow.staticMembership" -}}
+{{- $static := .Values.kafka.staticMembership }}
+{{- if kindIs "bool" $static }}
+{{- if $static }}true{{ end }}
+{{- else if and (eq (toString $static) "auto") (eq .Values.workload.kind "StatefulSet") }}true
 {{- end }}
 {{- end }}
 
@@ -254,6 +286,159 @@ Label matchers that select this release's series in the alert expressions.
 */}}
 {{- define "slaflow.promSelector" -}}
 {{- .Values.prometheusRule.selector | default (printf "namespace=%q, job=%q" .Release.Namespace (include "slaflow.fullname" .)) }}
+{{- end }}
+
+{{/*
+The pod template of the workload (Deployment or StatefulSet, workload.kind): metadata and
+spec, at indentation 0. Both kinds render exactly this.
+*/}}
+{{- define "slaflow.podTemplate" -}}
+metadata:
+  annotations:
+    # A change of the configuration changes this hash and so rolls the pods.
+    checksum/config: {{ include "slaflow.configToml" . | sha256sum }}
+    {{- with .Values.podAnnotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  labels:
+    {{- include "slaflow.labels" . | nindent 4 }}
+    {{- with .Values.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  serviceAccountName: {{ include "slaflow.serviceAccountName" . }}
+  automountServiceAccountToken: {{ .Values.serviceAccount.automountServiceAccountToken }}
+  {{- with .Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.priorityClassName }}
+  priorityClassName: {{ . }}
+  {{- end }}
+  # Longer than [server] drain_timeout: SIGTERM lets every partition worker write its batch.
+  terminationGracePeriodSeconds: {{ include "slaflow.terminationGracePeriodSeconds" . }}
+  {{- with .Values.podSecurityContext }}
+  securityContext:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  containers:
+    - name: slaflow
+      image: {{ include "slaflow.image" . }}
+      imagePullPolicy: {{ .Values.image.pullPolicy }}
+      args: ["run", "--config", {{ include "slaflow.configFile" . | quote }}]
+      ports:
+        - name: http
+          containerPort: {{ .Values.containerPort }}
+          protocol: TCP
+      env:
+        {{- include "slaflow.env" . | nindent 8 }}
+        {{- with .Values.apiTokens.existingSecret }}
+        - name: SLAFLOW_API_TOKENS
+          valueFrom:
+            secretKeyRef:
+              name: {{ . }}
+              key: {{ $.Values.apiTokens.existingSecretKey }}
+        {{- end }}
+        {{- if include "slaflow.staticMembership" . }}
+        # Static membership (KIP-345): the pod's name is its group.instance.id, so a
+        # restarted container (or a StatefulSet's replacement pod) takes its partitions back
+        # without a rebalance.
+        - name: SLAFLOW_KAFKA_GROUP_INSTANCE_ID
+          valueFrom:
+            fieldRef:
+              apiVersion: v1
+              fieldPath: metadata.name
+        {{- end }}
+        {{- with .Values.extraEnv }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      {{- if .Values.startupProbe.enabled }}
+      startupProbe:
+        httpGet:
+          path: /healthz
+          port: http
+        periodSeconds: {{ .Values.startupProbe.periodSeconds }}
+        timeoutSeconds: {{ .Values.startupProbe.timeoutSeconds }}
+        failureThreshold: {{ .Values.startupProbe.failureThreshold }}
+      {{- end }}
+      {{- if .Values.livenessProbe.enabled }}
+      livenessProbe:
+        httpGet:
+          path: /healthz
+          port: http
+        initialDelaySeconds: {{ .Values.livenessProbe.initialDelaySeconds }}
+        periodSeconds: {{ .Values.livenessProbe.periodSeconds }}
+        timeoutSeconds: {{ .Values.livenessProbe.timeoutSeconds }}
+        failureThreshold: {{ .Values.livenessProbe.failureThreshold }}
+      {{- end }}
+      {{- if .Values.readinessProbe.enabled }}
+      readinessProbe:
+        httpGet:
+          path: /readyz
+          port: http
+        initialDelaySeconds: {{ .Values.readinessProbe.initialDelaySeconds }}
+        periodSeconds: {{ .Values.readinessProbe.periodSeconds }}
+        timeoutSeconds: {{ .Values.readinessProbe.timeoutSeconds }}
+        failureThreshold: {{ .Values.readinessProbe.failureThreshold }}
+      {{- end }}
+      {{- with .Values.securityContext }}
+      securityContext:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with .Values.resources }}
+      resources:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      volumeMounts:
+        - name: config
+          mountPath: {{ include "slaflow.configDir" . }}
+          readOnly: true
+        - name: tmp
+          mountPath: /tmp
+        {{- if and .Values.kafka.tls.enabled .Values.kafka.tls.caSecret }}
+        - name: kafka-ca
+          mountPath: {{ include "slaflow.kafkaCaDir" . }}
+          readOnly: true
+        {{- end }}
+        {{- with .Values.extraVolumeMounts }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+  volumes:
+    - name: config
+      configMap:
+        name: {{ include "slaflow.fullname" . }}
+    - name: tmp
+      emptyDir:
+        sizeLimit: 64Mi
+    {{- if and .Values.kafka.tls.enabled .Values.kafka.tls.caSecret }}
+    - name: kafka-ca
+      secret:
+        secretName: {{ .Values.kafka.tls.caSecret }}
+        items:
+          - key: {{ .Values.kafka.tls.caSecretKey }}
+            path: {{ .Values.kafka.tls.caSecretKey }}
+    {{- end }}
+    {{- with .Values.extraVolumes }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- with .Values.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.affinity }}
+  affinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.topologySpreadConstraints }}
+  topologySpreadConstraints:
+    {{- range . }}
+    - {{ toYaml (merge (deepCopy .) (dict "labelSelector" (dict "matchLabels" (include "slaflow.selectorLabels" $ | fromYaml)))) | nindent 6 | trim }}
+    {{- end }}
+  {{- end }}
 {{- end }}
 
 {{/*
