@@ -72,7 +72,7 @@ impl Default for KafkaConfig {
             group_id: "slaflow".into(),
             topics: Vec::new(),
             properties: BTreeMap::from([("bootstrap.servers".to_string(), "127.0.0.1:9092".to_string())]),
-            batch_max_messages: 1000,
+            batch_max_messages: 5000,
             batch_max_wait: Duration::from_millis(250),
             channel_capacity: 4096,
             write_attempts: 8,
