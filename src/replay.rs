@@ -426,6 +426,42 @@ threshold = "5s"
         assert_eq!(late(&out.borrow()), 1);
     }
 
+    /// How many windows starting at `start_ns` closed in `records`.
+    fn closed_at(records: &[Record], start_ns: i64) -> usize {
+        records
+            .iter()
+            .filter(|r| matches!(r, Record::Sla(SlaOutput::WindowClosed(w)) if w.start_ns == start_ns))
+            .count()
+    }
+
+    #[test]
+    fn a_restored_worker_whose_inputs_are_idle_moves_to_the_latest_event_it_had_seen() {
+        let t0 = from_rfc3339("2026-03-10T10:00:00Z").unwrap();
+        let mut engines = Engines::new(&config()).unwrap().with_inputs(2);
+        let mut before = Vec::new();
+        // Input 0 is at 10:00 and input 1 at 11:30: the clock is held at 10:00, nothing closes.
+        engines.process_from(0, sample(t0), &mut |r| before.push(r));
+        engines.process_from(1, sample(t0 + 90 * MINUTE), &mut |r| before.push(r));
+        assert_eq!(closed_at(&before, t0), 0);
+        let (correlate, sla) = engines.snapshot();
+        let latest = engines.last_event_ns();
+        // Restarted from that checkpoint, with nothing new to read: both inputs go idle.
+        let restore = |latest| {
+            let mut engines = Engines::restore(&config(), &correlate, &sla)
+                .unwrap()
+                .with_latest_event(latest)
+                .with_inputs(2);
+            let mut after = Vec::new();
+            engines.input_idle(0, &mut |r| after.push(r));
+            engines.input_idle(1, &mut |r| after.push(r));
+            after
+        };
+        // With the latest event kept, the clock goes to 11:30 as it would have without the
+        // restart, and the 10:00 hour closes; without it, the clock stays where it was.
+        assert!(closed_at(&restore(latest), t0) >= 1);
+        assert_eq!(closed_at(&restore(None), t0), 0);
+    }
+
     #[test]
     fn when_every_input_is_idle_the_clock_is_the_latest_event() {
         let t0 = from_rfc3339("2026-03-10T10:00:00Z").unwrap();

@@ -20,7 +20,10 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     let listener = tokio::net::TcpListener::bind(&config.server.listen)
         .await
         .map_err(|e| PipelineError::Config(format!("[server] listen = {:?}: {e}", config.server.listen)))?;
-    tracing::info!(listen = %config.server.listen, "serving /metrics, /healthz, /readyz, /v1/ingest, /v1/reports");
+    let listening = listener
+        .local_addr()
+        .map_or_else(|_| config.server.listen.clone(), |a| a.to_string());
+    tracing::info!(listen = %listening, "serving /metrics, /healthz, /readyz, /v1/ingest, /v1/reports");
     let (stop_tx, stop_rx) = watch::channel(false);
 
     // Readiness: the store answers and, with Kafka, partitions are assigned.
