@@ -821,33 +821,29 @@ fn drain(
 /// one every 30 s with the count, instead of one per poll while a broker is away.
 #[derive(Default)]
 struct ErrorLog {
-    /// Errors since the last message, the last one's text, and when it was last logged.
+    /// Errors since the last message, the last one's text, and when a line was last logged.
     failing: Option<(u64, String, std::time::Instant)>,
 }
 
 impl ErrorLog {
+    /// Counts one more error; returns the count to log it with, or `None` to stay quiet.
+    fn count(&mut self, text: String, now: std::time::Instant) -> Option<u64> {
+        let Some((n, last, at)) = &mut self.failing else {
+            self.failing = Some((1, text, now));
+            return Some(1);
+        };
+        *n += 1;
+        if *last == text && now.duration_since(*at) < Duration::from_secs(30) {
+            return None;
+        }
+        (*last, *at) = (text, now);
+        Some(*n)
+    }
+
     fn failed(&mut self, error: &rdkafka::error::KafkaError) {
         let text = error.to_string();
-        let log = match &mut self.failing {
-            None => true,
-            Some((n, last, at)) => {
-                *n += 1;
-                let changed = *last != text;
-                if changed || at.elapsed() >= Duration::from_secs(30) {
-                    *last = text.clone();
-                    *at = std::time::Instant::now();
-                    true
-                } else {
-                    false
-                }
-            }
-        };
-        if log {
-            let errors = self.failing.as_ref().map_or(1, |(n, ..)| *n);
+        if let Some(errors) = self.count(text.clone(), std::time::Instant::now()) {
             tracing::warn!(error = %text, errors, "kafka: consuming failed; retrying");
-        }
-        if self.failing.is_none() {
-            self.failing = Some((1, text, std::time::Instant::now()));
         }
     }
 
@@ -982,6 +978,35 @@ mod tests {
 
     fn assigned(list: &[(&str, i32)]) -> Vec<(String, i32)> {
         list.iter().map(|(t, p)| (t.to_string(), *p)).collect()
+    }
+
+    #[test]
+    fn consumer_errors_are_logged_once_per_change_or_half_minute_and_counted() {
+        let mut log = ErrorLog::default();
+        let t0 = std::time::Instant::now();
+        let down = || "AllBrokersDown".to_string();
+        assert_eq!(log.count(down(), t0), Some(1), "the first error is logged");
+        assert_eq!(
+            log.count(down(), t0 + Duration::from_secs(1)),
+            None,
+            "its repeats are not"
+        );
+        assert_eq!(
+            log.count("Transport".into(), t0 + Duration::from_secs(2)),
+            Some(3),
+            "a new error is"
+        );
+        assert_eq!(
+            log.count("Transport".into(), t0 + Duration::from_secs(33)),
+            Some(4),
+            "30 s later again"
+        );
+        log.recovered();
+        assert_eq!(
+            log.count(down(), t0 + Duration::from_secs(34)),
+            Some(1),
+            "a new run of errors"
+        );
     }
 
     #[test]

@@ -209,7 +209,7 @@ async fn ingest(
     let accepted = decoded.as_ref().map_or(0, Vec::len);
     let rejected = decoded.as_ref().err().cloned();
     let handed = match &state.intake {
-        Intake::Worker(queue) => to_worker(queue, format, bytes.to_vec(), decoded).await,
+        Intake::Worker(queue) => to_worker(queue, format, &bytes, decoded).await,
         Intake::Kafka(forwarder) => to_kafka(forwarder, format, &bytes, decoded).await,
     };
     match (handed, rejected) {
@@ -253,14 +253,15 @@ async fn read_body(
 async fn to_worker(
     queue: &mpsc::Sender<Ingest>,
     format: Format,
-    body: Vec<u8>,
+    body: &[u8],
     decoded: Result<Vec<Event>, String>,
 ) -> Result<(), Response> {
     let (done, stored) = oneshot::channel();
     let request = Ingest {
         format,
         received_ns: crate::time::now_ns(),
-        decoded: decoded.map_err(|reason| (body, reason)),
+        // The raw body is copied only to be kept as a dead letter.
+        decoded: decoded.map_err(|reason| (body.to_vec(), reason)),
         done,
     };
     if queue.send(request).await.is_err() {

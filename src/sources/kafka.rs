@@ -325,6 +325,30 @@ mod tests {
     }
 
     #[test]
+    fn the_format_header_names_the_decoder_and_an_unknown_one_is_an_error() {
+        use rdkafka::message::{Header, OwnedHeaders, OwnedMessage, Timestamp};
+        let message = |value: Option<&str>| {
+            let headers = value.map(|v| {
+                OwnedHeaders::new().insert(Header {
+                    key: FORMAT_HEADER,
+                    value: Some(v),
+                })
+            });
+            OwnedMessage::new(None, None, "t".into(), Timestamp::NotAvailable, 0, 0, headers)
+        };
+        assert!(header_format(&message(None)).is_none(), "no header: the topic's format");
+        assert_eq!(
+            header_format(&message(Some("protobuf"))).unwrap().unwrap(),
+            Format::Protobuf
+        );
+        let error = header_format(&message(Some("yaml"))).unwrap().unwrap_err().to_string();
+        assert!(
+            error.contains("header slaflow-format") && error.contains("\"yaml\""),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn several_topics_use_the_co_partitioning_assignor() {
         let topic = |name: &str| TopicConfig {
             name: name.into(),
