@@ -1,6 +1,8 @@
 //! End-to-end throughput harness: events per second from a Kafka-protocol broker through
-//! slaflow's pipeline into Postgres, against a bare rdkafka consumer that only counts the
-//! messages of the same topic, in the same run. Needs the broker (`scripts/kafka.sh start`,
+//! slaflow's pipeline into Postgres, against two peers on the same topic in the same run: a
+//! bare rdkafka consumer that only counts the messages, and one that also decodes each with
+//! plain serde_json into owned structs. Each phase's CPU (the process's and the machine's)
+//! is printed per message, with the rate the machine's cores allow the decoding peer. Needs the broker (`scripts/kafka.sh start`,
 //! Apache Kafka) and Postgres on 127.0.0.1.
 //!
 //!     cargo run --release --example e2e_harness -- [MESSAGES [SPANS_PER_MESSAGE]] [--no-latency] [--latency-only] [--idle-ms N]
@@ -25,6 +27,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
+use rdkafka::Message;
 use slaflow::config::Config;
 use slaflow::decode::Format;
 use slaflow::sources::kafka::TopicConfig;
@@ -183,31 +186,19 @@ async fn throughput(
         started.elapsed()
     );
 
-    // The bare consumer: counts the messages, nothing else, with slaflow's fetch settings.
-    // Timed from subscribe, as the pipeline is timed from its start: both include joining
-    // the group.
-    let mut bare = client.clone();
-    // The same fetch settings slaflow's consumer has (its defaults, then the overrides).
-    for (k, v) in slaflow::sources::kafka::CONSUMER_DEFAULTS {
-        bare.set(k, v);
+    // The peers, with slaflow's fetch settings, timed from subscribe as the pipeline is timed
+    // from its start (both include joining the group): the bare consumer counts messages;
+    // the decoding one also parses each with plain serde_json into owned structs.
+    let bare = peer(client, &topic, &format!("bare-{id}"), messages, |_| 0).await?;
+    let decoding = peer(client, &topic, &format!("decoding-{id}"), messages, plain_decode).await?;
+    if decoding.events != messages * spans {
+        return Err(format!(
+            "the decoding peer found {} spans, expected {}",
+            decoding.events,
+            messages * spans
+        )
+        .into());
     }
-    for (k, v) in rdkafka_overrides() {
-        bare.set(k, v);
-    }
-    let bare: StreamConsumer = bare
-        .set("group.id", format!("bare-{id}"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let started = Instant::now();
-    bare.subscribe(&[&topic])?;
-    let mut seen = 0usize;
-    while seen < messages {
-        bare.recv().await?;
-        seen += 1;
-    }
-    let bare_time = started.elapsed();
-    drop(bare);
 
     // slaflow: the service's pipeline, in process, into a fresh database.
     let mut config = Config::parse(std::path::Path::new("harness.toml"), &config_text())?;
@@ -221,6 +212,7 @@ async fn throughput(
         format: Format::DatadogApm,
     }];
     let started = Instant::now();
+    let cpu = Cpu::now();
     let service = Service::start(admin_pg, format!("slaflow_harness_{id}"), config).await?;
     // When the first batch was stored: start-up (migrations, group join, restore) is over.
     let mut first_stored: Option<(Duration, i64)> = None;
@@ -243,27 +235,47 @@ async fn throughput(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let slaflow_time = started.elapsed();
+    let slaflow_cpu = Cpu::now().since(&cpu);
     service.finish(admin_pg).await?;
 
-    let events = (messages * spans) as f64;
-    let (bare_rate, slaflow_rate) = (events / bare_time.as_secs_f64(), events / slaflow_time.as_secs_f64());
     println!(
         "messages {messages}, spans per message {spans}, events {}",
         messages * spans
     );
+    let events = (messages * spans) as f64;
+    let rate = |time: Duration| events / time.as_secs_f64();
+    let slaflow_run = Run {
+        time: slaflow_time,
+        cpu: slaflow_cpu,
+        events: messages * spans,
+    };
+    for (name, run) in [
+        ("bare consumer", &bare),
+        ("decoding peer", &decoding),
+        ("slaflow e2e", &slaflow_run),
+    ] {
+        println!(
+            "{name:<14} {:>8.0} messages/s  {:>10.0} events/s  ({:.2?}); CPU per message: process {:.2} µs, machine {:.2} µs",
+            messages as f64 / run.time.as_secs_f64(),
+            rate(run.time),
+            run.time,
+            run.cpu.process_s * 1e6 / messages as f64,
+            run.cpu.machine_s * 1e6 / messages as f64,
+        );
+    }
     println!(
-        "bare consumer:  {:>8.0} messages/s  {:>10.0} events/s  ({:.2?})",
-        messages as f64 / bare_time.as_secs_f64(),
-        bare_rate,
-        bare_time
+        "ratio: {:.0} % of the bare consumer, {:.0} % of the decoding peer (slaflow from start-up to the last offset committed in Postgres)",
+        rate(slaflow_time) / rate(bare.time) * 100.0,
+        rate(slaflow_time) / rate(decoding.time) * 100.0
     );
+    // What the machine allows: its cores divided by the CPU a message costs the peer that
+    // also decodes (consumer, decoding, the broker serving it), with nothing else to do.
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    let bound = cores * messages as f64 / decoding.cpu.machine_s;
     println!(
-        "slaflow e2e:    {:>8.0} messages/s  {:>10.0} events/s  ({:.2?}, from start-up to the last offset committed in Postgres)",
-        messages as f64 / slaflow_time.as_secs_f64(),
-        slaflow_rate,
-        slaflow_time
+        "bound: {cores} cores / the decoding peer's machine CPU per message = {bound:.0} messages/s, {:.0} % of the bare consumer",
+        bound / (messages as f64 / bare.time.as_secs_f64()) * 100.0
     );
-    println!("ratio: {:.0} % of the bare consumer", slaflow_rate / bare_rate * 100.0);
     if let Some((at, stored)) = first_stored {
         let steady = (messages as i64 - stored) as f64 / (slaflow_time - at).as_secs_f64();
         println!(
@@ -272,6 +284,127 @@ async fn throughput(
         );
     }
     Ok(())
+}
+
+/// CPU time so far, in seconds: this process's (user and system), and the whole machine's
+/// busy time (every core, every process: the broker and Postgres too), from `/proc`.
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    process_s: f64,
+    machine_s: f64,
+}
+
+impl Cpu {
+    /// Clock ticks per second of `/proc` (USER_HZ, 100 on Linux).
+    const TICK_S: f64 = 0.01;
+
+    fn now() -> Cpu {
+        let process = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // The fields after the command (in parentheses); utime and stime are the 14th and 15th.
+        let after = process.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let field = |n: usize| {
+            after
+                .split_whitespace()
+                .nth(n)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        let process_ticks = field(11) + field(12);
+        let machine = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        // "cpu  user nice system idle iowait irq softirq steal ...": busy is all but idle and iowait.
+        let ticks: Vec<f64> = machine
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        let busy: f64 = ticks
+            .iter()
+            .take(8)
+            .enumerate()
+            .filter(|(i, _)| *i != 3 && *i != 4)
+            .map(|(_, t)| t)
+            .sum();
+        Cpu {
+            process_s: process_ticks * Self::TICK_S,
+            machine_s: busy * Self::TICK_S,
+        }
+    }
+
+    fn since(&self, earlier: &Cpu) -> Cpu {
+        Cpu {
+            process_s: self.process_s - earlier.process_s,
+            machine_s: self.machine_s - earlier.machine_s,
+        }
+    }
+}
+
+/// One consumer's run over the topic.
+struct Run {
+    time: Duration,
+    cpu: Cpu,
+    /// Spans the consumer found (0 for the bare consumer, which does not look).
+    events: usize,
+}
+
+/// A peer consumer with slaflow's fetch settings: reads `messages` messages of `topic`,
+/// calling `work` on each payload (it returns the spans it found), and says how long and how
+/// much CPU that took.
+async fn peer(
+    client: &ClientConfig,
+    topic: &str,
+    group: &str,
+    messages: usize,
+    work: fn(&[u8]) -> usize,
+) -> Result<Run, BoxError> {
+    let mut config = client.clone();
+    for (k, v) in slaflow::sources::kafka::CONSUMER_DEFAULTS {
+        config.set(k, v);
+    }
+    for (k, v) in rdkafka_overrides() {
+        config.set(k, v);
+    }
+    let consumer: StreamConsumer = config
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let (started, cpu) = (Instant::now(), Cpu::now());
+    consumer.subscribe(&[topic])?;
+    let (mut seen, mut events) = (0usize, 0usize);
+    while seen < messages {
+        let message = consumer.recv().await?;
+        events += work(message.payload().unwrap_or_default());
+        seen += 1;
+    }
+    Ok(Run {
+        time: started.elapsed(),
+        cpu: Cpu::now().since(&cpu),
+        events,
+    })
+}
+
+/// A Datadog span as a plain serde_json program would read it: owned strings, `meta` a map.
+#[derive(serde::Deserialize)]
+#[allow(dead_code)] // read to be decoded, as a consumer that used them would
+struct PlainSpan {
+    service: Option<String>,
+    resource: Option<String>,
+    name: Option<String>,
+    start: i64,
+    duration: i64,
+    #[serde(default)]
+    error: i32,
+    #[serde(default)]
+    meta: std::collections::HashMap<String, String>,
+}
+
+/// The decoding peer's work: the payload into owned structs; the number of spans, or 0.
+fn plain_decode(payload: &[u8]) -> usize {
+    serde_json::from_slice::<Vec<Vec<PlainSpan>>>(payload)
+        .map_or(0, |traces| std::hint::black_box(traces).iter().map(Vec::len).sum())
 }
 
 /// Event time runs this many times faster than the wall clock in the latency phase.
