@@ -26,6 +26,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             format!("#[serde(with = \"crate::model::serde_enum::{module}\")]"),
         );
     }
+    // A sample's role is optional in JSON: absent means unspecified (a request), so
+    // canonical lines written before roles existed still read.
+    config.field_attribute(
+        ".slaflow.v1.LatencySample.role",
+        "#[serde(default, skip_serializing_if = \"crate::model::serde_enum::is_unspecified\", with = \"crate::model::serde_enum::span_role\")]",
+    );
     config.compile_fds(descriptors)?;
     Ok(())
 }

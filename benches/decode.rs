@@ -14,15 +14,19 @@ fn fixture(path: &str) -> Vec<u8> {
     std::fs::read(format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"))).expect("fixture exists")
 }
 
-/// 100 traces of 10 spans, each span with the meta and metrics a web tracer writes.
-fn apm_payload() -> Vec<u8> {
+/// 100 traces of 10 spans, each span with the meta and metrics a web tracer writes
+/// (`_dd.top_level` on each), or, with `marks` false, without top-level marks: roles then
+/// come from the parents (the root is the last span, as tracers flush in finish order).
+fn apm_payload(marks: bool) -> Vec<u8> {
     let mut traces = Vec::new();
     for t in 0..100u64 {
         let mut spans = Vec::new();
-        for s in 0..10u64 {
+        for s in (0..10u64).rev() {
             spans.push(format!(
-                r#"{{"service":"checkout","name":"http.request","resource":"POST /api/orders","trace_id":{t},"span_id":{s},"parent_id":{p},"start":{start},"duration":{d},"error":{e},"type":"web","meta":{{"http.method":"POST","http.status_code":"{code}","http.url":"https://shop.example.com/api/orders","component":"flask","span.kind":"server"}},"metrics":{{"_sampling_priority_v1":1,"_dd.top_level":1,"process_id":4711}}}}"#,
-                p = s.saturating_sub(1),
+                r#"{{"service":"checkout","name":"http.request","resource":"POST /api/orders","trace_id":{t},"span_id":{id},"parent_id":{p},"start":{start},"duration":{d},"error":{e},"type":"web","meta":{{"http.method":"POST","http.status_code":"{code}","http.url":"https://shop.example.com/api/orders","component":"flask","span.kind":"server"}},"metrics":{{"_sampling_priority_v1":1,{mark}"process_id":4711}}}}"#,
+                id = s + 1,
+                p = s,
+                mark = if marks { format!("\"_dd.top_level\":{},", u8::from(s == 0)) } else { String::new() },
                 start = 1_700_000_000_000_000_000u64 + t * 1_000_000 + s * 1000,
                 d = 1_000_000 + s * 37_000,
                 e = u8::from(s == 9 && t % 10 == 0),
@@ -112,7 +116,8 @@ fn bench(c: &mut Criterion) {
             fixture("pagerduty/trigger_openapi_example.json"),
             1,
         ),
-        (Format::DatadogApm, "1000 spans", apm_payload(), 1000),
+        (Format::DatadogApm, "1000 spans", apm_payload(true), 1000),
+        (Format::DatadogApm, "1000 spans, roles from parents", apm_payload(false), 1000),
         (Format::OtlpJson, "1000 spans", otlp_payload(), 1000),
         (
             Format::Protobuf,
@@ -123,8 +128,10 @@ fn bench(c: &mut Criterion) {
     ];
     for (format, name, bytes, elements) in &inputs {
         // Check the input decodes and yields what the throughput claims.
-        let events = decoders.decode(*format, bytes).expect("bench input decodes");
-        let counted: u64 = events
+        let decoded = decoders.decode(*format, bytes).expect("bench input decodes");
+        assert!(decoded.rejected.is_empty(), "{format} {name}: {:?}", decoded.rejected);
+        let counted: u64 = decoded
+            .events
             .iter()
             .map(|e| {
                 if let Event::Batch(b) = e {
@@ -140,7 +147,33 @@ fn bench(c: &mut Criterion) {
             b.iter(|| decoders.decode(*format, black_box(bytes)))
         });
     }
+    // The baseline: the same Datadog payload into owned structs with plain serde_json.
+    let bytes = apm_payload(true);
+    group.throughput(Throughput::Elements(1000));
+    group.bench_function("baseline/serde_json owned datadog spans", |b| {
+        b.iter(|| serde_json::from_slice::<Vec<Vec<PlainSpan>>>(black_box(&bytes)).map(|t| t.len()))
+    });
     group.finish();
+}
+
+/// A Datadog span as a plain serde_json program reads it: owned strings and maps.
+#[derive(serde::Deserialize)]
+#[allow(dead_code)] // decoded to be measured
+struct PlainSpan {
+    service: Option<String>,
+    name: Option<String>,
+    resource: Option<String>,
+    trace_id: u64,
+    span_id: u64,
+    parent_id: u64,
+    start: i64,
+    duration: i64,
+    #[serde(default)]
+    error: i32,
+    #[serde(default)]
+    meta: std::collections::HashMap<String, String>,
+    #[serde(default)]
+    metrics: std::collections::HashMap<String, f64>,
 }
 
 criterion_group!(benches, bench);

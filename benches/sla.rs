@@ -104,6 +104,7 @@ fn bench(c: &mut Criterion) {
                 duration_ns: 2_000_000 + (i * 7919) % 900_000_000,
                 outcome: if i % 1000 == 0 { Outcome::Error } else { Outcome::Ok } as i32,
                 status_code: Some(200),
+                role: 0,
             })
         })
         .collect();

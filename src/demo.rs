@@ -1226,6 +1226,14 @@ pub fn simulate(config: &Config, scenario: &Scenario, progress: &dyn Fn(u64)) ->
                 format: payload.format,
                 error,
             })?;
+        // The generated payloads are all good: an item rejected is a bug in the script.
+        if let Some(item) = events.rejected.first() {
+            return Err(DemoError::Decode {
+                format: payload.format,
+                error: item.error.clone(),
+            });
+        }
+        let events = events.events;
         *sim.payloads.entry(payload.format).or_default() += 1;
         *sim.events.entry(payload.format).or_default() += events.len() as u64;
         if let Some(e) = events.iter().find(|e| event_time(e) == 0) {
@@ -1929,7 +1937,7 @@ mod tests {
         let decoders = Decoders::new(config.decoders.clone());
         let (from, to) = s.days()[8];
         for p in s.alert_payloads().into_iter().chain(s.apm_payloads(from, to)) {
-            let events = decoders.decode(p.format, &p.bytes).unwrap();
+            let events = decoders.decode(p.format, &p.bytes).unwrap().events;
             assert!(!events.is_empty());
             assert!(
                 events.iter().all(|e| event_time(e) >= from.min(s.start_ns)),
@@ -1941,7 +1949,7 @@ mod tests {
         assert_eq!(apm.len(), 3 * 144);
         let spans: usize = apm
             .iter()
-            .map(|p| decoders.decode(p.format, &p.bytes).unwrap().len())
+            .map(|p| decoders.decode(p.format, &p.bytes).unwrap().events.len())
             .sum();
         assert_eq!(spans, 3 * 3 * 1440);
     }

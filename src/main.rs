@@ -304,7 +304,7 @@ fn print_summary(summary: &Summary) {
     }
     let (c, s) = (&summary.correlate, &summary.sla);
     eprintln!(
-        "{} records, {} events, {} rejected; {} alerts, {} incidents, {} duplicates, {} suppressed, {} unmatched, {} late; {} samples, {} late samples, {} without contract",
+        "{} records, {} events, {} rejected; {} alerts, {} incidents, {} duplicates, {} suppressed, {} unmatched, {} late; {} samples, {} late samples, {} without contract, {} spans ignored (not requests)",
         summary.records,
         summary.events,
         summary.rejected.len(),
@@ -317,6 +317,7 @@ fn print_summary(summary: &Summary) {
         s.samples,
         s.late_samples,
         s.uncontracted_samples,
+        s.spans_ignored,
     );
 }
 
@@ -526,7 +527,11 @@ fn decode_files(decoders: &Decoders, format: Format, files: &[PathBuf]) -> Resul
             records += 1;
             match decoders.decode(format, record.bytes) {
                 Ok(decoded) => {
-                    for event in decoded {
+                    for item in decoded.rejected {
+                        rejected += 1;
+                        eprintln!("{}: {}", path.display(), item.error.at_line(record.line));
+                    }
+                    for event in decoded.events {
                         events += 1;
                         serde_json::to_writer(&mut out, &event).map_err(|e| e.to_string())?;
                         out.write_all(b"\n").map_err(|e| e.to_string())?;

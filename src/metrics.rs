@@ -31,6 +31,12 @@ pub struct Metrics {
     pub ingested: IntCounterVec,
     /// `slaflow_events_rejected_total{format,reason}`.
     pub rejected: IntCounterVec,
+    /// `slaflow_items_rejected_total{format,reason}`: spans and alerts rejected one by one
+    /// (a record rejected whole counts once), by `DecodeError::reason`.
+    pub items_rejected: IntCounterVec,
+    /// `slaflow_spans_ignored_total{service}`: spans that are not samples of their
+    /// contract (internal spans under `samples = "entry"`, non-roots under `"root"`).
+    pub spans_ignored: IntCounterVec,
     /// `slaflow_dead_letters_total{format}`.
     pub dead_letters: IntCounterVec,
     /// `slaflow_late_samples_total{service}`.
@@ -152,6 +158,16 @@ impl Metrics {
                 "Inputs rejected: not decodable, too large, unauthorized.",
                 &["format", "reason"],
             )?,
+            items_rejected: counter(
+                "slaflow_items_rejected_total",
+                "Items (spans, alerts) rejected by decoding, one by one; a record rejected whole counts once.",
+                &["format", "reason"],
+            )?,
+            spans_ignored: counter(
+                "slaflow_spans_ignored_total",
+                "Spans that are not samples of their service's contract (not requests), counted and left out.",
+                &["service"],
+            )?,
             dead_letters: counter(
                 "slaflow_dead_letters_total",
                 "Records kept as dead letters.",
@@ -182,6 +198,27 @@ impl Metrics {
         String::from_utf8(buffer).unwrap_or_default()
     }
 
+    /// Counts what a record's decoding rejected: the record (when nothing of it was kept)
+    /// and each rejected item by reason.
+    pub fn count_decode(&self, format: &str, decoded: &Result<crate::decode::Decoded, crate::decode::DecodeError>) {
+        match decoded {
+            Err(e) => {
+                self.reject(format, Rejection::Decode);
+                self.items_rejected.with_label_values(&[format, e.reason()]).inc();
+            }
+            Ok(d) => {
+                if d.kept_nothing() {
+                    self.reject(format, Rejection::Decode);
+                }
+                for item in &d.rejected {
+                    self.items_rejected
+                        .with_label_values(&[format, item.error.reason()])
+                        .inc();
+                }
+            }
+        }
+    }
+
     /// Counts an input that was rejected.
     pub fn reject(&self, format: &str, why: Rejection) {
         self.rejected.with_label_values(&[format, why.label()]).inc();
@@ -203,6 +240,7 @@ impl Metrics {
                 .with_label_values(&[&a.service, &a.objective, &a.severity])
                 .set(i64::from(a.state == "firing")),
             SlaOutput::LateSample { service, .. } => self.late_samples.with_label_values(&[service]).inc(),
+            SlaOutput::SpansIgnored { service, count } => self.spans_ignored.with_label_values(&[service]).inc_by(*count),
             SlaOutput::MonthlyReport(r) => {
                 for o in &r.objectives {
                     self.compliance

@@ -11,7 +11,7 @@ pub mod v1 {
 pub use v1::envelope::Event;
 pub use v1::{
     AlertEvent, AlertStatus, ChangeEvent, Envelope, EnvelopeBatch, LatencyBatch, LatencySample, MaintenanceAction,
-    MaintenanceEvent, Outcome,
+    MaintenanceEvent, Outcome, SpanRole,
 };
 
 impl Event {
@@ -60,8 +60,14 @@ pub mod serde_enum {
         };
     }
 
+    /// Whether an enum field holds its zero value (left out of JSON where that is the default).
+    pub fn is_unspecified(value: &i32) -> bool {
+        *value == 0
+    }
+
     enum_by_name!(alert_status, crate::model::AlertStatus, "ALERT_STATUS_");
     enum_by_name!(outcome, crate::model::Outcome, "OUTCOME_");
+    enum_by_name!(span_role, crate::model::SpanRole, "SPAN_ROLE_");
     enum_by_name!(
         maintenance_action,
         crate::model::MaintenanceAction,

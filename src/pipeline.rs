@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::decode::{Decoders, Format};
-use crate::metrics::{metrics, Rejection};
+use crate::metrics::metrics;
 use crate::model::Event;
 use crate::replay::{Engines, Record, ReplayError};
 use crate::sinks::{Batch, DeadLetter, Offset, SinkError, Store};
@@ -621,9 +621,10 @@ pub struct Ingest {
     pub format: Format,
     /// When it was received, ns since the epoch (the time of events that carry none).
     pub received_ns: i64,
-    /// Its decoded events, or, when it did not decode, the body and the reason (kept as a
-    /// dead letter).
-    pub decoded: Result<Vec<Event>, (Vec<u8>, String)>,
+    /// Its decoded events (none when it did not decode).
+    pub events: Vec<Event>,
+    /// What of it is kept as a dead letter (`decode::dead_part`): payload and reason.
+    pub dead: Option<(Vec<u8>, String)>,
     /// Answered with the outcome of the batch's transaction.
     pub done: oneshot::Sender<Result<(), String>>,
 }
@@ -651,14 +652,12 @@ pub async fn run_ingest(
                 None => true,
                 Some(r) => {
                     idle_since = Instant::now();
-                    match r.decoded {
-                        Ok(events) => {
-                            for mut event in events {
-                                stamp(&mut event, r.received_ns);
-                                engines.process(event, &mut batcher.emit());
-                            }
-                        }
-                        Err((payload, reason)) => batcher.batch.dead_letters.push(DeadLetter {
+                    for mut event in r.events {
+                        stamp(&mut event, r.received_ns);
+                        engines.process(event, &mut batcher.emit());
+                    }
+                    if let Some((payload, reason)) = r.dead {
+                        batcher.batch.dead_letters.push(DeadLetter {
                             origin: "http".into(),
                             partition: -1,
                             // Unique per body and stable across retries of the batch.
@@ -667,7 +666,7 @@ pub async fn run_ingest(
                             reason,
                             payload,
                             received_ns: r.received_ns,
-                        }),
+                        });
                     }
                     batcher.acks.push(r.done);
                     batcher.added();
@@ -724,33 +723,44 @@ fn handle(shared: &Shared, engines: &mut Engines, input: &Input, m: &OwnedMessag
         .and_then(crate::time::from_millis)
         .unwrap_or(0);
     let payload = m.payload().unwrap_or_default();
+    if let Some(reason) = kafka::dead_letter_reason(m) {
+        batcher.batch.dead_letters.push(DeadLetter {
+            origin: topic.to_string(),
+            partition,
+            offset: m.offset(),
+            format: input.format.name().to_string(),
+            reason,
+            payload: payload.to_vec(),
+            received_ns,
+        });
+        return;
+    }
     let (format, decoded) = match kafka::header_format(m) {
         None => (input.format, shared.decoders.decode(input.format, payload)),
         Some(Ok(format)) => (format, shared.decoders.decode(format, payload)),
         Some(Err(error)) => (input.format, Err(error)),
     };
-    match decoded {
-        Ok(events) => {
-            input.ingested.inc_by(events.len() as u64);
-            let mut emit = batcher.emit();
-            for mut event in events {
-                stamp(&mut event, received_ns);
-                engines.process_from(input.index, event, &mut emit);
-            }
+    metrics().count_decode(format.name(), &decoded);
+    let dead = crate::decode::dead_part(payload, &decoded);
+    if let Ok(decoded) = decoded {
+        input.ingested.inc_by(decoded.events.len() as u64);
+        let mut emit = batcher.emit();
+        for mut event in decoded.events {
+            stamp(&mut event, received_ns);
+            engines.process_from(input.index, event, &mut emit);
         }
-        Err(error) => {
-            tracing::warn!(topic, partition, offset = m.offset(), %error, "dead letter");
-            metrics().reject(format.name(), Rejection::Decode);
-            batcher.batch.dead_letters.push(DeadLetter {
-                origin: topic.to_string(),
-                partition,
-                offset: m.offset(),
-                format: format.name().to_string(),
-                reason: error.to_string(),
-                payload: payload.to_vec(),
-                received_ns,
-            });
-        }
+    }
+    if let Some((payload, reason)) = dead {
+        tracing::warn!(topic, partition, offset = m.offset(), %reason, "dead letter");
+        batcher.batch.dead_letters.push(DeadLetter {
+            origin: topic.to_string(),
+            partition,
+            offset: m.offset(),
+            format: format.name().to_string(),
+            reason,
+            payload,
+            received_ns,
+        });
     }
 }
 

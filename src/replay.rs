@@ -71,7 +71,13 @@ pub fn read_events(decoders: &Decoders, inputs: &[Input], summary: &mut Summary)
             summary.records += 1;
             match decoders.decode(input.format, record.bytes) {
                 Ok(decoded) => {
-                    for mut event in decoded {
+                    for item in decoded.rejected {
+                        summary.rejected.push(Rejected {
+                            path: input.path.clone(),
+                            error: item.error.at_line(record.line),
+                        });
+                    }
+                    for mut event in decoded.events {
                         stamp(&mut event, latest);
                         latest = latest.max(event_time(&event));
                         events.push(event);
@@ -390,6 +396,7 @@ threshold = "5s"
             duration_ns: 1_000_000,
             outcome: Outcome::Ok as i32,
             status_code: None,
+            role: 0,
         })
     }
 

@@ -45,8 +45,13 @@ fn decode_to_lines(format: Format, content: &[u8]) -> String {
     let mut lines = String::new();
     for record in file::records(content, format.framing()) {
         match decoders.decode(format, record.bytes) {
-            Ok(events) => {
-                for event in events {
+            Ok(decoded) => {
+                for item in decoded.rejected {
+                    let err = item.error.at_line(record.line);
+                    lines.push_str(&serde_json::to_string(&serde_json::json!({ "rejected": err })).unwrap());
+                    lines.push('\n');
+                }
+                for event in decoded.events {
                     lines.push_str(&serde_json::to_string(&event).unwrap());
                     lines.push('\n');
                 }
@@ -110,17 +115,21 @@ fn negative_examples_are_rejected_as_documented() {
         let bytes = std::fs::read(Path::new(FIXTURES).join(path)).unwrap();
         Decoders::default().decode(format, &bytes)
     };
-    // Valid JSON, but "integer" where the error flag should be: rejected at that field.
-    let err = decode(Format::DatadogApm, "datadog_apm/v03_traces_docs_schema_example.json").unwrap_err();
-    assert_eq!(err.field, "[0][0].error");
+    // Valid JSON, but "integer" where the error flag should be: its one span is rejected
+    // at that field, so nothing of the record is kept.
+    let decoded = decode(Format::DatadogApm, "datadog_apm/v03_traces_docs_schema_example.json").unwrap();
+    assert!(decoded.kept_nothing());
+    assert_eq!(decoded.rejected[0].error.field, "[0][0].error");
 
     // Hand-edited: "resolved" with Go's zero endsAt, which Alertmanager never sends.
     // The resolution time is unknown, so the record is rejected, naming the field.
-    let err = decode(
+    let decoded = decode(
         Format::Alertmanager,
         "alertmanager/resolved_handedited_alertmonitor_2019.json",
     )
-    .unwrap_err();
+    .unwrap();
+    assert!(decoded.kept_nothing());
+    let err = &decoded.rejected[0].error;
     assert_eq!(err.field, "alerts[0].endsAt");
     assert!(err.message.contains("zero time"), "{}", err.message);
 

@@ -90,6 +90,7 @@ fn run(engine: &mut SlaEngine, steps: &[(i64, Step)], first_index: usize, out: &
                     duration_ns: duration_ms * 1_000_000,
                     outcome: if *error { Outcome::Error } else { Outcome::Ok } as i32,
                     status_code: None,
+                    role: 0,
                 });
                 engine.apply(&sample, out);
             }

@@ -1,14 +1,18 @@
 //! Prometheus Alertmanager webhook (payload version 4): one `AlertEvent` per alert in the
 //! notification. The fingerprint is Alertmanager's own when the payload carries it (0.20+);
 //! otherwise it is computed exactly as Alertmanager computes it, from the sorted labels.
+//! A notification with a bad alert keeps the others: the payload is then parsed again alert
+//! by alert, and each bad one is rejected with its own path and reason.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::json::{for_each_document, Skip};
-use super::{add_label, affected_users, severity_from_word, DecodeError, FieldError, Format};
+use serde_json::value::RawValue;
+
+use super::json::{for_each_document, item_error, parse_item, Skip};
+use super::{add_label, affected_users, severity_from_word, DecodeError, Decoded, FieldError, Format, RejectedItem};
 use crate::model::{AlertEvent, AlertStatus, Event};
 use crate::time;
 
@@ -41,24 +45,64 @@ struct Alert<'a> {
     fingerprint: Option<Cow<'a, str>>,
 }
 
-/// Decodes one webhook body (or several, whitespace-separated).
-pub fn decode(bytes: &[u8]) -> Result<Vec<Event>, DecodeError> {
+/// The notification around its alerts, for the alert-by-alert path.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    version: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    alerts: Vec<&'a RawValue>,
+}
+
+fn check_version(version: Option<&str>) -> Result<(), FieldError> {
+    match version {
+        Some(v) if v != "4" => Err(FieldError::new(
+            "version",
+            format!("expected webhook payload version \"4\", found {v:?}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Decodes one webhook body (or several, whitespace-separated): every good alert, and each
+/// bad one rejected on its own.
+pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     let mut out = Vec::new();
-    for_each_document(Format::Alertmanager, bytes, |hook: Webhook| {
-        if let Some(v) = hook.version.as_deref() {
-            if v != "4" {
-                return Err(FieldError::new(
-                    "version",
-                    format!("expected webhook payload version \"4\", found {v:?}"),
-                ));
-            }
-        }
+    let fast = for_each_document(Format::Alertmanager, bytes, |hook: Webhook| {
+        check_version(hook.version.as_deref())?;
         for (i, alert) in hook.alerts.into_iter().enumerate() {
             out.push(Event::Alert(alert_event(i, alert)?));
         }
         Ok(())
+    });
+    match fast {
+        Ok(()) => Ok(Decoded::all(out)),
+        Err(_) => alert_by_alert(bytes),
+    }
+}
+
+/// The slow path: a body that is not a notification (syntax, version) is rejected whole;
+/// otherwise each alert is parsed and checked on its own.
+fn alert_by_alert(bytes: &[u8]) -> Result<Decoded, DecodeError> {
+    let mut decoded = Decoded::default();
+    for_each_document(Format::Alertmanager, bytes, |hook: Envelope| {
+        check_version(hook.version.as_deref())?;
+        for (i, raw) in hook.alerts.iter().enumerate() {
+            let path = format!("alerts[{i}]");
+            let alert = parse_item::<Alert>(Format::Alertmanager, bytes, raw, &path).and_then(|alert| {
+                alert_event(i, alert).map_err(|e| item_error(Format::Alertmanager, bytes, raw, e))
+            });
+            match alert {
+                Ok(alert) => decoded.events.push(Event::Alert(alert)),
+                Err(error) => decoded.rejected.push(RejectedItem {
+                    error,
+                    bytes: raw.get().as_bytes().to_vec(),
+                }),
+            }
+        }
+        Ok(())
     })?;
-    Ok(out)
+    Ok(decoded)
 }
 
 /// Alertmanager writes Go's zero time for "not set".
@@ -200,6 +244,7 @@ mod tests {
     fn alerts(bytes: &[u8]) -> Vec<AlertEvent> {
         decode(bytes)
             .unwrap()
+            .events
             .into_iter()
             .map(|e| match e {
                 Event::Alert(a) => a,
@@ -249,14 +294,47 @@ mod tests {
     #[test]
     fn bad_status_and_version_are_named() {
         let body = br#"{"version":"4","alerts":[{"status":"pending","labels":{},"startsAt":"2020-01-01T00:00:00Z"}]}"#;
-        let err = decode(body).unwrap_err();
-        assert_eq!(err.field, "alerts[0].status");
+        let decoded = decode(body).unwrap();
+        assert!(decoded.kept_nothing());
+        assert_eq!(decoded.rejected[0].error.field, "alerts[0].status");
         let body = br#"{"version":"3","alerts":[]}"#;
         assert_eq!(decode(body).unwrap_err().field, "version");
         let body = br#"{"version":"4","alerts":[{"status":"firing","labels":{},"startsAt":"yesterday"}]}"#;
-        let err = decode(body).unwrap_err();
+        let err = &decode(body).unwrap().rejected[0].error;
         assert_eq!(err.field, "alerts[0].startsAt");
         assert!(err.message.contains("RFC 3339"));
+    }
+
+    #[test]
+    fn one_bad_alert_keeps_the_others() {
+        let good = |name: &str| {
+            format!(r#"{{"status":"firing","labels":{{"alertname":"{name}"}},"startsAt":"2020-01-01T00:00:00Z"}}"#)
+        };
+        let body = format!(
+            r#"{{"version":"4","status":"firing","alerts":[{},{{"status":"firing","labels":{{}}}},{},{{"status":"firing","labels":[],"startsAt":"2020-01-01T00:00:00Z"}}]}}"#,
+            good("A"),
+            good("B")
+        );
+        let decoded = decode(body.as_bytes()).unwrap();
+        let names: Vec<&str> = decoded
+            .events
+            .iter()
+            .map(|e| match e {
+                Event::Alert(a) => a.alert_name.as_str(),
+                _ => "",
+            })
+            .collect();
+        assert_eq!(names, ["A", "B"]);
+        let reasons: Vec<(&str, &str)> = decoded
+            .rejected
+            .iter()
+            .map(|r| (r.error.field.as_str(), r.error.reason()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [("alerts[1]", "missing_field"), ("alerts[3].labels", "wrong_type")]
+        );
+        assert_eq!(decoded.rejected[0].bytes, br#"{"status":"firing","labels":{}}"#);
     }
 
     #[test]

@@ -1,20 +1,36 @@
 //! Datadog APM traces as the tracer sends them to the agent (`/v0.3/traces` and
-//! `/v0.4/traces` in JSON: an array of traces, each an array of spans). Each span becomes a
-//! `LatencySample`: service, resource, start, duration, error. This is a hot path: spans
-//! are parsed with borrowed strings, and `meta`/`metrics` are skipped but for the status code.
+//! `/v0.4/traces` in JSON: an array of trace chunks, each an array of spans). Each span
+//! becomes a `LatencySample` (service, resource, start, duration, error) with its role in
+//! the trace, decided as the Datadog agent's `traceutil.ComputeTopLevel` does:
+//! - a span with no parent (`parent_id` 0) is the trace's root;
+//! - otherwise its `_top_level` or `_dd.top_level` metric, when present, is authoritative;
+//! - otherwise it is an entry span when its parent is not in the same chunk or belongs to
+//!   another service, and internal when the parent is in the chunk and of its service.
+//!
+//! The order of spans in a chunk does not matter (tracers flush in finish order, so the root
+//! often comes last). A payload whose spans are all good is parsed once, with borrowed
+//! strings; when a span is not, the payload is parsed again span by span, and every good
+//! span is kept while each bad one is rejected with its own path, reason and bytes.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
-use super::json::for_each_document;
-use super::{DecodeError, FieldError, Format};
-use crate::model::{Event, LatencySample, Outcome};
+use super::json::{for_each_document, item_error, parse_item, FlexU64};
+use super::{DecodeError, Decoded, FieldError, Format, RejectedItem};
+#[cfg(test)]
+use super::Location;
+use crate::model::{Event, LatencySample, Outcome, SpanRole};
 
 /// The service name the Datadog agent gives a span that has none.
 pub const UNNAMED_SERVICE: &str = "unnamed-service";
+
+/// Chunks longer than this find parents through a map instead of a scan.
+const SCAN_LIMIT: usize = 32;
 
 #[derive(Deserialize)]
 struct Span<'a> {
@@ -24,12 +40,31 @@ struct Span<'a> {
     resource: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     name: Option<Cow<'a, str>>,
+    #[serde(default)]
+    span_id: Option<FlexU64>,
+    #[serde(default)]
+    parent_id: Option<FlexU64>,
     start: i64,
     duration: i64,
     #[serde(default)]
     error: i32,
     #[serde(default)]
     meta: Meta,
+    #[serde(default)]
+    metrics: Metrics,
+}
+
+impl Span<'_> {
+    fn service(&self) -> &str {
+        match &self.service {
+            Some(s) if !s.is_empty() => s,
+            _ => UNNAMED_SERVICE,
+        }
+    }
+
+    fn parent(&self) -> u64 {
+        self.parent_id.map_or(0, |p| p.0)
+    }
 }
 
 /// Of `meta`, only `http.status_code` is kept; the rest is skipped without allocating.
@@ -66,11 +101,124 @@ impl<'de> Deserialize<'de> for Meta {
     }
 }
 
-/// The payload: traces of spans, visited in place so no per-trace vector is built.
+/// Of `metrics`, only the top-level marks are kept (`_top_level`, `_dd.top_level`).
+#[derive(Default)]
+struct Metrics {
+    top_level: Option<bool>,
+}
+
+impl<'de> Deserialize<'de> for Metrics {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Metrics;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of numbers")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Metrics, E> {
+                Ok(Metrics::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Metrics, A::Error> {
+                let mut metrics = Metrics::default();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    if key == "_top_level" || key == "_dd.top_level" {
+                        let value: f64 = map.next_value()?;
+                        metrics.top_level = Some(value != 0.0);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(metrics)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The roles of a chunk's spans, in order (see the module's rules).
+fn roles(spans: &[Span]) -> Vec<SpanRole> {
+    let by_id: Option<HashMap<u64, &str>> = (spans.len() > SCAN_LIMIT).then(|| {
+        spans
+            .iter()
+            .filter_map(|s| Some((s.span_id?.0, s.service())))
+            .collect()
+    });
+    let parent_service = |id: u64| -> Option<&str> {
+        match &by_id {
+            Some(map) => map.get(&id).copied(),
+            None => spans
+                .iter()
+                .find(|s| s.span_id.is_some_and(|x| x.0 == id))
+                .map(Span::service),
+        }
+    };
+    spans
+        .iter()
+        .map(|span| {
+            let parent = span.parent();
+            if parent == 0 {
+                return SpanRole::Root;
+            }
+            let entry = match span.metrics.top_level {
+                Some(top) => top,
+                None => parent_service(parent).is_none_or(|p| p != span.service()),
+            };
+            if entry {
+                SpanRole::Entry
+            } else {
+                SpanRole::Internal
+            }
+        })
+        .collect()
+}
+
+/// A span's semantic check: the field and what is wrong with it.
+fn check(span: &Span) -> Result<(), (&'static str, String)> {
+    if span.duration < 0 {
+        return Err((
+            "duration",
+            format!("expected a duration >= 0 ns, found {}", span.duration),
+        ));
+    }
+    if span.start < 0 {
+        return Err((
+            "start",
+            format!("expected a start >= 0 ns since the epoch, found {}", span.start),
+        ));
+    }
+    Ok(())
+}
+
+fn sample(span: Span, role: SpanRole) -> LatencySample {
+    let service = span.service().to_string();
+    let operation = match (span.resource, span.name) {
+        (Some(r), _) if !r.is_empty() => r.into_owned(),
+        (_, Some(n)) => n.into_owned(),
+        _ => String::new(),
+    };
+    LatencySample {
+        service,
+        operation,
+        time_ns: span.start,
+        duration_ns: span.duration,
+        outcome: if span.error != 0 { Outcome::Error } else { Outcome::Ok } as i32,
+        status_code: span.meta.status_code,
+        role: role as i32,
+    }
+}
+
+/// A chunk's spans as samples, with their roles.
+fn push_chunk(spans: Vec<Span>, out: &mut Vec<Event>) {
+    let roles = roles(&spans);
+    for (span, role) in spans.into_iter().zip(roles) {
+        out.push(Event::Sample(sample(span, role)));
+    }
+}
+
+/// The payload when every span is good: chunks visited in place, no per-payload vector of
+/// chunks. Stops at the first bad span (the slow path then sorts good from bad).
 struct Traces<'o> {
     out: &'o mut Vec<Event>,
-    /// The first semantic error, with its path; serde cannot carry it out by itself.
-    error: &'o mut Option<FieldError>,
 }
 
 impl<'de> de::DeserializeSeed<'de> for Traces<'_> {
@@ -86,87 +234,65 @@ impl<'de> Visitor<'de> for Traces<'_> {
         f.write_str("an array of traces")
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut traces: A) -> Result<(), A::Error> {
-        let mut t = 0usize;
         while let Some(spans) = traces.next_element::<Vec<Span<'de>>>()? {
-            for (s, span) in spans.into_iter().enumerate() {
-                match sample(span) {
-                    Ok(sample) => self.out.push(Event::Sample(sample)),
-                    Err((field, message)) => {
-                        *self.error = Some(FieldError::new(format!("[{t}][{s}].{field}"), message));
-                        return Err(de::Error::custom("invalid span"));
-                    }
-                }
+            if spans.iter().any(|s| check(s).is_err()) {
+                return Err(de::Error::custom("invalid span"));
             }
-            t += 1;
+            push_chunk(spans, self.out);
         }
         Ok(())
     }
 }
 
-/// Decodes one payload of traces.
-pub fn decode(bytes: &[u8]) -> Result<Vec<Event>, DecodeError> {
+/// Decodes one payload of traces: every good span, and each bad one rejected on its own.
+pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     let mut out = Vec::new();
-    let mut error = None;
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let fast = de::DeserializeSeed::deserialize(
-        Traces {
-            out: &mut out,
-            error: &mut error,
-        },
-        &mut de,
-    )
-    .and_then(|()| de.end());
-    match (fast, error) {
-        (Ok(()), _) => Ok(out),
-        (Err(_), Some(field_error)) => Err(DecodeError {
-            format: Format::DatadogApm,
-            location: super::Location::Record,
-            field: field_error.field,
-            message: field_error.message,
-        }),
-        // A syntax or type error: the shared path gives the line, column and field path.
-        (Err(_), None) => {
-            for_each_document(Format::DatadogApm, bytes, |_: Vec<Vec<Span>>| Ok(()))?;
-            Err(DecodeError {
-                format: Format::DatadogApm,
-                location: super::Location::Record,
-                field: String::new(),
-                message: "expected one array of traces, found more after it".into(),
-            })
-        }
+    let fast = de::DeserializeSeed::deserialize(Traces { out: &mut out }, &mut de).and_then(|()| de.end());
+    match fast {
+        Ok(()) => Ok(Decoded::all(out)),
+        Err(_) => span_by_span(bytes),
     }
 }
 
-fn sample(span: Span) -> Result<LatencySample, (&'static str, String)> {
-    if span.duration < 0 {
-        return Err((
-            "duration",
-            format!("expected a duration >= 0 ns, found {}", span.duration),
-        ));
+/// The slow path: the payload's structure first (a syntax error rejects it whole, with the
+/// line, column and path), then each span on its own.
+fn span_by_span(bytes: &[u8]) -> Result<Decoded, DecodeError> {
+    let mut chunks: Vec<Vec<&RawValue>> = Vec::new();
+    for_each_document(Format::DatadogApm, bytes, |doc: Vec<Vec<&RawValue>>| {
+        if !chunks.is_empty() {
+            return Err(FieldError::new(
+                "",
+                "expected one array of traces, found more after it",
+            ));
+        }
+        chunks = doc;
+        Ok(())
+    })?;
+    let mut decoded = Decoded::default();
+    for (t, chunk) in chunks.iter().enumerate() {
+        let mut good = Vec::with_capacity(chunk.len());
+        for (s, raw) in chunk.iter().enumerate() {
+            match parse_span(bytes, raw, &format!("[{t}][{s}]")) {
+                Ok(span) => good.push(span),
+                Err(error) => decoded.rejected.push(RejectedItem {
+                    error,
+                    bytes: raw.get().as_bytes().to_vec(),
+                }),
+            }
+        }
+        push_chunk(good, &mut decoded.events);
     }
-    if span.start < 0 {
-        return Err((
-            "start",
-            format!("expected a start >= 0 ns since the epoch, found {}", span.start),
-        ));
-    }
-    let service = match span.service {
-        Some(s) if !s.is_empty() => s.into_owned(),
-        _ => UNNAMED_SERVICE.to_string(),
-    };
-    let operation = match (span.resource, span.name) {
-        (Some(r), _) if !r.is_empty() => r.into_owned(),
-        (_, Some(n)) => n.into_owned(),
-        _ => String::new(),
-    };
-    Ok(LatencySample {
-        service,
-        operation,
-        time_ns: span.start,
-        duration_ns: span.duration,
-        outcome: if span.error != 0 { Outcome::Error } else { Outcome::Ok } as i32,
-        status_code: span.meta.status_code,
-    })
+    Ok(decoded)
+}
+
+/// One span of the slow path: parsed and checked, its errors located in the payload.
+fn parse_span<'a>(payload: &[u8], raw: &'a RawValue, path: &str) -> Result<Span<'a>, DecodeError> {
+    let span: Span = parse_item(Format::DatadogApm, payload, raw, path)?;
+    check(&span).map_err(|(field, message)| {
+        item_error(Format::DatadogApm, payload, raw, FieldError::new(format!("{path}.{field}"), message))
+    })?;
+    Ok(span)
 }
 
 #[cfg(test)]
@@ -176,6 +302,7 @@ mod tests {
     fn samples(bytes: &[u8]) -> Vec<LatencySample> {
         decode(bytes)
             .unwrap()
+            .events
             .into_iter()
             .map(|e| match e {
                 Event::Sample(s) => s,
@@ -210,27 +337,154 @@ mod tests {
 
     #[test]
     fn schema_placeholders_are_rejected_at_the_field() {
-        let err = decode(include_bytes!(
+        let decoded = decode(include_bytes!(
             "../../tests/fixtures/datadog_apm/v03_traces_docs_schema_example.json"
         ))
-        .unwrap_err();
+        .unwrap();
+        assert!(decoded.kept_nothing());
+        let err = &decoded.rejected[0].error;
         assert_eq!(err.field, "[0][0].error");
+        assert_eq!(err.reason(), "wrong_type");
         assert!(err.message.contains("expected i32"), "{}", err.message);
         assert!(
-            matches!(err.location, super::super::Location::Line { line: 5, .. }),
+            matches!(err.location, Location::Line { line: 5, .. }),
             "{:?}",
             err.location
         );
     }
 
+    /// One span as a tracer writes it; `extra` is spliced in (ids, metrics).
+    fn span(service: &str, name: &str, id: u64, parent: u64, extra: &str) -> String {
+        format!(
+            r#"{{"service":"{service}","name":"{name}","resource":"{name}","trace_id":7,"span_id":{id},"parent_id":{parent},"start":1000,"duration":{d}{extra}}}"#,
+            d = id * 10
+        )
+    }
+
+    fn roles_of(payload: &str) -> Vec<(String, String, SpanRole)> {
+        samples(payload.as_bytes())
+            .into_iter()
+            .map(|s| (s.service, s.operation, SpanRole::try_from(s.role).unwrap()))
+            .collect()
+    }
+
     #[test]
-    fn semantic_errors_name_the_span() {
-        let err = decode(br#"[[{"start":1,"duration":1}],[{"start":1,"duration":2},{"start":1,"duration":-5}]]"#)
-            .unwrap_err();
-        assert_eq!(err.field, "[1][1].duration");
+    fn the_root_counts_wherever_it_comes_in_the_chunk() {
+        // Finish order: the children first, the root last.
+        let payload = format!(
+            "[[{},{},{}]]",
+            span("orders", "orders.pricing", 3, 1, ""),
+            span("postgres", "postgresql.query", 2, 1, ""),
+            span("orders", "POST /orders", 1, 0, "")
+        );
+        assert_eq!(
+            roles_of(&payload),
+            [
+                ("orders".into(), "orders.pricing".into(), SpanRole::Internal),
+                ("postgres".into(), "postgresql.query".into(), SpanRole::Entry),
+                ("orders".into(), "POST /orders".into(), SpanRole::Root),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_chunk_without_its_root_starts_at_its_top_span() {
+        // A partial flush: the root went in another payload. The agent's rule makes the
+        // span whose parent is missing top-level; its child of the same service is not.
+        let payload = format!(
+            "[[{},{}]]",
+            span("orders", "orders.pricing", 5, 4, ""),
+            span("orders", "orders.tax", 4, 1, "")
+        );
+        let roles: Vec<SpanRole> = roles_of(&payload).into_iter().map(|r| r.2).collect();
+        assert_eq!(roles, [SpanRole::Internal, SpanRole::Entry]);
+    }
+
+    #[test]
+    fn top_level_marks_are_authoritative() {
+        // The tracer marked the child of its own service top-level, and a span under
+        // another service's parent not top-level: the marks win.
+        let payload = format!(
+            "[[{},{},{},{}]]",
+            span("orders", "POST /orders", 1, 0, r#","metrics":{"_dd.top_level":1}"#),
+            span("orders", "orders.worker", 2, 1, r#","metrics":{"_top_level":1.0}"#),
+            span("cache", "redis.get", 3, 1, r#","metrics":{"_dd.top_level":0}"#),
+            span("orders", "orders.tax", 4, 99, r#","metrics":{"_dd.top_level":0,"process_id":4711}"#),
+        );
+        let roles: Vec<SpanRole> = roles_of(&payload).into_iter().map(|r| r.2).collect();
+        assert_eq!(
+            roles,
+            [SpanRole::Root, SpanRole::Entry, SpanRole::Internal, SpanRole::Internal]
+        );
+    }
+
+    #[test]
+    fn long_chunks_find_parents_through_the_map() {
+        // Past SCAN_LIMIT spans the parent lookup changes; the rule must not. Span k's
+        // parent is k − 1; every fifth span is of another service.
+        let service = |id: u64| if id % 5 == 0 { "db" } else { "api" };
+        let ids: Vec<u64> = (1..=(SCAN_LIMIT as u64 + 10)).rev().collect();
+        let spans: Vec<String> = ids.iter().map(|&id| span(service(id), "step", id, id - 1, "")).collect();
+        let roles: Vec<SpanRole> = roles_of(&format!("[[{}]]", spans.join(","))).into_iter().map(|r| r.2).collect();
+        let expected: Vec<SpanRole> = ids
+            .iter()
+            .map(|&id| match id {
+                1 => SpanRole::Root,
+                _ if service(id) != service(id - 1) => SpanRole::Entry,
+                _ => SpanRole::Internal,
+            })
+            .collect();
+        assert_eq!(roles, expected);
+    }
+
+    #[test]
+    fn eight_good_traces_and_two_bad_spans_keep_eight_and_reject_two() {
+        let mut traces: Vec<String> = (1..=8)
+            .map(|t| format!("[{}]", span("web", &format!("GET /{t}"), t, 0, "")))
+            .collect();
+        // Two bad spans in two more traces: a duration that is a string, a negative one.
+        traces.push(r#"[{"service":"web","span_id":20,"parent_id":0,"start":1,"duration":"12ms"}]"#.into());
+        traces.push(r#"[{"service":"web","span_id":21,"parent_id":0,"start":1,"duration":-5}]"#.into());
+        let payload = format!("[{}]", traces.join(",\n"));
+        let decoded = decode(payload.as_bytes()).unwrap();
+        assert_eq!(decoded.events.len(), 8);
+        assert_eq!(decoded.rejected.len(), 2);
+        let (a, b) = (&decoded.rejected[0].error, &decoded.rejected[1].error);
+        assert_eq!((a.field.as_str(), a.reason()), ("[8][0].duration", "wrong_type"));
+        assert_eq!((b.field.as_str(), b.reason()), ("[9][0].duration", "invalid_value"));
+        // At the bad value: the ninth line, the column where `"12ms"` ends (serde's position).
+        let line9 = payload.lines().nth(8).unwrap();
+        let column = (line9.find(r#""12ms""#).unwrap() + r#""12ms""#.len()) as u64;
+        assert_eq!(a.location, Location::Line { line: 9, column });
+        assert!(b.message.contains("found -5"), "{}", b.message);
+        // The dead letter holds the two bad spans as they came, and both reasons.
+        let items: Vec<serde_json::Value> = serde_json::from_slice(&decoded.rejected_items()).unwrap();
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[1]["span_id"], 21);
+        assert_eq!(decoded.reasons().lines().count(), 2);
+    }
+
+    #[test]
+    fn a_missing_start_rejects_that_span_and_a_truncated_payload_rejects_all() {
+        let payload = format!(
+            "[[{},{}]]",
+            span("web", "GET /", 1, 0, ""),
+            r#"{"service":"web","span_id":2,"parent_id":1,"duration":5}"#
+        );
+        let decoded = decode(payload.as_bytes()).unwrap();
+        assert_eq!(decoded.events.len(), 1);
+        assert_eq!(decoded.rejected[0].error.reason(), "missing_field");
+        assert_eq!(decoded.rejected[0].error.field, "[0][1]");
+        let err = decode(&payload.as_bytes()[..payload.len() - 3]).unwrap_err();
+        assert_eq!(err.reason(), "syntax");
+    }
+
+    #[test]
+    fn the_status_code_comes_from_meta() {
         let ok = samples(
             br#"[[{"service":"web","resource":"GET /","start":5,"duration":7,"meta":{"http.status_code":"503"}}]]"#,
         );
         assert_eq!(ok[0].status_code, Some(503));
+        assert_eq!(ok[0].role, SpanRole::Root as i32, "no parent id: a root");
     }
 }

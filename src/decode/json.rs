@@ -82,6 +82,59 @@ fn syntax_error<'a, T: Deserialize<'a>>(
     }
 }
 
+/// One item (a span, an alert) of a payload parsed on its own, for partial acceptance:
+/// `raw` borrows from `payload`, and an error names the item's `path` and the field in it,
+/// located in the payload.
+pub(crate) fn parse_item<'a, T: Deserialize<'a>>(
+    format: Format,
+    payload: &[u8],
+    raw: &'a serde_json::value::RawValue,
+    path: &str,
+) -> Result<T, DecodeError> {
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let inner = e.inner();
+        let field = e.path().to_string();
+        let text = inner.to_string();
+        let message = text.rfind(" at line ").map_or(text.clone(), |p| text[..p].to_string());
+        DecodeError {
+            format,
+            location: located(payload, raw, inner.line(), inner.column()),
+            field: if field == "." { path.to_string() } else { format!("{path}.{field}") },
+            message,
+        }
+    })
+}
+
+/// A semantic error of an item that parsed: at the item's start in the payload.
+pub(crate) fn item_error(
+    format: Format,
+    payload: &[u8],
+    raw: &serde_json::value::RawValue,
+    error: FieldError,
+) -> DecodeError {
+    DecodeError {
+        format,
+        location: located(payload, raw, 1, 1),
+        field: error.field,
+        message: error.message,
+    }
+}
+
+/// The payload's line and column of a 1-based position within the item `raw`.
+fn located(payload: &[u8], raw: &serde_json::value::RawValue, line: usize, column: usize) -> Location {
+    // RawValue borrows from the payload: its offset is the pointers' difference.
+    let offset = (raw.get().as_ptr() as usize).saturating_sub(payload.as_ptr() as usize);
+    let before = payload.get(..offset).unwrap_or(payload);
+    let lines_before = before.iter().filter(|&&b| b == b'\n').count();
+    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    let column = if line <= 1 { offset - line_start + column } else { column };
+    Location::Line {
+        line: (lines_before + line.max(1)) as u64,
+        column: column as u64,
+    }
+}
+
 fn skip_whitespace(bytes: &[u8], mut pos: usize) -> usize {
     while bytes.get(pos).is_some_and(|b| b.is_ascii_whitespace()) {
         pos += 1;

@@ -189,6 +189,102 @@ impl DecodeError {
     }
 }
 
+impl DecodeError {
+    /// Why, as one word of a closed set (the `reason` label of the rejected-items metric):
+    /// `syntax` (not JSON, truncated), `missing_field`, `wrong_type`, `invalid_value`.
+    pub fn reason(&self) -> &'static str {
+        // serde_json's syntax errors (its `ErrorCode` texts) may carry a path too.
+        const SYNTAX: [&str; 12] = [
+            "EOF while parsing",
+            "expected `",
+            "expected ident",
+            "expected value",
+            "invalid escape",
+            "invalid number",
+            "invalid unicode",
+            "control character",
+            "key must be a string",
+            "lone leading surrogate",
+            "trailing c",
+            "recursion limit",
+        ];
+        if self.field.is_empty() || SYNTAX.iter().any(|p| self.message.starts_with(p)) {
+            "syntax"
+        } else if self.message.starts_with("missing field") {
+            "missing_field"
+        } else if self.message.starts_with("invalid type") {
+            "wrong_type"
+        } else {
+            "invalid_value"
+        }
+    }
+}
+
+/// An item of a record (a span, an alert) that was rejected while the others were kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedItem {
+    /// Where in the record and why.
+    pub error: DecodeError,
+    /// The item's own bytes, as it came (kept in its dead letter).
+    pub bytes: Vec<u8>,
+}
+
+/// What one record gave: the events of its good items and each item rejected, with its own
+/// reason. A record that cannot be read at all is a `DecodeError` instead.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Decoded {
+    /// The events, in record order.
+    pub events: Vec<Event>,
+    /// The rejected items, in record order.
+    pub rejected: Vec<RejectedItem>,
+}
+
+impl Decoded {
+    /// Every item was good.
+    pub fn all(events: Vec<Event>) -> Decoded {
+        Decoded {
+            events,
+            rejected: Vec::new(),
+        }
+    }
+
+    /// Items were rejected and none was kept: the record counts as rejected.
+    pub fn kept_nothing(&self) -> bool {
+        self.events.is_empty() && !self.rejected.is_empty()
+    }
+
+    /// Every rejection's reason, one per line (a dead letter's `reason`).
+    pub fn reasons(&self) -> String {
+        let lines: Vec<String> = self.rejected.iter().map(|r| r.error.to_string()).collect();
+        lines.join("\n")
+    }
+
+    /// The rejected items as one JSON array (a dead letter's payload).
+    pub fn rejected_items(&self) -> Vec<u8> {
+        let mut out = vec![b'['];
+        for (i, item) in self.rejected.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(&item.bytes);
+        }
+        out.push(b']');
+        out
+    }
+}
+
+/// What of a record is kept as a dead letter, as (payload, reason): the whole record when it
+/// could not be read or none of its items was kept, its rejected items otherwise; nothing
+/// when every item was good.
+pub fn dead_part(record: &[u8], decoded: &Result<Decoded, DecodeError>) -> Option<(Vec<u8>, String)> {
+    match decoded {
+        Err(e) => Some((record.to_vec(), e.to_string())),
+        Ok(d) if d.kept_nothing() => Some((record.to_vec(), d.reasons())),
+        Ok(d) if !d.rejected.is_empty() => Some((d.rejected_items(), d.reasons())),
+        Ok(_) => None,
+    }
+}
+
 /// A semantic error found after parsing: the field path and what was wrong. The framework
 /// adds the format and location.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,19 +323,21 @@ impl Decoders {
         Decoders { config }
     }
 
-    /// Decodes one record of `format`.
-    pub fn decode(&self, format: Format, record: &[u8]) -> Result<Vec<Event>, DecodeError> {
-        match format {
+    /// Decodes one record of `format`: its events and the items it rejected one by one, or
+    /// the error that makes the whole record unreadable.
+    pub fn decode(&self, format: Format, record: &[u8]) -> Result<Decoded, DecodeError> {
+        let all = match format {
+            Format::DatadogApm => return datadog_apm::decode(record),
+            Format::Alertmanager => return alertmanager::decode(record),
+            Format::OtlpJson => return otlp_json::decode(record),
             Format::ZabbixExport => zabbix_export::decode(record),
             Format::ZabbixWebhook => zabbix_webhook::decode(&self.config.zabbix_webhook, record),
-            Format::Alertmanager => alertmanager::decode(record),
             Format::DatadogWebhook => datadog_webhook::decode(record),
-            Format::DatadogApm => datadog_apm::decode(record),
             Format::Icinga2 => icinga2::decode(record),
             Format::Pagerduty => pagerduty::decode(record),
-            Format::OtlpJson => otlp_json::decode(record),
             Format::Protobuf => protobuf::decode(record),
-        }
+        };
+        all.map(Decoded::all)
     }
 }
 

@@ -2,14 +2,28 @@
 //! `/v1/traces` or written by the file exporter, one per line). Each span becomes a
 //! `LatencySample`: `service.name` of its resource, span name, start, end − start, and
 //! `status.code` 2 (ERROR) as the error outcome. 64-bit times may be strings or numbers.
+//!
+//! Each sample carries its role in the trace, decided over the whole request (the order of
+//! spans does not matter):
+//! - no `parentSpanId`: the trace's root;
+//! - a remote parent (`flags` with both `HAS_IS_REMOTE` 0x100 and `IS_REMOTE` 0x200): an
+//!   entry span, where a request came in from another process;
+//! - kind SERVER or CONSUMER: an entry span when its parent is not in the request, or is of
+//!   another service; internal when the parent is in the request and of the same service;
+//! - anything else (INTERNAL, CLIENT, PRODUCER under a local parent): internal. A parent
+//!   missing from the request says nothing here: SDKs export spans in batches as they end,
+//!   so a trace is routinely split over requests.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use super::json::{for_each_document, FlexU64, Text};
-use super::{DecodeError, FieldError, Format};
-use crate::model::{Event, LatencySample, Outcome};
+use serde_json::value::RawValue;
+
+use super::json::{for_each_document, item_error, parse_item, FlexU64, Text};
+use super::{DecodeError, Decoded, FieldError, Format, RejectedItem};
+use crate::model::{Event, LatencySample, Outcome, SpanRole};
 
 /// The service name OpenTelemetry SDKs use when none is configured.
 pub const UNKNOWN_SERVICE: &str = "unknown_service";
@@ -65,6 +79,17 @@ struct ScopeSpans<'a> {
 struct Span<'a> {
     #[serde(borrow, default)]
     name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    trace_id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    span_id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    parent_span_id: Cow<'a, str>,
+    /// 2 SERVER, 5 CONSUMER (or the enum's name).
+    #[serde(borrow, default)]
+    kind: Option<Text<'a>>,
+    #[serde(default)]
+    flags: u32,
     start_time_unix_nano: FlexU64,
     end_time_unix_nano: FlexU64,
     #[serde(borrow, default)]
@@ -80,35 +105,158 @@ struct Status<'a> {
     code: Option<Text<'a>>,
 }
 
-/// Decodes one request, or several (JSON lines from the file exporter).
-pub fn decode(bytes: &[u8]) -> Result<Vec<Event>, DecodeError> {
+/// `flags` bits: the parent's remoteness is known, and the parent is remote.
+const HAS_IS_REMOTE: u32 = 0x100;
+const IS_REMOTE: u32 = 0x200;
+
+/// The request around its spans, for the span-by-span path.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawRequest<'a> {
+    #[serde(borrow, default)]
+    resource_spans: Vec<RawResourceSpans<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawResourceSpans<'a> {
+    #[serde(borrow, default)]
+    resource: Option<Attributes<'a>>,
+    #[serde(borrow, default, alias = "instrumentationLibrarySpans")]
+    scope_spans: Vec<RawScopeSpans<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RawScopeSpans<'a> {
+    #[serde(borrow, default)]
+    spans: Vec<&'a RawValue>,
+}
+
+/// Decodes one request, or several (JSON lines from the file exporter): every good span,
+/// and each bad one rejected on its own.
+pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     let mut out = Vec::new();
-    for_each_document(Format::OtlpJson, bytes, |req: Request| {
-        for (r, rs) in req.resource_spans.into_iter().enumerate() {
-            let service = rs
-                .resource
-                .unwrap_or_default()
-                .attributes
-                .into_iter()
-                .find(|kv| kv.key == "service.name")
-                .and_then(|kv| kv.value.string_value)
-                .filter(|s| !s.is_empty())
-                .map_or_else(|| UNKNOWN_SERVICE.to_string(), Cow::into_owned);
-            for (s, ss) in rs.scope_spans.into_iter().enumerate() {
-                for (i, span) in ss.spans.into_iter().enumerate() {
-                    let path = || format!("resourceSpans[{r}].scopeSpans[{s}].spans[{i}]");
-                    out.push(Event::Sample(
-                        sample(&service, span).map_err(|(f, m)| FieldError::new(format!("{}.{f}", path()), m))?,
-                    ));
+    let fast = for_each_document(Format::OtlpJson, bytes, |req: Request| {
+        let services: Vec<String> = req.resource_spans.iter().map(|rs| service_name(rs.resource.as_ref())).collect();
+        let spans: Vec<Located> = req
+            .resource_spans
+            .iter()
+            .enumerate()
+            .flat_map(|(r, rs)| {
+                rs.scope_spans.iter().enumerate().flat_map(move |(s, ss)| {
+                    ss.spans.iter().enumerate().map(move |(i, sp)| ((r, s, i), sp))
+                })
+            })
+            .collect();
+        for result in samples_of(&services, &spans) {
+            let sample = result.map_err(|(field, message)| FieldError::new(field, message))?;
+            out.push(Event::Sample(sample));
+        }
+        Ok(())
+    });
+    match fast {
+        Ok(()) => Ok(Decoded::all(out)),
+        Err(_) => span_by_span(bytes),
+    }
+}
+
+/// The slow path: a body that is not a request is rejected whole; otherwise each span is
+/// parsed and checked on its own, and roles are found among the good ones.
+fn span_by_span(bytes: &[u8]) -> Result<Decoded, DecodeError> {
+    let mut decoded = Decoded::default();
+    for_each_document(Format::OtlpJson, bytes, |req: RawRequest| {
+        let services: Vec<String> = req.resource_spans.iter().map(|rs| service_name(rs.resource.as_ref())).collect();
+        let mut good: Vec<((usize, usize, usize), &RawValue, Span)> = Vec::new();
+        for (r, rs) in req.resource_spans.iter().enumerate() {
+            for (s, ss) in rs.scope_spans.iter().enumerate() {
+                for (i, raw) in ss.spans.iter().enumerate() {
+                    let path = format!("resourceSpans[{r}].scopeSpans[{s}].spans[{i}]");
+                    match parse_item::<Span>(Format::OtlpJson, bytes, raw, &path) {
+                        Ok(span) => good.push(((r, s, i), raw, span)),
+                        Err(error) => decoded.rejected.push(reject(error, raw)),
+                    }
+                }
+            }
+        }
+        let spans: Vec<Located> = good.iter().map(|(at, _, span)| (*at, span)).collect();
+        for (result, (_, raw, _)) in samples_of(&services, &spans).into_iter().zip(&good) {
+            match result {
+                Ok(sample) => decoded.events.push(Event::Sample(sample)),
+                Err((field, message)) => {
+                    let error = item_error(Format::OtlpJson, bytes, raw, FieldError::new(field, message));
+                    decoded.rejected.push(reject(error, raw));
                 }
             }
         }
         Ok(())
     })?;
-    Ok(out)
+    // Parse failures and failed checks were found in two rounds: back to record order.
+    decoded.rejected.sort_by_key(|r| match r.error.location {
+        super::Location::Line { line, column } => (line, column),
+        _ => (0, 0),
+    });
+    Ok(decoded)
 }
 
-fn sample(service: &str, span: Span) -> Result<LatencySample, (&'static str, String)> {
+fn reject(error: DecodeError, raw: &RawValue) -> RejectedItem {
+    RejectedItem {
+        error,
+        bytes: raw.get().as_bytes().to_vec(),
+    }
+}
+
+/// A span with its place: (resource, scope, span) indexes.
+type Located<'s, 'a> = ((usize, usize, usize), &'s Span<'a>);
+
+/// The samples of one request's spans with their roles; a span that fails its checks gives
+/// its field path and reason instead.
+fn samples_of(services: &[String], spans: &[Located]) -> Vec<Result<LatencySample, (String, String)>> {
+    // (trace, span) → the index of its resource's service, for the parents' services.
+    let owners: HashMap<(&str, &str), usize> = spans
+        .iter()
+        .map(|((r, _, _), sp)| ((sp.trace_id.as_ref(), sp.span_id.as_ref()), *r))
+        .collect();
+    spans
+        .iter()
+        .map(|&((r, s, i), span)| {
+            let role = role(span, r, &owners, services);
+            sample(&services[r], span, role).map_err(|(field, message)| {
+                (format!("resourceSpans[{r}].scopeSpans[{s}].spans[{i}].{field}"), message)
+            })
+        })
+        .collect()
+}
+
+fn service_name(resource: Option<&Attributes>) -> String {
+    resource
+        .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
+        .and_then(|kv| kv.value.string_value.as_deref())
+        .filter(|s| !s.is_empty())
+        .unwrap_or(UNKNOWN_SERVICE)
+        .to_string()
+}
+
+/// The span's role (see the module's rules); `r` is its resource's index.
+fn role(span: &Span, r: usize, owners: &HashMap<(&str, &str), usize>, services: &[String]) -> SpanRole {
+    if span.parent_span_id.is_empty() {
+        return SpanRole::Root;
+    }
+    if span.flags & (HAS_IS_REMOTE | IS_REMOTE) == HAS_IS_REMOTE | IS_REMOTE {
+        return SpanRole::Entry;
+    }
+    let kind = span.kind.as_ref().map(Text::as_str);
+    let serves = matches!(kind, Some("2" | "5" | "SPAN_KIND_SERVER" | "SPAN_KIND_CONSUMER"));
+    let parent_elsewhere = owners
+        .get(&(span.trace_id.as_ref(), span.parent_span_id.as_ref()))
+        .is_none_or(|&p| services[p] != services[r]);
+    if serves && parent_elsewhere {
+        SpanRole::Entry
+    } else {
+        SpanRole::Internal
+    }
+}
+
+fn sample(service: &str, span: &Span, role: SpanRole) -> Result<LatencySample, (&'static str, String)> {
     let start = span.start_time_unix_nano.0;
     let end = span.end_time_unix_nano.0;
     let time_ns = i64::try_from(start).map_err(|_| ("startTimeUnixNano", format!("out of range: {start}")))?;
@@ -119,7 +267,7 @@ fn sample(service: &str, span: Span) -> Result<LatencySample, (&'static str, Str
             format!("expected an end >= the start {time_ns}, found {end_ns}"),
         ));
     }
-    let error = match span.status.and_then(|s| s.code) {
+    let error = match span.status.as_ref().and_then(|s| s.code.as_ref()) {
         None => false,
         Some(code) => match code.as_str() {
             "0" | "1" | "STATUS_CODE_UNSET" | "STATUS_CODE_OK" => false,
@@ -145,11 +293,12 @@ fn sample(service: &str, span: Span) -> Result<LatencySample, (&'static str, Str
         .and_then(|v| v.as_str().parse().ok());
     Ok(LatencySample {
         service: service.to_string(),
-        operation: span.name.into_owned(),
+        operation: span.name.to_string(),
         time_ns,
         duration_ns: end_ns - time_ns,
         outcome: if error { Outcome::Error } else { Outcome::Ok } as i32,
         status_code,
+        role: role as i32,
     })
 }
 
@@ -160,6 +309,7 @@ mod tests {
     fn samples(bytes: &[u8]) -> Vec<LatencySample> {
         decode(bytes)
             .unwrap()
+            .events
             .into_iter()
             .map(|e| match e {
                 Event::Sample(s) => s,
@@ -193,21 +343,113 @@ mod tests {
         assert_eq!(s[0].duration_ns, 1581452773000000789 - 1581452772000000321);
     }
 
+    /// A request of two resources (services) holding the given spans:
+    /// (resource index, span id, parent id, kind, flags).
+    fn request(spans: &[(usize, &str, &str, u32, u32)]) -> Vec<u8> {
+        let resource = |r: usize| {
+            let spans: Vec<String> = spans
+                .iter()
+                .filter(|s| s.0 == r)
+                .map(|(_, id, parent, kind, flags)| {
+                    format!(
+                        r#"{{"traceId":"t1","spanId":"{id}","parentSpanId":"{parent}","name":"{id}","kind":{kind},"flags":{flags},"startTimeUnixNano":"1","endTimeUnixNano":"2"}}"#
+                    )
+                })
+                .collect();
+            format!(
+                r#"{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"svc{r}"}}}}]}},"scopeSpans":[{{"spans":[{}]}}]}}"#,
+                spans.join(",")
+            )
+        };
+        format!(r#"{{"resourceSpans":[{},{}]}}"#, resource(0), resource(1)).into_bytes()
+    }
+
+    #[test]
+    fn roles_follow_parents_kinds_and_remote_flags() {
+        const SERVER: u32 = 2;
+        const CLIENT: u32 = 3;
+        const CONSUMER: u32 = 5;
+        const INTERNAL: u32 = 1;
+        // Children first: the order in the request does not matter.
+        let body = request(&[
+            (0, "c1", "r", CLIENT, 0),     // svc0 calls out: internal
+            (1, "s1", "c1", SERVER, 0),    // svc1 serves svc0's call: entry
+            (1, "i1", "s1", INTERNAL, 0),  // inside svc1: internal
+            (1, "s2", "i1", SERVER, 0),    // a server span under its own service: internal
+            (0, "q1", "gone", CONSUMER, 0), // a consumer whose producer is elsewhere: entry
+            (0, "x1", "gone", INTERNAL, 0), // a local child split from its parent: internal
+            (0, "m1", "gone", INTERNAL, 0x300), // a remote parent: entry
+            (0, "r", "", SERVER, 0),       // the root
+        ]);
+        let roles: Vec<(String, SpanRole)> = samples(&body)
+            .into_iter()
+            .map(|s| (s.operation, SpanRole::try_from(s.role).unwrap()))
+            .collect();
+        let expected = [
+            ("c1", SpanRole::Internal),
+            ("q1", SpanRole::Entry),
+            ("x1", SpanRole::Internal),
+            ("m1", SpanRole::Entry),
+            ("r", SpanRole::Root),
+            ("s1", SpanRole::Entry),
+            ("i1", SpanRole::Internal),
+            ("s2", SpanRole::Internal),
+        ];
+        let expected: Vec<(String, SpanRole)> = expected.iter().map(|(n, r)| (n.to_string(), *r)).collect();
+        assert_eq!(roles, expected);
+    }
+
     #[test]
     fn errors_name_the_span() {
+        let rejected = |body: &[u8]| decode(body).unwrap().rejected[0].error.field.clone();
         let body = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"a","startTimeUnixNano":"5","endTimeUnixNano":"4"}]}]}]}"#;
         assert_eq!(
-            decode(body).unwrap_err().field,
+            rejected(body),
             "resourceSpans[0].scopeSpans[0].spans[0].endTimeUnixNano"
         );
         let body = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"a","startTimeUnixNano":"x","endTimeUnixNano":"4"}]}]}]}"#;
         assert_eq!(
-            decode(body).unwrap_err().field,
+            rejected(body),
             "resourceSpans[0].scopeSpans[0].spans[0].startTimeUnixNano"
         );
         let body =
             br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"a","startTimeUnixNano":1,"endTimeUnixNano":4,
             "attributes":[{"key":"http.response.status_code","value":{"intValue":"502"}}]}]}]}]}"#;
         assert_eq!(samples(body)[0].status_code, Some(502));
+    }
+
+    #[test]
+    fn bad_spans_are_rejected_one_by_one_and_the_rest_kept() {
+        let good = |n: u32| format!(r#"{{"name":"ok{n}","startTimeUnixNano":"1","endTimeUnixNano":"2"}}"#);
+        let body = format!(
+            r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{},{{"name":"bad","startTimeUnixNano":"1","endTimeUnixNano":"2","status":{{"code":7}}}},{}]}},{{"spans":[{{"name":"late","endTimeUnixNano":"2"}},{}]}}]}}]}}"#,
+            good(1),
+            good(2),
+            good(3)
+        );
+        let decoded = decode(body.as_bytes()).unwrap();
+        let kept: Vec<String> = decoded
+            .events
+            .iter()
+            .map(|e| match e {
+                Event::Sample(s) => s.operation.clone(),
+                _ => String::new(),
+            })
+            .collect();
+        assert_eq!(kept, ["ok1", "ok2", "ok3"]);
+        let why: Vec<(&str, &str)> = decoded
+            .rejected
+            .iter()
+            .map(|r| (r.error.field.as_str(), r.error.reason()))
+            .collect();
+        assert_eq!(
+            why,
+            [
+                ("resourceSpans[0].scopeSpans[0].spans[1].status.code", "invalid_value"),
+                ("resourceSpans[0].scopeSpans[1].spans[0]", "missing_field"),
+            ]
+        );
+        // Truncated: nothing can be read, the record is rejected whole.
+        assert!(decode(&body.as_bytes()[..40]).is_err());
     }
 }

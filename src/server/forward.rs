@@ -15,7 +15,10 @@
 //!   every partition of the topic. The worker holding the problem resolves it; the others
 //!   find no such alert, count it as unmatched and store nothing.
 //! - a body that does not decode is produced as it came, without a key, so that a worker
-//!   dead-letters it with its topic, partition and offset; the sender still gets 400.
+//!   dead-letters it with its topic, partition and offset; the sender still gets 400;
+//! - a body some of whose items were rejected: its good items' events go as canonical
+//!   batches by route, and its rejected items as one unkeyed message marked with their
+//!   reasons (`slaflow-dead-letter` header), which the worker keeps as a dead letter.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -28,7 +31,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use crate::decode::Format;
 use crate::engine::correlate::topology::Cmdb;
 use crate::model::{AlertStatus, Envelope, EnvelopeBatch, Event};
-use crate::sources::kafka::{producer_config, KafkaConfig, FORMAT_HEADER};
+use crate::sources::kafka::{producer_config, KafkaConfig, DEAD_LETTER_HEADER, FORMAT_HEADER};
 
 /// A webhook body that could not be handed to Kafka.
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +146,31 @@ impl Forwarder {
                 return self.send_routed(topic, &route, body, None).await;
             }
         }
+        self.send_groups(topic, groups).await
+    }
+
+    /// Produces a body some of whose items were rejected: the good items' events as canonical
+    /// batches by route, then the rejected items, unkeyed and marked with their reasons
+    /// (`DEAD_LETTER_HEADER`), for a worker to keep as a dead letter.
+    pub async fn forward_partial(
+        &self,
+        format: Format,
+        events: Vec<Event>,
+        rejected: &[u8],
+        reasons: &str,
+    ) -> Result<(), ForwardError> {
+        let topic = self.topic(format)?;
+        self.send_groups(topic, group(&self.cmdb, events)).await?;
+        let header = OwnedHeaders::new().insert(Header {
+            key: DEAD_LETTER_HEADER,
+            value: Some(reasons),
+        });
+        self.send(FutureRecord::<(), [u8]>::to(topic).payload(rejected).headers(header))
+            .await
+    }
+
+    /// One canonical `EnvelopeBatch` message per route.
+    async fn send_groups(&self, topic: &str, groups: BTreeMap<Route, Vec<Event>>) -> Result<(), ForwardError> {
         let header = OwnedHeaders::new().insert(Header {
             key: FORMAT_HEADER,
             value: Some(Format::Protobuf.name()),

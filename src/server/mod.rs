@@ -194,34 +194,42 @@ async fn ingest(
         Ok(bytes) => bytes,
         Err(response) => return response,
     };
-    let decoded = match state.decoders.decode(format, &bytes) {
-        Ok(events) => {
+    let decoded = state.decoders.decode(format, &bytes);
+    m.count_decode(format.name(), &decoded);
+    let dead = crate::decode::dead_part(&bytes, &decoded);
+    let (events, answer) = match decoded {
+        Err(e) => (Vec::new(), Err(e.to_string())),
+        Ok(d) if d.kept_nothing() => (Vec::new(), Err(d.reasons())),
+        Ok(d) => {
             m.ingested
                 .with_label_values(&[format.name(), "http"])
-                .inc_by(events.len() as u64);
-            Ok(events)
-        }
-        Err(e) => {
-            m.reject(format.name(), Rejection::Decode);
-            Err(e.to_string())
+                .inc_by(d.events.len() as u64);
+            let answer = accepted_body(d.events.len(), &d);
+            (d.events, Ok(answer))
         }
     };
-    let accepted = decoded.as_ref().map_or(0, Vec::len);
-    let rejected = decoded.as_ref().err().cloned();
     let handed = match &state.intake {
-        Intake::Worker(queue) => to_worker(queue, format, &bytes, decoded).await,
-        Intake::Kafka(forwarder) => to_kafka(forwarder, format, &bytes, decoded).await,
+        Intake::Worker(queue) => to_worker(queue, format, events, dead).await,
+        Intake::Kafka(forwarder) => to_kafka(forwarder, format, &bytes, events, dead).await,
     };
-    match (handed, rejected) {
+    match (handed, answer) {
         (Err(response), _) => response,
-        (Ok(()), Some(reason)) => error(StatusCode::BAD_REQUEST, reason),
-        (Ok(()), None) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            format!("{{\"accepted\":{accepted}}}\n"),
-        )
-            .into_response(),
+        (Ok(()), Err(reason)) => error(StatusCode::BAD_REQUEST, reason),
+        (Ok(()), Ok(body)) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
     }
+}
+
+/// The 200 answer: how many events were accepted and, when items were rejected, a partial
+/// success as OTLP gives it (`rejected` items and every reason, one per line).
+fn accepted_body(accepted: usize, decoded: &crate::decode::Decoded) -> String {
+    let mut body = serde_json::json!({ "accepted": accepted });
+    if !decoded.rejected.is_empty() {
+        body["partial_success"] = serde_json::json!({
+            "rejected": decoded.rejected.len(),
+            "error_message": decoded.reasons(),
+        });
+    }
+    format!("{body}\n")
 }
 
 /// The body, within `max_body_bytes` (declared and streamed), or the 413 answer.
@@ -249,19 +257,20 @@ async fn read_body(
     to_bytes(body, limit).await.map_err(|_| too_large())
 }
 
-/// Hands a body to the ingest worker and waits for its batch to be stored.
+/// Hands a body's events and dead part to the ingest worker and waits for its batch to be
+/// stored.
 async fn to_worker(
     queue: &mpsc::Sender<Ingest>,
     format: Format,
-    body: &[u8],
-    decoded: Result<Vec<Event>, String>,
+    events: Vec<Event>,
+    dead: Option<(Vec<u8>, String)>,
 ) -> Result<(), Response> {
     let (done, stored) = oneshot::channel();
     let request = Ingest {
         format,
         received_ns: crate::time::now_ns(),
-        // The raw body is copied only to be kept as a dead letter.
-        decoded: decoded.map_err(|reason| (body.to_vec(), reason)),
+        events,
+        dead,
         done,
     };
     if queue.send(request).await.is_err() {
@@ -274,17 +283,20 @@ async fn to_worker(
     }
 }
 
-/// Produces a body to its topic (a bad one too, for a worker to dead-letter) and waits for
-/// the broker's acknowledgement.
+/// Produces a body to its topic and waits for the broker's acknowledgement: as it came when
+/// all of it decoded; as it came, for a worker to dead-letter, when none of it did; its good
+/// events and its rejected items apart when some were rejected.
 async fn to_kafka(
     forwarder: &Forwarder,
     format: Format,
     body: &[u8],
-    decoded: Result<Vec<Event>, String>,
+    events: Vec<Event>,
+    dead: Option<(Vec<u8>, String)>,
 ) -> Result<(), Response> {
-    let produced = match decoded {
-        Ok(events) => forwarder.forward(format, body, events).await,
-        Err(_) => forwarder.forward_rejected(format, body).await,
+    let produced = match dead {
+        None => forwarder.forward(format, body, events).await,
+        Some(_) if events.is_empty() => forwarder.forward_rejected(format, body).await,
+        Some((items, reasons)) => forwarder.forward_partial(format, events, &items, &reasons).await,
     };
     produced.map_err(|e| match e {
         ForwardError::NoTopic(_) => error(StatusCode::NOT_FOUND, e.to_string()),

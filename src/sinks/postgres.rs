@@ -441,7 +441,7 @@ async fn write_sla(tx: &Transaction<'_>, records: &[SlaOutput]) -> Result<(), to
                 )
                 .await?;
             }
-            SlaOutput::LateSample { .. } => {}
+            SlaOutput::LateSample { .. } | SlaOutput::SpansIgnored { .. } => {}
         }
     }
     Ok(())

@@ -529,7 +529,7 @@ fn write_sla(tx: &Transaction<'_>, records: &[SlaOutput]) -> rusqlite::Result<()
                     json(r)
                 ])?;
             }
-            SlaOutput::LateSample { .. } => {}
+            SlaOutput::LateSample { .. } | SlaOutput::SpansIgnored { .. } => {}
         }
     }
     Ok(())

@@ -130,6 +130,18 @@ pub fn header_format(message: &impl Message) -> Option<Result<Format, DecodeErro
     }))
 }
 
+/// A message carrying the items a webhook body had rejected (the body's good items went as
+/// their own messages): the header's value is the reasons, and the worker keeps the message
+/// as a dead letter as it is, without decoding it.
+pub const DEAD_LETTER_HEADER: &str = "slaflow-dead-letter";
+
+/// The reasons of a message marked with `DEAD_LETTER_HEADER`, if it is one.
+pub fn dead_letter_reason(message: &impl Message) -> Option<String> {
+    let headers = message.headers()?;
+    let value = headers.iter().find(|h| h.key == DEAD_LETTER_HEADER)?.value;
+    Some(String::from_utf8_lossy(value.unwrap_or_default()).into_owned())
+}
+
 /// The pass-through properties, then those from the environment.
 fn passed_through(cfg: &KafkaConfig) -> ClientConfig {
     let mut client = ClientConfig::new();

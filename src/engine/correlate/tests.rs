@@ -72,7 +72,7 @@ fn decode(format: Format, fixture: &str) -> Vec<Event> {
     let bytes = std::fs::read(path).unwrap();
     let mut events = Vec::new();
     for record in crate::sources::file::records(&bytes, format.framing()) {
-        events.extend(Decoders::default().decode(format, record.bytes).unwrap());
+        events.extend(Decoders::default().decode(format, record.bytes).unwrap().events);
     }
     events
 }
@@ -661,7 +661,7 @@ fn inconsistent_config_is_rejected_with_the_key() {
 fn each_sources_recovery_resolves_its_own_problem() {
     let decoders = Decoders::default();
     let one = |format: Format, body: &str| -> Event {
-        let mut events = decoders.decode(format, body.as_bytes()).unwrap();
+        let mut events = decoders.decode(format, body.as_bytes()).unwrap().events;
         assert_eq!(events.len(), 1, "{body}");
         events.remove(0)
     };

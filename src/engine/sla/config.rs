@@ -113,8 +113,39 @@ pub struct Contract {
     /// Operations tracked in their own windows (objectives may name one).
     #[serde(default)]
     pub operations: Vec<String>,
+    /// Which spans are requests, the samples every latency and request figure counts:
+    /// `entry` (default: where a request entered the service), `root` (trace roots only) or
+    /// `all` (every span, internal steps included). The others are counted as ignored.
+    #[serde(default)]
+    pub samples: SampleSelection,
     /// The objectives.
     pub objectives: Vec<Objective>,
+}
+
+/// `samples` of a contract: which spans count as requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SampleSelection {
+    /// Service-entry spans and roots (and samples that are not spans).
+    #[default]
+    Entry,
+    /// Trace roots only (and samples that are not spans).
+    Root,
+    /// Every span.
+    All,
+}
+
+impl SampleSelection {
+    /// Whether a sample of this role (`SpanRole` as i32) is a request.
+    pub fn counts(self, role: i32) -> bool {
+        use crate::model::SpanRole;
+        let role = SpanRole::try_from(role).unwrap_or(SpanRole::Unspecified);
+        match self {
+            SampleSelection::All => true,
+            SampleSelection::Entry => role != SpanRole::Internal,
+            SampleSelection::Root => matches!(role, SpanRole::Unspecified | SpanRole::Root),
+        }
+    }
 }
 
 fn utc() -> chrono_tz::Tz {

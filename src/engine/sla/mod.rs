@@ -28,7 +28,8 @@ const HOUR: i64 = 60 * MINUTE;
 /// Minute counters kept for burn rates over windows up to this long; longer windows use
 /// hour counters, so a service's burn-rate state stays a few kilobytes.
 const MINUTE_RING: i64 = 6 * HOUR;
-const SNAPSHOT_VERSION: u32 = 1;
+/// 2: the state, then the ignored-span counts; 1 (still read): the state alone.
+const SNAPSHOT_VERSION: u32 = 2;
 
 /// The engine could not be set up or restored.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,18 @@ pub struct SlaStats {
     pub outside_hours: u64,
     /// Durations above the histogram's highest trackable value (clamped).
     pub clamped: u64,
+    /// Spans that are not samples of their contract (`samples`). Kept after the state in
+    /// snapshots (`Ignored`), so that version-1 snapshots still read.
+    #[serde(skip)]
+    pub spans_ignored: u64,
+}
+
+/// The ignored-span counts a snapshot carries after the state (version 2).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Ignored {
+    total: u64,
+    /// Per service, since the last `SpansIgnored` records.
+    pending: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -258,6 +271,9 @@ struct State {
     /// Outage alerts firing: alert key → service.
     alert_outages: BTreeMap<String, String>,
     stats: SlaStats,
+    /// Ignored spans per service not yet reported as `SpansIgnored`.
+    #[serde(skip)]
+    ignored_pending: BTreeMap<String, u64>,
 }
 
 /// The SLA engine.
@@ -285,17 +301,29 @@ impl SlaEngine {
 
     /// The state as bytes, for checkpoints.
     pub fn snapshot(&self) -> Vec<u8> {
-        postcard::to_stdvec(&(SNAPSHOT_VERSION, &self.state)).unwrap_or_default()
+        let ignored = Ignored {
+            total: self.state.stats.spans_ignored,
+            pending: self.state.ignored_pending.clone(),
+        };
+        postcard::to_stdvec(&(SNAPSHOT_VERSION, &self.state, &ignored)).unwrap_or_default()
     }
 
     /// An engine with the given config and a snapshot's state.
     pub fn restore(config: &Config, snapshot: &[u8]) -> Result<SlaEngine, SlaError> {
-        let (version, state): (u32, State) =
-            postcard::from_bytes(snapshot).map_err(|e| SlaError::Snapshot(e.to_string()))?;
-        if version != SNAPSHOT_VERSION {
-            return Err(SlaError::Snapshot(format!(
-                "version {version}, this build reads {SNAPSHOT_VERSION}"
-            )));
+        let ((version, mut state), rest): ((u32, State), &[u8]) =
+            postcard::take_from_bytes(snapshot).map_err(|e| SlaError::Snapshot(e.to_string()))?;
+        match version {
+            1 => {}
+            SNAPSHOT_VERSION => {
+                let ignored: Ignored = postcard::from_bytes(rest).map_err(|e| SlaError::Snapshot(e.to_string()))?;
+                state.stats.spans_ignored = ignored.total;
+                state.ignored_pending = ignored.pending;
+            }
+            other => {
+                return Err(SlaError::Snapshot(format!(
+                    "version {other}, this build reads 1 and {SNAPSHOT_VERSION}"
+                )))
+            }
         }
         Ok(SlaEngine {
             rules: Rules::new(config)?,
@@ -487,6 +515,17 @@ impl SlaEngine {
     }
 
     fn sample(&mut self, s: &LatencySample, out: &mut Vec<SlaOutput>) {
+        let request = self.rules.contracts.get(&s.service).is_none_or(|c| c.samples.counts(s.role));
+        if !request {
+            self.state.stats.spans_ignored += 1;
+            match self.state.ignored_pending.get_mut(&s.service) {
+                Some(n) => *n += 1,
+                None => {
+                    self.state.ignored_pending.insert(s.service.clone(), 1);
+                }
+            }
+            return;
+        }
         let error = s.outcome == Outcome::Error as i32;
         self.record_run(
             &s.service,
@@ -615,6 +654,10 @@ impl SlaEngine {
         let target = floor_to(watermark.saturating_sub(self.rules.lateness), MINUTE);
         if target <= self.state.frontier {
             return;
+        }
+        // Ignored spans are reported as the clock moves: at most once a minute per service.
+        for (service, count) in std::mem::take(&mut self.state.ignored_pending) {
+            out.push(SlaOutput::SpansIgnored { service, count });
         }
         let services: Vec<String> = self.state.services.keys().cloned().collect();
         for service in services {

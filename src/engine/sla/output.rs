@@ -24,6 +24,9 @@ pub enum SlaOutput {
         time_ns: i64,
         frontier_ns: i64,
     },
+    /// Spans of a service that are not samples of its contract (`samples`), counted since
+    /// the last such record: left out of every figure, never silently.
+    SpansIgnored { service: String, count: u64 },
     /// A month's report (final at month close, or on demand for the running month).
     MonthlyReport(Report),
 }

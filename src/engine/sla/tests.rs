@@ -10,6 +10,7 @@ use crate::model::{AlertEvent, LatencyBatch};
 use crate::time::from_rfc3339;
 
 const SEC: i64 = 1_000_000_000;
+const DAY: i64 = 24 * HOUR;
 
 fn config(toml: &str) -> Config {
     Config::parse(Path::new("sla.toml"), toml).unwrap()
@@ -311,6 +312,7 @@ fn late_samples_are_counted_and_reported_not_merged() {
         duration_ns: 9 * SEC,
         outcome: Outcome::Ok as i32,
         status_code: None,
+        role: 0,
     });
     engine.apply(&late, &mut out);
     assert_eq!(engine.stats().late_samples, 1);
@@ -526,4 +528,87 @@ fn resolved_incidents_are_forgotten_after_they_can_no_longer_reopen_but_a_reopen
         "10 + 5 minutes: {}",
         report.downtime_minutes
     );
+}
+
+/// A span of `service` at `at` with `role`, 100 ms long.
+fn span(service: &str, at: i64, role: crate::model::SpanRole) -> Event {
+    Event::Sample(LatencySample {
+        service: service.into(),
+        operation: "GET /".into(),
+        time_ns: at,
+        duration_ns: 100_000_000,
+        outcome: Outcome::Ok as i32,
+        status_code: None,
+        role: role as i32,
+    })
+}
+
+#[test]
+fn a_contract_counts_requests_and_reports_the_spans_it_ignores() {
+    use crate::model::SpanRole;
+    let roles = [
+        SpanRole::Root,
+        SpanRole::Internal,
+        SpanRole::Entry,
+        SpanRole::Internal,
+        SpanRole::Unspecified,
+        SpanRole::Internal,
+    ];
+    let (ms, me) = (t("2026-03-01T00:00:00Z"), t("2026-04-01T00:00:00Z"));
+    // (samples setting, the roles it counts)
+    let cases: [(&str, &[SpanRole]); 4] = [
+        ("", &[SpanRole::Root, SpanRole::Entry, SpanRole::Unspecified]),
+        ("samples = \"entry\"\n", &[SpanRole::Root, SpanRole::Entry, SpanRole::Unspecified]),
+        ("samples = \"root\"\n", &[SpanRole::Root, SpanRole::Unspecified]),
+        ("samples = \"all\"\n", &roles),
+    ];
+    for (setting, counted) in cases {
+        let cfg = config(&format!(
+            "[[sla.contracts]]\nservice = \"api\"\n{setting}[[sla.contracts.objectives]]\nname = \"p95\"\nkind = \"latency_percentile\"\npercentile = 95.0\nthreshold = \"1s\"\n"
+        ));
+        let mut engine = SlaEngine::new(&cfg).unwrap();
+        // 10 requests' worth of spans an hour apart, each with every role.
+        let events: Vec<Event> = (0..10)
+            .flat_map(|k| roles.iter().map(move |&r| span("api", ms + DAY + k * HOUR, r)))
+            .collect();
+        let out = run(&mut engine, &events, me + DAY);
+        let expected_requests = 10 * roles.iter().filter(|r| counted.contains(r)).count() as u64;
+        assert_eq!(monthly_report(&out).requests, expected_requests, "{setting:?}");
+        let ignored: u64 = out
+            .iter()
+            .filter_map(|o| match o {
+                SlaOutput::SpansIgnored { service, count } if service == "api" => Some(*count),
+                _ => None,
+            })
+            .sum();
+        assert_eq!(ignored, 10 * roles.len() as u64 - expected_requests, "{setting:?}");
+        assert_eq!(engine.stats().spans_ignored, ignored);
+    }
+}
+
+#[test]
+fn ignored_counts_survive_a_snapshot_and_version_1_snapshots_still_restore() {
+    use crate::model::SpanRole;
+    let cfg = config(WEBSHOP);
+    let at = t("2026-03-10T10:00:00Z");
+    let mut engine = SlaEngine::new(&cfg).unwrap();
+    let mut out = Vec::new();
+    for _ in 0..3 {
+        engine.apply(&span("webshop", at, SpanRole::Internal), &mut out);
+    }
+    // Not reported yet (the clock has not moved): the pending count is in the snapshot.
+    let mut restored = SlaEngine::restore(&cfg, &engine.snapshot()).unwrap();
+    assert_eq!(restored.stats().spans_ignored, 3);
+    restored.advance(at + DAY, &mut out);
+    assert!(out.contains(&SlaOutput::SpansIgnored {
+        service: "webshop".into(),
+        count: 3
+    }));
+    // A snapshot written before ignored counts existed: the state alone, version 1.
+    let v1 = postcard::to_stdvec(&(1u32, &engine.state)).unwrap();
+    let old = SlaEngine::restore(&cfg, &v1).unwrap();
+    assert_eq!(old.state.frontier, engine.state.frontier);
+    assert_eq!(old.stats().spans_ignored, 0);
+    let future = postcard::to_stdvec(&(3u32, &engine.state)).unwrap();
+    assert!(SlaEngine::restore(&cfg, &future).is_err());
 }
