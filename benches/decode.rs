@@ -117,7 +117,12 @@ fn bench(c: &mut Criterion) {
             1,
         ),
         (Format::DatadogApm, "1000 spans", apm_payload(true), 1000),
-        (Format::DatadogApm, "1000 spans, roles from parents", apm_payload(false), 1000),
+        (
+            Format::DatadogApm,
+            "1000 spans, roles from parents",
+            apm_payload(false),
+            1000,
+        ),
         (Format::OtlpJson, "1000 spans", otlp_payload(), 1000),
         (
             Format::Protobuf,

@@ -86,8 +86,17 @@ pub struct ServerConfig {
     /// SLAFLOW_API_TOKENS (comma-separated), when set, replaces them, so tokens need not be
     /// in the file. With no token at all those endpoints answer 401 to everyone.
     pub tokens: Vec<String>,
-    /// Largest request body accepted by the ingest endpoint, in bytes (larger: 413).
+    /// Largest request body of an alert format (Alertmanager, Zabbix, Datadog and PagerDuty
+    /// webhooks, Icinga), in bytes, as received and again once decompressed (larger: 413).
     pub max_body_bytes: usize,
+    /// Largest request body of a trace format (Datadog APM, OTLP, slaflow protobuf), in
+    /// bytes, as received and again once decompressed: tracers and collectors send many
+    /// megabytes at once (the OpenTelemetry Collector's receiver allows 20 MiB).
+    pub max_trace_body_bytes: usize,
+    /// Lets trace bodies without a token in: tracers (ddtrace at the agent paths, SDKs at
+    /// `/v1/traces`) cannot all send one. Keep the port inside the cluster when set. A
+    /// request that does send `Authorization` is still checked.
+    pub open_trace_paths: bool,
     /// On SIGTERM, how long in-flight batches may take to be written before the process
     /// exits anyway (a deployment's grace period must be longer).
     #[serde(with = "humantime_serde")]
@@ -100,6 +109,8 @@ impl Default for ServerConfig {
             listen: "0.0.0.0:9464".into(),
             tokens: Vec::new(),
             max_body_bytes: 1 << 20,
+            max_trace_body_bytes: 32 << 20,
+            open_trace_paths: false,
             drain_timeout: std::time::Duration::from_secs(30),
         }
     }

@@ -240,7 +240,9 @@ impl Metrics {
                 .with_label_values(&[&a.service, &a.objective, &a.severity])
                 .set(i64::from(a.state == "firing")),
             SlaOutput::LateSample { service, .. } => self.late_samples.with_label_values(&[service]).inc(),
-            SlaOutput::SpansIgnored { service, count } => self.spans_ignored.with_label_values(&[service]).inc_by(*count),
+            SlaOutput::SpansIgnored { service, count } => {
+                self.spans_ignored.with_label_values(&[service]).inc_by(*count)
+            }
             SlaOutput::MonthlyReport(r) => {
                 for o in &r.objectives {
                     self.compliance

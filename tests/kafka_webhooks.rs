@@ -197,16 +197,27 @@ async fn bodies_reach_the_partitions_of_their_services_and_a_bare_recovery_reach
         200
     );
 
+    // Partly bad: two good alerts of two services and one without a start. The good ones
+    // go as canonical batches to their services' partitions, the bad one as a dead letter.
+    let mut bad = alert("billing");
+    bad.as_object_mut().map(|a| a.remove("startsAt"));
+    let body = serde_json::json!({"version": "4", "status": "firing",
+        "alerts": [alert("billing"), bad, alert("ledger")]});
+    let answer = post(port, "alertmanager", &serde_json::to_vec(&body).unwrap());
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(answer.body.contains("\"rejected\":1"), "{}", answer.body);
+
     let client = db.client().await;
-    let opened = "SELECT count(*) FROM incidents WHERE service IN ('checkout', 'search', 'catalog')";
-    wait_until(&client, opened, 3, &service.log).await;
+    let opened =
+        "SELECT count(*) FROM incidents WHERE service IN ('checkout', 'search', 'catalog', 'billing', 'ledger')";
+    wait_until(&client, opened, 5, &service.log).await;
     let resolved = "SELECT count(*) FROM incidents WHERE service = 'payments' AND status = 'resolved'";
     wait_until(&client, resolved, 1, &service.log).await;
-    // Three services' messages of the split body, the trigger, and the resolve on each of the
-    // 4 partitions.
+    // Three services' messages of the split body, the trigger, the resolve on each of the
+    // 4 partitions, and the partly bad body's two services and its dead letter.
     let deadline = Instant::now() + Duration::from_secs(30);
     let stored = "SELECT COALESCE(SUM(next_offset), 0)::BIGINT FROM consumer_offsets";
-    while count(&client, stored).await < 3 + 1 + 4 {
+    while count(&client, stored).await < 3 + 1 + 4 + 3 {
         assert!(Instant::now() < deadline, "log:\n{}", service.log_text());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -214,7 +225,19 @@ async fn bodies_reach_the_partitions_of_their_services_and_a_bare_recovery_reach
     let messages = |topic: &str| {
         format!("SELECT COALESCE(SUM(next_offset), 0)::BIGINT FROM consumer_offsets WHERE topic = '{topic}'")
     };
-    assert_eq!(count(&client, &messages(&names[0])).await, 3, "one message per service");
+    assert_eq!(
+        count(&client, &messages(&names[0])).await,
+        3 + 3,
+        "one message per service, one dead letter"
+    );
+    let (payload, reason): (Vec<u8>, String) = client
+        .query_one("SELECT payload, reason FROM dead_letters", &[])
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    let items: Vec<serde_json::Value> = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(items.len(), 1, "the dead letter holds the rejected alert alone");
+    assert!(reason.contains("alerts[1]") && reason.contains("startsAt"), "{reason}");
     assert_eq!(
         count(&client, &messages(&names[1])).await,
         1 + 4,
@@ -222,10 +245,10 @@ async fn bodies_reach_the_partitions_of_their_services_and_a_bare_recovery_reach
     );
     let per_service = count(&client, "SELECT count(DISTINCT service) FROM incidents").await;
     assert_eq!(
-        per_service, 4,
-        "checkout, search, catalog and payments, one incident each"
+        per_service, 6,
+        "checkout, search, catalog, payments, billing and ledger, one incident each"
     );
     let alerts_total = count(&client, "SELECT count(*) FROM incident_alerts").await;
-    assert_eq!(alerts_total, 4, "each alert once, on the partition of its service");
+    assert_eq!(alerts_total, 6, "each alert once, on the partition of its service");
     db.drop_db().await;
 }

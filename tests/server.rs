@@ -15,9 +15,16 @@ use support::kafka::root;
 
 const TOKEN: &str = "t0ken-for-tests";
 const LIMIT: usize = 64 * 1024;
+/// `max_trace_body_bytes` of the tests: the trace formats' own, larger limit.
+const TRACE_LIMIT: usize = 256 * 1024;
 
 /// The example contracts, an embedded store in a fresh directory, and the server on `port`.
 fn config(name: &str, port: u16) -> (PathBuf, PathBuf) {
+    config_with(name, port, "")
+}
+
+/// `config`, with more `[server]` settings.
+fn config_with(name: &str, port: u16, server: &str) -> (PathBuf, PathBuf) {
     let dir = std::env::temp_dir().join(format!("slaflow-server-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -25,7 +32,7 @@ fn config(name: &str, port: u16) -> (PathBuf, PathBuf) {
     let base = std::fs::read_to_string(root().join("examples/slaflow.toml")).unwrap();
     let text = format!(
         "{base}\n[store]\nkind = \"sqlite\"\n\n[sqlite]\npath = \"{}\"\n\n[server]\nlisten = \"127.0.0.1:{port}\"\n\
-         tokens = [\"{TOKEN}\"]\nmax_body_bytes = {LIMIT}\n\n[kafka]\nbatch_max_wait = \"50ms\"\nidle_release = \"300ms\"\n",
+         tokens = [\"{TOKEN}\"]\nmax_body_bytes = {LIMIT}\nmax_trace_body_bytes = {TRACE_LIMIT}\n{server}\n[kafka]\nbatch_max_wait = \"50ms\"\nidle_release = \"300ms\"\n",
         db.display()
     );
     let path = dir.join("slaflow.toml");
@@ -101,9 +108,25 @@ fn webhook_ingest_for_each_push_format() {
         // No token, then a wrong one: 401, and nothing reaches the engines.
         assert_eq!(post(port, format, &body, None).status, 401, "{format}");
         assert_eq!(post(port, format, &body, Some("wrong")).status, 401, "{format}");
-        // Over the limit: 413.
-        let big = vec![b' '; LIMIT + 1];
+        // Over the limit: 413. Trace formats have their own, larger one.
+        let limit = if format.contains("apm") || format.contains("otlp") {
+            TRACE_LIMIT
+        } else {
+            LIMIT
+        };
+        let big = vec![b' '; limit + 1];
         assert_eq!(post(port, format, &big, Some(TOKEN)).status, 413, "{format}");
+        if limit == TRACE_LIMIT {
+            // Over the alert formats' limit, within the trace formats': taken.
+            let mut padded = body.clone();
+            padded.resize(LIMIT + 1 + body.len(), b' ');
+            let taken = post(port, format, &padded, Some(TOKEN));
+            assert_eq!(
+                taken.status, 200,
+                "{format}: a trace body over the alert limit is read: {}",
+                taken.body
+            );
+        }
         // A body that does not decode: 400 naming the format and what was wrong; kept.
         let bad = post(port, format, b"{\"truncated\": ", Some(TOKEN));
         assert_eq!(bad.status, 400, "{format}: {}", bad.body);
@@ -146,6 +169,176 @@ fn webhook_ingest_for_each_push_format() {
     assert_eq!(unknown.status, 404);
     assert!(unknown.body.contains("alertmanager"), "{}", unknown.body);
     assert_eq!(service.stop(), 0, "SIGTERM drains and exits cleanly");
+}
+
+/// A Datadog payload of 8 good traces and 2 bad spans (a duration that is a string, a
+/// negative one), then an Alertmanager notification with one bad alert of three.
+#[test]
+fn partly_bad_bodies_keep_their_good_items_and_dead_letter_the_rest_with_every_reason() {
+    let port = free_port();
+    let (config, db) = config("partial", port);
+    let service = Service::start(&config, port);
+    let mut traces: Vec<String> = (1..=8)
+        .map(|t| {
+            format!(
+                r#"[{{"service":"checkout","name":"web.request","resource":"POST /pay","trace_id":{t},"span_id":1,"parent_id":0,"start":1773136800000000000,"duration":2000000}}]"#
+            )
+        })
+        .collect();
+    traces.push(
+        r#"[{"service":"checkout","span_id":1,"parent_id":0,"start":1773136800000000000,"duration":"2ms"}]"#.into(),
+    );
+    traces
+        .push(r#"[{"service":"checkout","span_id":1,"parent_id":0,"start":1773136800000000000,"duration":-1}]"#.into());
+    let body = format!("[{}]", traces.join(","));
+    let answer = post(port, "datadog-apm", body.as_bytes(), Some(TOKEN));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let json: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(json["accepted"], 8, "{json}");
+    assert_eq!(json["partial_success"]["rejected"], 2, "{json}");
+    let message = json["partial_success"]["error_message"].as_str().unwrap();
+    assert!(
+        message.contains("[8][0].duration") && message.contains("[9][0].duration"),
+        "{message}"
+    );
+
+    // The dead letter holds the two bad spans, as they came, and both reasons.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let (reason, payload): (String, Vec<u8>) = conn
+        .query_row(
+            "SELECT reason, payload FROM dead_letters WHERE format = 'datadog-apm'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(reason.lines().count(), 2, "{reason}");
+    let items: Vec<serde_json::Value> = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["duration"], "2ms");
+    assert_eq!(items[1]["duration"], -1);
+
+    // Alertmanager: three alerts, the second with a start that is not a time.
+    let alert = |name: &str, starts: &str| {
+        format!(r#"{{"status":"firing","labels":{{"alertname":"{name}","service":"checkout"}},"startsAt":"{starts}"}}"#)
+    };
+    let body = format!(
+        r#"{{"version":"4","status":"firing","alerts":[{},{},{}]}}"#,
+        alert("A", "2026-03-10T10:00:00Z"),
+        alert("B", "soon"),
+        alert("C", "2026-03-10T10:00:00Z")
+    );
+    let answer = post(port, "alertmanager", body.as_bytes(), Some(TOKEN));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(answer.body.contains("\"accepted\":2"), "{}", answer.body);
+    assert!(answer.body.contains("alerts[1].startsAt"), "{}", answer.body);
+    // Nothing kept: 400, and the whole body is the dead letter.
+    let body = format!(r#"{{"version":"4","alerts":[{}]}}"#, alert("D", "later"));
+    let answer = post(port, "alertmanager", body.as_bytes(), Some(TOKEN));
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert_eq!(
+        query_i64(&db, "SELECT count(*) FROM dead_letters WHERE format = 'alertmanager'"),
+        2
+    );
+    let metrics = get(port, "/metrics").body;
+    for line in [
+        "slaflow_items_rejected_total{format=\"datadog-apm\",reason=\"wrong_type\"} 1",
+        "slaflow_items_rejected_total{format=\"datadog-apm\",reason=\"invalid_value\"} 1",
+        "slaflow_items_rejected_total{format=\"alertmanager\",reason=\"invalid_value\"} 2",
+        "slaflow_events_rejected_total{format=\"alertmanager\",reason=\"decode\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
+    assert_eq!(service.stop(), 0);
+}
+
+/// A POST with these headers and the token.
+fn post_to(port: u16, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    let auth = format!("Bearer {TOKEN}");
+    let mut all = headers.to_vec();
+    all.push(("Authorization", &auth));
+    request(port, "POST", path, &all, body).unwrap()
+}
+
+/// An OpenTelemetry SDK's OTLP/HTTP request (gzip, as captured) and a ddtrace msgpack
+/// payload, each at its standard path, answered as their senders expect.
+#[test]
+fn collectors_and_tracers_post_to_their_standard_paths() {
+    use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+    use prost::Message;
+    let port = free_port();
+    let (config, _db) = config_with("otlp", port, "open_trace_paths = true");
+    let service = Service::start(&config, port);
+    let proto = [("Content-Type", "application/x-protobuf")];
+
+    // The SDK's gzip body, with the headers it sent: 200, an empty ExportTraceServiceResponse.
+    let gzip = fixture("otlp_proto/checkout_payments_sdk1.45.2_gzip.pb.gz");
+    let answer = post_to(port, "/v1/traces", &[proto[0], ("Content-Encoding", "gzip")], &gzip);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let response = ExportTraceServiceResponse::decode(answer.bytes.as_slice()).unwrap();
+    assert_eq!(response.partial_success, None);
+
+    // One span ending before it starts: 200 with a partial success naming it.
+    let mut export =
+        ExportTraceServiceRequest::decode(fixture("otlp_proto/checkout_payments_sdk1.45.2_plain.pb").as_slice())
+            .unwrap();
+    let span = &mut export.resource_spans[0].scope_spans[0].spans[1];
+    span.end_time_unix_nano = 1;
+    let answer = post_to(port, "/v1/traces", &proto, &export.encode_to_vec());
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let partial = ExportTraceServiceResponse::decode(answer.bytes.as_slice())
+        .unwrap()
+        .partial_success
+        .unwrap();
+    assert_eq!(partial.rejected_spans, 1);
+    assert!(
+        partial.error_message.contains("spans[1].end_time_unix_nano"),
+        "{}",
+        partial.error_message
+    );
+
+    // OTLP/JSON at the same path, answered in JSON; a truncated protobuf body is 400 with
+    // a google.rpc.Status; an unknown content type is 415.
+    let json = post_to(
+        port,
+        "/v1/traces",
+        &[("Content-Type", "application/json")],
+        &fixture("otlp/trace_proto_repo_example.json"),
+    );
+    assert_eq!((json.status, json.body.trim()), (200, "{}"));
+    let bad = post_to(port, "/v1/traces", &proto, &gzip[..10]);
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert_eq!(
+        post_to(port, "/v1/traces", &[("Content-Type", "text/plain")], b"x").status,
+        415
+    );
+    assert_eq!(
+        post_to(port, "/v1/traces", &[proto[0], ("Content-Encoding", "br")], b"x").status,
+        415
+    );
+
+    // ddtrace's v0.5 payload at the agent's path, with no token (open_trace_paths).
+    let msgpack = fixture("datadog_msgpack/ddtrace4.16.0_v05.msgpack");
+    let headers = [("Content-Type", "application/msgpack"), ("X-Datadog-Trace-Count", "5")];
+    let answer = request(port, "PUT", "/v0.5/traces", &headers, &msgpack).unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(answer.body.contains("rate_by_service"), "{}", answer.body);
+    let wrong = [("Authorization", "Bearer wrong"), headers[0]];
+    assert_eq!(
+        request(port, "POST", "/v0.4/traces", &wrong, &msgpack).unwrap().status,
+        401,
+        "a token sent is checked"
+    );
+
+    let metrics = get(port, "/metrics").body;
+    for line in [
+        "slaflow_events_ingested_total{format=\"otlp-proto\",source=\"http\"} 35",
+        "slaflow_events_ingested_total{format=\"otlp-json\",source=\"http\"} 1",
+        "slaflow_events_ingested_total{format=\"datadog-msgpack\",source=\"http\"} 15",
+        "slaflow_items_rejected_total{format=\"otlp-proto\",reason=\"invalid_value\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
+    assert_eq!(service.stop(), 0);
 }
 
 #[test]

@@ -89,9 +89,8 @@ fn alert_by_alert(bytes: &[u8]) -> Result<Decoded, DecodeError> {
         check_version(hook.version.as_deref())?;
         for (i, raw) in hook.alerts.iter().enumerate() {
             let path = format!("alerts[{i}]");
-            let alert = parse_item::<Alert>(Format::Alertmanager, bytes, raw, &path).and_then(|alert| {
-                alert_event(i, alert).map_err(|e| item_error(Format::Alertmanager, bytes, raw, e))
-            });
+            let alert = parse_item::<Alert>(Format::Alertmanager, bytes, raw, &path)
+                .and_then(|alert| alert_event(i, alert).map_err(|e| item_error(Format::Alertmanager, bytes, raw, e)));
             match alert {
                 Ok(alert) => decoded.events.push(Event::Alert(alert)),
                 Err(error) => decoded.rejected.push(RejectedItem {

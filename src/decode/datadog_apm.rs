@@ -21,9 +21,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::json::{for_each_document, item_error, parse_item, FlexU64};
-use super::{DecodeError, Decoded, FieldError, Format, RejectedItem};
 #[cfg(test)]
 use super::Location;
+use super::{DecodeError, Decoded, FieldError, Format, RejectedItem};
 use crate::model::{Event, LatencySample, Outcome, SpanRole};
 
 /// The service name the Datadog agent gives a span that has none.
@@ -33,25 +33,25 @@ pub const UNNAMED_SERVICE: &str = "unnamed-service";
 const SCAN_LIMIT: usize = 32;
 
 #[derive(Deserialize)]
-struct Span<'a> {
+pub(super) struct Span<'a> {
     #[serde(borrow, default)]
-    service: Option<Cow<'a, str>>,
+    pub(super) service: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    resource: Option<Cow<'a, str>>,
+    pub(super) resource: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
+    pub(super) name: Option<Cow<'a, str>>,
     #[serde(default)]
-    span_id: Option<FlexU64>,
+    pub(super) span_id: Option<FlexU64>,
     #[serde(default)]
-    parent_id: Option<FlexU64>,
-    start: i64,
-    duration: i64,
+    pub(super) parent_id: Option<FlexU64>,
+    pub(super) start: i64,
+    pub(super) duration: i64,
     #[serde(default)]
-    error: i32,
+    pub(super) error: i32,
     #[serde(default)]
-    meta: Meta,
+    pub(super) meta: Meta,
     #[serde(default)]
-    metrics: Metrics,
+    pub(super) metrics: Metrics,
 }
 
 impl Span<'_> {
@@ -69,8 +69,8 @@ impl Span<'_> {
 
 /// Of `meta`, only `http.status_code` is kept; the rest is skipped without allocating.
 #[derive(Default)]
-struct Meta {
-    status_code: Option<u32>,
+pub(super) struct Meta {
+    pub(super) status_code: Option<u32>,
 }
 
 impl<'de> Deserialize<'de> for Meta {
@@ -103,8 +103,8 @@ impl<'de> Deserialize<'de> for Meta {
 
 /// Of `metrics`, only the top-level marks are kept (`_top_level`, `_dd.top_level`).
 #[derive(Default)]
-struct Metrics {
-    top_level: Option<bool>,
+pub(super) struct Metrics {
+    pub(super) top_level: Option<bool>,
 }
 
 impl<'de> Deserialize<'de> for Metrics {
@@ -137,12 +137,8 @@ impl<'de> Deserialize<'de> for Metrics {
 
 /// The roles of a chunk's spans, in order (see the module's rules).
 fn roles(spans: &[Span]) -> Vec<SpanRole> {
-    let by_id: Option<HashMap<u64, &str>> = (spans.len() > SCAN_LIMIT).then(|| {
-        spans
-            .iter()
-            .filter_map(|s| Some((s.span_id?.0, s.service())))
-            .collect()
-    });
+    let by_id: Option<HashMap<u64, &str>> =
+        (spans.len() > SCAN_LIMIT).then(|| spans.iter().filter_map(|s| Some((s.span_id?.0, s.service()))).collect());
     let parent_service = |id: u64| -> Option<&str> {
         match &by_id {
             Some(map) => map.get(&id).copied(),
@@ -173,7 +169,7 @@ fn roles(spans: &[Span]) -> Vec<SpanRole> {
 }
 
 /// A span's semantic check: the field and what is wrong with it.
-fn check(span: &Span) -> Result<(), (&'static str, String)> {
+pub(super) fn check(span: &Span) -> Result<(), (&'static str, String)> {
     if span.duration < 0 {
         return Err((
             "duration",
@@ -208,7 +204,7 @@ fn sample(span: Span, role: SpanRole) -> LatencySample {
 }
 
 /// A chunk's spans as samples, with their roles.
-fn push_chunk(spans: Vec<Span>, out: &mut Vec<Event>) {
+pub(super) fn push_chunk(spans: Vec<Span>, out: &mut Vec<Event>) {
     let roles = roles(&spans);
     for (span, role) in spans.into_iter().zip(roles) {
         out.push(Event::Sample(sample(span, role)));
@@ -261,10 +257,7 @@ fn span_by_span(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     let mut chunks: Vec<Vec<&RawValue>> = Vec::new();
     for_each_document(Format::DatadogApm, bytes, |doc: Vec<Vec<&RawValue>>| {
         if !chunks.is_empty() {
-            return Err(FieldError::new(
-                "",
-                "expected one array of traces, found more after it",
-            ));
+            return Err(FieldError::new("", "expected one array of traces, found more after it"));
         }
         chunks = doc;
         Ok(())
@@ -290,7 +283,12 @@ fn span_by_span(bytes: &[u8]) -> Result<Decoded, DecodeError> {
 fn parse_span<'a>(payload: &[u8], raw: &'a RawValue, path: &str) -> Result<Span<'a>, DecodeError> {
     let span: Span = parse_item(Format::DatadogApm, payload, raw, path)?;
     check(&span).map_err(|(field, message)| {
-        item_error(Format::DatadogApm, payload, raw, FieldError::new(format!("{path}.{field}"), message))
+        item_error(
+            Format::DatadogApm,
+            payload,
+            raw,
+            FieldError::new(format!("{path}.{field}"), message),
+        )
     })?;
     Ok(span)
 }
@@ -409,7 +407,13 @@ mod tests {
             span("orders", "POST /orders", 1, 0, r#","metrics":{"_dd.top_level":1}"#),
             span("orders", "orders.worker", 2, 1, r#","metrics":{"_top_level":1.0}"#),
             span("cache", "redis.get", 3, 1, r#","metrics":{"_dd.top_level":0}"#),
-            span("orders", "orders.tax", 4, 99, r#","metrics":{"_dd.top_level":0,"process_id":4711}"#),
+            span(
+                "orders",
+                "orders.tax",
+                4,
+                99,
+                r#","metrics":{"_dd.top_level":0,"process_id":4711}"#
+            ),
         );
         let roles: Vec<SpanRole> = roles_of(&payload).into_iter().map(|r| r.2).collect();
         assert_eq!(
@@ -424,8 +428,14 @@ mod tests {
         // parent is k − 1; every fifth span is of another service.
         let service = |id: u64| if id % 5 == 0 { "db" } else { "api" };
         let ids: Vec<u64> = (1..=(SCAN_LIMIT as u64 + 10)).rev().collect();
-        let spans: Vec<String> = ids.iter().map(|&id| span(service(id), "step", id, id - 1, "")).collect();
-        let roles: Vec<SpanRole> = roles_of(&format!("[[{}]]", spans.join(","))).into_iter().map(|r| r.2).collect();
+        let spans: Vec<String> = ids
+            .iter()
+            .map(|&id| span(service(id), "step", id, id - 1, ""))
+            .collect();
+        let roles: Vec<SpanRole> = roles_of(&format!("[[{}]]", spans.join(",")))
+            .into_iter()
+            .map(|r| r.2)
+            .collect();
         let expected: Vec<SpanRole> = ids
             .iter()
             .map(|&id| match id {

@@ -100,7 +100,11 @@ pub(crate) fn parse_item<'a, T: Deserialize<'a>>(
         DecodeError {
             format,
             location: located(payload, raw, inner.line(), inner.column()),
-            field: if field == "." { path.to_string() } else { format!("{path}.{field}") },
+            field: if field == "." {
+                path.to_string()
+            } else {
+                format!("{path}.{field}")
+            },
             message,
         }
     })
@@ -128,7 +132,11 @@ fn located(payload: &[u8], raw: &serde_json::value::RawValue, line: usize, colum
     let before = payload.get(..offset).unwrap_or(payload);
     let lines_before = before.iter().filter(|&&b| b == b'\n').count();
     let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-    let column = if line <= 1 { offset - line_start + column } else { column };
+    let column = if line <= 1 {
+        offset - line_start + column
+    } else {
+        column
+    };
     Location::Line {
         line: (lines_before + line.max(1)) as u64,
         column: column as u64,

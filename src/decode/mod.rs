@@ -4,10 +4,13 @@
 
 pub mod alertmanager;
 pub mod datadog_apm;
+pub mod datadog_msgpack;
 pub mod datadog_webhook;
 pub mod icinga2;
 mod json;
+mod otlp;
 pub mod otlp_json;
+pub mod otlp_proto;
 pub mod pagerduty;
 pub mod protobuf;
 pub mod zabbix_export;
@@ -31,9 +34,11 @@ pub enum Format {
     Alertmanager,
     DatadogWebhook,
     DatadogApm,
+    DatadogMsgpack,
     Icinga2,
     Pagerduty,
     OtlpJson,
+    OtlpProto,
     Protobuf,
 }
 
@@ -48,15 +53,17 @@ pub enum Framing {
 
 impl Format {
     /// Every format, in the order `slaflow formats` lists them.
-    pub const ALL: [Format; 9] = [
+    pub const ALL: [Format; 11] = [
         Format::ZabbixExport,
         Format::ZabbixWebhook,
         Format::Alertmanager,
         Format::DatadogWebhook,
         Format::DatadogApm,
+        Format::DatadogMsgpack,
         Format::Icinga2,
         Format::Pagerduty,
         Format::OtlpJson,
+        Format::OtlpProto,
         Format::Protobuf,
     ];
 
@@ -68,9 +75,11 @@ impl Format {
             Format::Alertmanager => "alertmanager",
             Format::DatadogWebhook => "datadog-webhook",
             Format::DatadogApm => "datadog-apm",
+            Format::DatadogMsgpack => "datadog-msgpack",
             Format::Icinga2 => "icinga2",
             Format::Pagerduty => "pagerduty",
             Format::OtlpJson => "otlp-json",
+            Format::OtlpProto => "otlp-proto",
             Format::Protobuf => "protobuf",
         }
     }
@@ -86,14 +95,28 @@ impl Format {
             }
             Format::Alertmanager => "Prometheus Alertmanager webhook, version 4: one alert event per alert",
             Format::DatadogWebhook => "Datadog monitor webhook (default template variables, all strings)",
-            Format::DatadogApm => "Datadog APM traces, v0.3/v0.4 JSON: one latency sample per span",
+            Format::DatadogApm => "Datadog APM traces, v0.3/v0.4 JSON: one latency sample per span, with its role",
+            Format::DatadogMsgpack => {
+                "Datadog APM traces in MessagePack as ddtrace sends them (v0.4 and v0.5, told apart by shape): one latency sample per span, with its role"
+            }
             Format::Icinga2 => {
                 "Icinga 2 event stream lines: StateChange, CheckResult, Acknowledgement*, Downtime*"
             }
             Format::Pagerduty => "PagerDuty Events API v2: trigger, acknowledge, resolve",
-            Format::OtlpJson => "OpenTelemetry OTLP/JSON traces: one latency sample per span",
+            Format::OtlpJson => "OpenTelemetry OTLP/JSON traces: one latency sample per span, with its role",
+            Format::OtlpProto => {
+                "OpenTelemetry OTLP protobuf ExportTraceServiceRequest (OTLP/HTTP, the Collector's Kafka exporter): one latency sample per span, with its role"
+            }
             Format::Protobuf => "slaflow.v1 Envelope or EnvelopeBatch (proto/slaflow/v1/events.proto)",
         }
+    }
+
+    /// Whether the format carries traces (large bodies: `[server] max_trace_body_bytes`).
+    pub fn carries_traces(self) -> bool {
+        matches!(
+            self,
+            Format::DatadogApm | Format::DatadogMsgpack | Format::OtlpJson | Format::OtlpProto | Format::Protobuf
+        )
     }
 
     /// How inputs of this format are cut into records.
@@ -237,6 +260,9 @@ pub struct Decoded {
     pub events: Vec<Event>,
     /// The rejected items, in record order.
     pub rejected: Vec<RejectedItem>,
+    /// The dead letter's payload for the rejected items when a JSON array of them does not
+    /// fit the format (protobuf: a request holding them alone).
+    pub rejected_payload: Option<Vec<u8>>,
 }
 
 impl Decoded {
@@ -244,7 +270,7 @@ impl Decoded {
     pub fn all(events: Vec<Event>) -> Decoded {
         Decoded {
             events,
-            rejected: Vec::new(),
+            ..Decoded::default()
         }
     }
 
@@ -259,8 +285,12 @@ impl Decoded {
         lines.join("\n")
     }
 
-    /// The rejected items as one JSON array (a dead letter's payload).
+    /// The rejected items as one JSON array, or the format's own payload of them (a dead
+    /// letter's payload).
     pub fn rejected_items(&self) -> Vec<u8> {
+        if let Some(payload) = &self.rejected_payload {
+            return payload.clone();
+        }
         let mut out = vec![b'['];
         for (i, item) in self.rejected.iter().enumerate() {
             if i > 0 {
@@ -328,8 +358,10 @@ impl Decoders {
     pub fn decode(&self, format: Format, record: &[u8]) -> Result<Decoded, DecodeError> {
         let all = match format {
             Format::DatadogApm => return datadog_apm::decode(record),
+            Format::DatadogMsgpack => return datadog_msgpack::decode(record),
             Format::Alertmanager => return alertmanager::decode(record),
             Format::OtlpJson => return otlp_json::decode(record),
+            Format::OtlpProto => return otlp_proto::decode(record),
             Format::ZabbixExport => zabbix_export::decode(record),
             Format::ZabbixWebhook => zabbix_webhook::decode(&self.config.zabbix_webhook, record),
             Format::DatadogWebhook => datadog_webhook::decode(record),

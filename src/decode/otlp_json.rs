@@ -2,31 +2,21 @@
 //! `/v1/traces` or written by the file exporter, one per line). Each span becomes a
 //! `LatencySample`: `service.name` of its resource, span name, start, end − start, and
 //! `status.code` 2 (ERROR) as the error outcome. 64-bit times may be strings or numbers.
-//!
-//! Each sample carries its role in the trace, decided over the whole request (the order of
-//! spans does not matter):
-//! - no `parentSpanId`: the trace's root;
-//! - a remote parent (`flags` with both `HAS_IS_REMOTE` 0x100 and `IS_REMOTE` 0x200): an
-//!   entry span, where a request came in from another process;
-//! - kind SERVER or CONSUMER: an entry span when its parent is not in the request, or is of
-//!   another service; internal when the parent is in the request and of the same service;
-//! - anything else (INTERNAL, CLIENT, PRODUCER under a local parent): internal. A parent
-//!   missing from the request says nothing here: SDKs export spans in batches as they end,
-//!   so a trace is routinely split over requests.
+//! Each sample carries its role in the trace (`super::otlp`'s rule). Bad spans are rejected
+//! one by one, the rest kept.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use serde::Deserialize;
 
 use serde_json::value::RawValue;
 
 use super::json::{for_each_document, item_error, parse_item, FlexU64, Text};
+use super::otlp::{roles, Links};
 use super::{DecodeError, Decoded, FieldError, Format, RejectedItem};
 use crate::model::{Event, LatencySample, Outcome, SpanRole};
 
-/// The service name OpenTelemetry SDKs use when none is configured.
-pub const UNKNOWN_SERVICE: &str = "unknown_service";
+pub use super::otlp::UNKNOWN_SERVICE;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -105,10 +95,6 @@ struct Status<'a> {
     code: Option<Text<'a>>,
 }
 
-/// `flags` bits: the parent's remoteness is known, and the parent is remote.
-const HAS_IS_REMOTE: u32 = 0x100;
-const IS_REMOTE: u32 = 0x200;
-
 /// The request around its spans, for the span-by-span path.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -137,15 +123,20 @@ struct RawScopeSpans<'a> {
 pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     let mut out = Vec::new();
     let fast = for_each_document(Format::OtlpJson, bytes, |req: Request| {
-        let services: Vec<String> = req.resource_spans.iter().map(|rs| service_name(rs.resource.as_ref())).collect();
+        let services: Vec<String> = req
+            .resource_spans
+            .iter()
+            .map(|rs| service_name(rs.resource.as_ref()))
+            .collect();
         let spans: Vec<Located> = req
             .resource_spans
             .iter()
             .enumerate()
             .flat_map(|(r, rs)| {
-                rs.scope_spans.iter().enumerate().flat_map(move |(s, ss)| {
-                    ss.spans.iter().enumerate().map(move |(i, sp)| ((r, s, i), sp))
-                })
+                rs.scope_spans
+                    .iter()
+                    .enumerate()
+                    .flat_map(move |(s, ss)| ss.spans.iter().enumerate().map(move |(i, sp)| ((r, s, i), sp)))
             })
             .collect();
         for result in samples_of(&services, &spans) {
@@ -165,7 +156,11 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
 fn span_by_span(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     let mut decoded = Decoded::default();
     for_each_document(Format::OtlpJson, bytes, |req: RawRequest| {
-        let services: Vec<String> = req.resource_spans.iter().map(|rs| service_name(rs.resource.as_ref())).collect();
+        let services: Vec<String> = req
+            .resource_spans
+            .iter()
+            .map(|rs| service_name(rs.resource.as_ref()))
+            .collect();
         let mut good: Vec<((usize, usize, usize), &RawValue, Span)> = Vec::new();
         for (r, rs) in req.resource_spans.iter().enumerate() {
             for (s, ss) in rs.scope_spans.iter().enumerate() {
@@ -211,17 +206,29 @@ type Located<'s, 'a> = ((usize, usize, usize), &'s Span<'a>);
 /// The samples of one request's spans with their roles; a span that fails its checks gives
 /// its field path and reason instead.
 fn samples_of(services: &[String], spans: &[Located]) -> Vec<Result<LatencySample, (String, String)>> {
-    // (trace, span) → the index of its resource's service, for the parents' services.
-    let owners: HashMap<(&str, &str), usize> = spans
+    let links: Vec<Links> = spans
         .iter()
-        .map(|((r, _, _), sp)| ((sp.trace_id.as_ref(), sp.span_id.as_ref()), *r))
+        .map(|&((r, _, _), span)| Links {
+            resource: r,
+            trace: span.trace_id.as_bytes(),
+            id: span.span_id.as_bytes(),
+            parent: span.parent_span_id.as_bytes(),
+            serves: matches!(
+                span.kind.as_ref().map(Text::as_str),
+                Some("2" | "5" | "SPAN_KIND_SERVER" | "SPAN_KIND_CONSUMER")
+            ),
+            flags: span.flags,
+        })
         .collect();
     spans
         .iter()
-        .map(|&((r, s, i), span)| {
-            let role = role(span, r, &owners, services);
+        .zip(roles(&links, services))
+        .map(|(&((r, s, i), span), role)| {
             sample(&services[r], span, role).map_err(|(field, message)| {
-                (format!("resourceSpans[{r}].scopeSpans[{s}].spans[{i}].{field}"), message)
+                (
+                    format!("resourceSpans[{r}].scopeSpans[{s}].spans[{i}].{field}"),
+                    message,
+                )
             })
         })
         .collect()
@@ -234,26 +241,6 @@ fn service_name(resource: Option<&Attributes>) -> String {
         .filter(|s| !s.is_empty())
         .unwrap_or(UNKNOWN_SERVICE)
         .to_string()
-}
-
-/// The span's role (see the module's rules); `r` is its resource's index.
-fn role(span: &Span, r: usize, owners: &HashMap<(&str, &str), usize>, services: &[String]) -> SpanRole {
-    if span.parent_span_id.is_empty() {
-        return SpanRole::Root;
-    }
-    if span.flags & (HAS_IS_REMOTE | IS_REMOTE) == HAS_IS_REMOTE | IS_REMOTE {
-        return SpanRole::Entry;
-    }
-    let kind = span.kind.as_ref().map(Text::as_str);
-    let serves = matches!(kind, Some("2" | "5" | "SPAN_KIND_SERVER" | "SPAN_KIND_CONSUMER"));
-    let parent_elsewhere = owners
-        .get(&(span.trace_id.as_ref(), span.parent_span_id.as_ref()))
-        .is_none_or(|&p| services[p] != services[r]);
-    if serves && parent_elsewhere {
-        SpanRole::Entry
-    } else {
-        SpanRole::Internal
-    }
 }
 
 fn sample(service: &str, span: &Span, role: SpanRole) -> Result<LatencySample, (&'static str, String)> {
@@ -372,14 +359,14 @@ mod tests {
         const INTERNAL: u32 = 1;
         // Children first: the order in the request does not matter.
         let body = request(&[
-            (0, "c1", "r", CLIENT, 0),     // svc0 calls out: internal
-            (1, "s1", "c1", SERVER, 0),    // svc1 serves svc0's call: entry
-            (1, "i1", "s1", INTERNAL, 0),  // inside svc1: internal
-            (1, "s2", "i1", SERVER, 0),    // a server span under its own service: internal
-            (0, "q1", "gone", CONSUMER, 0), // a consumer whose producer is elsewhere: entry
-            (0, "x1", "gone", INTERNAL, 0), // a local child split from its parent: internal
+            (0, "c1", "r", CLIENT, 0),          // svc0 calls out: internal
+            (1, "s1", "c1", SERVER, 0),         // svc1 serves svc0's call: entry
+            (1, "i1", "s1", INTERNAL, 0),       // inside svc1: internal
+            (1, "s2", "i1", SERVER, 0),         // a server span under its own service: internal
+            (0, "q1", "gone", CONSUMER, 0),     // a consumer whose producer is elsewhere: entry
+            (0, "x1", "gone", INTERNAL, 0),     // a local child split from its parent: internal
             (0, "m1", "gone", INTERNAL, 0x300), // a remote parent: entry
-            (0, "r", "", SERVER, 0),       // the root
+            (0, "r", "", SERVER, 0),            // the root
         ]);
         let roles: Vec<(String, SpanRole)> = samples(&body)
             .into_iter()

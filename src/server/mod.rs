@@ -3,7 +3,9 @@
 //! ingest worker (the engines and sink path every input takes), or, with `[kafka]`, to the
 //! body's Kafka topic (`forward.rs`); reports read the store.
 
+mod encoding;
 pub mod forward;
+mod otlp;
 
 use std::sync::Arc;
 
@@ -91,6 +93,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/v1/ingest/{format}", post(ingest))
+        .route("/v1/traces", post(otlp_traces))
+        .route("/v0.4/traces", post(datadog_traces).put(datadog_traces))
+        .route("/v0.5/traces", post(datadog_traces).put(datadog_traces))
         .route("/v1/reports/{month}", get(reports))
         .with_state(state)
 }
@@ -164,9 +169,22 @@ fn unauthorized() -> Response {
     response
 }
 
+/// What became of a body that was read, decoded and handed on.
+enum Taken {
+    /// Events were kept; `rejected` items were not, for `reasons` (one per line).
+    Accepted {
+        accepted: usize,
+        rejected: usize,
+        reasons: String,
+    },
+    /// Nothing was kept (the body is a dead letter), for this reason.
+    Rejected(String),
+}
+
 /// `POST /v1/ingest/{format}`: 200 once the body's events are stored (or, with `[kafka]`,
-/// acknowledged by the broker); 400 with the reason when it does not decode (it is kept as
-/// a dead letter); 401, 404 (unknown format, or no topic for it), 413.
+/// acknowledged by the broker), with a partial success when some items were rejected; 400
+/// with the reason when nothing of it could be kept (it is a dead letter); 401, 404 (unknown
+/// format, or no topic for it), 413, 415 (an unknown `Content-Encoding`).
 async fn ingest(
     State(state): State<Arc<AppState>>,
     Path(format): Path<String>,
@@ -180,66 +198,135 @@ async fn ingest(
             format!("unknown format `{format}`; one of: {}", known.join(", ")),
         );
     };
+    match take(&state, format, &headers, body).await {
+        Err(response) => response,
+        Ok(Taken::Rejected(reason)) => error(StatusCode::BAD_REQUEST, reason),
+        Ok(Taken::Accepted {
+            accepted,
+            rejected,
+            reasons,
+        }) => {
+            let mut body = serde_json::json!({ "accepted": accepted });
+            if rejected > 0 {
+                body["partial_success"] = serde_json::json!({ "rejected": rejected, "error_message": reasons });
+            }
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                format!("{body}\n"),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Checks, reads, decodes and hands on one body of `format` (the part every ingest
+/// endpoint shares); `Err` is the answer for a body refused before decoding.
+async fn take(state: &AppState, format: Format, headers: &HeaderMap, body: Body) -> Result<Taken, Response> {
     let m = metrics();
-    if !authorized(&state, &headers) {
+    let open =
+        state.config.server.open_trace_paths && format.carries_traces() && !headers.contains_key(header::AUTHORIZATION);
+    if !open && !authorized(state, headers) {
         m.reject(format.name(), Rejection::Unauthorized);
-        return unauthorized();
+        return Err(unauthorized());
     }
     if let Intake::Kafka(forwarder) = &state.intake {
         if let Err(e) = forwarder.topic(format) {
-            return error(StatusCode::NOT_FOUND, e.to_string());
+            return Err(error(StatusCode::NOT_FOUND, e.to_string()));
         }
     }
-    let bytes = match read_body(&state, format, &headers, body).await {
-        Ok(bytes) => bytes,
-        Err(response) => return response,
-    };
+    let bytes = read_body(state, format, headers, body).await?;
     let decoded = state.decoders.decode(format, &bytes);
     m.count_decode(format.name(), &decoded);
     let dead = crate::decode::dead_part(&bytes, &decoded);
-    let (events, answer) = match decoded {
-        Err(e) => (Vec::new(), Err(e.to_string())),
-        Ok(d) if d.kept_nothing() => (Vec::new(), Err(d.reasons())),
+    let (events, taken) = match decoded {
+        Err(e) => (Vec::new(), Taken::Rejected(e.to_string())),
+        Ok(d) if d.kept_nothing() => (Vec::new(), Taken::Rejected(d.reasons())),
         Ok(d) => {
             m.ingested
                 .with_label_values(&[format.name(), "http"])
                 .inc_by(d.events.len() as u64);
-            let answer = accepted_body(d.events.len(), &d);
-            (d.events, Ok(answer))
+            let taken = Taken::Accepted {
+                accepted: d.events.len(),
+                rejected: d.rejected.len(),
+                reasons: d.reasons(),
+            };
+            (d.events, taken)
         }
     };
-    let handed = match &state.intake {
-        Intake::Worker(queue) => to_worker(queue, format, events, dead).await,
-        Intake::Kafka(forwarder) => to_kafka(forwarder, format, &bytes, events, dead).await,
+    match &state.intake {
+        Intake::Worker(queue) => to_worker(queue, format, events, dead).await?,
+        Intake::Kafka(forwarder) => to_kafka(forwarder, format, &bytes, events, dead).await?,
+    }
+    Ok(taken)
+}
+
+/// `POST /v1/traces`: OTLP/HTTP as the specification has it, so that an OpenTelemetry
+/// Collector's `otlphttp` exporter (or an SDK) points at slaflow unchanged. The body is an
+/// `ExportTraceServiceRequest` in protobuf (`application/x-protobuf`) or JSON
+/// (`application/json`), optionally gzip- or zstd-compressed; the answer is an
+/// `ExportTraceServiceResponse` in the same encoding, with `partial_success` when spans
+/// were rejected, or 400 with a `google.rpc.Status` when none could be kept.
+async fn otlp_traces(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let json = content_type.starts_with("application/json");
+    let format = if json {
+        Format::OtlpJson
+    } else if content_type.starts_with("application/x-protobuf") {
+        Format::OtlpProto
+    } else {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Content-Type {content_type:?}: expected application/x-protobuf or application/json"),
+        );
     };
-    match (handed, answer) {
-        (Err(response), _) => response,
-        (Ok(()), Err(reason)) => error(StatusCode::BAD_REQUEST, reason),
-        (Ok(()), Ok(body)) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+    match take(&state, format, &headers, body).await {
+        Err(response) => response,
+        Ok(Taken::Rejected(reason)) => otlp::status(json, reason),
+        Ok(Taken::Accepted { rejected, reasons, .. }) => otlp::response(json, rejected, reasons),
     }
 }
 
-/// The 200 answer: how many events were accepted and, when items were rejected, a partial
-/// success as OTLP gives it (`rejected` items and every reason, one per line).
-fn accepted_body(accepted: usize, decoded: &crate::decode::Decoded) -> String {
-    let mut body = serde_json::json!({ "accepted": accepted });
-    if !decoded.rejected.is_empty() {
-        body["partial_success"] = serde_json::json!({
-            "rejected": decoded.rejected.len(),
-            "error_message": decoded.reasons(),
-        });
+/// `PUT`/`POST /v0.4/traces` and `/v0.5/traces`: the Datadog agent's trace intake, so a
+/// ddtrace library sends to slaflow with `DD_TRACE_AGENT_URL` alone. MessagePack bodies
+/// (`application/msgpack`, every tracer's default) are `datadog-msgpack`, JSON ones
+/// `datadog-apm`. Answered as the agent does (`rate_by_service`), or 400 with the reason.
+/// Tracers send no token: with `[server] open_trace_paths` these paths take bodies without
+/// one.
+async fn datadog_traces(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    let format = if json {
+        Format::DatadogApm
+    } else {
+        Format::DatadogMsgpack
+    };
+    match take(&state, format, &headers, body).await {
+        Err(response) => response,
+        Ok(Taken::Rejected(reason)) => error(StatusCode::BAD_REQUEST, reason),
+        Ok(Taken::Accepted { .. }) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            "{\"rate_by_service\":{}}\n",
+        )
+            .into_response(),
     }
-    format!("{body}\n")
 }
 
-/// The body, within `max_body_bytes` (declared and streamed), or the 413 answer.
-async fn read_body(
-    state: &AppState,
-    format: Format,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<axum::body::Bytes, Response> {
-    let limit = state.config.server.max_body_bytes;
+/// The body, within its format's limit (declared, streamed, and once decompressed), or the
+/// 413 (415 for an unknown `Content-Encoding`) answer.
+async fn read_body(state: &AppState, format: Format, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Response> {
+    let server = &state.config.server;
+    let (limit, setting) = if format.carries_traces() {
+        (server.max_trace_body_bytes, "max_trace_body_bytes")
+    } else {
+        (server.max_body_bytes, "max_body_bytes")
+    };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -248,13 +335,26 @@ async fn read_body(
         metrics().reject(format.name(), Rejection::TooLarge);
         error(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("body larger than max_body_bytes = {limit}"),
+            format!("{format} body larger than {setting} = {limit}"),
         )
     };
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
-    to_bytes(body, limit).await.map_err(|_| too_large())
+    let raw = to_bytes(body, limit).await.map_err(|_| too_large())?;
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity");
+    match encoding::decode(encoding, &raw, limit) {
+        Ok(bytes) => Ok(bytes),
+        Err(encoding::Error::TooLarge) => Err(too_large()),
+        Err(e @ encoding::Error::Unsupported(_)) => Err(error(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string())),
+        Err(e @ encoding::Error::Corrupt(..)) => {
+            metrics().reject(format.name(), Rejection::Decode);
+            Err(error(StatusCode::BAD_REQUEST, e.to_string()))
+        }
+    }
 }
 
 /// Hands a body's events and dead part to the ingest worker and waits for its batch to be

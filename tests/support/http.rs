@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-/// A response: status and body.
+/// A response: status and body (as text, and as the bytes sent for binary bodies).
 #[derive(Debug)]
 pub struct Response {
     pub status: u16,
     pub body: String,
+    pub bytes: Vec<u8>,
 }
 
 /// Sends one request (`Connection: close`) and reads the whole response.
@@ -46,13 +47,17 @@ pub fn request(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("no status line in {text:?}")))?;
+    let bytes = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or_else(Vec::new, |at| raw[at + 4..].to_vec());
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
         dechunk(body)
     } else {
         body.to_string()
     };
-    Ok(Response { status, body })
+    Ok(Response { status, body, bytes })
 }
 
 fn dechunk(mut body: &str) -> String {

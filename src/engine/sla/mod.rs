@@ -515,7 +515,11 @@ impl SlaEngine {
     }
 
     fn sample(&mut self, s: &LatencySample, out: &mut Vec<SlaOutput>) {
-        let request = self.rules.contracts.get(&s.service).is_none_or(|c| c.samples.counts(s.role));
+        let request = self
+            .rules
+            .contracts
+            .get(&s.service)
+            .is_none_or(|c| c.samples.counts(s.role));
         if !request {
             self.state.stats.spans_ignored += 1;
             match self.state.ignored_pending.get_mut(&s.service) {

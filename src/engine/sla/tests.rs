@@ -558,7 +558,10 @@ fn a_contract_counts_requests_and_reports_the_spans_it_ignores() {
     // (samples setting, the roles it counts)
     let cases: [(&str, &[SpanRole]); 4] = [
         ("", &[SpanRole::Root, SpanRole::Entry, SpanRole::Unspecified]),
-        ("samples = \"entry\"\n", &[SpanRole::Root, SpanRole::Entry, SpanRole::Unspecified]),
+        (
+            "samples = \"entry\"\n",
+            &[SpanRole::Root, SpanRole::Entry, SpanRole::Unspecified],
+        ),
         ("samples = \"root\"\n", &[SpanRole::Root, SpanRole::Unspecified]),
         ("samples = \"all\"\n", &roles),
     ];
