@@ -56,6 +56,101 @@ fn otlp_payload() -> Vec<u8> {
     .into_bytes()
 }
 
+/// The OTLP/JSON payload's 1000 spans as an OTLP protobuf request.
+fn otlp_proto_payload() -> Vec<u8> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    let kv = |key: &str, value: any_value::Value| KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    };
+    let spans = (0..1000u64)
+        .map(|i| Span {
+            trace_id: (i / 10).to_be_bytes().repeat(2),
+            span_id: (i + 1).to_be_bytes().to_vec(),
+            parent_span_id: if i % 10 == 0 { vec![] } else { i.to_be_bytes().to_vec() },
+            name: "GET /api/items".into(),
+            kind: if i % 10 == 0 { 2 } else { 1 },
+            start_time_unix_nano: 1_700_000_000_000_000_000 + i * 1000,
+            end_time_unix_nano: 1_700_000_000_000_000_000 + i * 1000 + 2_500_000,
+            attributes: vec![
+                kv("http.response.status_code", any_value::Value::IntValue(200)),
+                kv("http.route", any_value::Value::StringValue("/api/items".into())),
+            ],
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", any_value::Value::StringValue("catalog".into()))],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// The Datadog JSON payload as ddtrace's v0.4 MessagePack (the same maps, msgpack-encoded).
+fn msgpack_v04_payload() -> Vec<u8> {
+    let value: serde_json::Value = serde_json::from_slice(&apm_payload(true)).expect("JSON");
+    rmp_serde::to_vec_named(&value).expect("msgpack")
+}
+
+/// 100 traces × 10 spans in ddtrace's v0.5 shape: a string table and 12-element spans.
+fn msgpack_v05_payload() -> Vec<u8> {
+    use std::collections::BTreeMap;
+    let table = [
+        "",
+        "checkout",
+        "http.request",
+        "POST /api/orders",
+        "web",
+        "http.status_code",
+        "200",
+        "_dd.top_level",
+    ];
+    let mut traces = Vec::new();
+    for t in 0..100u64 {
+        let spans: Vec<_> = (0..10u64)
+            .rev()
+            .map(|s| {
+                let meta = BTreeMap::from([(5u32, 6u32)]);
+                let metrics = if s == 0 {
+                    BTreeMap::from([(7u32, 1.0f64)])
+                } else {
+                    BTreeMap::new()
+                };
+                let start = 1_700_000_000_000_000_000i64 + (t * 1_000_000 + s * 1000) as i64;
+                (
+                    1u32,
+                    2u32,
+                    3u32,
+                    t,
+                    s + 1,
+                    s,
+                    start,
+                    1_000_000i64 + s as i64 * 37_000,
+                    0i32,
+                    meta,
+                    metrics,
+                    4u32,
+                )
+            })
+            .collect();
+        traces.push(spans);
+    }
+    rmp_serde::to_vec(&(table, traces)).expect("msgpack")
+}
+
 /// An EnvelopeBatch holding one LatencyBatch of `n` samples with realistic times.
 fn latency_batch(n: usize) -> Vec<u8> {
     let batch = LatencyBatch {
@@ -124,6 +219,9 @@ fn bench(c: &mut Criterion) {
             1000,
         ),
         (Format::OtlpJson, "1000 spans", otlp_payload(), 1000),
+        (Format::OtlpProto, "1000 spans", otlp_proto_payload(), 1000),
+        (Format::DatadogMsgpack, "v0.4, 1000 spans", msgpack_v04_payload(), 1000),
+        (Format::DatadogMsgpack, "v0.5, 1000 spans", msgpack_v05_payload(), 1000),
         (
             Format::Protobuf,
             "LatencyBatch 10k samples",

@@ -67,6 +67,34 @@ impl Span<'_> {
     }
 }
 
+/// A map key compared as bytes: serde_json hands a string's raw bytes to `deserialize_bytes`
+/// without the UTF-8 check a `str` costs (keys are only compared with ASCII names here).
+/// Keys that need unescaping (rare) come owned.
+struct Key(bool);
+
+/// Reads a key and says whether it is one of `names`.
+struct KeyIn(&'static [&'static str]);
+
+impl<'de> de::DeserializeSeed<'de> for KeyIn {
+    type Value = Key;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
+        d.deserialize_bytes(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyIn {
+    type Value = Key;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string key")
+    }
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Key, E> {
+        Ok(Key(self.0.iter().any(|n| n.as_bytes() == v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+        self.visit_bytes(v.as_bytes())
+    }
+}
+
 /// Of `meta`, only `http.status_code` is kept; the rest is skipped without allocating.
 #[derive(Default)]
 pub(super) struct Meta {
@@ -86,8 +114,8 @@ impl<'de> Deserialize<'de> for Meta {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Meta, A::Error> {
                 let mut meta = Meta::default();
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    if key == "http.status_code" {
+                while let Some(Key(wanted)) = map.next_key_seed(KeyIn(&["http.status_code"]))? {
+                    if wanted {
                         let value: Cow<'de, str> = map.next_value()?;
                         meta.status_code = value.trim().parse().ok();
                     } else {
@@ -120,8 +148,8 @@ impl<'de> Deserialize<'de> for Metrics {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Metrics, A::Error> {
                 let mut metrics = Metrics::default();
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    if key == "_top_level" || key == "_dd.top_level" {
+                while let Some(Key(wanted)) = map.next_key_seed(KeyIn(&["_top_level", "_dd.top_level"]))? {
+                    if wanted {
                         let value: f64 = map.next_value()?;
                         metrics.top_level = Some(value != 0.0);
                     } else {

@@ -194,6 +194,8 @@ sections the deployment depends on (server, store, postgres, kafka) from the cha
 {{- $_ := set $cfg "server" (dict
       "listen" (printf "0.0.0.0:%d" (int .Values.containerPort))
       "max_body_bytes" (int64 .Values.server.maxBodyBytes)
+      "max_trace_body_bytes" (int64 .Values.server.maxTraceBodyBytes)
+      "open_trace_paths" .Values.server.openTracePaths
       "drain_timeout" (printf "%ds" (int .Values.server.drainTimeoutSeconds))) }}
 {{- $_ = set $cfg "store" (dict "kind" "postgres") }}
 {{- $_ = set $cfg "postgres" (dict "url" .Values.postgres.url) }}
