@@ -68,8 +68,11 @@ fn unknown_format_and_formats_list() {
     assert!(stderr.contains("unknown format \"nagios\""), "{stderr}");
     let (code, stdout, _) = slaflow(&["formats"]);
     assert_eq!(code, 0);
-    assert_eq!(stdout.lines().count(), 9);
-    assert!(stdout.contains("datadog-apm"));
+    // The nine alert and JSON formats, then otlp-proto and datadog-msgpack.
+    assert_eq!(stdout.lines().count(), 11);
+    for name in ["datadog-apm", "datadog-msgpack", "otlp-json", "otlp-proto"] {
+        assert!(stdout.lines().any(|l| l.starts_with(name)), "{name} in:\n{stdout}");
+    }
 }
 
 #[test]

@@ -326,15 +326,7 @@ mod tests {
     use super::*;
 
     fn samples(bytes: &[u8]) -> Vec<LatencySample> {
-        decode(bytes)
-            .unwrap()
-            .events
-            .into_iter()
-            .map(|e| match e {
-                Event::Sample(s) => s,
-                other => panic!("expected samples, got {other:?}"),
-            })
-            .collect()
+        super::super::testing::samples(decode(bytes))
     }
 
     #[test]

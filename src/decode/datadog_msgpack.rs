@@ -144,22 +144,13 @@ fn v05(bytes: &[u8]) -> Result<Vec<Vec<Span<'_>>>, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Event, LatencySample, Outcome, SpanRole};
+    use crate::model::{LatencySample, Outcome, SpanRole};
 
     const V04: &[u8] = include_bytes!("../../tests/fixtures/datadog_msgpack/ddtrace4.16.0_v04.msgpack");
     const V05: &[u8] = include_bytes!("../../tests/fixtures/datadog_msgpack/ddtrace4.16.0_v05.msgpack");
 
     fn samples(bytes: &[u8]) -> Vec<LatencySample> {
-        let decoded = decode(bytes).unwrap();
-        assert!(decoded.rejected.is_empty(), "{:?}", decoded.rejected);
-        decoded
-            .events
-            .into_iter()
-            .map(|e| match e {
-                Event::Sample(s) => s,
-                other => panic!("expected samples, got {other:?}"),
-            })
-            .collect()
+        super::super::testing::samples(decode(bytes))
     }
 
     /// What the capture shows (tests/fixtures/datadog_msgpack/EXPECTED.md): 5 traces of a

@@ -407,6 +407,27 @@ pub(crate) fn add_label(labels: &mut BTreeMap<String, String>, key: &str, value:
     }
 }
 
+/// What decoder tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{DecodeError, Decoded};
+    use crate::model::{Event, LatencySample};
+
+    /// The samples of a record that must decode with nothing rejected.
+    pub(crate) fn samples(decoded: Result<Decoded, DecodeError>) -> Vec<LatencySample> {
+        let decoded = decoded.unwrap();
+        assert!(decoded.rejected.is_empty(), "{:?}", decoded.rejected);
+        decoded
+            .events
+            .into_iter()
+            .map(|e| match e {
+                Event::Sample(s) => s,
+                other => panic!("expected samples, got {other:?}"),
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -155,16 +155,7 @@ mod tests {
     const PLAIN: &[u8] = include_bytes!("../../tests/fixtures/otlp_proto/checkout_payments_sdk1.45.2_plain.pb");
 
     fn samples(bytes: &[u8]) -> Vec<LatencySample> {
-        let decoded = decode(bytes).unwrap();
-        assert!(decoded.rejected.is_empty(), "{:?}", decoded.rejected);
-        decoded
-            .events
-            .into_iter()
-            .map(|e| match e {
-                Event::Sample(s) => s,
-                other => panic!("expected samples, got {other:?}"),
-            })
-            .collect()
+        super::super::testing::samples(decode(bytes))
     }
 
     #[test]
