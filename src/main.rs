@@ -41,8 +41,10 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Replay recorded inputs through the engines in event-time order and print every output
-    /// record (`incident_opened`, `duplicate`, ...) as a JSON line: a dry run of the rules.
+    /// Replay recorded inputs through the engines in the order given (files in the order
+    /// named, records in file order, each file an input with its own clock, as the service
+    /// takes topics) and print every output record (`incident_opened`, `duplicate`, ...) as a
+    /// JSON line: a dry run of the rules. Late samples count as they would in the service.
     Replay {
         /// Configuration file (services, CIs, rules, windows).
         #[arg(long, short)]
@@ -59,6 +61,10 @@ enum Command {
         /// its section's settings. The schema is migrated first.
         #[arg(long, value_enum)]
         sink: Option<SinkKind>,
+        /// `arrival` (default): records as given; `event-time`: every event sorted by its
+        /// time first, as if all had arrived in time.
+        #[arg(long, value_enum, default_value = "arrival")]
+        order: ReplayOrder,
         /// Input files; `FORMAT=PATH` gives one its own format.
         #[arg(required = true)]
         inputs: Vec<String>,
@@ -132,6 +138,21 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Close a month now in a running service (`POST /v1/months/{YYYY-MM}/close`): its
+    /// workers move their clocks past the month's end and write its final reports. For a
+    /// month whose services went quiet before the wall clock (`[kafka] wall_clock_after`)
+    /// would close it. With several replicas, ask each.
+    Close {
+        /// The month to close (YYYY-MM); it must be over.
+        #[arg(long)]
+        month: String,
+        /// The service's address.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        server: String,
+        /// Bearer token (default: the first of SLAFLOW_API_TOKENS).
+        #[arg(long)]
+        token: Option<String>,
+    },
     /// List the input formats.
     Formats,
     /// Validate a configuration file.
@@ -184,6 +205,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 .map_err(|e| e.to_string())?;
             Ok(if matches { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
+        Command::Close { month, server, token } => close_month(&server, &month, token),
         Command::Formats => {
             for format in Format::ALL {
                 println!("{:<16} {}", format.name(), format.description());
@@ -200,6 +222,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             format,
             until,
             sink,
+            order,
             inputs,
         } => {
             let config = load_config(config)?;
@@ -207,7 +230,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 .iter()
                 .map(|i| parse_input(i, format))
                 .collect::<Result<Vec<_>, _>>()?;
-            replay(&config, &inputs, parse_time(until)?, sink)
+            replay(&config, &inputs, order.into(), parse_time(until)?, sink)
         }
         Command::Run { config } => {
             let config = load_config(Some(config))?;
@@ -289,6 +312,44 @@ fn parse_input(text: &str, default: Option<Format>) -> Result<Input, String> {
         format,
         path: PathBuf::from(text),
     })
+}
+
+/// `slaflow close`: one HTTP/1.1 request to the running service; its answer on stdout.
+fn close_month(server: &str, month: &str, token: Option<String>) -> Result<ExitCode, String> {
+    use std::io::Read;
+    let token = token
+        .or_else(|| {
+            std::env::var("SLAFLOW_API_TOKENS")
+                .ok()?
+                .split(',')
+                .next()
+                .map(|t| t.trim().to_string())
+        })
+        .unwrap_or_default();
+    let mut stream =
+        std::net::TcpStream::connect(server).map_err(|e| format!("cannot reach the service at {server}: {e}"))?;
+    let request = format!(
+        "POST /v1/months/{month}/close HTTP/1.1\r\nHost: {server}\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("{server}: sending the request: {e}"))?;
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .map_err(|e| format!("{server}: reading the answer: {e}"))?;
+    let status: u16 = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b).trim();
+    if status == 202 {
+        println!("{body}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(format!("{server} answered {status}: {body}"))
+    }
 }
 
 fn parse_time(text: Option<String>) -> Result<Option<i64>, String> {
@@ -391,7 +452,29 @@ fn store(config: &Config, kind: SinkKind, records: Vec<Record>) -> Result<(), St
     })
 }
 
-fn replay(config: &Config, inputs: &[Input], until: Option<i64>, sink: Option<SinkKind>) -> Result<ExitCode, String> {
+/// `replay --order`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ReplayOrder {
+    Arrival,
+    EventTime,
+}
+
+impl From<ReplayOrder> for slaflow::replay::Order {
+    fn from(order: ReplayOrder) -> Self {
+        match order {
+            ReplayOrder::Arrival => slaflow::replay::Order::Arrival,
+            ReplayOrder::EventTime => slaflow::replay::Order::EventTime,
+        }
+    }
+}
+
+fn replay(
+    config: &Config,
+    inputs: &[Input],
+    order: slaflow::replay::Order,
+    until: Option<i64>,
+    sink: Option<SinkKind>,
+) -> Result<ExitCode, String> {
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut write_error = None;
@@ -403,6 +486,7 @@ fn replay(config: &Config, inputs: &[Input], until: Option<i64>, sink: Option<Si
     let (summary, _) = slaflow::replay::replay_observed(
         config,
         inputs,
+        order,
         until,
         |record| {
             if sink.is_some() {

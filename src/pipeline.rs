@@ -10,6 +10,8 @@
 //! Webhook bodies (`POST /v1/ingest/{format}`) take the same path through an ingest worker
 //! of their own, answered once their batch is stored.
 
+mod clock;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,6 +32,8 @@ use crate::model::Event;
 use crate::replay::{Engines, Record, ReplayError};
 use crate::sinks::{Batch, DeadLetter, Offset, SinkError, Store};
 use crate::sources::kafka::{self, Context, PartitionHooks};
+pub use clock::request_close;
+use clock::{apply_close, close_requests, WallClock};
 
 /// The service stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -412,6 +416,8 @@ struct PartitionWorker {
     /// When each input last delivered a message; `None` once declared idle.
     last_seen: Vec<Option<Instant>>,
     idle_since: Instant,
+    /// Follows the wall clock while every input is quiet.
+    wall: WallClock,
     /// The store link while no commit is in flight.
     link: Option<StoreLink>,
     writing: Option<Writing>,
@@ -425,9 +431,14 @@ async fn run_worker(
 ) -> Result<(), PipelineError> {
     let mut worker = PartitionWorker::start(shared.clone(), partition).await?;
     let idle_release = shared.config.kafka.idle_release;
+    let mut closes = close_requests();
+    if apply_close(&mut closes, &mut worker.engines, &mut worker.batcher.emit()) {
+        worker.batcher.changed();
+    }
     loop {
         let input_idle_at = worker.last_seen.iter().flatten().min().map(|t| *t + idle_release);
         let held_idle_at = (worker.engines.correlator.has_pending()).then(|| worker.idle_since + idle_release);
+        let wall_at = worker.wall.due(worker.idle_since);
         let full = worker.writing.is_some() && worker.batcher.pending >= worker.batcher.max_messages;
         let stop = tokio::select! {
             biased;
@@ -449,6 +460,18 @@ async fn run_worker(
             }
             () = sleep_until(held_idle_at) => {
                 worker.release_held();
+                None
+            }
+            () = sleep_until(wall_at) => {
+                if worker.wall.follow(&mut worker.engines, &mut worker.batcher.emit()) {
+                    worker.batcher.changed();
+                }
+                None
+            }
+            Ok(()) = closes.changed() => {
+                if apply_close(&mut closes, &mut worker.engines, &mut worker.batcher.emit()) {
+                    worker.batcher.changed();
+                }
                 None
             }
         };
@@ -497,6 +520,7 @@ impl PartitionWorker {
             next_offsets,
             last_seen: vec![Some(Instant::now()); inputs],
             idle_since: Instant::now(),
+            wall: WallClock::new(cfg.kafka.wall_clock_after),
             link: Some(link),
             writing: None,
         })
@@ -505,6 +529,7 @@ impl PartitionWorker {
     /// Runs a run of messages through the engines, skipping what the store already has.
     fn consume(&mut self, run: &[OwnedMessage]) {
         self.idle_since = Instant::now();
+        self.wall.heard();
         for m in run {
             let Some(input) = self.shared.input(m.topic()) else {
                 continue;
@@ -516,24 +541,32 @@ impl PartitionWorker {
                 self.batcher.added();
             }
         }
+        self.caught_up();
+    }
+
+    /// Declares idle the inputs whose partition is read to its high watermark (an empty one
+    /// too): known to be caught up, they must not hold the clock while another input works
+    /// through a backlog (Kafka Streams' `max.task.idle.ms` of 0, Flink's source idleness).
+    /// An input whose watermark is not known yet waits for `idle_release` as before.
+    fn caught_up(&mut self) {
+        let Some(consumer) = self.shared.consumer.get().and_then(Weak::upgrade) else {
+            return;
+        };
+        for (index, (topic, _)) in self.shared.topics.iter().enumerate() {
+            let at_end = kafka::cached_high_watermark(&consumer, topic, self.partition)
+                .is_some_and(|high| self.next_offsets[index] >= high);
+            if at_end
+                && self.last_seen[index].take().is_some()
+                && self.engines.input_idle(index, &mut self.batcher.emit())
+            {
+                self.batcher.changed();
+            }
+        }
     }
 
     /// Declares the inputs quiet for `idle_release` idle: they stop holding the clock.
     fn inputs_idle(&mut self, idle_release: Duration) {
-        let now = Instant::now();
-        for (input, seen) in self.last_seen.iter_mut().enumerate() {
-            if seen.is_some_and(|t| t + idle_release <= now) {
-                *seen = None;
-                tracing::debug!(
-                    partition = self.partition,
-                    input,
-                    "input idle: the clock follows the others"
-                );
-                if self.engines.input_idle(input, &mut self.batcher.emit()) {
-                    self.batcher.changed();
-                }
-            }
-        }
+        declare_idle(&mut self.last_seen, idle_release, &mut self.engines, &mut self.batcher);
     }
 
     /// Releases the events held for reordering after a quiet spell.
@@ -630,62 +663,146 @@ pub struct Ingest {
 }
 
 /// The ingest worker: webhook bodies through the engines into the store, with the same
-/// batching and transaction as a partition worker (scope `{group_id}/http`). It stops, after
-/// writing its batch, when every sender is gone.
+/// batching and transaction as a partition worker (scope `{group_id}/http`). Each format is
+/// an input with its own clock, as each topic is for a partition worker: a source that runs
+/// behind holds the clock (until it has been quiet for `idle_release`) instead of being
+/// judged by another source's time. It stops, after writing its batch, when every sender is
+/// gone.
 pub async fn run_ingest(
     config: Arc<Config>,
     mut requests: mpsc::Receiver<Ingest>,
     store_ok: Arc<AtomicBool>,
 ) -> Result<(), PipelineError> {
     let mut link = StoreLink::connect(config.clone(), store_ok).await?;
-    let scope = format!("{}/http", config.kafka.group_id);
-    let mut engines = restore(&link, &config, &scope).await?;
-    let mut batcher = Batcher::new(scope, &config);
-    let mut idle_since = Instant::now();
+    let mut worker = IngestWorker::start(&link, &config).await?;
+    let idle_release = config.kafka.idle_release;
+    let mut closes = close_requests();
+    if apply_close(&mut closes, &mut worker.engines, &mut worker.batcher.emit()) {
+        worker.batcher.changed();
+    }
     loop {
-        let held_idle_at = engines
+        let input_idle_at = worker.last_seen.iter().flatten().min().map(|t| *t + idle_release);
+        let held_idle_at = worker
+            .engines
             .correlator
             .has_pending()
-            .then(|| idle_since + config.kafka.idle_release);
+            .then(|| worker.idle_since + idle_release);
+        let wall_at = worker.wall.due(worker.idle_since);
         let stop = tokio::select! {
             request = requests.recv() => match request {
                 None => true,
                 Some(r) => {
-                    idle_since = Instant::now();
-                    for mut event in r.events {
-                        stamp(&mut event, r.received_ns);
-                        engines.process(event, &mut batcher.emit());
-                    }
-                    if let Some((payload, reason)) = r.dead {
-                        batcher.batch.dead_letters.push(DeadLetter {
-                            origin: "http".into(),
-                            partition: -1,
-                            // Unique per body and stable across retries of the batch.
-                            offset: r.received_ns,
-                            format: r.format.name().to_string(),
-                            reason,
-                            payload,
-                            received_ns: r.received_ns,
-                        });
-                    }
-                    batcher.acks.push(r.done);
-                    batcher.added();
+                    worker.take(r);
                     false
                 }
             },
-            () = sleep_until(batcher.deadline) => false,
+            () = sleep_until(worker.batcher.deadline) => false,
+            () = sleep_until(input_idle_at) => {
+                worker.inputs_idle(idle_release);
+                false
+            }
             () = sleep_until(held_idle_at) => {
-                if engines.release_held(&mut batcher.emit()) {
-                    batcher.changed();
+                if worker.engines.release_held(&mut worker.batcher.emit()) {
+                    worker.batcher.changed();
+                }
+                false
+            }
+            () = sleep_until(wall_at) => {
+                if worker.wall.follow(&mut worker.engines, &mut worker.batcher.emit()) {
+                    worker.batcher.changed();
+                }
+                false
+            }
+            Ok(()) = closes.changed() => {
+                if apply_close(&mut closes, &mut worker.engines, &mut worker.batcher.emit()) {
+                    worker.batcher.changed();
                 }
                 false
             }
         };
-        if batcher.due() || stop {
-            batcher.commit(&mut link, &mut engines, Vec::new(), stop).await?;
+        if worker.batcher.due() || stop {
+            worker
+                .batcher
+                .commit(&mut link, &mut worker.engines, Vec::new(), stop)
+                .await?;
         }
         if stop {
             return Ok(());
+        }
+    }
+}
+
+/// The ingest worker's state: the engines with one input per format, the batch.
+struct IngestWorker {
+    engines: Engines,
+    batcher: Batcher,
+    /// When each format last delivered a body; `None` once declared idle.
+    last_seen: Vec<Option<Instant>>,
+    idle_since: Instant,
+    wall: WallClock,
+}
+
+impl IngestWorker {
+    async fn start(link: &StoreLink, config: &Config) -> Result<IngestWorker, PipelineError> {
+        let scope = format!("{}/http", config.kafka.group_id);
+        let engines = restore(link, config, &scope).await?.with_inputs(Format::ALL.len());
+        Ok(IngestWorker {
+            engines,
+            batcher: Batcher::new(scope, config),
+            last_seen: vec![Some(Instant::now()); Format::ALL.len()],
+            idle_since: Instant::now(),
+            wall: WallClock::new(config.kafka.wall_clock_after),
+        })
+    }
+
+    /// One body: its events through the engines as its format's input, its dead part kept.
+    fn take(&mut self, r: Ingest) {
+        self.idle_since = Instant::now();
+        self.wall.heard();
+        let input = Format::ALL.iter().position(|f| *f == r.format).unwrap_or(0);
+        self.last_seen[input] = Some(self.idle_since);
+        for mut event in r.events {
+            stamp(&mut event, r.received_ns);
+            self.engines.process_from(input, event, &mut self.batcher.emit());
+        }
+        if let Some((payload, reason)) = r.dead {
+            self.batcher.batch.dead_letters.push(DeadLetter {
+                origin: "http".into(),
+                partition: -1,
+                // Unique per body and stable across retries of the batch.
+                offset: r.received_ns,
+                format: r.format.name().to_string(),
+                reason,
+                payload,
+                received_ns: r.received_ns,
+            });
+        }
+        self.batcher.acks.push(r.done);
+        self.batcher.added();
+    }
+
+    /// Declares the formats quiet for `idle_release` idle: they stop holding the clock.
+    fn inputs_idle(&mut self, idle_release: Duration) {
+        declare_idle(&mut self.last_seen, idle_release, &mut self.engines, &mut self.batcher);
+    }
+}
+
+/// Declares idle the inputs last seen `idle_release` ago or earlier (`None` from then on):
+/// they stop holding the clock, which may move and close what they held.
+fn declare_idle(
+    last_seen: &mut [Option<Instant>],
+    idle_release: Duration,
+    engines: &mut Engines,
+    batcher: &mut Batcher,
+) {
+    let now = Instant::now();
+    for (input, seen) in last_seen.iter_mut().enumerate() {
+        if seen.is_some_and(|t| t + idle_release <= now) {
+            *seen = None;
+            tracing::debug!(input, "input idle: the clock follows the others");
+            if engines.input_idle(input, &mut batcher.emit()) {
+                batcher.changed();
+            }
         }
     }
 }

@@ -56,12 +56,17 @@ pub enum ReplayError {
     Sla(#[from] SlaError),
 }
 
-/// Decodes `inputs` and reads every event of every input into memory, stamping events that
-/// carry no time (`time_ns == 0`) with the latest time seen before them in their file, the
-/// best stand-in for a receive time that a recording has.
-pub fn read_events(decoders: &Decoders, inputs: &[Input], summary: &mut Summary) -> Result<Vec<Event>, ReplayError> {
+/// Decodes `inputs` and reads every event of every input into memory, in order, each with
+/// the index of its input, stamping events that carry no time (`time_ns == 0`) with the
+/// latest time seen before them in their file, the best stand-in for a receive time that a
+/// recording has.
+pub fn read_events(
+    decoders: &Decoders,
+    inputs: &[Input],
+    summary: &mut Summary,
+) -> Result<Vec<(usize, Event)>, ReplayError> {
     let mut events = Vec::new();
-    for input in inputs {
+    for (index, input) in inputs.iter().enumerate() {
         let content = std::fs::read(&input.path).map_err(|source| ReplayError::Read {
             path: input.path.clone(),
             source,
@@ -80,7 +85,7 @@ pub fn read_events(decoders: &Decoders, inputs: &[Input], summary: &mut Summary)
                     for mut event in decoded.events {
                         stamp(&mut event, latest);
                         latest = latest.max(event_time(&event));
-                        events.push(event);
+                        events.push((index, event));
                     }
                 }
                 Err(error) => summary.rejected.push(Rejected {
@@ -265,6 +270,31 @@ impl Engines {
         self.forward(emit);
     }
 
+    /// Moves the clock to `t` whatever the inputs say (never back): the wall clock for a
+    /// worker whose inputs are all quiet, or an operator closing a month. Every input then
+    /// counts as idle until it speaks again. True when that emitted records.
+    pub fn advance_to(&mut self, t: i64, emit: &mut impl FnMut(Record)) -> bool {
+        if t <= self.clock {
+            return false;
+        }
+        for input in &mut self.inputs {
+            *input = InputClock::Idle;
+        }
+        self.last = self.last.max(t);
+        let mut emitted = false;
+        self.tick(&mut |record| {
+            emitted = true;
+            emit(record);
+        });
+        emitted
+    }
+
+    /// The clock that closes everything up to `end` (a month's end): past both engines'
+    /// lateness.
+    pub fn closing(&self, end: i64) -> i64 {
+        end.saturating_add(self.behind).saturating_add(self.sla_lateness)
+    }
+
     /// End of input: processes what the correlation engine still holds, and moves the SLA
     /// clock to `until` (or the last event) so every window up to there closes.
     pub fn finish(&mut self, until: Option<i64>, emit: &mut impl FnMut(Record)) {
@@ -321,7 +351,21 @@ impl Engines {
     }
 }
 
-/// Replays `inputs` through both engines in event-time order, handing every output record to
+/// The order in which `replay` processes records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Order {
+    /// As given, as the service would have received them: files in the order named,
+    /// records in file order. Each file is an input with its own clock, as each topic is
+    /// for a partition worker; a file that has ended no longer holds the clock. Late samples
+    /// count exactly as in the service.
+    #[default]
+    Arrival,
+    /// All events sorted by event time first: what the records would give had every one
+    /// arrived in time.
+    EventTime,
+}
+
+/// Replays `inputs` through both engines in arrival order, handing every output record to
 /// `emit`. At the end, the clock is `until` when given (to close a month, say), else the
 /// last event's time.
 pub fn replay(
@@ -330,14 +374,15 @@ pub fn replay(
     until: Option<i64>,
     emit: impl FnMut(&Record),
 ) -> Result<(Summary, SlaEngine), ReplayError> {
-    replay_observed(config, inputs, until, emit, |_, _| {})
+    replay_observed(config, inputs, Order::Arrival, until, emit, |_, _| {})
 }
 
-/// `replay`, telling `progress` (events processed, events in all) every 4096 events and at
-/// the end: what a progress bar shows.
+/// `replay` in `order`, telling `progress` (events processed, events in all) every 4096
+/// events and at the end: what a progress bar shows.
 pub fn replay_observed(
     config: &Config,
     inputs: &[Input],
+    order: Order,
     until: Option<i64>,
     mut emit: impl FnMut(&Record),
     mut progress: impl FnMut(u64, u64),
@@ -345,13 +390,25 @@ pub fn replay_observed(
     let decoders = Decoders::new(config.decoders.clone());
     let mut summary = Summary::default();
     let mut events = read_events(&decoders, inputs, &mut summary)?;
-    // Files are recorded per source; the engines want one stream in event-time order.
-    events.sort_by_key(event_time);
-    let mut engines = Engines::new(config)?;
+    let mut engines = match order {
+        Order::Arrival => Engines::new(config)?.with_inputs(inputs.len()),
+        Order::EventTime => {
+            events.sort_by_key(|(_, e)| event_time(e));
+            for (input, _) in &mut events {
+                *input = 0;
+            }
+            Engines::new(config)?
+        }
+    };
     let mut sink = |record: Record| emit(&record);
     let total = events.len() as u64;
-    for (i, event) in events.into_iter().enumerate() {
-        engines.process(event, &mut sink);
+    let mut events = events.into_iter().enumerate().peekable();
+    while let Some((i, (input, event))) = events.next() {
+        engines.process_from(input, event, &mut sink);
+        // The input's last event: it has ended, and no longer holds the clock.
+        if events.peek().is_none_or(|(_, (next, _))| *next != input) {
+            engines.input_idle(input, &mut sink);
+        }
         if i % 4096 == 4095 {
             progress(i as u64 + 1, total);
         }
@@ -497,5 +554,105 @@ threshold = "5s"
         engines.process(sample(t0 + 60 * MINUTE), &mut emit);
         engines.process(sample(t0), &mut emit);
         assert_eq!(late(&out.borrow()), 1, "an hour behind the only input is late");
+    }
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::engine::sla::Report;
+    use crate::model::{LatencySample, Outcome};
+    use crate::time::from_rfc3339;
+
+    fn final_reports(records: &[Record]) -> Vec<&Report> {
+        records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Sla(SlaOutput::MonthlyReport(report)) if report.complete => Some(report),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn advancing_the_clock_closes_a_quiet_month_and_never_goes_back() {
+        let config = Config::parse(
+            Path::new("t.toml"),
+            "[[sla.contracts]]\nservice = \"web\"\n[[sla.contracts.objectives]]\nname = \"p95\"\nkind = \"latency_percentile\"\npercentile = 95.0\nthreshold = \"5s\"\n",
+        )
+        .unwrap();
+        let mut engines = Engines::new(&config).unwrap().with_inputs(2);
+        let mut records = Vec::new();
+        let at = from_rfc3339("2026-10-20T10:00:00Z").unwrap();
+        for k in 0..10 {
+            let sample = Event::Sample(LatencySample {
+                service: "web".into(),
+                operation: "GET /".into(),
+                time_ns: at + k * 1_000_000_000,
+                duration_ns: 200_000_000,
+                outcome: Outcome::Ok as i32,
+                status_code: None,
+                role: 0,
+            });
+            engines.process_from(0, sample, &mut |r| records.push(r));
+        }
+        // The second input never spoke: it holds the clock, nothing closes.
+        assert!(final_reports(&records).is_empty());
+        let end = from_rfc3339("2026-11-01T00:00:00Z").unwrap();
+        // Short of the month end plus lateness: still open.
+        engines.advance_to(end, &mut |r| records.push(r));
+        assert!(final_reports(&records).is_empty(), "the lateness has not passed");
+        engines.advance_to(engines.closing(end), &mut |r| records.push(r));
+        let reports = final_reports(&records);
+        assert_eq!(reports.len(), 1);
+        assert_eq!((reports[0].period.as_str(), reports[0].requests), ("2026-10", 10));
+        // Back in time: nothing happens.
+        assert!(!engines.advance_to(at, &mut |_| panic!("no record when the clock would go back")));
+    }
+}
+
+#[cfg(test)]
+mod order_tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// One Datadog file: a span a minute from 10:00 to 11:00, then one of 10:05.
+    fn recording(dir: &Path) -> Input {
+        let start = crate::time::from_rfc3339("2026-03-10T10:00:00Z").unwrap();
+        let span = |t: i64| format!(r#"[{{"service":"web","resource":"GET /","start":{t},"duration":1000000}}]"#);
+        let mut chunks: Vec<String> = (0..=60).map(|m| span(start + m * 60_000_000_000)).collect();
+        chunks.push(span(start + 5 * 60_000_000_000));
+        let path = dir.join("web.json");
+        std::fs::write(&path, format!("[{}]", chunks.join(","))).unwrap();
+        Input {
+            format: crate::decode::Format::DatadogApm,
+            path,
+        }
+    }
+
+    #[test]
+    fn arrival_order_counts_a_late_span_late_and_event_time_order_does_not() {
+        let config = Config::parse(
+            Path::new("t.toml"),
+            "[[sla.contracts]]\nservice = \"web\"\n[[sla.contracts.objectives]]\nname = \"p95\"\nkind = \"latency_percentile\"\npercentile = 95.0\nthreshold = \"5s\"\n",
+        )
+        .unwrap();
+        let dir = std::env::temp_dir().join(format!("slaflow-order-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let inputs = [recording(&dir)];
+        let late = |order| {
+            let (summary, _) = replay_observed(&config, &inputs, order, None, |_| {}, |_, _| {}).unwrap();
+            (summary.sla.late_samples, summary.sla.samples)
+        };
+        assert_eq!(
+            late(Order::Arrival),
+            (1, 61),
+            "as the service would: the 10:05 span came after 11:00"
+        );
+        assert_eq!(late(Order::EventTime), (0, 62));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

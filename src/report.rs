@@ -22,7 +22,7 @@ pub fn render(reports: &[Report], format: ReportFormat) -> String {
     }
 }
 
-const CSV_HEADER: &str = "service,period,complete,objective,kind,measured,threshold,unit,met,availability_percent,downtime_minutes,longest_downtime_minutes,maintenance_minutes,requests,errors,p50_ms,p95_ms,p99_ms,mean_ms,breaches,credit_percent,credit_amount,currency";
+const CSV_HEADER: &str = "service,period,complete,objective,kind,measured,threshold,unit,met,availability_percent,downtime_minutes,longest_downtime_minutes,maintenance_minutes,requests,errors,p50_ms,p95_ms,p99_ms,mean_ms,breaches,credit_percent,credit_amount,currency,late_samples";
 
 fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n']) {
@@ -40,7 +40,7 @@ fn csv(reports: &[Report]) -> String {
             let _ =
                 writeln!(
                 out,
-                "{},{},{},{},{},{:.4},{:.4},{},{},{:.4},{:.2},{:.2},{:.2},{},{},{:.3},{:.3},{:.3},{:.3},{},{:.2},{},{}",
+                "{},{},{},{},{},{:.4},{:.4},{},{},{:.4},{:.2},{:.2},{:.2},{},{},{:.3},{:.3},{:.3},{:.3},{},{:.2},{},{},{}",
                 csv_field(&r.service),
                 r.period,
                 r.complete,
@@ -64,6 +64,7 @@ fn csv(reports: &[Report]) -> String {
                 r.credit_percent,
                 r.credit_amount.map(|a| format!("{a:.2}")).unwrap_or_default(),
                 r.currency,
+                r.late_samples,
             );
         }
     }
@@ -86,8 +87,8 @@ fn table(reports: &[Report]) -> String {
         );
         let _ = writeln!(
             out,
-            "  requests {}  errors {}  p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms  mean {:.1} ms  breaches {}",
-            r.requests, r.errors, r.p50_ms, r.p95_ms, r.p99_ms, r.mean_ms, r.breaches
+            "  requests {}  errors {}  p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms  mean {:.1} ms  breaches {}  late samples {}",
+            r.requests, r.errors, r.p50_ms, r.p95_ms, r.p99_ms, r.mean_ms, r.breaches, r.late_samples
         );
         let _ = writeln!(
             out,

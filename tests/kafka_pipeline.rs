@@ -311,3 +311,57 @@ async fn a_static_member_killed_and_restarted_resumes_before_its_session_times_o
     assert_eq!(terminate(child), 0);
     db.drop_db().await;
 }
+
+/// A backlog on the APM topic and nothing at all on the alert topic: the empty partition is
+/// read to its high watermark, so it does not hold the clock while the backlog is consumed
+/// (`idle_release` is an hour here, so only that rule can release it). Hours close during
+/// the run, and a very late span at the end of the backlog is counted late, as it would be
+/// live, instead of being merged into a window held open by the empty topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_partition_does_not_hold_the_clock_while_a_backlog_is_consumed() {
+    require_broker();
+    let id = std::process::id();
+    let (alerts_topic, apm_topic) = (format!("empty-alerts-{id}"), format!("backlog-apm-{id}"));
+    create_topics(&[&alerts_topic, &apm_topic], 1).await;
+    // Six hours of webshop spans (08:00–14:00), then one span of 08:30.
+    let mut backlog = four_services(0, 360);
+    backlog.retain(|(key, _)| key == "webshop");
+    let late = serde_json::json!([[{"trace_id": 1, "span_id": 9, "parent_id": 0, "service": "webshop",
+        "name": "http.request", "resource": "GET /", "start": 1_773_129_600_000_000_000i64 + 30 * 60_000_000_000,
+        "duration": 120_000_000, "error": 0}]]);
+    backlog.push(("webshop".into(), serde_json::to_vec(&late).unwrap()));
+    produce(&apm_topic, &backlog).await;
+
+    let db = TestDb::create("kafka_caught_up").await;
+    let group = format!("caught-up-{id}");
+    let topics = [
+        (alerts_topic.as_str(), "alertmanager"),
+        (apm_topic.as_str(), "datadog-apm"),
+    ];
+    let config = write_service_config(
+        &std::env::temp_dir(),
+        &db,
+        &group,
+        &topics,
+        "idle_release = \"1h\"\n",
+        &[],
+    );
+    let log = config.with_extension("log");
+    let client = db.client().await;
+    let child = start(&config);
+    wait_for_offsets(&client, &group, backlog.len() as i64, &log).await;
+    // 08:00's hour closed while the service ran, with its 60 spans and not the late one.
+    let first_hour = "SELECT count FROM sla_windows WHERE service = 'webshop' AND granularity = 'hour' \
+                      AND operation = '' AND start_ns = 1773129600000000000";
+    wait_until(&client, &first_hour.replace("SELECT count", "SELECT count(*)"), 1, &log).await;
+    let spans: i64 = client.query_one(first_hour, &[]).await.unwrap().get(0);
+    assert_eq!(spans, 60, "the late span is not merged into a closed hour");
+    let hours = count(
+        &client,
+        "SELECT count(*) FROM sla_windows WHERE service = 'webshop' AND granularity = 'hour' AND operation = ''",
+    )
+    .await;
+    assert!(hours >= 5, "{hours} hours closed while the alert topic stayed empty");
+    assert_eq!(terminate(child), 0);
+    db.drop_db().await;
+}

@@ -341,6 +341,167 @@ fn collectors_and_tracers_post_to_their_standard_paths() {
     assert_eq!(service.stop(), 0);
 }
 
+/// Datadog spans of webshop (the example contract) on 2026-10-20, a minute apart.
+fn october_spans() -> Vec<u8> {
+    let start: i64 = 1_792_486_800_000_000_000; // 2026-10-20T09:00:00Z
+    let traces: Vec<String> = (0..30)
+        .map(|i| {
+            format!(
+                r#"[{{"service":"webshop","name":"web.request","resource":"POST /checkout","span_id":1,"parent_id":0,"start":{},"duration":200000000}}]"#,
+                start + i * 60_000_000_000
+            )
+        })
+        .collect();
+    format!("[{}]", traces.join(",")).into_bytes()
+}
+
+const FINAL_OCTOBER: &str =
+    "SELECT count(*) FROM monthly_reports WHERE service = 'webshop' AND period = '2026-10' AND complete = 1";
+
+/// A month pushed over HTTP with nothing after its end: once the input is quiet, the clock
+/// follows the wall clock (`wall_clock_after`), and the month's final report is written.
+#[test]
+fn a_quiet_month_gets_its_final_report_from_the_wall_clock() {
+    let port = free_port();
+    let (config, db) = config("wall", port);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("[kafka]\n", "[kafka]\nwall_clock_after = \"1s\"\n"),
+    )
+    .unwrap();
+    let service = Service::start(&config, port);
+    let answer = post(port, "datadog-apm", &october_spans(), Some(TOKEN));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    wait_rows(&db, FINAL_OCTOBER, 1, &service);
+    let report: String = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT report FROM monthly_reports WHERE service = 'webshop' AND period = '2026-10'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["requests"], 30, "{report}");
+    assert_eq!(service.stop(), 0);
+}
+
+/// With the wall clock off, an operator closes the month: the endpoint, then `slaflow close`.
+#[test]
+fn an_operator_closes_a_month_now() {
+    let port = free_port();
+    let (config, db) = config("close", port);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("[kafka]\n", "[kafka]\nwall_clock_after = \"0s\"\n"),
+    )
+    .unwrap();
+    let service = Service::start(&config, port);
+    assert_eq!(post(port, "datadog-apm", &october_spans(), Some(TOKEN)).status, 200);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(query_i64(&db, FINAL_OCTOBER), 0, "nothing closes October by itself");
+    let close = |month: &str, token: Option<&str>| {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        request(port, "POST", &format!("/v1/months/{month}/close"), &headers, b"").unwrap()
+    };
+    assert_eq!(close("2026-10", None).status, 401);
+    assert_eq!(close("2026-13", Some(TOKEN)).status, 400);
+    // The month after this one is not over, whenever the test runs.
+    let next = {
+        use chrono::Datelike;
+        let today = chrono::Utc::now().date_naive();
+        let (y, m) = if today.month() == 12 {
+            (today.year() + 1, 1)
+        } else {
+            (today.year(), today.month() + 1)
+        };
+        format!("{y}-{m:02}")
+    };
+    let future = close(&next, Some(TOKEN));
+    assert_eq!(future.status, 409, "{}", future.body);
+    assert!(future.body.contains("not over"), "{}", future.body);
+    // The command line, as an operator runs it.
+    let out = Command::new(env!("CARGO_BIN_EXE_slaflow"))
+        .args([
+            "close",
+            "--month",
+            "2026-10",
+            "--server",
+            &format!("127.0.0.1:{port}"),
+            "--token",
+            TOKEN,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"closing\":\"2026-10\""));
+    wait_rows(&db, FINAL_OCTOBER, 1, &service);
+    assert_eq!(service.stop(), 0);
+}
+
+/// Two sources, one a day behind the other: the APM exporter has sent 2026-10-21 when the
+/// alert webhooks of 2026-10-20's outage (10:00 to 11:01) arrive. Each format has its own
+/// clock, so the alerts hold the clock instead of being judged, as late, by the spans' time:
+/// the month's report counts the 61 minutes.
+#[test]
+fn a_source_a_day_behind_holds_the_clock_instead_of_being_late() {
+    let port = free_port();
+    let (config, db) = config("behind", port);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("idle_release = \"300ms\"", "idle_release = \"20s\""),
+    )
+    .unwrap();
+    let service = Service::start(&config, port);
+    // The next day's spans first.
+    let day = 86_400_000_000_000i64;
+    let next_day: Vec<String> = (0..30)
+        .map(|i| {
+            format!(
+                r#"[{{"service":"webshop","name":"web.request","resource":"POST /checkout","span_id":1,"parent_id":0,"start":{},"duration":200000000}}]"#,
+                1_792_486_800_000_000_000 + day + i * 60_000_000_000
+            )
+        })
+        .collect();
+    assert_eq!(
+        post(
+            port,
+            "datadog-apm",
+            format!("[{}]", next_day.join(",")).as_bytes(),
+            Some(TOKEN)
+        )
+        .status,
+        200
+    );
+    let alert = |status: &str, starts: &str, ends: &str| {
+        format!(
+            r#"{{"version":"4","status":"{status}","alerts":[{{"status":"{status}","labels":{{"alertname":"Site down","service":"webshop","severity":"critical"}},"startsAt":"{starts}","endsAt":"{ends}","fingerprint":"down1"}}]}}"#
+        )
+    };
+    let firing = alert("firing", "2026-10-20T10:00:00Z", "0001-01-01T00:00:00Z");
+    let resolved = alert("resolved", "2026-10-20T10:00:00Z", "2026-10-20T11:01:00Z");
+    assert_eq!(post(port, "alertmanager", firing.as_bytes(), Some(TOKEN)).status, 200);
+    assert_eq!(post(port, "alertmanager", resolved.as_bytes(), Some(TOKEN)).status, 200);
+    // Once the alert source has been quiet for idle_release, the clock goes to the spans' day
+    // and the running report is stored.
+    let downtime = "SELECT count(*) FROM monthly_reports WHERE service = 'webshop' AND period = '2026-10' \
+                    AND json_extract(report, '$.downtime_minutes') > 60.9 AND json_extract(report, '$.downtime_minutes') < 61.1";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while query_i64(&db, downtime) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no report with 61 minutes of downtime; log:\n{}",
+            service.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(service.stop(), 0);
+}
+
 #[test]
 fn report_api_matches_the_stored_report_and_metrics_pass_promtool() {
     let port = free_port();

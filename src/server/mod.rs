@@ -3,6 +3,7 @@
 //! ingest worker (the engines and sink path every input takes), or, with `[kafka]`, to the
 //! body's Kafka topic (`forward.rs`); reports read the store.
 
+pub mod close;
 mod encoding;
 pub mod forward;
 mod otlp;
@@ -97,6 +98,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v0.4/traces", post(datadog_traces).put(datadog_traces))
         .route("/v0.5/traces", post(datadog_traces).put(datadog_traces))
         .route("/v1/reports/{month}", get(reports))
+        .route("/v1/months/{month}/close", post(close::close_month))
         .with_state(state)
 }
 

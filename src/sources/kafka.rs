@@ -56,6 +56,14 @@ pub struct KafkaConfig {
     /// arriving after such a gap older than those is processed as late.
     #[serde(with = "humantime_serde")]
     pub idle_release: Duration,
+    /// When every input of a worker (a partition's topics, or the webhook ingest worker's
+    /// formats) has been quiet this long, the worker's clock follows the wall clock, less
+    /// this period, once a minute (processing time, as Flink does for idle sources): a quiet
+    /// service's days and months close, and its final report is written after the month end
+    /// plus lateness. An event that arrives later with an older time counts as late. Zero
+    /// turns it off.
+    #[serde(with = "humantime_serde")]
+    pub wall_clock_after: Duration,
     /// How long a revoked partition's worker may take to write its batch.
     #[serde(with = "humantime_serde")]
     pub revoke_timeout: Duration,
@@ -77,6 +85,7 @@ impl Default for KafkaConfig {
             channel_capacity: 4096,
             write_attempts: 8,
             idle_release: Duration::from_secs(2),
+            wall_clock_after: Duration::from_secs(600),
             revoke_timeout: Duration::from_secs(10),
             produce_timeout: Duration::from_secs(30),
         }
@@ -289,6 +298,31 @@ impl ConsumerContext for Context {
 }
 
 /// A consumer subscribed to the configured topics.
+/// A partition's high watermark as librdkafka last saw it in a fetch response (cached: no
+/// request), or `None` before any fetch of it. A worker whose next offset has reached it is
+/// caught up on that partition.
+pub fn cached_high_watermark<C: ConsumerContext>(
+    consumer: &StreamConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid while `consumer` is borrowed; the topic string
+    // and both out-pointers outlive the call, which only reads offsets librdkafka cached
+    // (rd_kafka_get_watermark_offsets takes the partition's lock, no network).
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            rdkafka::consumer::Consumer::client(consumer).native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
+}
+
 pub fn consumer(cfg: &KafkaConfig, context: Context) -> Result<StreamConsumer<Context>, rdkafka::error::KafkaError> {
     use rdkafka::consumer::Consumer;
     let consumer: StreamConsumer<Context> = client_config(cfg).create_with_context(context)?;

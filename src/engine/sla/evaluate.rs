@@ -316,6 +316,10 @@ impl SlaEngine {
             }
         }
         report.breaches = st.breaches.remove(&period).unwrap_or(0);
+        self.state.late_in_month.remove(service);
+        let Some(st) = self.state.services.get_mut(service) else {
+            return;
+        };
         for (op, series) in st.series.iter_mut() {
             if let Some(acc) = series.month.take() {
                 if emit_month {
@@ -436,6 +440,7 @@ impl SlaEngine {
             maintenance_minutes: self.maintenance(service, st, ms, end).total() as f64 / 60e9,
             requests: whole.count,
             errors: whole.errors,
+            late_samples: self.state.late_in_month.get(service).copied().unwrap_or(0),
             p50_ms: whole.p50_ns as f64 / 1e6,
             p95_ms: whole.p95_ns as f64 / 1e6,
             p99_ms: whole.p99_ns as f64 / 1e6,

@@ -64,12 +64,15 @@ pub struct SlaStats {
     pub spans_ignored: u64,
 }
 
-/// The ignored-span counts a snapshot carries after the state (version 2).
+/// The counts a snapshot carries after the state (version 2): ignored spans, and the late
+/// samples of each service's running month.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Ignored {
     total: u64,
     /// Per service, since the last `SpansIgnored` records.
     pending: BTreeMap<String, u64>,
+    /// Per service: late samples of its running month.
+    late_in_month: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -274,6 +277,9 @@ struct State {
     /// Ignored spans per service not yet reported as `SpansIgnored`.
     #[serde(skip)]
     ignored_pending: BTreeMap<String, u64>,
+    /// Late samples per service of its running month (its report's `late_samples`).
+    #[serde(skip)]
+    late_in_month: BTreeMap<String, u64>,
 }
 
 /// The SLA engine.
@@ -304,6 +310,7 @@ impl SlaEngine {
         let ignored = Ignored {
             total: self.state.stats.spans_ignored,
             pending: self.state.ignored_pending.clone(),
+            late_in_month: self.state.late_in_month.clone(),
         };
         postcard::to_stdvec(&(SNAPSHOT_VERSION, &self.state, &ignored)).unwrap_or_default()
     }
@@ -318,6 +325,7 @@ impl SlaEngine {
                 let ignored: Ignored = postcard::from_bytes(rest).map_err(|e| SlaError::Snapshot(e.to_string()))?;
                 state.stats.spans_ignored = ignored.total;
                 state.ignored_pending = ignored.pending;
+                state.late_in_month = ignored.late_in_month;
             }
             other => {
                 return Err(SlaError::Snapshot(format!(
@@ -582,8 +590,12 @@ impl SlaEngine {
                 j += 1;
             }
             if bin + MINUTE <= frontier {
+                let month = self.state.services.get(service).map(|st| st.month_start..st.month_end);
                 for &t in &times[i..j] {
                     self.state.stats.late_samples += 1;
+                    if month.as_ref().is_some_and(|m| m.contains(&t)) {
+                        *self.state.late_in_month.entry(service.to_string()).or_default() += 1;
+                    }
                     out.push(SlaOutput::LateSample {
                         service: service.to_string(),
                         operation: operation.to_string(),

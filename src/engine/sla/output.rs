@@ -122,6 +122,11 @@ pub struct Report {
     pub maintenance_minutes: f64,
     pub requests: u64,
     pub errors: u64,
+    /// Samples of this month that arrived after their minute had closed: counted here, not
+    /// in the figures, so the report says what it left out. (Samples for a month whose final
+    /// report was written are counted in `slaflow_late_samples_total` only.)
+    #[serde(default)]
+    pub late_samples: u64,
     pub p50_ms: f64,
     pub p95_ms: f64,
     pub p99_ms: f64,

@@ -319,6 +319,14 @@ fn late_samples_are_counted_and_reported_not_merged() {
     assert!(matches!(out.last(), Some(SlaOutput::LateSample { time_ns, .. }) if *time_ns == start + MINUTE));
     let report = engine.report("webshop", start + 10 * MINUTE).unwrap();
     assert_eq!(report.requests, 10, "the late sample is not in the windows");
+    assert_eq!(report.late_samples, 1, "the running report says what it left out");
+    // Through a restart and to the month's final report; the next month starts at 0.
+    let mut engine = SlaEngine::restore(&config(WEBSHOP), &engine.snapshot()).unwrap();
+    let month_end = t("2026-04-01T00:00:00Z");
+    engine.advance(month_end + HOUR, &mut out);
+    assert_eq!(monthly_report(&out).late_samples, 1);
+    let april = engine.report("webshop", month_end + HOUR).unwrap();
+    assert_eq!((april.period.as_str(), april.late_samples), ("2026-04", 0));
 }
 
 #[test]
