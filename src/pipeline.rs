@@ -150,6 +150,10 @@ impl PartitionHooks for Arc<Shared> {
         }
     }
 
+    fn owns(&self, partition: i32) -> bool {
+        self.workers.lock().is_ok_and(|w| w.contains_key(&partition))
+    }
+
     fn revoking(&self, partitions: &[(String, i32)]) {
         let mut acks = Vec::new();
         if let Ok(mut workers) = self.workers.lock() {

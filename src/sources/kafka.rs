@@ -237,6 +237,8 @@ pub trait PartitionHooks: Send + Sync + 'static {
     fn assigned(&self, partitions: &[(String, i32)]);
     /// Partitions are about to be taken away: write what was processed, within the timeout.
     fn revoking(&self, partitions: &[(String, i32)]);
+    /// Whether this member works on partition number `partition` now.
+    fn owns(&self, partition: i32) -> bool;
 }
 
 /// The consumer's context: forwards rebalances to the pipeline (whose partition workers
@@ -259,7 +261,9 @@ impl ClientContext for Context {
         for (name, topic) in &statistics.topics {
             for (id, p) in &topic.partitions {
                 // -1 is librdkafka's internal unassigned partition; a lag of -1 is unknown.
-                if *id >= 0 && p.consumer_lag >= 0 && p.fetch_state == "active" {
+                // Statistics gathered before a revoke may be delivered after it: a partition
+                // this member no longer works on gets no series back.
+                if *id >= 0 && p.consumer_lag >= 0 && p.fetch_state == "active" && self.hooks.owns(*id) {
                     lag.with_label_values(&[name.as_str(), id.to_string().as_str()])
                         .set(p.consumer_lag);
                 }
