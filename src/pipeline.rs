@@ -60,11 +60,19 @@ struct Input {
     ingested: prometheus::IntCounter,
 }
 
+/// Messages of one partition number for its worker, with each input's high watermark on
+/// that partition as the consumer last saw it (`None` before its first fetch): an input read
+/// to it is caught up. The consumer loop reads them, so a worker never holds the consumer.
+struct Run {
+    messages: Vec<OwnedMessage>,
+    ends: Vec<Option<i64>>,
+}
+
 /// Asks a worker to write its batch and stop; it answers when done.
 struct Stop(std::sync::mpsc::Sender<()>);
 
 struct Worker {
-    messages: mpsc::Sender<Vec<OwnedMessage>>,
+    messages: mpsc::Sender<Run>,
     control: mpsc::UnboundedSender<Stop>,
     task: JoinHandle<()>,
 }
@@ -112,7 +120,7 @@ impl Shared {
     }
 
     /// The worker of a partition number, started if there is none.
-    fn worker(self: &Arc<Self>, partition: i32) -> Option<mpsc::Sender<Vec<OwnedMessage>>> {
+    fn worker(self: &Arc<Self>, partition: i32) -> Option<mpsc::Sender<Run>> {
         let mut workers = self.workers.lock().ok()?;
         if let Some(w) = workers.get(&partition) {
             return Some(w.messages.clone());
@@ -430,7 +438,7 @@ struct PartitionWorker {
 async fn run_worker(
     shared: &Arc<Shared>,
     partition: i32,
-    mut messages: mpsc::Receiver<Vec<OwnedMessage>>,
+    mut messages: mpsc::Receiver<Run>,
     mut control: mpsc::UnboundedReceiver<Stop>,
 ) -> Result<(), PipelineError> {
     let mut worker = PartitionWorker::start(shared.clone(), partition).await?;
@@ -531,10 +539,10 @@ impl PartitionWorker {
     }
 
     /// Runs a run of messages through the engines, skipping what the store already has.
-    fn consume(&mut self, run: &[OwnedMessage]) {
+    fn consume(&mut self, run: &Run) {
         self.idle_since = Instant::now();
         self.wall.heard();
-        for m in run {
+        for m in &run.messages {
             let Some(input) = self.shared.input(m.topic()) else {
                 continue;
             };
@@ -545,24 +553,18 @@ impl PartitionWorker {
                 self.batcher.added();
             }
         }
-        self.caught_up();
+        self.caught_up(&run.ends);
     }
 
-    /// Declares idle the inputs whose partition is read to its high watermark (an empty one
-    /// too): known to be caught up, they must not hold the clock while another input works
-    /// through a backlog (Kafka Streams' `max.task.idle.ms` of 0, Flink's source idleness).
-    /// An input whose watermark is not known yet waits for `idle_release` as before.
-    fn caught_up(&mut self) {
-        let Some(consumer) = self.shared.consumer.get().and_then(Weak::upgrade) else {
-            return;
-        };
-        for (index, (topic, _)) in self.shared.topics.iter().enumerate() {
-            let at_end = kafka::cached_high_watermark(&consumer, topic, self.partition)
-                .is_some_and(|high| self.next_offsets[index] >= high);
-            if at_end
-                && self.last_seen[index].take().is_some()
-                && self.engines.input_idle(index, &mut self.batcher.emit())
-            {
+    /// Declares caught up the inputs whose partition is read to its high watermark (an empty
+    /// one too): they must not hold the clock while another input works through a backlog
+    /// (Kafka Streams' `max.task.idle.ms` of 0, Flink's source idleness); when all are caught
+    /// up, the slowest sets the clock as before. An input whose watermark is not known yet
+    /// waits for `idle_release` as before.
+    fn caught_up(&mut self, ends: &[Option<i64>]) {
+        for (index, end) in ends.iter().enumerate() {
+            let at_end = end.is_some_and(|high| self.next_offsets.get(index).is_some_and(|&next| next >= high));
+            if at_end && self.engines.input_caught_up(index, &mut self.batcher.emit()) {
                 self.batcher.changed();
             }
         }
@@ -1064,10 +1066,15 @@ pub async fn run_observed(
                 Ok(first) => {
                     errors.recovered();
                     let (runs, error) = drain(&consumer, first);
-                    for (partition, run) in runs {
+                    for (partition, messages) in runs {
                         if let Some(worker) = shared.worker(partition) {
+                            let ends = shared
+                                .topics
+                                .iter()
+                                .map(|(topic, _)| kafka::cached_high_watermark(&consumer, topic, partition))
+                                .collect();
                             // Bounded: when the worker is behind, this waits, and consumption slows.
-                            let _ = worker.send(run).await;
+                            let _ = worker.send(Run { messages, ends }).await;
                         }
                     }
                     if let Some(error) = error {

@@ -44,33 +44,48 @@ async fn postgres_stopped_and_started_during_a_run_loses_and_doubles_nothing() {
     require_broker();
     let id = std::process::id();
     let (alerts_topic, apm_topic) = (format!("o-alerts-{id}"), format!("o-apm-{id}"));
-    create_topics(&[&alerts_topic, &apm_topic], 1).await;
+    // The outage run's own APM topic, with the same content: its second half is produced
+    // while Postgres is down, so the worker has something to write then.
+    let rough_apm = format!("o-apm-rough-{id}");
+    create_topics(&[&alerts_topic, &apm_topic, &rough_apm], 1).await;
     let (alerts, apm) = payloads();
     let (first, second) = apm.split_at(apm.len() / 2);
     produce(&alerts_topic, &alerts).await;
-    produce(&apm_topic, first).await;
+    produce(&apm_topic, &apm).await;
+    produce(&rough_apm, first).await;
     let dir = std::env::temp_dir();
 
     // The reference: everything, no outage.
-    produce(&apm_topic, second).await;
     let calm = TestDb::create("outage_calm").await;
-    let config = write_config(&dir, &calm, &format!("ocalm-{id}"), &alerts_topic, &apm_topic);
+    // The outage outlasts the default `idle_release`: with a longer one, the pause in the
+    // APM topic while Postgres is down does not release it (which would make the rest late).
+    let extra = "idle_release = \"30s\"\n";
+    let calm_topics = [
+        (alerts_topic.as_str(), "alertmanager"),
+        (apm_topic.as_str(), "datadog-apm"),
+    ];
+    let config = write_service_config(&dir, &calm, &format!("ocalm-{id}"), &calm_topics, extra, &[]);
     let calm_client = calm.client().await;
     let total = (alerts.len() + apm.len()) as i64;
     let expected = run_until_done(&config, &calm_client, &format!("ocalm-{id}"), total).await;
     drop(calm_client);
 
-    // The same input with Postgres stopped for a while once consumption is under way.
+    // The same input with Postgres stopped once the first half is stored.
     let rough = TestDb::create("outage_rough").await;
     let group = format!("orough-{id}");
-    let config = write_config(&dir, &rough, &group, &alerts_topic, &apm_topic);
+    let rough_topics = [
+        (alerts_topic.as_str(), "alertmanager"),
+        (rough_apm.as_str(), "datadog-apm"),
+    ];
+    let config = write_service_config(&dir, &rough, &group, &rough_topics, extra, &[]);
     let log = config.with_extension("log");
     let client = rough.client().await;
     let child = start(&config);
-    wait_for_offsets(&client, &group, total / 4, &log).await;
+    wait_for_offsets(&client, &group, (alerts.len() + first.len()) as i64, &log).await;
     drop(client);
     let guard = Restart;
     pg("stop");
+    produce(&rough_apm, second).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     pg("start");
     drop(guard);

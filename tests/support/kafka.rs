@@ -160,6 +160,20 @@ pub fn start(config: &Path) -> Running {
     Running(child)
 }
 
+/// Waits until the service's log has `line`: a service stopped before it has come up (a
+/// restart whose work is already stored) would die of SIGTERM before its handler exists.
+pub fn wait_for_log(log: &Path, line: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(log).unwrap_or_default().contains(line) {
+        assert!(
+            Instant::now() < deadline,
+            "no {line:?} in {} within 60 s",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// SIGTERM; returns the exit code once it has exited.
 pub fn terminate(mut running: Running) -> i32 {
     let child = &mut running.0;
@@ -305,6 +319,7 @@ pub async fn finish(
     total: i64,
 ) -> Vec<String> {
     let log = config.with_extension("log");
+    wait_for_log(&log, "partition worker started");
     wait_for_offsets(client, group, total, &log).await;
     wait_until(client, RESOLVED, 1, &log).await;
     // A restarted worker's clock waits for each input to speak or go idle (`idle_release`):
