@@ -60,12 +60,9 @@ struct Input {
     ingested: prometheus::IntCounter,
 }
 
-/// Messages of one partition number for its worker, with each input's high watermark on
-/// that partition as the consumer last saw it (`None` before its first fetch): an input read
-/// to it is caught up. The consumer loop reads them, so a worker never holds the consumer.
+/// Messages of one partition number for its worker, in arrival order.
 struct Run {
     messages: Vec<OwnedMessage>,
-    ends: Vec<Option<i64>>,
 }
 
 /// Asks a worker to write its batch and stop; it answers when done.
@@ -551,21 +548,6 @@ impl PartitionWorker {
                 handle(&self.shared, &mut self.engines, input, m, &mut self.batcher);
                 self.next_offsets[input.index] = m.offset() + 1;
                 self.batcher.added();
-            }
-        }
-        self.caught_up(&run.ends);
-    }
-
-    /// Declares caught up the inputs whose partition is read to its high watermark (an empty
-    /// one too): they must not hold the clock while another input works through a backlog
-    /// (Kafka Streams' `max.task.idle.ms` of 0, Flink's source idleness); when all are caught
-    /// up, the slowest sets the clock as before. An input whose watermark is not known yet
-    /// waits for `idle_release` as before.
-    fn caught_up(&mut self, ends: &[Option<i64>]) {
-        for (index, end) in ends.iter().enumerate() {
-            let at_end = end.is_some_and(|high| self.next_offsets.get(index).is_some_and(|&next| next >= high));
-            if at_end && self.engines.input_caught_up(index, &mut self.batcher.emit()) {
-                self.batcher.changed();
             }
         }
     }
@@ -1068,13 +1050,8 @@ pub async fn run_observed(
                     let (runs, error) = drain(&consumer, first);
                     for (partition, messages) in runs {
                         if let Some(worker) = shared.worker(partition) {
-                            let ends = shared
-                                .topics
-                                .iter()
-                                .map(|(topic, _)| kafka::cached_high_watermark(&consumer, topic, partition))
-                                .collect();
                             // Bounded: when the worker is behind, this waits, and consumption slows.
-                            let _ = worker.send(Run { messages, ends }).await;
+                            let _ = worker.send(Run { messages }).await;
                         }
                     }
                     if let Some(error) = error {

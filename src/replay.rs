@@ -143,10 +143,6 @@ enum InputClock {
     At(i64),
     /// Declared idle: does not hold the clock until it speaks again.
     Idle,
-    /// Read to its end (a partition at its high watermark), with its latest event time if
-    /// it has one: it does not hold the clock while another input is behind; when every
-    /// input is caught up, the slowest of them sets it, as `At` would.
-    CaughtUp(Option<i64>),
 }
 
 impl Engines {
@@ -220,8 +216,8 @@ impl Engines {
         self.last = self.last.max(t);
         let i = input.min(self.inputs.len() - 1);
         self.inputs[i] = match self.inputs[i] {
-            InputClock::At(seen) | InputClock::CaughtUp(Some(seen)) => InputClock::At(seen.max(t)),
-            InputClock::Waiting | InputClock::Idle | InputClock::CaughtUp(None) => InputClock::At(t),
+            InputClock::At(seen) => InputClock::At(seen.max(t)),
+            InputClock::Waiting | InputClock::Idle => InputClock::At(t),
         };
         self.sla.apply(&event, &mut self.sla_out);
         // Latency is the SLA engine's alone: held in the correlation engine's reorder buffer
@@ -247,32 +243,12 @@ impl Engines {
         emitted
     }
 
-    /// Declares input `input` caught up (read to its end): it stops holding the clock while
-    /// another input is behind. True when that emitted records.
-    pub fn input_caught_up(&mut self, input: usize, emit: &mut impl FnMut(Record)) -> bool {
-        let Some(clock) = self.inputs.get_mut(input) else {
-            return false;
-        };
-        *clock = match *clock {
-            InputClock::At(t) => InputClock::CaughtUp(Some(t)),
-            InputClock::Waiting => InputClock::CaughtUp(None),
-            other => other,
-        };
-        let mut emitted = false;
-        self.tick(&mut |record| {
-            emitted = true;
-            emit(record);
-        });
-        emitted
-    }
-
-    /// Moves both engines to the slowest active input's time: of the inputs behind (`At`)
-    /// when there are any, else of those caught up.
+    /// Moves both engines to the slowest active input's time.
     fn tick(&mut self, emit: &mut impl FnMut(Record)) {
         if self.inputs.contains(&InputClock::Waiting) {
             return;
         }
-        let behind = self
+        let slowest = self
             .inputs
             .iter()
             .filter_map(|c| match c {
@@ -280,15 +256,6 @@ impl Engines {
                 _ => None,
             })
             .min();
-        let slowest = behind.or_else(|| {
-            self.inputs
-                .iter()
-                .filter_map(|c| match c {
-                    InputClock::CaughtUp(t) => *t,
-                    _ => None,
-                })
-                .min()
-        });
         // Every input idle (caught up): nothing older can come from them but late, so the
         // clock may go to the latest event seen.
         let slowest = slowest.unwrap_or(self.last);
@@ -687,44 +654,5 @@ mod order_tests {
         );
         assert_eq!(late(Order::EventTime), (0, 62));
         let _ = std::fs::remove_dir_all(&dir);
-    }
-}
-
-#[cfg(test)]
-mod caught_up_tests {
-    use std::path::Path;
-
-    use super::*;
-    use crate::model::{LatencySample, Outcome};
-
-    fn sample(at_minute: i64) -> Event {
-        Event::Sample(LatencySample {
-            service: "web".into(),
-            operation: "GET /".into(),
-            time_ns: 1_773_129_600_000_000_000 + at_minute * 60_000_000_000,
-            duration_ns: 1_000_000,
-            outcome: Outcome::Ok as i32,
-            status_code: None,
-            role: 0,
-        })
-    }
-
-    #[test]
-    fn a_caught_up_input_holds_the_clock_only_when_every_input_is_caught_up() {
-        let config = Config::parse(Path::new("t.toml"), "").unwrap();
-        let mut engines = Engines::new(&config).unwrap().with_inputs(2);
-        let mut none = |_: Record| {};
-        // Input 1 has nothing at all and is read to its end: input 0 alone sets the clock.
-        engines.input_caught_up(1, &mut none);
-        engines.process_from(0, sample(30), &mut none);
-        assert_eq!(engines.clock, 1_773_129_600_000_000_000 + 30 * 60_000_000_000);
-        // Input 1 speaks at minute 90 and is caught up again; input 0, behind, still leads.
-        engines.process_from(1, sample(90), &mut none);
-        engines.input_caught_up(1, &mut none);
-        engines.process_from(0, sample(40), &mut none);
-        assert_eq!(engines.clock, 1_773_129_600_000_000_000 + 40 * 60_000_000_000);
-        // Both caught up: the slower of the two, not the latest event.
-        engines.input_caught_up(0, &mut none);
-        assert_eq!(engines.clock, 1_773_129_600_000_000_000 + 40 * 60_000_000_000);
     }
 }

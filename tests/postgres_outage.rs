@@ -49,7 +49,23 @@ async fn postgres_stopped_and_started_during_a_run_loses_and_doubles_nothing() {
     let rough_apm = format!("o-apm-rough-{id}");
     create_topics(&[&alerts_topic, &apm_topic, &rough_apm], 1).await;
     let (alerts, apm) = payloads();
-    let (first, second) = apm.split_at(apm.len() / 2);
+    // Split by time, not by position: the recording is not strictly ordered, and a span of
+    // the first part later than one of the second would make that one late in the run
+    // whose second part arrives afterwards.
+    let latest = |message: &[u8]| -> i64 {
+        let traces: Vec<Vec<serde_json::Value>> = serde_json::from_slice(message).unwrap();
+        traces
+            .iter()
+            .flatten()
+            .filter_map(|s| s["start"].as_i64())
+            .max()
+            .unwrap_or(0)
+    };
+    let mut times: Vec<i64> = apm.iter().map(|(_, m)| latest(m)).collect();
+    times.sort_unstable();
+    let middle = times[times.len() / 2];
+    let (first, second): (Vec<_>, Vec<_>) = apm.iter().cloned().partition(|(_, m)| latest(m) < middle);
+    let (first, second) = (first.as_slice(), second.as_slice());
     produce(&alerts_topic, &alerts).await;
     produce(&apm_topic, &apm).await;
     produce(&rough_apm, first).await;

@@ -302,31 +302,6 @@ impl ConsumerContext for Context {
 }
 
 /// A consumer subscribed to the configured topics.
-/// A partition's high watermark as librdkafka last saw it in a fetch response (cached: no
-/// request), or `None` before any fetch of it. A worker whose next offset has reached it is
-/// caught up on that partition.
-pub fn cached_high_watermark<C: ConsumerContext>(
-    consumer: &StreamConsumer<C>,
-    topic: &str,
-    partition: i32,
-) -> Option<i64> {
-    let topic = std::ffi::CString::new(topic).ok()?;
-    let (mut low, mut high) = (-1i64, -1i64);
-    // SAFETY: the client pointer is valid while `consumer` is borrowed; the topic string
-    // and both out-pointers outlive the call, which only reads offsets librdkafka cached
-    // (rd_kafka_get_watermark_offsets takes the partition's lock, no network).
-    let err = unsafe {
-        rdkafka::bindings::rd_kafka_get_watermark_offsets(
-            rdkafka::consumer::Consumer::client(consumer).native_ptr(),
-            topic.as_ptr(),
-            partition,
-            &mut low,
-            &mut high,
-        )
-    };
-    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
-}
-
 pub fn consumer(cfg: &KafkaConfig, context: Context) -> Result<StreamConsumer<Context>, rdkafka::error::KafkaError> {
     use rdkafka::consumer::Consumer;
     let consumer: StreamConsumer<Context> = client_config(cfg).create_with_context(context)?;
