@@ -322,6 +322,17 @@ fn collectors_and_tracers_post_to_their_standard_paths() {
     let answer = request(port, "PUT", "/v0.5/traces", &headers, &msgpack).unwrap();
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert!(answer.body.contains("rate_by_service"), "{}", answer.body);
+    // The same intake in JSON (by content type), deflate-compressed; and a body that is not
+    // MessagePack: 400 with the reason.
+    let json = fixture("datadog_apm/ddtracepy_snapshot_multi_trace.json");
+    let mut deflated = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut deflated, &json).unwrap();
+    let json_headers = [("Content-Type", "application/json"), ("Content-Encoding", "deflate")];
+    let answer = request(port, "PUT", "/v0.4/traces", &json_headers, &deflated.finish().unwrap()).unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let garbage = request(port, "PUT", "/v0.5/traces", &headers, b"\x93\x01").unwrap();
+    assert_eq!(garbage.status, 400, "{}", garbage.body);
+    assert!(garbage.body.contains("MessagePack"), "{}", garbage.body);
     let wrong = [("Authorization", "Bearer wrong"), headers[0]];
     assert_eq!(
         request(port, "POST", "/v0.4/traces", &wrong, &msgpack).unwrap().status,
@@ -334,6 +345,7 @@ fn collectors_and_tracers_post_to_their_standard_paths() {
         "slaflow_events_ingested_total{format=\"otlp-proto\",source=\"http\"} 35",
         "slaflow_events_ingested_total{format=\"otlp-json\",source=\"http\"} 1",
         "slaflow_events_ingested_total{format=\"datadog-msgpack\",source=\"http\"} 15",
+        "slaflow_events_ingested_total{format=\"datadog-apm\",source=\"http\"} 4",
         "slaflow_items_rejected_total{format=\"otlp-proto\",reason=\"invalid_value\"} 1",
     ] {
         assert!(metrics.contains(line), "{line} in:\n{metrics}");
