@@ -11,7 +11,7 @@ use slaflow::decode::{Decoders, Format};
 use slaflow::engine::sla::SlaOutput;
 use slaflow::replay::{Input, Record, Summary};
 use slaflow::report::{render, ReportFormat};
-use slaflow::sinks::{Batch, Store};
+use slaflow::sinks::{Batch, DeadLetter, Store};
 use slaflow::sources::file;
 
 #[derive(Parser)]
@@ -42,8 +42,8 @@ enum Command {
         files: Vec<PathBuf>,
     },
     /// Replay recorded inputs through the engines in the order given (files in the order
-    /// named, records in file order, each file an input with its own clock, as the service
-    /// takes topics) and print every output record (`incident_opened`, `duplicate`, ...) as a
+    /// named, records in file order, each format a source with its own clock, as the
+    /// service takes formats and topics) and print every output record (`incident_opened`, `duplicate`, ...) as a
     /// JSON line: a dry run of the rules. Late samples count as they would in the service.
     Replay {
         /// Configuration file (services, CIs, rules, windows).
@@ -431,8 +431,9 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Writes replayed records to the store in transactions of at most 1 000 records.
-fn store(config: &Config, kind: SinkKind, records: Vec<Record>) -> Result<(), String> {
+/// Writes a replay's `records` (in transactions of at most 1 000) and `dead_letters` to the
+/// store `kind`, migrated first.
+fn store(config: &Config, kind: SinkKind, records: Vec<Record>, dead_letters: &[DeadLetter]) -> Result<(), String> {
     runtime()?.block_on(async {
         let mut sink = Store::open_kind(config, kind.store_kind(config))
             .await
@@ -448,6 +449,11 @@ fn store(config: &Config, kind: SinkKind, records: Vec<Record>) -> Result<(), St
             }
             sink.write(&batch).await.map_err(|e| e.to_string())?;
         }
+        let batch = Batch {
+            dead_letters: dead_letters.to_vec(),
+            ..Batch::default()
+        };
+        sink.write(&batch).await.map_err(|e| e.to_string())?;
         Ok(())
     })
 }
@@ -511,7 +517,7 @@ fn replay(
     }
     out.flush().map_err(|e| e.to_string())?;
     if let Some(kind) = sink {
-        store(config, kind, kept)?;
+        store(config, kind, kept, &summary.dead_letters)?;
     }
     print_summary(&summary);
     Ok(if summary.rejected.is_empty() {

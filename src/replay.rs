@@ -1,5 +1,6 @@
-//! Replay: recorded files → decoders → engines, in event-time order. The dry run operators
-//! use to try their rules on a recorded stream, and the test bed of the whole data path.
+//! Replay: recorded files → decoders → engines, in the order given (or in event-time order).
+//! The dry run operators use to try their rules on a recorded stream, and the test bed of
+//! the whole data path: the same records as the service gives for the same arrivals.
 
 use std::path::PathBuf;
 
@@ -9,6 +10,7 @@ use crate::engine::correlate::{CorrelateError, Correlator, Output, Stats};
 use crate::engine::reorder::event_time;
 use crate::engine::sla::{SlaEngine, SlaError, SlaOutput, SlaStats};
 use crate::model::Event;
+use crate::sinks::DeadLetter;
 use crate::sources::file;
 
 /// One input file and its format.
@@ -31,6 +33,9 @@ pub struct Summary {
     pub records: u64,
     pub events: u64,
     pub rejected: Vec<Rejected>,
+    /// What of the rejected records is kept, as the service keeps it (`decode::dead_part`):
+    /// origin the file, offset its line.
+    pub dead_letters: Vec<DeadLetter>,
     pub correlate: Stats,
     pub sla: SlaStats,
     /// Time of the last event, if there was one.
@@ -56,17 +61,35 @@ pub enum ReplayError {
     Sla(#[from] SlaError),
 }
 
+/// The clock each input file feeds: one per format, numbered in order of first appearance,
+/// as the service has one per format on its HTTP path and one per topic on Kafka. Files of
+/// one format are one source, its records arriving in the order the files are named.
+pub fn clocks(inputs: &[Input]) -> Vec<usize> {
+    let mut formats: Vec<Format> = Vec::new();
+    inputs
+        .iter()
+        .map(|input| match formats.iter().position(|f| *f == input.format) {
+            Some(i) => i,
+            None => {
+                formats.push(input.format);
+                formats.len() - 1
+            }
+        })
+        .collect()
+}
+
 /// Decodes `inputs` and reads every event of every input into memory, in order, each with
-/// the index of its input, stamping events that carry no time (`time_ns == 0`) with the
-/// latest time seen before them in their file, the best stand-in for a receive time that a
-/// recording has.
+/// the index of its clock (`clocks`), stamping events that carry no time (`time_ns == 0`)
+/// with the latest time seen before them in their file, the best stand-in for a receive
+/// time that a recording has. Rejected records and items go to `summary`, with the dead
+/// letters the service would keep of them.
 pub fn read_events(
     decoders: &Decoders,
     inputs: &[Input],
     summary: &mut Summary,
 ) -> Result<Vec<(usize, Event)>, ReplayError> {
     let mut events = Vec::new();
-    for (index, input) in inputs.iter().enumerate() {
+    for (input, clock) in inputs.iter().zip(clocks(inputs)) {
         let content = std::fs::read(&input.path).map_err(|source| ReplayError::Read {
             path: input.path.clone(),
             source,
@@ -74,7 +97,9 @@ pub fn read_events(
         let mut latest = 0i64;
         for record in file::records(&content, input.format.framing()) {
             summary.records += 1;
-            match decoders.decode(input.format, record.bytes) {
+            let decoded = decoders.decode(input.format, record.bytes);
+            keep_dead(summary, input, record.line, record.bytes, &decoded);
+            match decoded {
                 Ok(decoded) => {
                     for item in decoded.rejected {
                         summary.rejected.push(Rejected {
@@ -85,7 +110,7 @@ pub fn read_events(
                     for mut event in decoded.events {
                         stamp(&mut event, latest);
                         latest = latest.max(event_time(&event));
-                        events.push((index, event));
+                        events.push((clock, event));
                     }
                 }
                 Err(error) => summary.rejected.push(Rejected {
@@ -97,6 +122,27 @@ pub fn read_events(
     }
     summary.events = events.len() as u64;
     Ok(events)
+}
+
+/// The dead letter of a record of `input` at `line`, if any of it was rejected.
+fn keep_dead(
+    summary: &mut Summary,
+    input: &Input,
+    line: u64,
+    bytes: &[u8],
+    decoded: &Result<crate::decode::Decoded, DecodeError>,
+) {
+    if let Some((payload, reason)) = crate::decode::dead_part(bytes, decoded) {
+        summary.dead_letters.push(DeadLetter {
+            origin: input.path.display().to_string(),
+            partition: -1,
+            offset: line as i64,
+            format: input.format.name().to_string(),
+            reason,
+            payload,
+            received_ns: 0,
+        });
+    }
 }
 
 fn stamp(event: &mut Event, now: i64) {
@@ -355,9 +401,9 @@ impl Engines {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Order {
     /// As given, as the service would have received them: files in the order named,
-    /// records in file order. Each file is an input with its own clock, as each topic is
-    /// for a partition worker; a file that has ended no longer holds the clock. Late samples
-    /// count exactly as in the service.
+    /// records in file order. Each format is a source with its own clock, as each format is
+    /// on the HTTP path and each topic for a partition worker; a source whose last file has
+    /// ended no longer holds the clock. Late samples count exactly as in the service.
     #[default]
     Arrival,
     /// All events sorted by event time first: what the records would give had every one
@@ -391,7 +437,10 @@ pub fn replay_observed(
     let mut summary = Summary::default();
     let mut events = read_events(&decoders, inputs, &mut summary)?;
     let mut engines = match order {
-        Order::Arrival => Engines::new(config)?.with_inputs(inputs.len()),
+        Order::Arrival => {
+            let sources = clocks(inputs).into_iter().max().map_or(1, |n| n + 1);
+            Engines::new(config)?.with_inputs(sources)
+        }
         Order::EventTime => {
             events.sort_by_key(|(_, e)| event_time(e));
             for (input, _) in &mut events {
@@ -402,11 +451,18 @@ pub fn replay_observed(
     };
     let mut sink = |record: Record| emit(&record);
     let total = events.len() as u64;
-    let mut events = events.into_iter().enumerate().peekable();
-    while let Some((i, (input, event))) = events.next() {
+    // Where each source's last event is: past it the source has ended, and no longer holds
+    // the clock (as a quiet topic is declared idle).
+    let mut last_of = Vec::new();
+    for (i, (input, _)) in events.iter().enumerate() {
+        if last_of.len() <= *input {
+            last_of.resize(*input + 1, 0);
+        }
+        last_of[*input] = i;
+    }
+    for (i, (input, event)) in events.into_iter().enumerate() {
         engines.process_from(input, event, &mut sink);
-        // The input's last event: it has ended, and no longer holds the clock.
-        if events.peek().is_none_or(|(_, (next, _))| *next != input) {
+        if last_of[input] == i {
             engines.input_idle(input, &mut sink);
         }
         if i % 4096 == 4095 {
@@ -654,5 +710,22 @@ mod order_tests {
         );
         assert_eq!(late(Order::EventTime), (0, 62));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn files_of_one_format_are_one_source_with_one_clock() {
+        use crate::decode::Format::{Alertmanager, DatadogApm, Icinga2};
+        let input = |format, path: &str| Input {
+            format,
+            path: path.into(),
+        };
+        let inputs = [
+            input(DatadogApm, "spans-1.json"),
+            input(Alertmanager, "alerts-1.json"),
+            input(DatadogApm, "spans-2.json"),
+            input(Icinga2, "icinga.ndjson"),
+            input(Alertmanager, "alerts-2.json"),
+        ];
+        assert_eq!(clocks(&inputs), [0, 1, 0, 2, 1]);
     }
 }

@@ -12,7 +12,12 @@ use slaflow::decode::Format;
 use slaflow::engine::sla::{Report, SlaOutput};
 use slaflow::replay::{replay, Input, Record};
 
+/// The database spans carried into the next day's payload arrive up to a day late: within
+/// the allowed lateness here, so that they count (the replay is in arrival order).
 const CONFIG: &str = r#"
+[sla]
+allowed_lateness = "25h"
+
 [[sla.contracts]]
 service = "orders"
 [[sla.contracts.objectives]]
