@@ -460,6 +460,10 @@ async fn run_worker(
                 None => Some(None),
                 Some(run) => {
                     worker.consume(&run);
+                    // While a backlog keeps this branch ready, the biased select never
+                    // reaches the idle timer: an input with nothing on this partition is
+                    // released here instead, after the same quiet period.
+                    worker.inputs_idle(idle_release);
                     None
                 }
             },

@@ -311,3 +311,62 @@ async fn a_static_member_killed_and_restarted_resumes_before_its_session_times_o
     assert_eq!(terminate(child), 0);
     db.drop_db().await;
 }
+
+/// A backlog in one topic while the other has nothing on the partition: the empty topic is
+/// released after `idle_release` even though the worker never stops having messages to
+/// read, so windows close during the backlog and its very late spans, at its end, count as
+/// late, as they would on live traffic. (Held through the backlog, the empty topic would
+/// keep every window open until the backlog was drained, and the very late spans would be
+/// merged.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_topic_does_not_hold_the_clock_through_another_topics_backlog() {
+    require_broker();
+    let id = std::process::id();
+    let (alerts_topic, apm_topic) = (format!("b-alerts-{id}"), format!("b-apm-{id}"));
+    create_topics(&[&alerts_topic, &apm_topic], 1).await;
+    let db = TestDb::create("kafka_backlog").await;
+    let group = format!("backlog-{id}");
+    let topics = [
+        (alerts_topic.as_str(), "alertmanager"),
+        (apm_topic.as_str(), "datadog-apm"),
+    ];
+    let config = write_service_config(
+        &std::env::temp_dir(),
+        &db,
+        &group,
+        &topics,
+        "idle_release = \"300ms\"\nwall_clock_after = \"0s\"\n",
+        &[],
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("batch_max_messages = 50", "batch_max_messages = 5000"),
+    )
+    .unwrap();
+    // A span a second from 2026-03-10T00:00Z, then spans of its first minutes, hours late.
+    let t0: i64 = 1_773_100_800_000_000_000;
+    let span = |t: i64| {
+        let body = serde_json::json!([[{"trace_id": t, "span_id": 1, "parent_id": 0, "service": "webshop",
+            "name": "web.request", "resource": "GET /", "start": t, "duration": 120_000_000, "error": 0}]]);
+        ("webshop".to_string(), serde_json::to_vec(&body).unwrap())
+    };
+    let very_late = 10;
+    let mut backlog: Messages = (0..60_000).map(|s| span(t0 + s * 1_000_000_000)).collect();
+    backlog.extend((0..very_late).map(|m| span(t0 + m * 60_000_000_000)));
+    produce(&apm_topic, &backlog).await;
+    let client = db.client().await;
+    let log = config.with_extension("log");
+    let child = start(&config);
+    wait_for_offsets(&client, &group, backlog.len() as i64, &log).await;
+    let late = "SELECT COALESCE(MAX((report->>'late_samples')::BIGINT), -1) FROM monthly_reports \
+                WHERE service = 'webshop' AND period = '2026-03'";
+    wait_until(&client, &format!("SELECT count(*) FROM monthly_reports WHERE service = 'webshop' AND period = '2026-03' AND (report->>'requests')::BIGINT >= 60000"), 1, &log).await;
+    assert_eq!(
+        count(&client, late).await,
+        very_late,
+        "the very late spans counted late"
+    );
+    assert_eq!(terminate(child), 0);
+    db.drop_db().await;
+}
