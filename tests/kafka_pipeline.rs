@@ -361,7 +361,9 @@ async fn an_empty_topic_does_not_hold_the_clock_through_another_topics_backlog()
     wait_for_offsets(&client, &group, backlog.len() as i64, &log).await;
     let late = "SELECT COALESCE(MAX((report->>'late_samples')::BIGINT), -1) FROM monthly_reports \
                 WHERE service = 'webshop' AND period = '2026-03'";
-    wait_until(&client, &format!("SELECT count(*) FROM monthly_reports WHERE service = 'webshop' AND period = '2026-03' AND (report->>'requests')::BIGINT >= 60000"), 1, &log).await;
+    let counted = "SELECT count(*) FROM monthly_reports WHERE service = 'webshop' AND period = '2026-03' \
+                   AND (report->>'requests')::BIGINT >= 60000";
+    wait_until(&client, counted, 1, &log).await;
     assert_eq!(
         count(&client, late).await,
         very_late,
