@@ -256,6 +256,17 @@ fn bench(c: &mut Criterion) {
     group.bench_function("baseline/serde_json owned datadog spans", |b| {
         b.iter(|| serde_json::from_slice::<Vec<Vec<PlainSpan>>>(black_box(&bytes)).map(|t| t.len()))
     });
+    // The peers of the binary formats: the crates' own decoding alone, into their owned
+    // types, with no samples made (what any consumer of these payloads pays first).
+    let proto = otlp_proto_payload();
+    group.bench_function("baseline/prost ExportTraceServiceRequest (opentelemetry-proto)", |b| {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        b.iter(|| ExportTraceServiceRequest::decode(black_box(proto.as_slice())).map(|r| r.resource_spans.len()))
+    });
+    let v04 = msgpack_v04_payload();
+    group.bench_function("baseline/rmp-serde owned datadog v0.4 spans", |b| {
+        b.iter(|| rmp_serde::from_slice::<Vec<Vec<PlainSpan>>>(black_box(&v04)).map(|t| t.len()))
+    });
     group.finish();
 }
 

@@ -269,7 +269,23 @@ impl<'de> Visitor<'de> for Traces<'_> {
 }
 
 /// Decodes one payload of traces: every good span, and each bad one rejected on its own.
+/// Three paths, each the fallback of the one before: the in-place reader (`json_walk`),
+/// serde over the whole payload, serde span by span.
 pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
+    if let Some(chunks) = super::json_walk::traces(bytes) {
+        if chunks.iter().flatten().all(|s| check(s).is_ok()) {
+            let mut out = Vec::new();
+            for chunk in chunks {
+                push_chunk(chunk, &mut out);
+            }
+            return Ok(Decoded::all(out));
+        }
+    }
+    decode_serde(bytes)
+}
+
+/// `decode` without the in-place reader: what that reader must agree with.
+fn decode_serde(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     let mut out = Vec::new();
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let fast = de::DeserializeSeed::deserialize(Traces { out: &mut out }, &mut de).and_then(|()| de.end());
@@ -516,5 +532,119 @@ mod tests {
         );
         assert_eq!(ok[0].status_code, Some(503));
         assert_eq!(ok[0].role, SpanRole::Root as i32, "no parent id: a root");
+    }
+
+    mod same_as_serde {
+        use proptest::prelude::*;
+
+        use super::super::{decode, decode_serde};
+
+        /// JSON values a span's fields may carry, the odd ones included.
+        const VALUES: &[&str] = &[
+            r#""orders""#,
+            r#""POST /orders""#,
+            r#""ord\u0065rs \"x\"""#,
+            r#""ünï ☃""#,
+            r#""""#,
+            "null",
+            "0",
+            "-7",
+            "1.5",
+            "1e3",
+            r#""12""#,
+            "true",
+            "[1,[2,{}]]",
+            r#"{"http.status_code":"503","component":"flask"}"#,
+            r#"{"http.status_code":200}"#,
+            r#"{"_dd.top_level":1,"process_id":4711.5}"#,
+            r#"{"_top_level":0.0}"#,
+            r#"{"_dd.top_level":"1"}"#,
+        ];
+        const KEYS: &[&str] = &[
+            "service",
+            "name",
+            "resource",
+            "span_id",
+            "parent_id",
+            "start",
+            "duration",
+            "error",
+            "meta",
+            "metrics",
+            "trace_id",
+            "type",
+            "serv\\u0069ce",
+        ];
+
+        /// Values of the right type for `key`, mostly plain, some odd.
+        fn good(key: &str) -> &'static [&'static str] {
+            match key {
+                "service" | "name" | "resource" => &[r#""orders""#, r#""POST /orders""#, r#""ünï ☃""#, r#""""#, "null"],
+                "span_id" | "parent_id" => &["0", "7", "18446744073709551615", r#""12""#, "null"],
+                "error" => &["0", "1"],
+                "meta" => &[r#"{"http.status_code":"503","component":"flask"}"#, "{}", "null"],
+                "metrics" => &[
+                    r#"{"_dd.top_level":1,"process_id":4711.5}"#,
+                    r#"{"_top_level":0.0}"#,
+                    "{}",
+                ],
+                "trace_id" => &["1", "18446744073709551615"],
+                "type" => &[r#""web""#, "[1,[2,{}]]", "true"],
+                _ => VALUES,
+            }
+        }
+
+        /// One member of `key`: mostly a value of its type, sometimes any.
+        fn member(key: &'static str) -> impl Strategy<Value = String> {
+            let right = good(key);
+            prop_oneof![
+                40 => (0..right.len()).prop_map(move |i| right[i].to_string()),
+                1 => (0..VALUES.len()).prop_map(|i| VALUES[i].to_string()),
+                1 => any::<i64>().prop_map(|v| v.to_string()),
+            ]
+            .prop_map(move |v| format!(r#""{key}":{v}"#))
+        }
+
+        /// A span: its required fields, each other key or not, now and then a key twice,
+        /// in any order.
+        fn span() -> impl Strategy<Value = String> {
+            let required = ((0i64..i64::MAX), (-5i64..4_000_000_000))
+                .prop_map(|(start, d)| vec![format!(r#""start":{start}"#), format!(r#""duration":{d}"#)]);
+            // Not the required two, nor the escaped name (a key twice, when it comes).
+            let optional: Vec<_> = KEYS
+                .iter()
+                .filter(|k| !matches!(**k, "start" | "duration") && !k.contains('\\'))
+                .map(|k| prop::option::weighted(0.6, member(k)))
+                .collect();
+            let twice = prop::option::weighted(0.05, (0..KEYS.len()).prop_flat_map(|k| member(KEYS[k])));
+            (required, optional, twice)
+                .prop_flat_map(|(mut members, optional, twice)| {
+                    members.extend(optional.into_iter().flatten());
+                    members.extend(twice);
+                    Just(members).prop_shuffle()
+                })
+                .prop_map(|members| format!("{{{}}}", members.join(",")))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Whatever payload the in-place reader takes, serde takes the same way: the same
+            /// samples, nothing rejected. (What it leaves, serde decodes as before.)
+            #[test]
+            fn the_in_place_reader_agrees_with_serde(
+                chunks in prop::collection::vec(prop::collection::vec(span(), 1..4), 1..4)
+            ) {
+                let traces: Vec<String> = chunks.iter().map(|c| format!("[{}]", c.join(","))).collect();
+                let payload = format!("[{}]", traces.join(","));
+                let fast = decode(payload.as_bytes());
+                let serde = decode_serde(payload.as_bytes());
+                if let (Ok(fast), Ok(serde)) = (&fast, &serde) {
+                    prop_assert_eq!(fast, serde, "{}", payload);
+                } else {
+                    prop_assert_eq!(fast.is_err(), serde.is_err(), "{}", payload);
+                }
+            }
+        }
     }
 }

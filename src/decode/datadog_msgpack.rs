@@ -79,11 +79,10 @@ fn is_v05(bytes: &[u8]) -> bool {
         )
 }
 
-/// The fast path of v0.4: the whole payload at once (`None` when anything in it is not as
-/// expected; the slow path then says what).
+/// The fast path of v0.4: the whole payload at once, read in place (`None` when anything in
+/// it is not as expected; the slow path then says what).
 fn fast_v04(bytes: &[u8]) -> Option<Vec<Vec<Span<'_>>>> {
-    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
-    Vec::<Vec<Span>>::deserialize(&mut de).ok()
+    super::msgpack_walk::traces(bytes)
 }
 
 /// The fast path of v0.5, as `fast_v04`.
@@ -428,5 +427,119 @@ mod tests {
         ]);
         rmpv::encode::write_value(&mut alone, &two).unwrap();
         assert_eq!(decoded.rejected_items(), alone);
+    }
+
+    mod same_as_serde {
+        use proptest::prelude::*;
+        use rmpv::Value;
+
+        use super::super::{decode, span_by_span};
+
+        /// A value for `key`: mostly of its type, sometimes any.
+        fn value(key: &'static str) -> impl Strategy<Value = Value> {
+            let right: BoxedStrategy<Value> = match key {
+                "service" | "name" | "resource" => prop_oneof![
+                    Just(Value::from("orders")),
+                    Just(Value::from("ünï ☃")),
+                    Just(Value::from("")),
+                    Just(Value::Nil),
+                ]
+                .boxed(),
+                "span_id" | "parent_id" | "trace_id" => {
+                    prop_oneof![any::<u64>().prop_map(Value::from), Just(Value::from(0))].boxed()
+                }
+                "start" => (0i64..i64::MAX).prop_map(Value::from).boxed(),
+                "duration" => (-5i64..4_000_000_000).prop_map(Value::from).boxed(),
+                "error" => (0i32..2).prop_map(Value::from).boxed(),
+                "meta" => prop_oneof![
+                    Just(Value::Map(vec![
+                        (Value::from("http.status_code"), Value::from("503")),
+                        (Value::from("component"), Value::from("flask")),
+                    ])),
+                    Just(Value::Map(vec![])),
+                    Just(Value::Nil),
+                ]
+                .boxed(),
+                "metrics" => prop_oneof![
+                    Just(Value::Map(vec![
+                        (Value::from("_dd.top_level"), Value::from(1)),
+                        (Value::from("process_id"), Value::from(4711.5)),
+                    ])),
+                    Just(Value::Map(vec![(Value::from("_top_level"), Value::F32(0.0))])),
+                    Just(Value::Map(vec![])),
+                ]
+                .boxed(),
+                _ => prop_oneof![
+                    Just(Value::from("web")),
+                    Just(Value::Binary(vec![1, 2])),
+                    Just(Value::Ext(3, vec![0; 4]))
+                ]
+                .boxed(),
+            };
+            let odd = prop_oneof![
+                Just(Value::from(1.5)),
+                Just(Value::from("12")),
+                Just(Value::from(true)),
+                Just(Value::Binary(vec![0xff])),
+                Just(Value::Array(vec![Value::from(1), Value::Map(vec![])])),
+                any::<i64>().prop_map(Value::from),
+            ];
+            prop_oneof![20 => right, 1 => odd]
+        }
+
+        const KEYS: &[&str] = &[
+            "service",
+            "name",
+            "resource",
+            "span_id",
+            "parent_id",
+            "error",
+            "meta",
+            "metrics",
+            "trace_id",
+            "type",
+        ];
+
+        /// A span map: start and duration, each other key or not, now and then a key twice, in
+        /// any order.
+        fn span() -> impl Strategy<Value = Value> {
+            let required = (value("start"), value("duration"))
+                .prop_map(|(s, d)| vec![(Value::from("start"), s), (Value::from("duration"), d)]);
+            let optional: Vec<_> = KEYS
+                .iter()
+                .map(|k| prop::option::weighted(0.6, value(k).prop_map(move |v| (Value::from(*k), v))))
+                .collect();
+            let twice = prop::option::weighted(0.05, value("duration").prop_map(|v| (Value::from("duration"), v)));
+            (required, optional, twice)
+                .prop_flat_map(|(mut fields, optional, twice)| {
+                    fields.extend(optional.into_iter().flatten());
+                    fields.extend(twice);
+                    Just(fields).prop_shuffle()
+                })
+                .prop_map(Value::Map)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Whatever v0.4 payload the in-place reader takes, serde span by span takes the
+            /// same way: the same samples, nothing rejected.
+            #[test]
+            fn the_in_place_reader_agrees_with_serde(
+                chunks in prop::collection::vec(prop::collection::vec(span(), 1..4), 1..4)
+            ) {
+                let payload = Value::Array(chunks.into_iter().map(Value::Array).collect());
+                let mut bytes = Vec::new();
+                rmpv::encode::write_value(&mut bytes, &payload).unwrap();
+                let fast = decode(&bytes);
+                let serde = span_by_span(&bytes, false);
+                if let (Ok(fast), Ok(serde)) = (&fast, &serde) {
+                    prop_assert_eq!(&fast.events, &serde.events, "{}", payload);
+                    prop_assert_eq!(fast.rejected.len(), serde.rejected.len(), "{}", payload);
+                } else {
+                    prop_assert_eq!(fast.is_err(), serde.is_err(), "{}", payload);
+                }
+            }
+        }
     }
 }

@@ -8,6 +8,8 @@ pub mod datadog_msgpack;
 pub mod datadog_webhook;
 pub mod icinga2;
 mod json;
+mod json_walk;
+mod msgpack_walk;
 mod otlp;
 pub mod otlp_json;
 pub mod otlp_proto;

@@ -1,0 +1,441 @@
+//! The fast path of Datadog JSON traces: span objects read in place from the payload's
+//! bytes, without serde. serde_json's visitors and string checks were most of the decoder's
+//! time; this reader checks the payload's UTF-8 once, borrows the strings it keeps (service,
+//! name, resource) and steps over the rest.
+//!
+//! It answers `None` for anything it does not expect: an escape in a kept string or a key,
+//! a duplicate key, a number that is not a plain integer where one is required, nesting
+//! deeper than it steps over. The caller then takes the serde path, which decodes that
+//! payload as before and says what is wrong, span by span. So the two accept the same
+//! spans: this one is only ever faster, never more lenient.
+
+use std::borrow::Cow;
+
+use super::datadog_apm::{Meta, Metrics, Span};
+use super::json::FlexU64;
+
+/// Deepest nesting stepped over in a value read past.
+const MAX_DEPTH: u32 = 16;
+
+/// The payload's chunks of spans, or `None`.
+pub(super) fn traces(bytes: &[u8]) -> Option<Vec<Vec<Span<'_>>>> {
+    let text = std::str::from_utf8(bytes).ok()?.as_bytes();
+    let mut r = Reader { b: text, at: 0 };
+    let mut chunks = Vec::new();
+    r.open(b'[')?;
+    if !r.close(b']')? {
+        loop {
+            chunks.push(chunk(&mut r)?);
+            if r.close(b']')? {
+                break;
+            }
+            r.expect(b',')?;
+        }
+    }
+    r.ws();
+    (r.at == r.b.len()).then_some(chunks)
+}
+
+fn chunk<'a>(r: &mut Reader<'a>) -> Option<Vec<Span<'a>>> {
+    let mut spans = Vec::new();
+    r.open(b'[')?;
+    if r.close(b']')? {
+        return Some(spans);
+    }
+    loop {
+        spans.push(span(r)?);
+        if r.close(b']')? {
+            return Some(spans);
+        }
+        r.expect(b',')?;
+    }
+}
+
+fn span<'a>(r: &mut Reader<'a>) -> Option<Span<'a>> {
+    let mut span = Span {
+        service: None,
+        resource: None,
+        name: None,
+        span_id: None,
+        parent_id: None,
+        start: 0,
+        duration: 0,
+        error: 0,
+        meta: Meta::default(),
+        metrics: Metrics::default(),
+    };
+    let mut seen = 0u16;
+    r.object(|r, key| {
+        let bit = match key {
+            b"service" => {
+                span.service = r.text()?;
+                1
+            }
+            b"name" => {
+                span.name = r.text()?;
+                2
+            }
+            b"resource" => {
+                span.resource = r.text()?;
+                4
+            }
+            b"span_id" => {
+                span.span_id = r.id()?;
+                8
+            }
+            b"parent_id" => {
+                span.parent_id = r.id()?;
+                16
+            }
+            b"start" => {
+                span.start = i64::try_from(r.int()?).ok()?;
+                32
+            }
+            b"duration" => {
+                span.duration = i64::try_from(r.int()?).ok()?;
+                64
+            }
+            b"error" => {
+                span.error = i32::try_from(r.int()?).ok()?;
+                128
+            }
+            b"meta" => {
+                span.meta = meta(r)?;
+                256
+            }
+            b"metrics" => {
+                span.metrics = metrics(r)?;
+                512
+            }
+            _ => {
+                r.skip(0)?;
+                0
+            }
+        };
+        if seen & bit != 0 {
+            return None;
+        }
+        seen |= bit;
+        Some(())
+    })?;
+    // `start` and `duration` are required.
+    (seen & 96 == 96).then_some(span)
+}
+
+fn meta(r: &mut Reader) -> Option<Meta> {
+    let mut meta = Meta::default();
+    if r.null() {
+        return Some(meta);
+    }
+    r.object(|r, key| {
+        if key == b"http.status_code" {
+            meta.status_code = std::str::from_utf8(r.string()?).ok()?.trim().parse().ok();
+            Some(())
+        } else {
+            r.skip(0)
+        }
+    })?;
+    Some(meta)
+}
+
+fn metrics(r: &mut Reader) -> Option<Metrics> {
+    let mut metrics = Metrics::default();
+    if r.null() {
+        return Some(metrics);
+    }
+    r.object(|r, key| {
+        if key == b"_top_level" || key == b"_dd.top_level" {
+            let value: f64 = std::str::from_utf8(r.number()?).ok()?.parse().ok()?;
+            metrics.top_level = Some(value != 0.0);
+            Some(())
+        } else {
+            r.skip(0)
+        }
+    })?;
+    Some(metrics)
+}
+
+/// A position in the payload.
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn ws(&mut self) {
+        while matches!(self.b.get(self.at), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            self.at += 1;
+        }
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.ws();
+        self.b.get(self.at).copied()
+    }
+
+    fn expect(&mut self, c: u8) -> Option<()> {
+        (self.peek()? == c).then(|| self.at += 1)
+    }
+
+    fn open(&mut self, c: u8) -> Option<()> {
+        self.expect(c)
+    }
+
+    /// Consumes `c` if it is next.
+    fn close(&mut self, c: u8) -> Option<bool> {
+        let next = self.peek()? == c;
+        if next {
+            self.at += 1;
+        }
+        Some(next)
+    }
+
+    /// Consumes a `null` if one is next.
+    fn null(&mut self) -> bool {
+        let is_null = self.peek() == Some(b'n') && self.b[self.at..].starts_with(b"null");
+        if is_null {
+            self.at += 4;
+        }
+        is_null
+    }
+
+    /// An object, each member handed to `member` with its key (which has no escapes).
+    fn object(&mut self, mut member: impl FnMut(&mut Reader<'a>, &'a [u8]) -> Option<()>) -> Option<()> {
+        self.open(b'{')?;
+        if self.close(b'}')? {
+            return Some(());
+        }
+        loop {
+            let key = self.string()?;
+            self.expect(b':')?;
+            member(self, key)?;
+            if self.close(b'}')? {
+                return Some(());
+            }
+            self.expect(b',')?;
+        }
+    }
+
+    /// A string without escapes: its bytes between the quotes.
+    fn string(&mut self) -> Option<&'a [u8]> {
+        self.expect(b'"')?;
+        let start = self.at;
+        loop {
+            match *self.b.get(self.at)? {
+                b'"' => break,
+                b'\\' => return None,
+                c if c < 0x20 => return None,
+                _ => self.at += 1,
+            }
+        }
+        self.at += 1;
+        Some(&self.b[start..self.at - 1])
+    }
+
+    /// A kept string (the payload is UTF-8, so its slices between quotes are), or null.
+    fn text(&mut self) -> Option<Option<Cow<'a, str>>> {
+        if self.null() {
+            return Some(None);
+        }
+        Some(Some(Cow::Borrowed(std::str::from_utf8(self.string()?).ok()?)))
+    }
+
+    /// A span id: an unsigned integer, a decimal string, or null.
+    fn id(&mut self) -> Option<Option<FlexU64>> {
+        if self.null() {
+            return Some(None);
+        }
+        let v = if self.peek()? == b'"' {
+            std::str::from_utf8(self.string()?).ok()?.parse().ok()?
+        } else {
+            u64::try_from(self.int()?).ok()?
+        };
+        Some(Some(FlexU64(v)))
+    }
+
+    /// A number that is a plain integer.
+    fn int(&mut self) -> Option<i128> {
+        let token = self.number()?;
+        if token.iter().any(|c| matches!(c, b'.' | b'e' | b'E')) {
+            return None;
+        }
+        std::str::from_utf8(token).ok()?.parse().ok()
+    }
+
+    /// A number's text, checked against JSON's grammar.
+    fn number(&mut self) -> Option<&'a [u8]> {
+        self.ws();
+        let start = self.at;
+        let digits = |r: &mut Reader| {
+            let from = r.at;
+            while r.b.get(r.at).is_some_and(u8::is_ascii_digit) {
+                r.at += 1;
+            }
+            r.at > from
+        };
+        if self.b.get(self.at) == Some(&b'-') {
+            self.at += 1;
+        }
+        let first = self.at;
+        if !digits(self) || (self.b[first] == b'0' && self.at - first > 1) {
+            return None;
+        }
+        if self.b.get(self.at) == Some(&b'.') {
+            self.at += 1;
+            digits(self).then_some(())?;
+        }
+        if matches!(self.b.get(self.at), Some(b'e' | b'E')) {
+            self.at += 1;
+            if matches!(self.b.get(self.at), Some(b'+' | b'-')) {
+                self.at += 1;
+            }
+            digits(self).then_some(())?;
+        }
+        Some(&self.b[start..self.at])
+    }
+
+    /// A string with any escapes, checked as serde_json checks them.
+    fn skip_string(&mut self) -> Option<()> {
+        self.expect(b'"')?;
+        loop {
+            match *self.b.get(self.at)? {
+                b'"' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                b'\\' => {
+                    let escape = *self.b.get(self.at + 1)?;
+                    self.at += 2;
+                    match escape {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                        b'u' => {
+                            let hex = self.b.get(self.at..self.at + 4)?;
+                            hex.iter().all(u8::is_ascii_hexdigit).then_some(())?;
+                            self.at += 4;
+                        }
+                        _ => return None,
+                    }
+                }
+                c if c < 0x20 => return None,
+                _ => self.at += 1,
+            }
+        }
+    }
+
+    /// Steps over one value of any type.
+    fn skip(&mut self, depth: u32) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        match self.peek()? {
+            b'"' => self.skip_string(),
+            b'{' => {
+                self.at += 1;
+                if self.close(b'}')? {
+                    return Some(());
+                }
+                loop {
+                    self.skip_string()?;
+                    self.expect(b':')?;
+                    self.skip(depth + 1)?;
+                    if self.close(b'}')? {
+                        return Some(());
+                    }
+                    self.expect(b',')?;
+                }
+            }
+            b'[' => {
+                self.at += 1;
+                if self.close(b']')? {
+                    return Some(());
+                }
+                loop {
+                    self.skip(depth + 1)?;
+                    if self.close(b']')? {
+                        return Some(());
+                    }
+                    self.expect(b',')?;
+                }
+            }
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            _ => self.number().map(|_| ()),
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        self.b[self.at..].starts_with(word).then(|| self.at += word.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPAN: &str = r#"{"service":"orders","resource":"POST /orders","span_id":"18446744073709551615","parent_id":null,"start":1796167400000000000,"duration":13879519,"error":1,"type":"web","meta":{"component":"fl\u00e4sk \"q\"","http.status_code":" 503 "},"metrics":{"process_id":4711.5e0,"_dd.top_level":1,"x":[true,false,null,{"a":[-0.5E+3]}]}}"#;
+
+    #[test]
+    fn reads_what_it_keeps_and_steps_over_every_other_value() {
+        let payload = format!(" [ [ {SPAN} ] , [ ] ]\n");
+        let chunks = traces(payload.as_bytes()).unwrap();
+        assert_eq!(chunks.len(), 2);
+        let s = &chunks[0][0];
+        assert_eq!(s.service.as_deref(), Some("orders"));
+        assert_eq!(s.resource.as_deref(), Some("POST /orders"));
+        assert_eq!(
+            (s.span_id.map(|i| i.0), s.parent_id.map(|i| i.0)),
+            (Some(u64::MAX), None)
+        );
+        assert_eq!(
+            (s.start, s.duration, s.error),
+            (1_796_167_400_000_000_000, 13_879_519, 1)
+        );
+        assert_eq!((s.meta.status_code, s.metrics.top_level), (Some(503), Some(true)));
+    }
+
+    #[test]
+    fn anything_unexpected_is_left_to_the_serde_path() {
+        let one = |span: &str| format!("[[{span}]]");
+        let cases = [
+            (
+                SPAN.replace(r#""service":"orders""#, r#""service":"ord\u0065rs""#),
+                "an escape in a kept string",
+            ),
+            (
+                SPAN.replace(r#""error":1"#, r#""error":1,"duration":5"#),
+                "a duplicate key",
+            ),
+            (
+                SPAN.replace(r#""duration":13879519"#, r#""duration":1.5"#),
+                "a float for an integer",
+            ),
+            (
+                SPAN.replace(r#""duration":13879519"#, r#""duration":"13879519""#),
+                "a string for an integer",
+            ),
+            (SPAN.replace(r#""duration":13879519,"#, ""), "a required field missing"),
+            (SPAN.replace("4711.5e0", "4711."), "a number JSON does not allow"),
+            (SPAN.replace("4711.5e0", "0471"), "a leading zero"),
+            (SPAN.replace(r#"\"q\""#, r#"\q"#), "an escape JSON does not have"),
+            (
+                format!(
+                    "{}{}",
+                    &SPAN[..SPAN.len() - 1],
+                    r#","deep":[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]}"#
+                ),
+                "nested too deep",
+            ),
+        ];
+        for (span, what) in &cases {
+            assert!(traces(one(span).as_bytes()).is_none(), "{what}");
+        }
+        assert!(traces(format!("{} x", one(SPAN)).as_bytes()).is_none(), "trailing text");
+        assert!(traces(&one(SPAN).as_bytes()[..50]).is_none(), "truncated");
+        assert!(
+            traces(b"[[{\"start\":1,\"duration\":2,\"k\":\"\xff\"}]]").is_none(),
+            "not UTF-8"
+        );
+        assert!(traces(one(SPAN).as_bytes()).is_some(), "the span itself is read");
+    }
+}
