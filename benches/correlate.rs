@@ -70,7 +70,12 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(events.len() as u64));
     group.bench_function("duplicate-heavy storm (10k alerts, 99% duplicates)", |b| {
         b.iter_batched(
-            || (Correlator::new(&config).expect("engine"), events.clone()),
+            || {
+                (
+                    Correlator::new(&config.correlate, config.catalog()).expect("engine"),
+                    events.clone(),
+                )
+            },
             |(mut engine, events)| black_box(run(&mut engine, events)),
             BatchSize::LargeInput,
         )
@@ -78,7 +83,7 @@ fn bench(c: &mut Criterion) {
     group.finish();
 
     // State per open incident: 10 000 incidents, one alert each, on distinct services.
-    let mut engine = Correlator::new(&Config::default()).expect("engine");
+    let mut engine = Correlator::new(&Default::default(), Default::default()).expect("engine");
     let mut out = Vec::new();
     for i in 0..10_000u64 {
         let Event::Alert(mut a) = alert(i, T0 + i as i64) else {

@@ -82,13 +82,13 @@ fn bench(c: &mut Criterion) {
 
     // 100 batches of 10 000 samples, one batch per 6 s: 1 M samples over 10 minutes.
     let batch_input = batches(10_000, 100, MIN / 10);
-    let mut check = SlaEngine::new(&config).expect("engine");
+    let mut check = SlaEngine::new(&config.sla, &config.correlate, config.catalog()).expect("engine");
     feed(&mut check, &batch_input);
     assert_eq!(check.stats().samples, 1_000_000, "the bench records what it claims");
     group.throughput(Throughput::Elements(1_000_000));
     group.bench_function("LatencyBatch (100 × 10k samples)", |b| {
         b.iter_batched(
-            || SlaEngine::new(&config).expect("engine"),
+            || SlaEngine::new(&config.sla, &config.correlate, config.catalog()).expect("engine"),
             |mut engine| black_box(feed(&mut engine, &batch_input)),
             BatchSize::LargeInput,
         )
@@ -111,7 +111,7 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(singles.len() as u64));
     group.bench_function("single samples (200k)", |b| {
         b.iter_batched(
-            || SlaEngine::new(&config).expect("engine"),
+            || SlaEngine::new(&config.sla, &config.correlate, config.catalog()).expect("engine"),
             |mut engine| black_box(feed(&mut engine, &singles)),
             BatchSize::LargeInput,
         )
@@ -120,7 +120,7 @@ fn bench(c: &mut Criterion) {
 
     // A month of history for one service: one batch per minute of 60 samples, all of March,
     // stopped on the 31st at 12:00 (the month still open, all its days accumulated).
-    let mut engine = SlaEngine::new(&config).expect("engine");
+    let mut engine = SlaEngine::new(&config.sla, &config.correlate, config.catalog()).expect("engine");
     let month = batches(60, 30 * 1440 + 720, MIN);
     feed(&mut engine, &month);
     assert_eq!(engine.stats().samples, month.len() as u64 * 60, "every sample recorded");

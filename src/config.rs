@@ -10,6 +10,7 @@ use crate::decode::DecodersConfig;
 use crate::engine::correlate::config::{CiConfig, CorrelateConfig, ServiceConfig};
 use crate::engine::correlate::maintenance::MaintenanceWindow;
 use crate::engine::sla::config::SlaConfig;
+use crate::engine::Catalog;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -202,9 +203,20 @@ impl Config {
             path: path.to_path_buf(),
             message,
         };
-        crate::engine::correlate::check(&config).map_err(|e| inconsistent(e.to_string()))?;
-        crate::engine::sla::check(&config).map_err(|e| inconsistent(e.to_string()))?;
+        crate::engine::correlate::check(&config.correlate, config.catalog())
+            .map_err(|e| inconsistent(e.to_string()))?;
+        crate::engine::sla::check(&config.sla, &config.correlate, config.catalog())
+            .map_err(|e| inconsistent(e.to_string()))?;
         Ok(config)
+    }
+
+    /// The services, CIs and maintenance windows, as the engines take them.
+    pub fn catalog(&self) -> Catalog<'_> {
+        Catalog {
+            services: &self.services,
+            cis: &self.cis,
+            maintenance: &self.maintenance,
+        }
     }
 }
 

@@ -196,8 +196,8 @@ impl Engines {
     pub fn new(config: &Config) -> Result<Engines, ReplayError> {
         Ok(Engines::from_parts(
             config,
-            Correlator::new(config)?,
-            SlaEngine::new(config)?,
+            Correlator::new(&config.correlate, config.catalog())?,
+            SlaEngine::new(&config.sla, &config.correlate, config.catalog())?,
         ))
     }
 
@@ -205,8 +205,8 @@ impl Engines {
     pub fn restore(config: &Config, correlate: &[u8], sla: &[u8]) -> Result<Engines, ReplayError> {
         let mut engines = Engines::from_parts(
             config,
-            Correlator::restore(config, correlate)?,
-            SlaEngine::restore(config, sla)?,
+            Correlator::restore(&config.correlate, config.catalog(), correlate)?,
+            SlaEngine::restore(&config.sla, &config.correlate, config.catalog(), sla)?,
         );
         engines.last = engines.correlator.watermark();
         engines.clock = engines.last;

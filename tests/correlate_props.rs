@@ -113,17 +113,17 @@ proptest! {
     #[test]
     fn same_input_same_output(events in stream()) {
         let cfg = config();
-        let a = run(&mut Correlator::new(&cfg).unwrap(), events.clone());
-        let b = run(&mut Correlator::new(&cfg).unwrap(), events);
+        let a = run(&mut Correlator::new(&cfg.correlate, cfg.catalog()).unwrap(), events.clone());
+        let b = run(&mut Correlator::new(&cfg.correlate, cfg.catalog()).unwrap(), events);
         prop_assert_eq!(a, b);
     }
 
     #[test]
     fn snapshot_restore_anywhere_equals_uninterrupted(events in stream(), cut in any::<prop::sample::Index>()) {
         let cfg = config();
-        let expected = run(&mut Correlator::new(&cfg).unwrap(), events.clone());
+        let expected = run(&mut Correlator::new(&cfg.correlate, cfg.catalog()).unwrap(), events.clone());
         let cut = cut.index(events.len() + 1);
-        let mut first = Correlator::new(&cfg).unwrap();
+        let mut first = Correlator::new(&cfg.correlate, cfg.catalog()).unwrap();
         let mut out = Vec::new();
         let mut watermark = i64::MIN;
         for e in events[..cut].iter().cloned() {
@@ -131,7 +131,7 @@ proptest! {
             first.apply(e, &mut out);
             first.advance(watermark, &mut out);
         }
-        let mut second = Correlator::restore(&cfg, &first.snapshot()).unwrap();
+        let mut second = Correlator::restore(&cfg.correlate, cfg.catalog(), &first.snapshot()).unwrap();
         // The restored engine has seen the same watermark through its state.
         let mut rest = Vec::new();
         for e in events[cut..].iter().cloned() {
@@ -147,13 +147,13 @@ proptest! {
     #[test]
     fn shuffled_within_lateness_equals_in_order(events in stream(), delays in prop::collection::vec(0..LATENESS_SECS * SEC, 120)) {
         let cfg = config();
-        let expected = run(&mut Correlator::new(&cfg).unwrap(), events.clone());
+        let expected = run(&mut Correlator::new(&cfg.correlate, cfg.catalog()).unwrap(), events.clone());
         // Each event is delayed by less than the allowed lateness; arrival follows the delays.
         let mut arrivals: Vec<(i64, usize)> =
             events.iter().enumerate().map(|(i, e)| (event_time(e) + delays[i % delays.len()], i)).collect();
         arrivals.sort();
         let shuffled: Vec<Event> = arrivals.into_iter().map(|(_, i)| events[i].clone()).collect();
-        let actual = run(&mut Correlator::new(&cfg).unwrap(), shuffled);
+        let actual = run(&mut Correlator::new(&cfg.correlate, cfg.catalog()).unwrap(), shuffled);
         let late = actual.iter().filter(|o| matches!(o, Output::LateEvent { .. })).count();
         prop_assert_eq!(late, 0);
         prop_assert_eq!(actual, expected);

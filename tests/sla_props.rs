@@ -151,10 +151,10 @@ proptest! {
     fn replaying_twice_gives_the_same_records_and_breach_keys(steps in stream()) {
         let cfg = config();
         let (mut a, mut b) = (Vec::new(), Vec::new());
-        let mut e1 = SlaEngine::new(&cfg).unwrap();
+        let mut e1 = SlaEngine::new(&cfg.sla, &cfg.correlate, cfg.catalog()).unwrap();
         run(&mut e1, &steps, 0, &mut a);
         finish(&mut e1, &steps, &mut a);
-        let mut e2 = SlaEngine::new(&cfg).unwrap();
+        let mut e2 = SlaEngine::new(&cfg.sla, &cfg.correlate, cfg.catalog()).unwrap();
         run(&mut e2, &steps, 0, &mut b);
         finish(&mut e2, &steps, &mut b);
         prop_assert_eq!(keys(&a), keys(&b));
@@ -165,15 +165,15 @@ proptest! {
     fn snapshot_restore_anywhere_equals_uninterrupted(steps in stream(), cut in any::<prop::sample::Index>()) {
         let cfg = config();
         let mut expected = Vec::new();
-        let mut whole = SlaEngine::new(&cfg).unwrap();
+        let mut whole = SlaEngine::new(&cfg.sla, &cfg.correlate, cfg.catalog()).unwrap();
         run(&mut whole, &steps, 0, &mut expected);
         finish(&mut whole, &steps, &mut expected);
 
         let cut = cut.index(steps.len() + 1);
         let mut out = Vec::new();
-        let mut first = SlaEngine::new(&cfg).unwrap();
+        let mut first = SlaEngine::new(&cfg.sla, &cfg.correlate, cfg.catalog()).unwrap();
         run(&mut first, &steps[..cut], 0, &mut out);
-        let mut second = SlaEngine::restore(&cfg, &first.snapshot()).unwrap();
+        let mut second = SlaEngine::restore(&cfg.sla, &cfg.correlate, cfg.catalog(), &first.snapshot()).unwrap();
         run(&mut second, &steps[cut..], cut, &mut out);
         finish(&mut second, &steps, &mut out);
         prop_assert_eq!(out, expected);

@@ -18,7 +18,7 @@ use self::maintenance::MaintenanceWindow;
 pub use self::output::Output;
 use self::topology::Cmdb;
 use super::reorder::{event_time, Fnv, ReorderBuffer};
-use crate::config::Config;
+use super::Catalog;
 use crate::model::{AlertEvent, AlertStatus, ChangeEvent, Event, MaintenanceAction, MaintenanceEvent};
 
 /// Version of the snapshot layout; a snapshot of another version is refused, not misread.
@@ -35,9 +35,9 @@ pub enum CorrelateError {
     Snapshot(String),
 }
 
-/// Checks the parts of a config the engine compiles (CMDB references, maintenance windows).
-pub fn check(config: &Config) -> Result<(), CorrelateError> {
-    Rules::new(config).map(drop)
+/// Checks what the engine compiles of its inputs (CMDB references, maintenance windows).
+pub fn check(config: &CorrelateConfig, catalog: Catalog) -> Result<(), CorrelateError> {
+    Rules::new(config, catalog).map(drop)
 }
 
 /// Counters of what the engine did, for metrics.
@@ -80,16 +80,15 @@ fn ns(d: std::time::Duration) -> i64 {
 }
 
 impl Rules {
-    fn new(config: &Config) -> Result<Rules, CorrelateError> {
-        let cmdb = Cmdb::build(&config.services, &config.cis).map_err(CorrelateError::Config)?;
-        for (i, w) in config.maintenance.iter().enumerate() {
+    fn new(c: &CorrelateConfig, catalog: Catalog) -> Result<Rules, CorrelateError> {
+        let cmdb = Cmdb::build(catalog.services, catalog.cis).map_err(CorrelateError::Config)?;
+        for (i, w) in catalog.maintenance.iter().enumerate() {
             w.validate()
                 .map_err(|e| CorrelateError::Config(format!("maintenance[{i}]: {e}")))?;
         }
-        let c = &config.correlate;
         Ok(Rules {
             cmdb,
-            windows: config.maintenance.clone(),
+            windows: catalog.maintenance.to_vec(),
             lateness: ns(c.allowed_lateness),
             group: ns(c.group_window),
             lifetime: ns(c.max_incident_lifetime),
@@ -217,9 +216,9 @@ pub struct Correlator {
 
 impl Correlator {
     /// An engine with no state.
-    pub fn new(config: &Config) -> Result<Correlator, CorrelateError> {
+    pub fn new(config: &CorrelateConfig, catalog: Catalog) -> Result<Correlator, CorrelateError> {
         Ok(Correlator {
-            rules: Rules::new(config)?,
+            rules: Rules::new(config, catalog)?,
             state: State::default(),
             key_buf: String::new(),
         })
@@ -330,7 +329,7 @@ impl Correlator {
     }
 
     /// An engine with the given config and the state of a snapshot.
-    pub fn restore(config: &Config, snapshot: &[u8]) -> Result<Correlator, CorrelateError> {
+    pub fn restore(config: &CorrelateConfig, catalog: Catalog, snapshot: &[u8]) -> Result<Correlator, CorrelateError> {
         let (version, state): (u32, State) =
             postcard::from_bytes(snapshot).map_err(|e| CorrelateError::Snapshot(e.to_string()))?;
         if version != SNAPSHOT_VERSION {
@@ -339,7 +338,7 @@ impl Correlator {
             )));
         }
         Ok(Correlator {
-            rules: Rules::new(config)?,
+            rules: Rules::new(config, catalog)?,
             state,
             key_buf: String::new(),
         })

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use super::*;
+use crate::config::Config;
 use crate::decode::{Decoders, Format};
 use crate::model::{AlertEvent, ChangeEvent, MaintenanceEvent};
 use crate::time::NS_PER_SEC;
@@ -54,7 +55,8 @@ fn run(engine: &mut Correlator, events: impl IntoIterator<Item = Event>) -> Vec<
 }
 
 fn engine(toml: &str) -> Correlator {
-    Correlator::new(&config(toml)).unwrap()
+    let config = config(toml);
+    Correlator::new(&config.correlate, config.catalog()).unwrap()
 }
 
 fn kinds(out: &[Output]) -> Vec<&'static str> {
@@ -617,21 +619,21 @@ fn snapshot_restore_continues_identically() {
         resolved("app", 40),
         firing("app", "", "shop-app", 4, 50),
     ];
-    let mut whole = Correlator::new(&cfg).unwrap();
+    let mut whole = Correlator::new(&cfg.correlate, cfg.catalog()).unwrap();
     let expected = run(&mut whole, events.clone());
     for cut in 0..events.len() {
-        let mut first = Correlator::new(&cfg).unwrap();
+        let mut first = Correlator::new(&cfg.correlate, cfg.catalog()).unwrap();
         let mut out = Vec::new();
         for e in events[..cut].iter().cloned() {
             let t = event_time(&e);
             first.apply(e, &mut out);
             first.advance(t, &mut out);
         }
-        let mut second = Correlator::restore(&cfg, &first.snapshot()).unwrap();
+        let mut second = Correlator::restore(&cfg.correlate, cfg.catalog(), &first.snapshot()).unwrap();
         out.extend(run(&mut second, events[cut..].iter().cloned()));
         assert_eq!(out, expected, "cut at {cut}");
     }
-    assert!(Correlator::restore(&cfg, b"garbage").is_err());
+    assert!(Correlator::restore(&cfg.correlate, cfg.catalog(), b"garbage").is_err());
 }
 
 #[test]

@@ -17,10 +17,11 @@ use self::config::{Contract, Granularity, Objective, ObjectiveKind, SlaConfig};
 use self::histogram::HistogramConfig;
 use self::intervals::IntervalSet;
 pub use self::output::{BurnAlert, Finding, ObjectiveResult, Report, SlaOutput, Window};
+use super::correlate::config::CorrelateConfig;
 use super::correlate::maintenance::MaintenanceWindow;
 use super::correlate::topology::Cmdb;
 use super::correlate::Output;
-use crate::config::Config;
+use super::Catalog;
 use crate::model::{AlertStatus, Event, LatencyBatch, LatencySample, Outcome};
 
 const MINUTE: i64 = 60_000_000_000;
@@ -41,8 +42,8 @@ pub enum SlaError {
 }
 
 /// Checks the `[sla]` section: objectives, histogram settings, business hours, lateness.
-pub fn check(config: &Config) -> Result<(), SlaError> {
-    Rules::new(config).map(drop)
+pub fn check(config: &SlaConfig, correlation: &CorrelateConfig, catalog: Catalog) -> Result<(), SlaError> {
+    Rules::new(config, correlation, catalog).map(drop)
 }
 
 /// Counters of what the engine did, for metrics.
@@ -90,8 +91,10 @@ struct Rules {
 }
 
 impl Rules {
-    fn new(config: &Config) -> Result<Rules, SlaError> {
-        let cfg = config.sla.clone();
+    /// The rules of `config`. `correlation` gives how long an incident may still change (its
+    /// reopen and group windows, its lateness): the engine keeps that much of its history.
+    fn new(config: &SlaConfig, correlation: &CorrelateConfig, catalog: Catalog) -> Result<Rules, SlaError> {
+        let cfg = config.clone();
         cfg.histogram
             .validate()
             .map_err(|e| SlaError::Config(format!("sla.histogram: {e}")))?;
@@ -130,18 +133,18 @@ impl Rules {
                 )));
             }
         }
-        let cmdb = Cmdb::build(&config.services, &config.cis).map_err(SlaError::Config)?;
+        let cmdb = Cmdb::build(catalog.services, catalog.cis).map_err(SlaError::Config)?;
         let ns = |d: std::time::Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
-        let reopenable = ns(config.correlate.reopen_window)
-            .max(ns(config.correlate.group_window))
-            .saturating_add(ns(config.correlate.allowed_lateness));
+        let reopenable = ns(correlation.reopen_window)
+            .max(ns(correlation.group_window))
+            .saturating_add(ns(correlation.allowed_lateness));
         Ok(Rules {
             reopenable,
             hist: cfg.histogram.clone(),
             lateness: i64::try_from(cfg.allowed_lateness.as_nanos()).unwrap_or(i64::MAX),
             cfg,
             cmdb,
-            windows: config.maintenance.clone(),
+            windows: catalog.maintenance.to_vec(),
             contracts,
         })
     }
@@ -294,10 +297,10 @@ fn floor_to(t: i64, step: i64) -> i64 {
 }
 
 impl SlaEngine {
-    /// An engine with no state.
-    pub fn new(config: &Config) -> Result<SlaEngine, SlaError> {
+    /// An engine with no state (`Rules::new` for the arguments).
+    pub fn new(config: &SlaConfig, correlation: &CorrelateConfig, catalog: Catalog) -> Result<SlaEngine, SlaError> {
         Ok(SlaEngine {
-            rules: Rules::new(config)?,
+            rules: Rules::new(config, correlation, catalog)?,
             state: State {
                 frontier: i64::MIN,
                 ..State::default()
@@ -316,7 +319,12 @@ impl SlaEngine {
     }
 
     /// An engine with the given config and a snapshot's state.
-    pub fn restore(config: &Config, snapshot: &[u8]) -> Result<SlaEngine, SlaError> {
+    pub fn restore(
+        config: &SlaConfig,
+        correlation: &CorrelateConfig,
+        catalog: Catalog,
+        snapshot: &[u8],
+    ) -> Result<SlaEngine, SlaError> {
         let ((version, mut state), rest): ((u32, State), &[u8]) =
             postcard::take_from_bytes(snapshot).map_err(|e| SlaError::Snapshot(e.to_string()))?;
         match version {
@@ -334,7 +342,7 @@ impl SlaEngine {
             }
         }
         Ok(SlaEngine {
-            rules: Rules::new(config)?,
+            rules: Rules::new(config, correlation, catalog)?,
             state,
         })
     }

@@ -5,12 +5,23 @@
 use std::path::Path;
 
 use super::*;
+use crate::config::Config;
 use crate::engine::correlate::priority::Level;
 use crate::model::{AlertEvent, LatencyBatch};
 use crate::time::from_rfc3339;
 
 const SEC: i64 = 1_000_000_000;
 const DAY: i64 = 24 * HOUR;
+
+/// The engine of a parsed config, composed as `replay::Engines` does.
+fn sla(config: &Config) -> Result<SlaEngine, SlaError> {
+    SlaEngine::new(&config.sla, &config.correlate, config.catalog())
+}
+
+/// `sla` with a snapshot's state.
+fn sla_restored(config: &Config, snapshot: &[u8]) -> Result<SlaEngine, SlaError> {
+    SlaEngine::restore(&config.sla, &config.correlate, config.catalog(), snapshot)
+}
 
 fn config(toml: &str) -> Config {
     Config::parse(Path::new("sla.toml"), toml).unwrap()
@@ -141,7 +152,7 @@ fn trading_latency(x: i64) -> i64 {
 #[test]
 fn trading_platform_month() {
     let cfg = config(TRADING);
-    let mut engine = SlaEngine::new(&cfg).unwrap();
+    let mut engine = SlaEngine::new(&cfg.sla, &cfg.correlate, cfg.catalog()).unwrap();
     let (ms, me) = (t("2026-05-31T23:00:00Z"), t("2026-06-30T23:00:00Z")); // June in BST
     let outage_start = t("2026-06-15T09:00:00Z");
     let outage_end = outage_start + 1296 * SEC; // 21.6 min: 0.05 % of June
@@ -263,7 +274,7 @@ fn outage_alert(name: &str, status: AlertStatus, at: i64) -> Event {
 
 #[test]
 fn online_shop_61_minute_outage_breaches_the_one_hour_limit_as_a_union() {
-    let mut engine = SlaEngine::new(&config(WEBSHOP)).unwrap();
+    let mut engine = sla(&config(WEBSHOP)).unwrap();
     let ten = t("2026-03-10T10:00:00Z");
     let events = [
         outage_alert("Site down", AlertStatus::Firing, ten),
@@ -298,7 +309,7 @@ fn online_shop_61_minute_outage_breaches_the_one_hour_limit_as_a_union() {
 
 #[test]
 fn late_samples_are_counted_and_reported_not_merged() {
-    let mut engine = SlaEngine::new(&config(WEBSHOP)).unwrap();
+    let mut engine = sla(&config(WEBSHOP)).unwrap();
     let start = t("2026-03-10T10:00:00Z");
     let mut out = run(
         &mut engine,
@@ -321,7 +332,7 @@ fn late_samples_are_counted_and_reported_not_merged() {
     assert_eq!(report.requests, 10, "the late sample is not in the windows");
     assert_eq!(report.late_samples, 1, "the running report says what it left out");
     // Through a restart and to the month's final report; the next month starts at 0.
-    let mut engine = SlaEngine::restore(&config(WEBSHOP), &engine.snapshot()).unwrap();
+    let mut engine = sla_restored(&config(WEBSHOP), &engine.snapshot()).unwrap();
     let month_end = t("2026-04-01T00:00:00Z");
     engine.advance(month_end + HOUR, &mut out);
     assert_eq!(monthly_report(&out).late_samples, 1);
@@ -331,7 +342,7 @@ fn late_samples_are_counted_and_reported_not_merged() {
 
 #[test]
 fn closed_windows_carry_a_readable_v2_histogram() {
-    let mut engine = SlaEngine::new(&config(WEBSHOP)).unwrap();
+    let mut engine = sla(&config(WEBSHOP)).unwrap();
     let start = t("2026-03-10T10:00:00Z");
     let out = run(
         &mut engine,
@@ -370,7 +381,7 @@ fn request_based_budget_and_burn_rate() {
         target = 99.0
         "#,
     );
-    let mut engine = SlaEngine::new(&cfg).unwrap();
+    let mut engine = SlaEngine::new(&cfg.sla, &cfg.correlate, cfg.catalog()).unwrap();
     let start = t("2026-03-10T10:00:00Z");
     // Two hours at 0.2 % errors, then thirty minutes at 50 %.
     let mut events = Vec::new();
@@ -421,7 +432,7 @@ fn business_hours_limit_what_counts() {
         target = 99.0
         "#,
     );
-    let mut engine = SlaEngine::new(&cfg).unwrap();
+    let mut engine = SlaEngine::new(&cfg.sla, &cfg.correlate, cfg.catalog()).unwrap();
     // An outage at night (02:00–04:00 CET) and one in business hours (09:00–09:30 CET).
     let night = t("2026-03-10T01:00:00Z");
     let day = t("2026-03-10T08:00:00Z");
@@ -463,7 +474,7 @@ fn maintenance_is_excluded_from_availability() {
         target = 99.9
         "#,
     );
-    let mut engine = SlaEngine::new(&cfg).unwrap();
+    let mut engine = SlaEngine::new(&cfg.sla, &cfg.correlate, cfg.catalog()).unwrap();
     let ten = t("2026-03-10T10:00:00Z");
     engine.apply_correlation(&opened("M", "webshop", ten, 1));
     engine.apply_correlation(&resolved("M", "webshop", ten, ten + 40 * MINUTE));
@@ -485,17 +496,21 @@ fn snapshot_restore_and_replay_give_the_same_findings() {
     let cfg = config(TRADING);
     let (ms, me) = (t("2026-05-31T23:00:00Z"), t("2026-06-30T23:00:00Z"));
     let events = traffic("trading", ms, me, trading_latency, 1);
-    let mut whole = SlaEngine::new(&cfg).unwrap();
+    let mut whole = SlaEngine::new(&cfg.sla, &cfg.correlate, cfg.catalog()).unwrap();
     let expected = run(&mut whole, &events, me + HOUR);
-    let again = run(&mut SlaEngine::new(&cfg).unwrap(), &events, me + HOUR);
+    let again = run(
+        &mut SlaEngine::new(&cfg.sla, &cfg.correlate, cfg.catalog()).unwrap(),
+        &events,
+        me + HOUR,
+    );
     assert_eq!(
         expected, again,
         "replaying the same input gives the same records and keys"
     );
     for cut in [1, 200, 500] {
-        let mut first = SlaEngine::new(&cfg).unwrap();
+        let mut first = SlaEngine::new(&cfg.sla, &cfg.correlate, cfg.catalog()).unwrap();
         let mut out = run(&mut first, &events[..cut], ms);
-        let mut second = SlaEngine::restore(&cfg, &first.snapshot()).unwrap();
+        let mut second = SlaEngine::restore(&cfg.sla, &cfg.correlate, cfg.catalog(), &first.snapshot()).unwrap();
         out.extend(run(&mut second, &events[cut..], me + HOUR));
         assert_eq!(out, expected, "cut at {cut}");
     }
@@ -516,7 +531,7 @@ fn config_errors_name_the_objective() {
 
 #[test]
 fn resolved_incidents_are_forgotten_after_they_can_no_longer_reopen_but_a_reopen_counts() {
-    let mut engine = SlaEngine::new(&config(WEBSHOP)).unwrap();
+    let mut engine = sla(&config(WEBSHOP)).unwrap();
     let ten = t("2026-03-10T10:00:00Z");
     let mut out = Vec::new();
     engine.apply_correlation(&opened("A", "webshop", ten, 1));
@@ -577,7 +592,7 @@ fn a_contract_counts_requests_and_reports_the_spans_it_ignores() {
         let cfg = config(&format!(
             "[[sla.contracts]]\nservice = \"api\"\n{setting}[[sla.contracts.objectives]]\nname = \"p95\"\nkind = \"latency_percentile\"\npercentile = 95.0\nthreshold = \"1s\"\n"
         ));
-        let mut engine = SlaEngine::new(&cfg).unwrap();
+        let mut engine = SlaEngine::new(&cfg.sla, &cfg.correlate, cfg.catalog()).unwrap();
         // 10 requests' worth of spans an hour apart, each with every role.
         let events: Vec<Event> = (0..10)
             .flat_map(|k| roles.iter().map(move |&r| span("api", ms + DAY + k * HOUR, r)))
@@ -602,13 +617,13 @@ fn ignored_counts_survive_a_snapshot_and_version_1_snapshots_still_restore() {
     use crate::model::SpanRole;
     let cfg = config(WEBSHOP);
     let at = t("2026-03-10T10:00:00Z");
-    let mut engine = SlaEngine::new(&cfg).unwrap();
+    let mut engine = SlaEngine::new(&cfg.sla, &cfg.correlate, cfg.catalog()).unwrap();
     let mut out = Vec::new();
     for _ in 0..3 {
         engine.apply(&span("webshop", at, SpanRole::Internal), &mut out);
     }
     // Not reported yet (the clock has not moved): the pending count is in the snapshot.
-    let mut restored = SlaEngine::restore(&cfg, &engine.snapshot()).unwrap();
+    let mut restored = SlaEngine::restore(&cfg.sla, &cfg.correlate, cfg.catalog(), &engine.snapshot()).unwrap();
     assert_eq!(restored.stats().spans_ignored, 3);
     restored.advance(at + DAY, &mut out);
     assert!(out.contains(&SlaOutput::SpansIgnored {
@@ -617,9 +632,9 @@ fn ignored_counts_survive_a_snapshot_and_version_1_snapshots_still_restore() {
     }));
     // A snapshot written before ignored counts existed: the state alone, version 1.
     let v1 = postcard::to_stdvec(&(1u32, &engine.state)).unwrap();
-    let old = SlaEngine::restore(&cfg, &v1).unwrap();
+    let old = SlaEngine::restore(&cfg.sla, &cfg.correlate, cfg.catalog(), &v1).unwrap();
     assert_eq!(old.state.frontier, engine.state.frontier);
     assert_eq!(old.stats().spans_ignored, 0);
     let future = postcard::to_stdvec(&(3u32, &engine.state)).unwrap();
-    assert!(SlaEngine::restore(&cfg, &future).is_err());
+    assert!(SlaEngine::restore(&cfg.sla, &cfg.correlate, cfg.catalog(), &future).is_err());
 }
