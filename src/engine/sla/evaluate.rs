@@ -36,6 +36,8 @@ impl SlaEngine {
         set.intersect(&self.eligible(service, c, st, from, to))
     }
 
+    /// Judges `service` at minute boundary `b`: its days, then each objective's budget
+    /// thresholds, burn-rate alerts and downtime limit; each finding is emitted once.
     pub(super) fn evaluate_at(&mut self, service: &str, b: i64, out: &mut Vec<SlaOutput>) {
         let Some(c) = self.rules.contracts.get(service).cloned() else {
             return;
@@ -44,112 +46,147 @@ impl SlaEngine {
         let Some(st) = self.state.services.get(service) else {
             return;
         };
-        let (ms, me) = (st.month_start, st.month_end);
-        let period = intervals::month_label(c.timezone, ms).unwrap_or_default();
-        let down = self.downtime(service, &c, st, ms, b);
+        let month = Month {
+            start: st.month_start,
+            end: st.month_end,
+            period: intervals::month_label(c.timezone, st.month_start).unwrap_or_default(),
+        };
+        let down = self.downtime(service, &c, st, month.start, b);
         let mut findings: Vec<(bool, Finding)> = Vec::new();
-        let mut burn: Vec<(String, Option<BurnAlert>)> = Vec::new();
+        let mut burn: Vec<(String, BurnAlert)> = Vec::new();
         for obj in &c.objectives {
-            let budget_used = match obj.kind {
-                ObjectiveKind::Availability => {
-                    let allowed = (1.0 - obj.target_fraction()) * self.eligible(service, &c, st, ms, me).total() as f64;
-                    (allowed > 0.0).then(|| (down.total() as f64 / allowed * 100.0, allowed))
-                }
-                ObjectiveKind::RequestAvailability => {
-                    let allowed = (1.0 - obj.target_fraction()) * st.requests as f64;
-                    (st.requests > 0 && allowed > 0.0).then(|| (st.errors as f64 / allowed * 100.0, allowed))
-                }
-                _ => None,
-            };
-            if let Some((used, allowed)) = budget_used {
-                let mut thresholds: Vec<(f64, bool)> =
-                    self.rules.cfg.budget_warnings.iter().map(|&t| (t, false)).collect();
-                thresholds.push((self.rules.cfg.budget_breach, true));
-                for (threshold, is_breach) in thresholds {
-                    if used < threshold {
-                        continue;
-                    }
-                    let kind = if is_breach {
-                        "budget_exhausted".to_string()
-                    } else {
-                        format!("budget_{threshold}")
-                    };
-                    // Time-based: the exact instant the downtime used that share of the budget.
-                    let detected = if obj.kind == ObjectiveKind::Availability {
-                        crossing(&down, threshold / 100.0 * allowed).unwrap_or(b)
-                    } else {
-                        b
-                    };
-                    findings.push((
-                        is_breach,
-                        finding(
-                            service,
-                            obj,
-                            &kind,
-                            &period,
-                            used,
-                            threshold,
-                            "percent",
-                            (ms, b),
-                            detected,
-                        ),
-                    ));
-                }
-                for rule in &self.rules.cfg.burn_rate_alerts {
-                    let long = i64::try_from(rule.long.as_nanos()).unwrap_or(i64::MAX);
-                    let short = i64::try_from(rule.short.as_nanos()).unwrap_or(i64::MAX);
-                    let rate = |w: i64| self.burn_rate(service, &c, st, obj, b, w);
-                    let (long_rate, short_rate) = (rate(long), rate(short));
-                    let firing = long_rate >= rule.factor && short_rate >= rule.factor;
-                    let id = format!("{}/{}", obj.name, rule.name);
-                    let was = st.firing.get(&id).cloned();
-                    if firing != was.is_some() {
-                        let key = match &was {
-                            Some(key) => key.clone(),
-                            None => format!("{service}/{}/burn/{}/{b}", obj.name, rule.name),
-                        };
-                        burn.push((
-                            id,
-                            Some(BurnAlert {
-                                key,
-                                service: service.to_string(),
-                                objective: obj.name.clone(),
-                                rule: rule.name.clone(),
-                                severity: rule.severity.clone(),
-                                state: if firing { "firing" } else { "resolved" }.into(),
-                                factor: rule.factor,
-                                long_burn_rate: long_rate,
-                                short_burn_rate: short_rate,
-                                long_window_s: rule.long.as_secs(),
-                                short_window_s: rule.short.as_secs(),
-                                detected_ns: b,
-                            }),
-                        ));
-                    }
-                }
+            if let Some((used, allowed)) = self.budget_used(service, &c, st, obj, &month, &down) {
+                findings.extend(self.budget_findings(service, obj, &month, (used, allowed), &down, b));
+                burn.extend(self.burn_changes(service, &c, st, obj, b));
             }
             if obj.kind == ObjectiveKind::MaxDowntime {
-                let limit = obj.threshold_ns();
-                for &(s, e) in down.intervals() {
-                    if e - s > limit {
-                        let kind = format!("max_downtime@{s}");
-                        let mut f = finding(
-                            service,
-                            obj,
-                            &kind,
-                            &period,
-                            (e - s) as f64,
-                            limit as f64,
-                            "ns",
-                            (s, e),
-                            s + limit,
-                        );
-                        f.kind = "max_downtime".into();
-                        findings.push((true, f));
-                    }
-                }
+                findings.extend(long_downtimes(service, obj, &month.period, &down).map(|f| (true, f)));
             }
         }
+        self.emit(service, findings, burn, out);
+    }
+
+    /// The share of its error budget an objective has used this month (percent), with the
+    /// budget itself; `None` for objectives without a budget, or with none to use.
+    fn budget_used(
+        &self,
+        service: &str,
+        c: &Contract,
+        st: &ServiceState,
+        obj: &Objective,
+        month: &Month,
+        down: &IntervalSet,
+    ) -> Option<(f64, f64)> {
+        match obj.kind {
+            ObjectiveKind::Availability => {
+                let eligible = self.eligible(service, c, st, month.start, month.end).total() as f64;
+                let allowed = (1.0 - obj.target_fraction()) * eligible;
+                (allowed > 0.0).then(|| (down.total() as f64 / allowed * 100.0, allowed))
+            }
+            ObjectiveKind::RequestAvailability => {
+                let allowed = (1.0 - obj.target_fraction()) * st.requests as f64;
+                (st.requests > 0 && allowed > 0.0).then(|| (st.errors as f64 / allowed * 100.0, allowed))
+            }
+            _ => None,
+        }
+    }
+
+    /// The warning and breach thresholds `used` has reached (true for the breach).
+    fn budget_findings(
+        &self,
+        service: &str,
+        obj: &Objective,
+        month: &Month,
+        (used, allowed): (f64, f64),
+        down: &IntervalSet,
+        b: i64,
+    ) -> Vec<(bool, Finding)> {
+        let warnings = self.rules.cfg.budget_warnings.iter().map(|&t| (t, false));
+        let thresholds = warnings.chain([(self.rules.cfg.budget_breach, true)]);
+        thresholds
+            .filter(|&(threshold, _)| used >= threshold)
+            .map(|(threshold, is_breach)| {
+                let kind = if is_breach {
+                    "budget_exhausted".to_string()
+                } else {
+                    format!("budget_{threshold}")
+                };
+                // Time-based: the exact instant the downtime used that share of the budget.
+                let detected = if obj.kind == ObjectiveKind::Availability {
+                    crossing(down, threshold / 100.0 * allowed).unwrap_or(b)
+                } else {
+                    b
+                };
+                let window = (month.start, b);
+                let f = finding(
+                    service,
+                    obj,
+                    &kind,
+                    &month.period,
+                    used,
+                    threshold,
+                    "percent",
+                    window,
+                    detected,
+                );
+                (is_breach, f)
+            })
+            .collect()
+    }
+
+    /// The burn-rate alerts of `obj` whose state changes at `b`, by rule id.
+    fn burn_changes(
+        &self,
+        service: &str,
+        c: &Contract,
+        st: &ServiceState,
+        obj: &Objective,
+        b: i64,
+    ) -> Vec<(String, BurnAlert)> {
+        let mut changes = Vec::new();
+        for rule in &self.rules.cfg.burn_rate_alerts {
+            let long = i64::try_from(rule.long.as_nanos()).unwrap_or(i64::MAX);
+            let short = i64::try_from(rule.short.as_nanos()).unwrap_or(i64::MAX);
+            let rate = |w: i64| self.burn_rate(service, c, st, obj, b, w);
+            let (long_rate, short_rate) = (rate(long), rate(short));
+            let firing = long_rate >= rule.factor && short_rate >= rule.factor;
+            let id = format!("{}/{}", obj.name, rule.name);
+            let was = st.firing.get(&id);
+            if firing == was.is_some() {
+                continue;
+            }
+            let key = match was {
+                Some(key) => key.clone(),
+                None => format!("{service}/{}/burn/{}/{b}", obj.name, rule.name),
+            };
+            let alert = BurnAlert {
+                key,
+                service: service.to_string(),
+                objective: obj.name.clone(),
+                rule: rule.name.clone(),
+                severity: rule.severity.clone(),
+                state: if firing { "firing" } else { "resolved" }.into(),
+                factor: rule.factor,
+                long_burn_rate: long_rate,
+                short_burn_rate: short_rate,
+                long_window_s: rule.long.as_secs(),
+                short_window_s: rule.short.as_secs(),
+                detected_ns: b,
+            };
+            changes.push((id, alert));
+        }
+        changes
+    }
+
+    /// Emits the findings not emitted before (breaches counted per period) and the burn-rate
+    /// changes, remembering which alerts fire.
+    fn emit(
+        &mut self,
+        service: &str,
+        findings: Vec<(bool, Finding)>,
+        burn: Vec<(String, BurnAlert)>,
+        out: &mut Vec<SlaOutput>,
+    ) {
         let Some(st) = self.state.services.get_mut(service) else {
             return;
         };
@@ -164,14 +201,12 @@ impl SlaEngine {
             }
         }
         for (id, alert) in burn {
-            if let Some(alert) = alert {
-                if alert.state == "firing" {
-                    st.firing.insert(id, alert.key.clone());
-                } else {
-                    st.firing.remove(&id);
-                }
-                out.push(SlaOutput::BurnRateAlert(alert));
+            if alert.state == "firing" {
+                st.firing.insert(id, alert.key.clone());
+            } else {
+                st.firing.remove(&id);
             }
+            out.push(SlaOutput::BurnRateAlert(alert));
         }
     }
 
@@ -542,6 +577,43 @@ fn crossing(set: &IntervalSet, amount: f64) -> Option<i64> {
         before += len;
     }
     None
+}
+
+/// The contract month being judged: its bounds and its `YYYY-MM` label.
+struct Month {
+    start: i64,
+    end: i64,
+    period: String,
+}
+
+/// Each outage of `down` longer than the objective's limit, as a breach detected when the
+/// limit was reached.
+fn long_downtimes<'a>(
+    service: &'a str,
+    obj: &'a Objective,
+    period: &'a str,
+    down: &'a IntervalSet,
+) -> impl Iterator<Item = Finding> + 'a {
+    let limit = obj.threshold_ns();
+    down.intervals()
+        .iter()
+        .filter(move |&&(s, e)| e - s > limit)
+        .map(move |&(s, e)| {
+            let kind = format!("max_downtime@{s}");
+            let mut f = finding(
+                service,
+                obj,
+                &kind,
+                period,
+                (e - s) as f64,
+                limit as f64,
+                "ns",
+                (s, e),
+                s + limit,
+            );
+            f.kind = "max_downtime".into();
+            f
+        })
 }
 
 #[allow(clippy::too_many_arguments)]
