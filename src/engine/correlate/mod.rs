@@ -476,6 +476,9 @@ impl Correlator {
         }
     }
 
+    /// A firing (or acknowledging) alert: a repeat of an active one, an acknowledgement of an
+    /// unknown one, suppressed by maintenance, or firing (again): then it joins or reopens an
+    /// incident, or opens one.
     fn on_trigger(
         &mut self,
         key: String,
@@ -488,46 +491,12 @@ impl Correlator {
         let t = a.time_ns;
         self.touch(&key, t);
         let users = self.affected_users(a, &service);
-        if let Some(st) = self.state.alerts.get_mut(&key) {
-            if st.active {
-                let incident = st.incident.clone();
-                if ack && !st.acked {
-                    st.acked = true;
-                    if let Some(inc) = self.state.incidents.get_mut(&incident) {
-                        if inc.status == IncidentStatus::Open {
-                            inc.status = IncidentStatus::Acknowledged;
-                        }
-                    }
-                    out.push(Output::Acknowledged {
-                        incident,
-                        alert: key,
-                        time_ns: t,
-                    });
-                    return;
-                }
-                st.occurrences += 1;
-                self.state.stats.duplicates += 1;
-                out.push(Output::Duplicate {
-                    incident: incident.clone(),
-                    alert: key.clone(),
-                    time_ns: t,
-                    occurrences: st.occurrences,
-                });
-                if a.severity > st.severity {
-                    st.severity = a.severity;
-                    let (p, _, _) = self.alert_priority(&service, a.severity, users);
-                    if let Some(st) = self.state.alerts.get_mut(&key) {
-                        st.priority = st.priority.min(p);
-                    }
-                    self.raise_priority(&incident, p, users, t, out);
-                }
-                return;
-            }
-        } else if ack {
+        match self.state.alerts.get(&key).map(|st| st.active) {
+            Some(true) => return self.on_repeat(key, a, &service, ack, users, out),
             // An acknowledgement of an alert slaflow never saw firing.
-            return self.unmatched(key, "acknowledged", t, out);
+            None if ack => return self.unmatched(key, "acknowledged", t, out),
+            _ => {}
         }
-
         if let Some(window) = self.maintenance_window(&service, &ci, &a.alert_name, t) {
             self.state.stats.suppressed += 1;
             out.push(Output::AlertSuppressed {
@@ -539,60 +508,138 @@ impl Correlator {
             });
             return;
         }
-
-        let (alert_p, impact, urgency) = self.alert_priority(&service, a.severity, users);
-        if let Some(st) = self.state.alerts.get_mut(&key) {
-            // A resolved alert fires again.
-            st.active = true;
-            st.acked = ack;
-            st.severity = a.severity;
-            st.priority = alert_p;
-            st.ci.clone_from(&ci);
-            let incident = st.incident.clone();
-            self.toggle(&key, t, out);
-            match self.state.incidents.get(&incident).map(|i| (i.status, i.resolved_ns)) {
-                Some((IncidentStatus::Open | IncidentStatus::Acknowledged, _)) => {
-                    self.activate(&incident, &key, &ci);
-                    out.push(Output::AlertRefired {
-                        incident: incident.clone(),
-                        alert: key,
-                        time_ns: t,
-                    });
-                    self.raise_priority(&incident, alert_p, users, t, out);
-                    return;
-                }
-                Some((IncidentStatus::Resolved, resolved)) if t - resolved <= self.rules.reopen => {
-                    self.reopen(&incident, &key, &ci, t, out);
-                    self.raise_priority(&incident, alert_p, users, t, out);
-                    return;
-                }
-                _ => {
-                    if let Some(st) = self.state.alerts.get_mut(&key) {
-                        st.occurrences = 1;
-                    }
-                }
+        let priority = self.alert_priority(&service, a.severity, users);
+        if self.state.alerts.contains_key(&key) {
+            if self.on_refire(&key, a, &ci, ack, priority.0, users, out) {
+                return;
             }
         } else {
-            self.insert_alert(&key, &ci, t, a.severity, alert_p, ack, out);
+            self.insert_alert(&key, &ci, t, a.severity, priority.0, ack, out);
         }
+        self.place(&key, &service, &ci, t, priority, users, out);
+    }
 
-        if let Some((incident, root)) = self.upstream_incident(&ci) {
-            self.join(&incident, &key, &ci, t, true, Some(root), out);
+    /// An active alert fires again: its first acknowledgement, or a duplicate (which may
+    /// raise its severity, and its incident's priority).
+    fn on_repeat(&mut self, key: String, a: &AlertEvent, service: &str, ack: bool, users: u64, out: &mut Vec<Output>) {
+        let t = a.time_ns;
+        let Some(st) = self.state.alerts.get_mut(&key) else {
+            return;
+        };
+        let incident = st.incident.clone();
+        if ack && !st.acked {
+            st.acked = true;
+            if let Some(inc) = self.state.incidents.get_mut(&incident) {
+                if inc.status == IncidentStatus::Open {
+                    inc.status = IncidentStatus::Acknowledged;
+                }
+            }
+            out.push(Output::Acknowledged {
+                incident,
+                alert: key,
+                time_ns: t,
+            });
+            return;
+        }
+        st.occurrences += 1;
+        self.state.stats.duplicates += 1;
+        out.push(Output::Duplicate {
+            incident: incident.clone(),
+            alert: key.clone(),
+            time_ns: t,
+            occurrences: st.occurrences,
+        });
+        if a.severity > st.severity {
+            st.severity = a.severity;
+            let (p, _, _) = self.alert_priority(service, a.severity, users);
+            if let Some(st) = self.state.alerts.get_mut(&key) {
+                st.priority = st.priority.min(p);
+            }
+            self.raise_priority(&incident, p, users, t, out);
+        }
+    }
+
+    /// A resolved alert fires again: back into its incident while that is open, reopening it
+    /// within the reopen window (true: done), else counted afresh (false: to be placed).
+    #[allow(clippy::too_many_arguments)]
+    fn on_refire(
+        &mut self,
+        key: &str,
+        a: &AlertEvent,
+        ci: &str,
+        ack: bool,
+        alert_p: u8,
+        users: u64,
+        out: &mut Vec<Output>,
+    ) -> bool {
+        let t = a.time_ns;
+        let Some(st) = self.state.alerts.get_mut(key) else {
+            return false;
+        };
+        st.active = true;
+        st.acked = ack;
+        st.severity = a.severity;
+        st.priority = alert_p;
+        st.ci = ci.to_string();
+        let incident = st.incident.clone();
+        self.toggle(key, t, out);
+        match self.state.incidents.get(&incident).map(|i| (i.status, i.resolved_ns)) {
+            Some((IncidentStatus::Open | IncidentStatus::Acknowledged, _)) => {
+                self.activate(&incident, key, ci);
+                out.push(Output::AlertRefired {
+                    incident: incident.clone(),
+                    alert: key.to_string(),
+                    time_ns: t,
+                });
+                self.raise_priority(&incident, alert_p, users, t, out);
+                true
+            }
+            Some((IncidentStatus::Resolved, resolved)) if t - resolved <= self.rules.reopen => {
+                self.reopen(&incident, key, ci, t, out);
+                self.raise_priority(&incident, alert_p, users, t, out);
+                true
+            }
+            _ => {
+                if let Some(st) = self.state.alerts.get_mut(key) {
+                    st.occurrences = 1;
+                }
+                false
+            }
+        }
+    }
+
+    /// A firing alert without an open incident of its own: a symptom of an upstream CI's
+    /// incident, a member of its service's recent incident (reopened if resolved), or the
+    /// first alert of a new one.
+    #[allow(clippy::too_many_arguments)]
+    fn place(
+        &mut self,
+        key: &str,
+        service: &str,
+        ci: &str,
+        t: i64,
+        priority: (u8, priority::Level, priority::Level),
+        users: u64,
+        out: &mut Vec<Output>,
+    ) {
+        let alert_p = priority.0;
+        if let Some((incident, root)) = self.upstream_incident(ci) {
+            self.join(&incident, key, ci, t, true, Some(root), out);
             self.raise_priority(&incident, alert_p, users, t, out);
-        } else if let Some(incident) = self.service_incident(&service, t) {
+        } else if let Some(incident) = self.service_incident(service, t) {
             if self
                 .state
                 .incidents
                 .get(&incident)
                 .is_some_and(|i| i.status == IncidentStatus::Resolved)
             {
-                self.reopen(&incident, &key, &ci, t, out);
+                self.reopen(&incident, key, ci, t, out);
             } else {
-                self.join(&incident, &key, &ci, t, false, None, out);
+                self.join(&incident, key, ci, t, false, None, out);
             }
             self.raise_priority(&incident, alert_p, users, t, out);
         } else {
-            self.open_incident(&key, &service, &ci, t, (alert_p, impact, urgency), users, out);
+            self.open_incident(key, service, ci, t, priority, users, out);
         }
     }
 
