@@ -404,54 +404,8 @@ impl SlaEngine {
                 Some(op) => self.month_summary(st, op, end),
                 None => whole.clone(),
             };
-            let threshold_ms = obj.threshold_ns() as f64 / 1e6;
-            let (measured, threshold, unit, met) = match obj.kind {
-                ObjectiveKind::LatencyPercentile => {
-                    let p = percentile(&summary, obj.percentile.unwrap_or(95.0));
-                    (p / 1e6, threshold_ms, "ms", p <= obj.threshold_ns() as f64)
-                }
-                ObjectiveKind::MeanLatency => (
-                    summary.mean_ns / 1e6,
-                    threshold_ms,
-                    "ms",
-                    summary.mean_ns <= obj.threshold_ns() as f64,
-                ),
-                ObjectiveKind::Streak => {
-                    let longest = st.streaks.get(&obj.name).map_or(0, |s| s.longest_in_month);
-                    let days = obj.days.unwrap_or(1);
-                    (f64::from(longest), f64::from(days), "days", longest < days)
-                }
-                ObjectiveKind::Availability => {
-                    let target = obj.target.unwrap_or(100.0);
-                    (availability, target, "percent", availability >= target)
-                }
-                ObjectiveKind::RequestAvailability => {
-                    let target = obj.target.unwrap_or(100.0);
-                    let level = if summary.count == 0 {
-                        100.0
-                    } else {
-                        (1.0 - summary.errors as f64 / summary.count as f64) * 100.0
-                    };
-                    (level, target, "percent", level >= target)
-                }
-                ObjectiveKind::MaxDowntime => {
-                    let longest = down.longest() as f64 / 60e9;
-                    (
-                        longest,
-                        obj.threshold_ns() as f64 / 60e9,
-                        "minutes",
-                        down.longest() <= obj.threshold_ns(),
-                    )
-                }
-            };
-            if !met {
-                credit = credit.max(obj.credit_percent.unwrap_or(0.0));
-            }
-            for tier in &obj.credit_tiers {
-                if measured < tier.below {
-                    credit = credit.max(tier.percent);
-                }
-            }
+            let (measured, threshold, unit, met) = measure(obj, st, &summary, availability, &down);
+            credit = credit.max(credit_of(obj, measured, met));
             objectives.push(ObjectiveResult {
                 name: obj.name.clone(),
                 kind: obj.kind,
@@ -577,6 +531,68 @@ fn crossing(set: &IntervalSet, amount: f64) -> Option<i64> {
         before += len;
     }
     None
+}
+
+/// An objective's measured value, threshold, unit and whether it was met, from the month's
+/// summary of its series, the availability and the downtime.
+fn measure(
+    obj: &Objective,
+    st: &ServiceState,
+    summary: &MonthSummary,
+    availability: f64,
+    down: &IntervalSet,
+) -> (f64, f64, &'static str, bool) {
+    let threshold_ms = obj.threshold_ns() as f64 / 1e6;
+    match obj.kind {
+        ObjectiveKind::LatencyPercentile => {
+            let p = percentile(summary, obj.percentile.unwrap_or(95.0));
+            (p / 1e6, threshold_ms, "ms", p <= obj.threshold_ns() as f64)
+        }
+        ObjectiveKind::MeanLatency => (
+            summary.mean_ns / 1e6,
+            threshold_ms,
+            "ms",
+            summary.mean_ns <= obj.threshold_ns() as f64,
+        ),
+        ObjectiveKind::Streak => {
+            let longest = st.streaks.get(&obj.name).map_or(0, |s| s.longest_in_month);
+            let days = obj.days.unwrap_or(1);
+            (f64::from(longest), f64::from(days), "days", longest < days)
+        }
+        ObjectiveKind::Availability => {
+            let target = obj.target.unwrap_or(100.0);
+            (availability, target, "percent", availability >= target)
+        }
+        ObjectiveKind::RequestAvailability => {
+            let target = obj.target.unwrap_or(100.0);
+            let level = if summary.count == 0 {
+                100.0
+            } else {
+                (1.0 - summary.errors as f64 / summary.count as f64) * 100.0
+            };
+            (level, target, "percent", level >= target)
+        }
+        ObjectiveKind::MaxDowntime => {
+            let longest = down.longest() as f64 / 60e9;
+            (
+                longest,
+                obj.threshold_ns() as f64 / 60e9,
+                "minutes",
+                down.longest() <= obj.threshold_ns(),
+            )
+        }
+    }
+}
+
+/// The credit an objective earns: its own percent when missed, and that of every tier its
+/// measured value is below.
+fn credit_of(obj: &Objective, measured: f64, met: bool) -> f64 {
+    let missed = if met { 0.0 } else { obj.credit_percent.unwrap_or(0.0) };
+    obj.credit_tiers
+        .iter()
+        .filter(|tier| measured < tier.below)
+        .map(|tier| tier.percent)
+        .fold(missed, f64::max)
 }
 
 /// The contract month being judged: its bounds and its `YYYY-MM` label.

@@ -150,6 +150,56 @@ impl Rules {
     }
 }
 
+/// Samples of one minute bin of one service, to be recorded into a series.
+struct Run<'a> {
+    bin: i64,
+    times: &'a [i64],
+    durations: &'a [i64],
+    /// Whether the sample at an index of `times` failed.
+    is_error: &'a dyn Fn(usize) -> bool,
+    hours: Option<&'a intervals::BusinessHours>,
+    tz: chrono_tz::Tz,
+}
+
+impl Run<'_> {
+    /// Records the run into `series`: its hour histogram and its minute counts. Returns
+    /// (recorded, outside business hours, clamped); `None` when no histogram could be made.
+    fn record_into(&self, series: &mut Series, hist_cfg: &HistogramConfig) -> Option<(u64, u64, u64)> {
+        let slot = match series.hours.entry(floor_to(self.bin, HOUR)) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => e.insert(HourBin {
+                hist: LiveHist(hist_cfg.new_live().ok()?),
+                count: 0,
+                errors: 0,
+                sum_ns: 0,
+            }),
+        };
+        let (mut outside, mut clamped) = (0u64, 0u64);
+        let mut minute = Minute::default();
+        for (idx, &t) in self.times.iter().enumerate() {
+            if self.hours.is_some_and(|h| !h.contains(self.tz, t)) {
+                outside += 1;
+                continue;
+            }
+            let d = self.durations[idx].max(0);
+            if histogram::record_live(hist_cfg, &mut slot.hist.0, d, 1) {
+                clamped += 1;
+            }
+            slot.count += 1;
+            slot.sum_ns += d as u128;
+            minute.count += 1;
+            if (self.is_error)(idx) {
+                slot.errors += 1;
+                minute.errors += 1;
+            }
+        }
+        let m = series.minutes.entry(self.bin).or_default();
+        m.count += minute.count;
+        m.errors += minute.errors;
+        Some((minute.count, outside, clamped))
+    }
+}
+
 /// A live histogram, snapshotted in its V2 compressed encoding.
 #[derive(Debug, Clone)]
 struct LiveHist(histogram::Live);
@@ -586,8 +636,6 @@ impl SlaEngine {
             return;
         };
         let own_series = contract.operations.iter().any(|o| o == operation);
-        let hours = contract.business_hours.as_ref();
-        let tz = contract.timezone;
         let frontier = self.state.frontier;
         let hist_cfg = self.rules.hist.clone();
         let mut i = 0;
@@ -598,74 +646,56 @@ impl SlaEngine {
                 j += 1;
             }
             if bin + MINUTE <= frontier {
-                let month = self.state.services.get(service).map(|st| st.month_start..st.month_end);
-                for &t in &times[i..j] {
-                    self.state.stats.late_samples += 1;
-                    if month.as_ref().is_some_and(|m| m.contains(&t)) {
-                        *self.state.late_in_month.entry(service.to_string()).or_default() += 1;
-                    }
-                    out.push(SlaOutput::LateSample {
-                        service: service.to_string(),
-                        operation: operation.to_string(),
-                        time_ns: t,
-                        frontier_ns: frontier,
-                    });
-                }
+                self.record_late(service, operation, &times[i..j], out);
                 i = j;
                 continue;
             }
             let Some(st) = self.service_state(service, times[i]) else {
                 return;
             };
+            let run = Run {
+                bin,
+                times: &times[i..j],
+                durations: &durations[i..j],
+                is_error: &|k| is_error(i + k),
+                hours: contract.business_hours.as_ref(),
+                tz: contract.timezone,
+            };
             let ops: &[&str] = if own_series { &["", operation] } else { &[""] };
             // (recorded, outside business hours, clamped), counted on the service series.
             let mut counted = (0u64, 0u64, 0u64);
             for (k, op) in ops.iter().enumerate() {
                 let series = st.series.entry((*op).to_string()).or_default();
-                let hour = floor_to(bin, HOUR);
-                let slot = match series.hours.entry(hour) {
-                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::btree_map::Entry::Vacant(e) => match hist_cfg.new_live() {
-                        Ok(h) => e.insert(HourBin {
-                            hist: LiveHist(h),
-                            count: 0,
-                            errors: 0,
-                            sum_ns: 0,
-                        }),
-                        Err(_) => return,
-                    },
+                let Some(c) = run.record_into(series, &hist_cfg) else {
+                    return;
                 };
-                let mut minute = Minute::default();
-                for idx in i..j {
-                    if hours.is_some_and(|h| !h.contains(tz, times[idx])) {
-                        if k == 0 {
-                            counted.1 += 1;
-                        }
-                        continue;
-                    }
-                    let d = durations[idx].max(0);
-                    if histogram::record_live(&hist_cfg, &mut slot.hist.0, d, 1) && k == 0 {
-                        counted.2 += 1;
-                    }
-                    slot.count += 1;
-                    slot.sum_ns += d as u128;
-                    minute.count += 1;
-                    if is_error(idx) {
-                        slot.errors += 1;
-                        minute.errors += 1;
-                    }
-                }
                 if k == 0 {
-                    counted.0 += minute.count;
+                    counted = c;
                 }
-                let m = series.minutes.entry(bin).or_default();
-                m.count += minute.count;
-                m.errors += minute.errors;
             }
             self.state.stats.samples += counted.0;
             self.state.stats.outside_hours += counted.1;
             self.state.stats.clamped += counted.2;
             i = j;
+        }
+    }
+
+    /// Samples of a minute already closed: counted (in the month's report too, when of the
+    /// service's current month) and reported, not merged.
+    fn record_late(&mut self, service: &str, operation: &str, times: &[i64], out: &mut Vec<SlaOutput>) {
+        let frontier = self.state.frontier;
+        let month = self.state.services.get(service).map(|st| st.month_start..st.month_end);
+        for &t in times {
+            self.state.stats.late_samples += 1;
+            if month.as_ref().is_some_and(|m| m.contains(&t)) {
+                *self.state.late_in_month.entry(service.to_string()).or_default() += 1;
+            }
+            out.push(SlaOutput::LateSample {
+                service: service.to_string(),
+                operation: operation.to_string(),
+                time_ns: t,
+                frontier_ns: frontier,
+            });
         }
     }
 
@@ -762,78 +792,22 @@ impl SlaEngine {
         let Some(st) = self.state.services.get_mut(service) else {
             return;
         };
+        let closing = Closing {
+            service,
+            tz,
+            hist_cfg: &hist_cfg,
+            emit: &emit,
+            boundary,
+        };
         let mut ring_add = Vec::new();
         for (op, series) in st.series.iter_mut() {
-            while let Some(entry) = series.minutes.first_entry() {
-                if *entry.key() + MINUTE > boundary {
-                    break;
-                }
-                let start = *entry.key();
-                let minute = entry.remove();
-                if op.is_empty() {
-                    ring_add.push((start, minute.count, minute.errors));
-                }
+            let minutes = closing.minutes(series);
+            if op.is_empty() {
+                ring_add = minutes;
             }
-            while let Some(entry) = series.hours.first_entry() {
-                let start = *entry.key();
-                if start + HOUR > boundary {
-                    break;
-                }
-                let bin = entry.remove();
-                let bytes = histogram::encode(&bin.hist.0).unwrap_or_default();
-                let acc = Acc {
-                    start,
-                    end: start + HOUR,
-                    bytes,
-                    count: bin.count,
-                    errors: bin.errors,
-                    sum_ns: bin.sum_ns,
-                };
-                if emit.contains(&Granularity::Hour) {
-                    out.push(SlaOutput::WindowClosed(window(service, op, Granularity::Hour, &acc)));
-                }
-                // Days are local; an hour belongs to the day it starts in.
-                let (day_start, day_end) = intervals::day_bounds(tz, start).unwrap_or((start, start + HOUR));
-                if series.day.as_ref().is_some_and(|d| d.start != day_start) {
-                    if let Some(done) = series.day.take() {
-                        close_day(
-                            service,
-                            op,
-                            done,
-                            &emit,
-                            &hist_cfg,
-                            &mut series.month,
-                            tz,
-                            &mut st.days_to_judge,
-                            out,
-                        );
-                    }
-                }
-                let day = series.day.get_or_insert_with(|| Acc {
-                    start: day_start,
-                    end: day_end,
-                    ..Acc::default()
-                });
-                // Our own bytes failing to merge would mean corruption; the counts still count.
-                let _ = histogram::merge_into(&hist_cfg, &mut day.bytes, &bin.hist.0);
-                day.count += acc.count;
-                day.errors += acc.errors;
-                day.sum_ns += acc.sum_ns;
-            }
+            closing.hours(op, series, &mut st.days_to_judge, out);
             if series.day.as_ref().is_some_and(|d| d.end <= boundary) {
-                if let Some(done) = series.day.take() {
-                    close_day(
-                        service,
-                        op,
-                        done,
-                        &emit,
-                        &hist_cfg,
-                        &mut series.month,
-                        tz,
-                        &mut st.days_to_judge,
-                        out,
-                    );
-                }
+                closing.day(op, series, &mut st.days_to_judge, out);
             }
         }
         for (minute, requests, errors) in ring_add {
@@ -847,6 +821,104 @@ impl SlaEngine {
                 errors,
                 3 * 24 * HOUR,
                 HOUR,
+            );
+        }
+    }
+}
+
+/// Closing a service's windows up to a boundary.
+struct Closing<'a> {
+    service: &'a str,
+    tz: chrono_tz::Tz,
+    hist_cfg: &'a HistogramConfig,
+    emit: &'a [Granularity],
+    boundary: i64,
+}
+
+impl Closing<'_> {
+    /// Removes the series' minutes ending by the boundary: (start, requests, errors) of each.
+    fn minutes(&self, series: &mut Series) -> Vec<(i64, u64, u64)> {
+        let mut closed = Vec::new();
+        while let Some(entry) = series.minutes.first_entry() {
+            if *entry.key() + MINUTE > self.boundary {
+                break;
+            }
+            let start = *entry.key();
+            let minute = entry.remove();
+            closed.push((start, minute.count, minute.errors));
+        }
+        closed
+    }
+
+    /// Closes the series' hours ending by the boundary: each emitted, and merged into its
+    /// (local) day, which closes when an hour of the next day comes.
+    fn hours(
+        &self,
+        op: &str,
+        series: &mut Series,
+        days_to_judge: &mut Vec<(i64, i64, u64, u128)>,
+        out: &mut Vec<SlaOutput>,
+    ) {
+        while let Some(entry) = series.hours.first_entry() {
+            let start = *entry.key();
+            if start + HOUR > self.boundary {
+                break;
+            }
+            let bin = entry.remove();
+            let bytes = histogram::encode(&bin.hist.0).unwrap_or_default();
+            let acc = Acc {
+                start,
+                end: start + HOUR,
+                bytes,
+                count: bin.count,
+                errors: bin.errors,
+                sum_ns: bin.sum_ns,
+            };
+            if self.emit.contains(&Granularity::Hour) {
+                out.push(SlaOutput::WindowClosed(window(
+                    self.service,
+                    op,
+                    Granularity::Hour,
+                    &acc,
+                )));
+            }
+            // Days are local; an hour belongs to the day it starts in.
+            let (day_start, day_end) = intervals::day_bounds(self.tz, start).unwrap_or((start, start + HOUR));
+            if series.day.as_ref().is_some_and(|d| d.start != day_start) {
+                self.day(op, series, days_to_judge, out);
+            }
+            let day = series.day.get_or_insert_with(|| Acc {
+                start: day_start,
+                end: day_end,
+                ..Acc::default()
+            });
+            // Our own bytes failing to merge would mean corruption; the counts still count.
+            let _ = histogram::merge_into(self.hist_cfg, &mut day.bytes, &bin.hist.0);
+            day.count += acc.count;
+            day.errors += acc.errors;
+            day.sum_ns += acc.sum_ns;
+        }
+    }
+
+    /// Closes the series' open day.
+    fn day(
+        &self,
+        op: &str,
+        series: &mut Series,
+        days_to_judge: &mut Vec<(i64, i64, u64, u128)>,
+        out: &mut Vec<SlaOutput>,
+    ) {
+        if let Some(done) = series.day.take() {
+            close_day(
+                self.service,
+                op,
+                done,
+                self.emit,
+                self.hist_cfg,
+                &mut series.month,
+                self.tz,
+                days_to_judge,
+                out,
             );
         }
     }
