@@ -1,18 +1,17 @@
-//! The `slaflow` command line.
+//! The `slaflow` command line: its shape (subcommands, options and their help) and the
+//! dispatch to `cli`, whose modules implement one subcommand each.
 
-use std::io::{BufWriter, Write};
+mod cli;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use slaflow::config::{Config, StoreKind};
-use slaflow::decode::{Decoders, Format};
-use slaflow::engine::sla::SlaOutput;
-use slaflow::replay::{Input, Record, Summary};
-use slaflow::report::{render, ReportFormat};
-use slaflow::sinks::{Batch, DeadLetter, Store};
-use slaflow::sources::file;
+use slaflow::decode::Format;
+use slaflow::report::ReportFormat;
+
+use cli::replay::{ReplayOrder, SinkKind};
 
 #[derive(Parser)]
 #[command(
@@ -177,46 +176,10 @@ fn main() -> ExitCode {
     }
 }
 
+/// Hands the subcommand to its module: its exit code, or the message `main` exits 2 with.
 fn run(command: Command) -> Result<ExitCode, String> {
     match command {
-        Command::Demo {
-            month,
-            store,
-            listen,
-            serve,
-            config,
-        } => {
-            let options = slaflow::demo::Options {
-                month,
-                store,
-                listen,
-                serve,
-                config,
-            };
-            // Two workers at least: the server answers while the month is generated on the
-            // blocking pool.
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            let matches = runtime
-                .block_on(slaflow::demo::run(options, shutdown_signal()))
-                .map_err(|e| e.to_string())?;
-            Ok(if matches { ExitCode::SUCCESS } else { ExitCode::from(1) })
-        }
-        Command::Close { month, server, token } => close_month(&server, &month, token),
-        Command::Formats => {
-            for format in Format::ALL {
-                println!("{:<16} {}", format.name(), format.description());
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::CheckConfig { file } => {
-            Config::load(&file).map_err(|e| e.to_string())?;
-            println!("{}: ok", file.display());
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Decode { format, config, files } => cli::decode::run(format, config, &files),
         Command::Replay {
             config,
             format,
@@ -224,36 +187,9 @@ fn run(command: Command) -> Result<ExitCode, String> {
             sink,
             order,
             inputs,
-        } => {
-            let config = load_config(config)?;
-            let inputs = inputs
-                .iter()
-                .map(|i| parse_input(i, format))
-                .collect::<Result<Vec<_>, _>>()?;
-            replay(&config, &inputs, order.into(), parse_time(until)?, sink)
-        }
-        Command::Run { config } => {
-            let config = load_config(Some(config))?;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()).max(2))
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            runtime
-                .block_on(slaflow::service::run(config, shutdown_signal()))
-                .map_err(|e| e.to_string())?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Migrate { config } => {
-            let config = load_config(config)?;
-            let applied = runtime()?.block_on(async {
-                let mut store = Store::open(&config).await?;
-                store.migrate().await
-            });
-            let applied = applied.map_err(|e| e.to_string())?;
-            println!("{applied} migrations applied");
-            Ok(ExitCode::SUCCESS)
-        }
+        } => cli::replay::run(config, format, until, sink, order, &inputs),
+        Command::Run { config } => cli::run::run(config),
+        Command::Migrate { config } => cli::migrate::run(config),
         Command::Report {
             from_replay,
             config,
@@ -263,382 +199,31 @@ fn run(command: Command) -> Result<ExitCode, String> {
             input_format,
             until,
             inputs,
-        } => {
-            let config = load_config(Some(config))?;
-            if !from_replay {
-                // clap requires --month without --from-replay.
-                let month = month.unwrap_or_default();
-                return report_from_store(&config, &month, service.as_deref(), format);
-            }
-            let inputs = inputs
-                .iter()
-                .map(|i| parse_input(i, input_format))
-                .collect::<Result<Vec<_>, _>>()?;
-            report(
-                &config,
-                &inputs,
-                parse_time(until)?,
-                month.as_deref(),
-                service.as_deref(),
-                format,
-            )
-        }
-        Command::Decode { format, config, files } => {
-            let config = load_config(config)?;
-            decode_files(&Decoders::new(config.decoders), format, &files)
-        }
+        } => cli::report::run(cli::report::Args {
+            from_replay,
+            config,
+            month,
+            service,
+            format,
+            input_format,
+            until,
+            inputs,
+        }),
+        Command::Demo {
+            month,
+            store,
+            listen,
+            serve,
+            config,
+        } => cli::demo::run(slaflow::demo::Options {
+            month,
+            store,
+            listen,
+            serve,
+            config,
+        }),
+        Command::Close { month, server, token } => cli::close::run(&server, &month, token),
+        Command::Formats => cli::formats::run(),
+        Command::CheckConfig { file } => cli::check_config::run(&file),
     }
-}
-
-fn load_config(path: Option<PathBuf>) -> Result<Config, String> {
-    match path {
-        Some(path) => Config::load(&path).map_err(|e| e.to_string()),
-        None => Ok(Config::default()),
-    }
-}
-
-/// `PATH` in the default format, or `FORMAT=PATH`.
-fn parse_input(text: &str, default: Option<Format>) -> Result<Input, String> {
-    if let Some((name, path)) = text.split_once('=') {
-        if let Ok(format) = name.parse::<Format>() {
-            return Ok(Input {
-                format,
-                path: PathBuf::from(path),
-            });
-        }
-    }
-    let format = default.ok_or_else(|| format!("{text}: no format; give --format or write FORMAT={text}"))?;
-    Ok(Input {
-        format,
-        path: PathBuf::from(text),
-    })
-}
-
-/// `slaflow close`: one HTTP/1.1 request to the running service; its answer on stdout.
-fn close_month(server: &str, month: &str, token: Option<String>) -> Result<ExitCode, String> {
-    use std::io::Read;
-    let token = token
-        .or_else(|| {
-            std::env::var("SLAFLOW_API_TOKENS")
-                .ok()?
-                .split(',')
-                .next()
-                .map(|t| t.trim().to_string())
-        })
-        .unwrap_or_default();
-    let mut stream =
-        std::net::TcpStream::connect(server).map_err(|e| format!("cannot reach the service at {server}: {e}"))?;
-    let request = format!(
-        "POST /v1/months/{month}/close HTTP/1.1\r\nHost: {server}\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| format!("{server}: sending the request: {e}"))?;
-    let mut answer = String::new();
-    stream
-        .read_to_string(&mut answer)
-        .map_err(|e| format!("{server}: reading the answer: {e}"))?;
-    let status: u16 = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b).trim();
-    if status == 202 {
-        println!("{body}");
-        Ok(ExitCode::SUCCESS)
-    } else {
-        Err(format!("{server} answered {status}: {body}"))
-    }
-}
-
-fn parse_time(text: Option<String>) -> Result<Option<i64>, String> {
-    text.map(|t| {
-        slaflow::time::from_rfc3339(&t).ok_or_else(|| format!("--until: expected an RFC 3339 time, found {t:?}"))
-    })
-    .transpose()
-}
-
-fn print_summary(summary: &Summary) {
-    for r in &summary.rejected {
-        eprintln!("{}: {}", r.path.display(), r.error);
-    }
-    let (c, s) = (&summary.correlate, &summary.sla);
-    eprintln!(
-        "{} records, {} events, {} rejected; {} alerts, {} incidents, {} duplicates, {} suppressed, {} unmatched, {} late; {} samples, {} late samples, {} without contract, {} spans ignored (not requests)",
-        summary.records,
-        summary.events,
-        summary.rejected.len(),
-        c.alerts,
-        c.incidents_opened,
-        c.duplicates,
-        c.suppressed,
-        c.unmatched,
-        c.late,
-        s.samples,
-        s.late_samples,
-        s.uncontracted_samples,
-        s.spans_ignored,
-    );
-}
-
-/// Stores `replay --sink` can write to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum SinkKind {
-    /// The store `[store] kind` names (where `report` and the service read).
-    Store,
-    /// Postgres at `[postgres] url` (SLAFLOW_POSTGRES_URL overrides).
-    Postgres,
-    /// The SQLite file at `[sqlite] path`.
-    Sqlite,
-}
-
-impl SinkKind {
-    fn store_kind(self, config: &Config) -> StoreKind {
-        match self {
-            SinkKind::Store => config.store.kind,
-            SinkKind::Postgres => StoreKind::Postgres,
-            SinkKind::Sqlite => StoreKind::Sqlite,
-        }
-    }
-}
-
-/// Completes on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-        tracing::info!("shutting down: draining partitions");
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())
-}
-
-/// Writes a replay's `records` (in transactions of at most 1 000) and `dead_letters` to the
-/// store `kind`, migrated first.
-fn store(config: &Config, kind: SinkKind, records: Vec<Record>, dead_letters: &[DeadLetter]) -> Result<(), String> {
-    runtime()?.block_on(async {
-        let mut sink = Store::open_kind(config, kind.store_kind(config))
-            .await
-            .map_err(|e| e.to_string())?;
-        sink.migrate().await.map_err(|e| e.to_string())?;
-        for chunk in records.chunks(1000) {
-            let mut batch = Batch::default();
-            for record in chunk {
-                match record {
-                    Record::Correlate(o) => batch.correlate.push(o.clone()),
-                    Record::Sla(o) => batch.sla.push(o.clone()),
-                }
-            }
-            sink.write(&batch).await.map_err(|e| e.to_string())?;
-        }
-        let batch = Batch {
-            dead_letters: dead_letters.to_vec(),
-            ..Batch::default()
-        };
-        sink.write(&batch).await.map_err(|e| e.to_string())?;
-        Ok(())
-    })
-}
-
-/// `replay --order`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum ReplayOrder {
-    Arrival,
-    EventTime,
-}
-
-impl From<ReplayOrder> for slaflow::replay::Order {
-    fn from(order: ReplayOrder) -> Self {
-        match order {
-            ReplayOrder::Arrival => slaflow::replay::Order::Arrival,
-            ReplayOrder::EventTime => slaflow::replay::Order::EventTime,
-        }
-    }
-}
-
-fn replay(
-    config: &Config,
-    inputs: &[Input],
-    order: slaflow::replay::Order,
-    until: Option<i64>,
-    sink: Option<SinkKind>,
-) -> Result<ExitCode, String> {
-    let stdout = std::io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
-    let mut write_error = None;
-    let mut kept = Vec::new();
-    let bar = slaflow::term::progress_bar(
-        0,
-        "{spinner} replay [{bar:40}] {human_pos}/{human_len} events  {per_sec}  ETA {eta}",
-    );
-    let (summary, _) = slaflow::replay::replay_observed(
-        config,
-        inputs,
-        order,
-        until,
-        |record| {
-            if sink.is_some() {
-                kept.push(record.clone());
-            }
-            if write_error.is_none() {
-                let written = serde_json::to_writer(&mut out, record)
-                    .map_err(|e| e.to_string())
-                    .and_then(|()| out.write_all(b"\n").map_err(|e| e.to_string()));
-                write_error = written.err();
-            }
-        },
-        |done, total| {
-            bar.set_length(total);
-            bar.set_position(done);
-        },
-    )
-    .map_err(|e| e.to_string())?;
-    bar.finish_and_clear();
-    if let Some(e) = write_error {
-        return Err(e);
-    }
-    out.flush().map_err(|e| e.to_string())?;
-    if let Some(kind) = sink {
-        store(config, kind, kept, &summary.dead_letters)?;
-    }
-    print_summary(&summary);
-    Ok(if summary.rejected.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
-}
-
-/// `report --month` without `--from-replay`: the month's reports as the store holds them.
-fn report_from_store(
-    config: &Config,
-    month: &str,
-    service: Option<&str>,
-    format: ReportFormat,
-) -> Result<ExitCode, String> {
-    if !is_month(month) {
-        return Err(format!("--month: expected YYYY-MM, found {month:?}"));
-    }
-    // Opening would create an empty file; a reader should say there is nothing instead.
-    if config.store.kind == StoreKind::Sqlite && !config.sqlite.path.exists() {
-        return Err(format!(
-            "{}: no embedded store there (`slaflow replay --sink store` or the service fills it)",
-            config.sqlite.path.display()
-        ));
-    }
-    let read = runtime()?.block_on(async {
-        let store = Store::open(config).await?;
-        Ok::<_, slaflow::sinks::SinkError>((store.kind_name(), store.reports(month, service).await?))
-    });
-    let (kind, reports) = read.map_err(|e| e.to_string())?;
-    print!("{}", render(&reports, format));
-    if reports.is_empty() {
-        eprintln!("no report in the {kind} store for month {month}, service {service:?}");
-        return Ok(ExitCode::from(1));
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `YYYY-MM` with a month from 01 to 12.
-fn is_month(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    bytes.len() == 7
-        && bytes[4] == b'-'
-        && bytes.iter().enumerate().all(|(i, b)| i == 4 || b.is_ascii_digit())
-        && matches!(text[5..].parse::<u8>(), Ok(1..=12))
-}
-
-fn report(
-    config: &Config,
-    inputs: &[Input],
-    until: Option<i64>,
-    month: Option<&str>,
-    service: Option<&str>,
-    format: ReportFormat,
-) -> Result<ExitCode, String> {
-    let mut reports = Vec::new();
-    let (summary, sla) = slaflow::replay::replay(config, inputs, until, |record| {
-        if let Record::Sla(SlaOutput::MonthlyReport(r)) = record {
-            reports.push(r.clone());
-        }
-    })
-    .map_err(|e| e.to_string())?;
-    // The running month, as of the end of the replay.
-    let end = until.or(summary.last_event_ns).unwrap_or(0);
-    for contract in &config.sla.contracts {
-        if let Some(r) = sla.report(&contract.service, end) {
-            if !reports
-                .iter()
-                .any(|done| done.service == r.service && done.period == r.period)
-            {
-                reports.push(r);
-            }
-        }
-    }
-    reports.retain(|r| month.is_none_or(|m| r.period == m) && service.is_none_or(|s| r.service == s));
-    print!("{}", render(&reports, format));
-    print_summary(&summary);
-    if reports.is_empty() {
-        eprintln!("no report matches (month {month:?}, service {service:?})");
-        return Ok(ExitCode::from(1));
-    }
-    Ok(if summary.rejected.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
-}
-
-fn decode_files(decoders: &Decoders, format: Format, files: &[PathBuf]) -> Result<ExitCode, String> {
-    let stdout = std::io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
-    let (mut records, mut rejected, mut events) = (0u64, 0u64, 0u64);
-    for path in files {
-        let content = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        for record in file::records(&content, format.framing()) {
-            records += 1;
-            match decoders.decode(format, record.bytes) {
-                Ok(decoded) => {
-                    for item in decoded.rejected {
-                        rejected += 1;
-                        eprintln!("{}: {}", path.display(), item.error.at_line(record.line));
-                    }
-                    for event in decoded.events {
-                        events += 1;
-                        serde_json::to_writer(&mut out, &event).map_err(|e| e.to_string())?;
-                        out.write_all(b"\n").map_err(|e| e.to_string())?;
-                    }
-                }
-                Err(err) => {
-                    rejected += 1;
-                    eprintln!("{}: {}", path.display(), err.at_line(record.line));
-                }
-            }
-        }
-    }
-    out.flush().map_err(|e| e.to_string())?;
-    eprintln!("{records} records, {events} events, {rejected} rejected");
-    Ok(if rejected > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
 }

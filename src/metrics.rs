@@ -5,6 +5,7 @@
 
 use std::sync::LazyLock;
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
@@ -83,109 +84,49 @@ pub fn metrics() -> &'static Metrics {
 }
 
 impl Metrics {
+    /// Defines every series and registers it with a fresh registry, a family group at a
+    /// time.
     fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
-        let counter = |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
-            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
-            registry.register(Box::new(c.clone()))?;
-            Ok(c)
-        };
-        let gauge = |name: &str, help: &str, labels: &[&str]| -> Result<GaugeVec, prometheus::Error> {
-            let g = GaugeVec::new(Opts::new(name, help), labels)?;
-            registry.register(Box::new(g.clone()))?;
-            Ok(g)
-        };
-        let int_gauge = |name: &str, help: &str, labels: &[&str]| -> Result<IntGaugeVec, prometheus::Error> {
-            let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
-            registry.register(Box::new(g.clone()))?;
-            Ok(g)
-        };
-        let sink_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "slaflow_sink_transaction_seconds",
-                "Time to write one batch transaction to the store.",
-            )
-            .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ]),
-            &["store"],
-        )?;
-        registry.register(Box::new(sink_seconds.clone()))?;
-        let ready = IntGauge::new(
-            "slaflow_ready",
-            "1 when the store is reachable and (with Kafka) partitions are assigned.",
-        )?;
-        registry.register(Box::new(ready.clone()))?;
-        Ok(Metrics {
-            breaches: counter(
-                "slaflow_breaches_total",
-                "SLA breaches: budget exhausted, downtime over its limit, objective missed.",
-                &["service", "objective", "kind"],
-            )?,
-            warnings: counter(
-                "slaflow_warnings_total",
-                "SLA warnings: error budget past 50 or 75 %, a streak of bad days.",
-                &["service", "objective", "kind"],
-            )?,
-            compliance: gauge(
-                "slaflow_compliance_ratio",
-                "Measured against target for the running month: measured/target for availability, \
-                 target/measured for latency and downtime limits (>= 1 is met; capped at 100).",
-                &["service", "objective"],
-            )?,
-            budget_remaining: gauge(
-                "slaflow_error_budget_remaining_ratio",
-                "Share of the month's error budget left (1 untouched, <= 0 exhausted).",
-                &["service", "objective"],
-            )?,
-            burn_firing: int_gauge(
-                "slaflow_burn_rate_alerts_firing",
-                "1 while a multiwindow burn-rate alert fires.",
-                &["service", "objective", "severity"],
-            )?,
-            open_incidents: int_gauge(
-                "slaflow_open_incidents",
-                "Open incidents by ITIL priority (1 highest).",
-                &["priority"],
-            )?,
-            ingested: counter(
-                "slaflow_events_ingested_total",
-                "Events decoded and passed to the engines.",
-                &["format", "source"],
-            )?,
-            rejected: counter(
-                "slaflow_events_rejected_total",
-                "Inputs rejected: not decodable, too large, unauthorized.",
-                &["format", "reason"],
-            )?,
-            items_rejected: counter(
-                "slaflow_items_rejected_total",
-                "Items (spans, alerts) rejected by decoding, one by one; a record rejected whole counts once.",
-                &["format", "reason"],
-            )?,
-            spans_ignored: counter(
-                "slaflow_spans_ignored_total",
-                "Spans that are not samples of their service's contract (not requests), counted and left out.",
-                &["service"],
-            )?,
-            dead_letters: counter(
-                "slaflow_dead_letters_total",
-                "Records kept as dead letters.",
-                &["format"],
-            )?,
-            late_samples: counter(
-                "slaflow_late_samples_total",
-                "Latency samples for windows already closed (counted, not merged).",
-                &["service"],
-            )?,
-            consumer_lag: int_gauge(
-                "slaflow_consumer_lag",
-                "Messages behind the partition's high watermark.",
-                &["topic", "partition"],
-            )?,
+        let r = Registrar(&registry);
+        let ServiceSeries {
+            open_incidents,
+            consumer_lag,
             sink_seconds,
             ready,
+        } = ServiceSeries::register(&r)?;
+        let SlaSeries {
+            breaches,
+            warnings,
+            compliance,
+            budget_remaining,
+            burn_firing,
+            late_samples,
+            spans_ignored,
+        } = SlaSeries::register(&r)?;
+        let IntakeSeries {
+            ingested,
+            rejected,
+            items_rejected,
+            dead_letters,
+        } = IntakeSeries::register(&r)?;
+        Ok(Metrics {
             registry,
+            breaches,
+            warnings,
+            compliance,
+            budget_remaining,
+            burn_firing,
+            open_incidents,
+            ingested,
+            rejected,
+            items_rejected,
+            spans_ignored,
+            dead_letters,
+            late_samples,
+            consumer_lag,
+            sink_seconds,
+            ready,
         })
     }
 
@@ -270,6 +211,167 @@ impl Metrics {
                     .add(delta);
             }
         }
+    }
+}
+
+/// Defines series and registers them with one registry.
+struct Registrar<'r>(&'r Registry);
+
+impl Registrar<'_> {
+    /// Registers `collector` and hands it back (the registry keeps a clone; both share the
+    /// values).
+    fn register<C: Collector + Clone + 'static>(&self, collector: C) -> Result<C, prometheus::Error> {
+        self.0.register(Box::new(collector.clone()))?;
+        Ok(collector)
+    }
+
+    /// An integer counter family.
+    fn counter(&self, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, prometheus::Error> {
+        self.register(IntCounterVec::new(Opts::new(name, help), labels)?)
+    }
+
+    /// A float gauge family.
+    fn gauge(&self, name: &str, help: &str, labels: &[&str]) -> Result<GaugeVec, prometheus::Error> {
+        self.register(GaugeVec::new(Opts::new(name, help), labels)?)
+    }
+
+    /// An integer gauge family.
+    fn int_gauge(&self, name: &str, help: &str, labels: &[&str]) -> Result<IntGaugeVec, prometheus::Error> {
+        self.register(IntGaugeVec::new(Opts::new(name, help), labels)?)
+    }
+}
+
+/// The SLA engine's series: breaches, warnings, compliance, budgets, burn-rate alerts and
+/// the samples it counted but did not use.
+struct SlaSeries {
+    breaches: IntCounterVec,
+    warnings: IntCounterVec,
+    compliance: GaugeVec,
+    budget_remaining: GaugeVec,
+    burn_firing: IntGaugeVec,
+    late_samples: IntCounterVec,
+    spans_ignored: IntCounterVec,
+}
+
+impl SlaSeries {
+    /// Defines the group's series with `r`.
+    fn register(r: &Registrar) -> Result<SlaSeries, prometheus::Error> {
+        Ok(SlaSeries {
+            breaches: r.counter(
+                "slaflow_breaches_total",
+                "SLA breaches: budget exhausted, downtime over its limit, objective missed.",
+                &["service", "objective", "kind"],
+            )?,
+            warnings: r.counter(
+                "slaflow_warnings_total",
+                "SLA warnings: error budget past 50 or 75 %, a streak of bad days.",
+                &["service", "objective", "kind"],
+            )?,
+            compliance: r.gauge(
+                "slaflow_compliance_ratio",
+                "Measured against target for the running month: measured/target for availability, \
+                 target/measured for latency and downtime limits (>= 1 is met; capped at 100).",
+                &["service", "objective"],
+            )?,
+            budget_remaining: r.gauge(
+                "slaflow_error_budget_remaining_ratio",
+                "Share of the month's error budget left (1 untouched, <= 0 exhausted).",
+                &["service", "objective"],
+            )?,
+            burn_firing: r.int_gauge(
+                "slaflow_burn_rate_alerts_firing",
+                "1 while a multiwindow burn-rate alert fires.",
+                &["service", "objective", "severity"],
+            )?,
+            late_samples: r.counter(
+                "slaflow_late_samples_total",
+                "Latency samples for windows already closed (counted, not merged).",
+                &["service"],
+            )?,
+            spans_ignored: r.counter(
+                "slaflow_spans_ignored_total",
+                "Spans that are not samples of their service's contract (not requests), counted and left out.",
+                &["service"],
+            )?,
+        })
+    }
+}
+
+/// The intake's series: what was decoded, rejected and kept as dead letters.
+struct IntakeSeries {
+    ingested: IntCounterVec,
+    rejected: IntCounterVec,
+    items_rejected: IntCounterVec,
+    dead_letters: IntCounterVec,
+}
+
+impl IntakeSeries {
+    /// Defines the group's series with `r`.
+    fn register(r: &Registrar) -> Result<IntakeSeries, prometheus::Error> {
+        Ok(IntakeSeries {
+            ingested: r.counter(
+                "slaflow_events_ingested_total",
+                "Events decoded and passed to the engines.",
+                &["format", "source"],
+            )?,
+            rejected: r.counter(
+                "slaflow_events_rejected_total",
+                "Inputs rejected: not decodable, too large, unauthorized.",
+                &["format", "reason"],
+            )?,
+            items_rejected: r.counter(
+                "slaflow_items_rejected_total",
+                "Items (spans, alerts) rejected by decoding, one by one; a record rejected whole counts once.",
+                &["format", "reason"],
+            )?,
+            dead_letters: r.counter(
+                "slaflow_dead_letters_total",
+                "Records kept as dead letters.",
+                &["format"],
+            )?,
+        })
+    }
+}
+
+/// The service's own series: open incidents, consumer lag, store latency and readiness.
+struct ServiceSeries {
+    open_incidents: IntGaugeVec,
+    consumer_lag: IntGaugeVec,
+    sink_seconds: HistogramVec,
+    ready: IntGauge,
+}
+
+impl ServiceSeries {
+    /// Defines the group's series with `r`.
+    fn register(r: &Registrar) -> Result<ServiceSeries, prometheus::Error> {
+        let sink_seconds = r.register(HistogramVec::new(
+            HistogramOpts::new(
+                "slaflow_sink_transaction_seconds",
+                "Time to write one batch transaction to the store.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["store"],
+        )?)?;
+        let ready = r.register(IntGauge::new(
+            "slaflow_ready",
+            "1 when the store is reachable and (with Kafka) partitions are assigned.",
+        )?)?;
+        Ok(ServiceSeries {
+            open_incidents: r.int_gauge(
+                "slaflow_open_incidents",
+                "Open incidents by ITIL priority (1 highest).",
+                &["priority"],
+            )?,
+            consumer_lag: r.int_gauge(
+                "slaflow_consumer_lag",
+                "Messages behind the partition's high watermark.",
+                &["topic", "partition"],
+            )?,
+            sink_seconds,
+            ready,
+        })
     }
 }
 

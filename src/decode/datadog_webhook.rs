@@ -77,91 +77,24 @@ fn text<'b>(field: &str, value: &'b Option<Text>) -> Result<Option<&'b str>, Fie
     }
 }
 
+/// The alert a body describes. Fields are read in a fixed order, so a body with several
+/// bad fields is rejected for the same one every time.
 fn alert_event(b: Body) -> Result<AlertEvent, FieldError> {
     let title = text("title", &b.title)?.unwrap_or_default();
-    let (transition_field, transition) = match (
-        text("alert_transition", &b.alert_transition)?,
-        text("transition", &b.transition)?,
-    ) {
-        (Some(t), _) => ("alert_transition", t),
-        (None, Some(t)) => ("transition", t),
-        // The default title starts with the transition: "[Triggered on {host:x}] ...".
-        (None, None) => ("title", title_transition(title).unwrap_or_default()),
-    };
-    let (status, default_severity) = match transition.to_ascii_lowercase().as_str() {
-        "triggered" | "re-triggered" | "renotify" => (AlertStatus::Firing, 4),
-        "warn" | "re-warn" => (AlertStatus::Firing, 2),
-        "no data" | "re-no data" => (AlertStatus::Firing, 3),
-        t if t.ends_with("recovered") => (AlertStatus::Resolved, 0),
-        _ => {
-            return Err(FieldError::new(
-                transition_field,
-                format!(
-                    "expected a transition (Triggered, Re-Triggered, Recovered, No Data, Warn, Renotify), found {transition:?}"
-                ),
-            ))
-        }
-    };
-    let (date_field, date) = match (text("date", &b.date)?, text("last_updated", &b.last_updated)?) {
-        (Some(d), _) => ("date", Some(d)),
-        (None, l) => ("last_updated", l),
-    };
-    let time_ns = match date {
-        Some(d) => d
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .and_then(time::from_millis)
-            .ok_or_else(|| FieldError::new(date_field, format!("expected epoch milliseconds, found {d:?}")))?,
-        None => 0,
-    };
+    let transition = transition(&b, title)?;
+    let (status, default_severity) = transition_status(&transition)?;
+    let time_ns = event_time(&b)?;
     let priority = text("alert_priority", &b.alert_priority)?;
     let severity = match priority {
-        Some(p) => match p.trim().to_ascii_uppercase().as_str() {
-            "P1" => 5,
-            "P2" => 4,
-            "P3" => 3,
-            "P4" => 2,
-            "P5" => 1,
-            _ => {
-                return Err(FieldError::new(
-                    "alert_priority",
-                    format!("expected P1..P5, found {p:?}"),
-                ))
-            }
-        },
+        Some(p) => priority_severity(p)?,
         None => default_severity,
     };
-
-    let mut labels = BTreeMap::new();
-    let tags = match text("event_tags", &b.event_tags)? {
-        Some(t) => Some(t),
-        None => text("tags", &b.tags)?,
-    };
-    for tag in tags
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-    {
-        let (k, v) = tag.split_once(':').unwrap_or((tag, ""));
-        add_label(&mut labels, k, v);
-    }
+    let mut labels = tag_labels(&b)?;
     let scope = match text("alert_scope", &b.alert_scope)? {
         Some(s) => s.to_string(),
         None => title_scope(title).unwrap_or("*").to_string(),
     };
-    let host = [
-        text("hostname", &b.hostname)?,
-        text("host_name", &b.host_name)?,
-        labels.get("host").map(String::as_str),
-    ]
-    .into_iter()
-    .flatten()
-    .next()
-    .or_else(|| scope.split(',').find_map(|s| s.trim().strip_prefix("host:")))
-    .unwrap_or_default()
-    .to_string();
+    let host = host(&b, &labels, &scope)?;
     let link = text("link", &b.link)?;
     let monitor = match text("alert_id", &b.alert_id)? {
         Some(id) => Some(id.to_string()),
@@ -170,15 +103,7 @@ fn alert_event(b: Body) -> Result<AlertEvent, FieldError> {
             .flatten()
             .find_map(monitor_id),
     };
-    let fingerprint = match (
-        text("alert_cycle_key", &b.alert_cycle_key)?,
-        text("aggregate", &b.aggregate)?,
-        &monitor,
-    ) {
-        (Some(key), _, _) | (None, Some(key), _) => key.to_string(),
-        (None, None, Some(m)) => format!("{m}:{scope}"),
-        (None, None, None) => String::new(),
-    };
+    let fingerprint = fingerprint(&b, monitor.as_deref(), &scope)?;
     if let Some(m) = &monitor {
         labels.insert("monitor_id".into(), m.clone());
     }
@@ -200,7 +125,7 @@ fn alert_event(b: Body) -> Result<AlertEvent, FieldError> {
         alert_name,
         severity,
         // Datadog has no severity word: the priority when set, else the transition.
-        severity_text: priority.unwrap_or(transition).to_string(),
+        severity_text: priority.unwrap_or(transition.text).to_string(),
         status: status as i32,
         time_ns,
         affected_users: affected_users(&labels),
@@ -208,6 +133,127 @@ fn alert_event(b: Body) -> Result<AlertEvent, FieldError> {
         summary: title.to_string(),
         links: link.map(str::to_string).into_iter().collect(),
     })
+}
+
+/// The transition's text and the field it came from (for the error naming it).
+struct Transition<'b> {
+    field: &'static str,
+    text: &'b str,
+}
+
+/// `alert_transition`, else `transition`, else the one the default title starts with.
+fn transition<'b>(b: &'b Body, title: &'b str) -> Result<Transition<'b>, FieldError> {
+    let (field, text) = match (
+        text("alert_transition", &b.alert_transition)?,
+        text("transition", &b.transition)?,
+    ) {
+        (Some(t), _) => ("alert_transition", t),
+        (None, Some(t)) => ("transition", t),
+        // The default title starts with the transition: "[Triggered on {host:x}] ...".
+        (None, None) => ("title", title_transition(title).unwrap_or_default()),
+    };
+    Ok(Transition { field, text })
+}
+
+/// The status a transition means, and the severity it implies when there is no priority.
+fn transition_status(transition: &Transition) -> Result<(AlertStatus, u32), FieldError> {
+    Ok(match transition.text.to_ascii_lowercase().as_str() {
+        "triggered" | "re-triggered" | "renotify" => (AlertStatus::Firing, 4),
+        "warn" | "re-warn" => (AlertStatus::Firing, 2),
+        "no data" | "re-no data" => (AlertStatus::Firing, 3),
+        t if t.ends_with("recovered") => (AlertStatus::Resolved, 0),
+        _ => {
+            return Err(FieldError::new(
+                transition.field,
+                format!(
+                    "expected a transition (Triggered, Re-Triggered, Recovered, No Data, Warn, Renotify), found {:?}",
+                    transition.text
+                ),
+            ))
+        }
+    })
+}
+
+/// `date`, else `last_updated`, in epoch milliseconds; 0 (the receive time) without either.
+fn event_time(b: &Body) -> Result<i64, FieldError> {
+    let (date_field, date) = match (text("date", &b.date)?, text("last_updated", &b.last_updated)?) {
+        (Some(d), _) => ("date", Some(d)),
+        (None, l) => ("last_updated", l),
+    };
+    match date {
+        Some(d) => d
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .and_then(time::from_millis)
+            .ok_or_else(|| FieldError::new(date_field, format!("expected epoch milliseconds, found {d:?}"))),
+        None => Ok(0),
+    }
+}
+
+/// `alert_priority` P1..P5 as severity 5..1.
+fn priority_severity(priority: &str) -> Result<u32, FieldError> {
+    match priority.trim().to_ascii_uppercase().as_str() {
+        "P1" => Ok(5),
+        "P2" => Ok(4),
+        "P3" => Ok(3),
+        "P4" => Ok(2),
+        "P5" => Ok(1),
+        _ => Err(FieldError::new(
+            "alert_priority",
+            format!("expected P1..P5, found {priority:?}"),
+        )),
+    }
+}
+
+/// Labels from the comma-separated `key:value` tags of `event_tags`, else `tags`.
+fn tag_labels(b: &Body) -> Result<BTreeMap<String, String>, FieldError> {
+    let mut labels = BTreeMap::new();
+    let tags = match text("event_tags", &b.event_tags)? {
+        Some(t) => Some(t),
+        None => text("tags", &b.tags)?,
+    };
+    for tag in tags
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        let (k, v) = tag.split_once(':').unwrap_or((tag, ""));
+        add_label(&mut labels, k, v);
+    }
+    Ok(labels)
+}
+
+/// The host: `hostname`, `host_name`, the `host` tag, or the scope's `host:`, in that order.
+fn host(b: &Body, labels: &BTreeMap<String, String>, scope: &str) -> Result<String, FieldError> {
+    Ok([
+        text("hostname", &b.hostname)?,
+        text("host_name", &b.host_name)?,
+        labels.get("host").map(String::as_str),
+    ]
+    .into_iter()
+    .flatten()
+    .next()
+    .or_else(|| scope.split(',').find_map(|s| s.trim().strip_prefix("host:")))
+    .unwrap_or_default()
+    .to_string())
+}
+
+/// `alert_cycle_key`, else `aggregate`, else the monitor and scope: what one alert's
+/// trigger and recovery share.
+fn fingerprint(b: &Body, monitor: Option<&str>, scope: &str) -> Result<String, FieldError> {
+    Ok(
+        match (
+            text("alert_cycle_key", &b.alert_cycle_key)?,
+            text("aggregate", &b.aggregate)?,
+            monitor,
+        ) {
+            (Some(key), _, _) | (None, Some(key), _) => key.to_string(),
+            (None, None, Some(m)) => format!("{m}:{scope}"),
+            (None, None, None) => String::new(),
+        },
+    )
 }
 
 /// "[Triggered on {host:x}] Name" → "Triggered".

@@ -66,19 +66,11 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Event>, DecodeError> {
     Ok(out)
 }
 
+/// The alert a request describes: a trigger in full, an acknowledge or resolve by its
+/// `dedup_key` alone.
 fn alert_event(req: Request) -> Result<AlertEvent, FieldError> {
     let dedup_key = req.dedup_key.map(Cow::into_owned).unwrap_or_default();
-    let status = match req.event_action.as_ref() {
-        "trigger" => AlertStatus::Firing,
-        "acknowledge" => AlertStatus::Acknowledged,
-        "resolve" => AlertStatus::Resolved,
-        other => {
-            return Err(FieldError::new(
-                "event_action",
-                format!("expected trigger, acknowledge or resolve, found {other:?}"),
-            ))
-        }
-    };
+    let status = action_status(&req.event_action)?;
     let links = req
         .links
         .into_iter()
@@ -106,6 +98,24 @@ fn alert_event(req: Request) -> Result<AlertEvent, FieldError> {
             "a trigger must carry a payload with summary, source and severity",
         )
     })?;
+    trigger(p, dedup_key, links)
+}
+
+/// `event_action` as a status.
+fn action_status(action: &str) -> Result<AlertStatus, FieldError> {
+    match action {
+        "trigger" => Ok(AlertStatus::Firing),
+        "acknowledge" => Ok(AlertStatus::Acknowledged),
+        "resolve" => Ok(AlertStatus::Resolved),
+        other => Err(FieldError::new(
+            "event_action",
+            format!("expected trigger, acknowledge or resolve, found {other:?}"),
+        )),
+    }
+}
+
+/// A trigger's alert, from its payload.
+fn trigger(p: Payload, dedup_key: String, links: Vec<String>) -> Result<AlertEvent, FieldError> {
     let severity = match p.severity.as_ref() {
         s @ ("critical" | "error" | "warning" | "info") => severity_from_word(s),
         other => {
@@ -120,27 +130,10 @@ fn alert_event(req: Request) -> Result<AlertEvent, FieldError> {
             .ok_or_else(|| FieldError::new("payload.timestamp", format!("expected an ISO 8601 time, found {t:?}")))?,
         None => 0,
     };
-    let mut labels = BTreeMap::new();
-    for (key, value) in [("component", &p.component), ("group", &p.group), ("class", &p.class)] {
-        if let Some(v) = value {
-            labels.insert(key.to_string(), v.to_string());
-        }
-    }
-    match p.custom_details {
-        Some(Value::Object(details)) => {
-            for (key, value) in details {
-                let text = match value {
-                    Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                labels.insert(key, text);
-            }
-        }
-        Some(Value::Null) | None => {}
-        Some(other) => {
-            labels.insert("custom_details".into(), other.to_string());
-        }
-    }
+    let labels = payload_labels(
+        [("component", &p.component), ("group", &p.group), ("class", &p.class)],
+        p.custom_details,
+    );
     Ok(AlertEvent {
         source: "pagerduty".into(),
         source_event_id: String::new(),
@@ -155,13 +148,40 @@ fn alert_event(req: Request) -> Result<AlertEvent, FieldError> {
         alert_name: p.class.map(Cow::into_owned).unwrap_or_else(|| p.summary.to_string()),
         severity,
         severity_text: p.severity.into_owned(),
-        status: status as i32,
+        status: AlertStatus::Firing as i32,
         time_ns,
         affected_users: affected_users(&labels),
         labels,
         summary: p.summary.into_owned(),
         links,
     })
+}
+
+/// The payload's named fields that are set, then every `custom_details` entry (overriding
+/// them); details that are not an object are kept whole as `custom_details`.
+fn payload_labels(fields: [(&str, &Option<Cow<str>>); 3], custom_details: Option<Value>) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    for (key, value) in fields {
+        if let Some(v) = value {
+            labels.insert(key.to_string(), v.to_string());
+        }
+    }
+    match custom_details {
+        Some(Value::Object(details)) => {
+            for (key, value) in details {
+                let text = match value {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                labels.insert(key, text);
+            }
+        }
+        Some(Value::Null) | None => {}
+        Some(other) => {
+            labels.insert("custom_details".into(), other.to_string());
+        }
+    }
+    labels
 }
 
 #[cfg(test)]

@@ -1,0 +1,121 @@
+//! `slaflow report`: monthly SLA reports, read from the store (`--month`) or computed by
+//! replaying inputs (`--from-replay`), rendered as a table, JSON or CSV.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use slaflow::config::{Config, StoreKind};
+use slaflow::decode::Format;
+use slaflow::engine::sla::SlaOutput;
+use slaflow::replay::{Input, Record};
+use slaflow::report::{render, ReportFormat};
+use slaflow::sinks::Store;
+
+use super::{load_config, parse_inputs, parse_time, print_summary, runtime, status};
+
+/// `slaflow report`'s arguments as the command line gave them (`Command::Report` in
+/// `main.rs` documents each).
+pub struct Args {
+    pub from_replay: bool,
+    pub config: PathBuf,
+    pub month: Option<String>,
+    pub service: Option<String>,
+    pub format: ReportFormat,
+    pub input_format: Option<Format>,
+    pub until: Option<String>,
+    pub inputs: Vec<String>,
+}
+
+/// Prints the reports `args` ask for; exit status 1 when none matches (or, replaying, when
+/// a record was rejected).
+pub fn run(args: Args) -> Result<ExitCode, String> {
+    let config = load_config(Some(args.config))?;
+    let service = args.service.as_deref();
+    if !args.from_replay {
+        // clap requires --month without --from-replay.
+        let month = args.month.unwrap_or_default();
+        return from_store(&config, &month, service, args.format);
+    }
+    let inputs = parse_inputs(&args.inputs, args.input_format)?;
+    from_replay(
+        &config,
+        &inputs,
+        parse_time(args.until)?,
+        args.month.as_deref(),
+        service,
+        args.format,
+    )
+}
+
+/// `report --month` without `--from-replay`: the month's reports as the store holds them.
+fn from_store(config: &Config, month: &str, service: Option<&str>, format: ReportFormat) -> Result<ExitCode, String> {
+    if !is_month(month) {
+        return Err(format!("--month: expected YYYY-MM, found {month:?}"));
+    }
+    // Opening would create an empty file; a reader should say there is nothing instead.
+    if config.store.kind == StoreKind::Sqlite && !config.sqlite.path.exists() {
+        return Err(format!(
+            "{}: no embedded store there (`slaflow replay --sink store` or the service fills it)",
+            config.sqlite.path.display()
+        ));
+    }
+    let read = runtime()?.block_on(async {
+        let store = Store::open(config).await?;
+        Ok::<_, slaflow::sinks::SinkError>((store.kind_name(), store.reports(month, service).await?))
+    });
+    let (kind, reports) = read.map_err(|e| e.to_string())?;
+    print!("{}", render(&reports, format));
+    if reports.is_empty() {
+        eprintln!("no report in the {kind} store for month {month}, service {service:?}");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `YYYY-MM` with a month from 01 to 12.
+fn is_month(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() == 7
+        && bytes[4] == b'-'
+        && bytes.iter().enumerate().all(|(i, b)| i == 4 || b.is_ascii_digit())
+        && matches!(text[5..].parse::<u8>(), Ok(1..=12))
+}
+
+/// `report --from-replay`: the final reports of the months the inputs close, and each
+/// contract's running month as of the end of the replay, filtered by month and service.
+fn from_replay(
+    config: &Config,
+    inputs: &[Input],
+    until: Option<i64>,
+    month: Option<&str>,
+    service: Option<&str>,
+    format: ReportFormat,
+) -> Result<ExitCode, String> {
+    let mut reports = Vec::new();
+    let (summary, sla) = slaflow::replay::replay(config, inputs, until, |record| {
+        if let Record::Sla(SlaOutput::MonthlyReport(r)) = record {
+            reports.push(r.clone());
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    // The running month, as of the end of the replay.
+    let end = until.or(summary.last_event_ns).unwrap_or(0);
+    for contract in &config.sla.contracts {
+        if let Some(r) = sla.report(&contract.service, end) {
+            if !reports
+                .iter()
+                .any(|done| done.service == r.service && done.period == r.period)
+            {
+                reports.push(r);
+            }
+        }
+    }
+    reports.retain(|r| month.is_none_or(|m| r.period == m) && service.is_none_or(|s| r.service == s));
+    print!("{}", render(&reports, format));
+    print_summary(&summary);
+    if reports.is_empty() {
+        eprintln!("no report matches (month {month:?}, service {service:?})");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(status(summary.rejected.is_empty()))
+}
