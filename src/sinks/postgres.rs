@@ -10,7 +10,7 @@ use tokio_postgres::{Client, NoTls, Transaction};
 
 use super::{Batch, Checkpoint, IncidentRow, SinkError};
 use crate::engine::correlate::Output;
-use crate::engine::sla::{Finding, Report, SlaOutput};
+use crate::engine::sla::{BurnAlert, Finding, Report, SlaOutput, Window};
 
 mod embedded {
     refinery::embed_migrations!("migrations/postgres");
@@ -229,48 +229,10 @@ async fn write_correlation(tx: &Transaction<'_>, records: &[Output]) -> Result<(
     // A storm's duplicates become one update per alert per batch: the highest count wins.
     let mut duplicates: BTreeMap<(&str, &str), (u64, i64)> = BTreeMap::new();
     for record in records {
-        if let Some(key) = record.key() {
-            tx.execute(
-                "INSERT INTO incident_events (key, type, incident, time_ns, record) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (key) DO NOTHING",
-                &[
-                    &key,
-                    &record.kind(),
-                    &record.incident(),
-                    &record.time_ns(),
-                    &json(record),
-                ],
-            )
-            .await?;
-        }
+        write_event(tx, record).await?;
         match record {
-            Output::IncidentOpened {
-                incident,
-                service,
-                alert,
-                ci,
-                time_ns,
-                priority,
-                suspected_changes,
-                ..
-            } => {
-                tx.execute(
-                    "INSERT INTO incidents (id, service, opened_ns, status, priority, suspected_changes, updated_ns)
-                     VALUES ($1, $2, $3, 'open', $4, $5, $3) ON CONFLICT (id) DO NOTHING",
-                    &[incident, service, time_ns, &i16::from(*priority), suspected_changes],
-                )
-                .await?;
-                join(tx, incident, alert, ci, *time_ns, false, None).await?;
-            }
-            Output::AlertJoined {
-                incident,
-                alert,
-                ci,
-                time_ns,
-                symptom,
-                root_cause_ci,
-            } => {
-                join(tx, incident, alert, ci, *time_ns, *symptom, root_cause_ci.as_deref()).await?;
+            Output::IncidentOpened { .. } | Output::AlertJoined { .. } | Output::IncidentReopened { .. } => {
+                write_membership(tx, record).await?;
             }
             Output::Duplicate {
                 incident,
@@ -284,51 +246,7 @@ async fn write_correlation(tx: &Transaction<'_>, records: &[Output]) -> Result<(
                 entry.0 = entry.0.max(*occurrences);
                 entry.1 = entry.1.max(*time_ns);
             }
-            Output::PriorityChanged {
-                incident, time_ns, to, ..
-            } => {
-                tx.execute(
-                    "UPDATE incidents SET priority = LEAST(priority, $2), updated_ns = GREATEST(updated_ns, $3) WHERE id = $1",
-                    &[incident, &i16::from(*to), time_ns],
-                )
-                .await?;
-            }
-            Output::MajorIncident { incident, .. } => {
-                tx.execute("UPDATE incidents SET major = TRUE WHERE id = $1", &[incident])
-                    .await?;
-            }
-            Output::Acknowledged { incident, time_ns, .. } => {
-                tx.execute(
-                    "UPDATE incidents SET status = 'acknowledged', updated_ns = GREATEST(updated_ns, $2) WHERE id = $1 AND status = 'open'",
-                    &[incident, time_ns],
-                )
-                .await?;
-            }
-            Output::IncidentResolved {
-                incident,
-                time_ns,
-                reason,
-                ..
-            } => {
-                tx.execute(
-                    "UPDATE incidents SET status = 'resolved', resolved_ns = $2, resolve_reason = $3, updated_ns = GREATEST(updated_ns, $2) WHERE id = $1",
-                    &[incident, time_ns, reason],
-                )
-                .await?;
-            }
-            Output::IncidentReopened {
-                incident,
-                alert,
-                time_ns,
-            } => {
-                tx.execute(
-                    "UPDATE incidents SET status = 'open', resolved_ns = NULL, resolve_reason = NULL, updated_ns = GREATEST(updated_ns, $2) WHERE id = $1",
-                    &[incident, time_ns],
-                )
-                .await?;
-                join(tx, incident, alert, "", *time_ns, false, None).await?;
-            }
-            _ => {}
+            _ => write_incident_change(tx, record).await?,
         }
     }
     for ((incident, alert), (occurrences, last_seen)) in duplicates {
@@ -338,6 +256,114 @@ async fn write_correlation(tx: &Transaction<'_>, records: &[Output]) -> Result<(
             &[&incident, &alert, &big(occurrences), &last_seen],
         )
         .await?;
+    }
+    Ok(())
+}
+
+/// A lifecycle record (one with a natural key) appended to `incident_events`.
+async fn write_event(tx: &Transaction<'_>, record: &Output) -> Result<(), tokio_postgres::Error> {
+    if let Some(key) = record.key() {
+        tx.execute(
+            "INSERT INTO incident_events (key, type, incident, time_ns, record) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (key) DO NOTHING",
+            &[
+                &key,
+                &record.kind(),
+                &record.incident(),
+                &record.time_ns(),
+                &json(record),
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The records that bring an alert into an incident: the incident opened, an alert joined,
+/// the incident reopened by an alert.
+async fn write_membership(tx: &Transaction<'_>, record: &Output) -> Result<(), tokio_postgres::Error> {
+    match record {
+        Output::IncidentOpened {
+            incident,
+            service,
+            alert,
+            ci,
+            time_ns,
+            priority,
+            suspected_changes,
+            ..
+        } => {
+            tx.execute(
+                "INSERT INTO incidents (id, service, opened_ns, status, priority, suspected_changes, updated_ns)
+                 VALUES ($1, $2, $3, 'open', $4, $5, $3) ON CONFLICT (id) DO NOTHING",
+                &[incident, service, time_ns, &i16::from(*priority), suspected_changes],
+            )
+            .await?;
+            join(tx, incident, alert, ci, *time_ns, false, None).await?;
+        }
+        Output::AlertJoined {
+            incident,
+            alert,
+            ci,
+            time_ns,
+            symptom,
+            root_cause_ci,
+        } => {
+            join(tx, incident, alert, ci, *time_ns, *symptom, root_cause_ci.as_deref()).await?;
+        }
+        Output::IncidentReopened {
+            incident,
+            alert,
+            time_ns,
+        } => {
+            tx.execute(
+                "UPDATE incidents SET status = 'open', resolved_ns = NULL, resolve_reason = NULL, updated_ns = GREATEST(updated_ns, $2) WHERE id = $1",
+                &[incident, time_ns],
+            )
+            .await?;
+            join(tx, incident, alert, "", *time_ns, false, None).await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The records that change an incident's row: priority, major, acknowledged, resolved.
+async fn write_incident_change(tx: &Transaction<'_>, record: &Output) -> Result<(), tokio_postgres::Error> {
+    match record {
+        Output::PriorityChanged {
+            incident, time_ns, to, ..
+        } => {
+            tx.execute(
+                "UPDATE incidents SET priority = LEAST(priority, $2), updated_ns = GREATEST(updated_ns, $3) WHERE id = $1",
+                &[incident, &i16::from(*to), time_ns],
+            )
+            .await?;
+        }
+        Output::MajorIncident { incident, .. } => {
+            tx.execute("UPDATE incidents SET major = TRUE WHERE id = $1", &[incident])
+                .await?;
+        }
+        Output::Acknowledged { incident, time_ns, .. } => {
+            tx.execute(
+                "UPDATE incidents SET status = 'acknowledged', updated_ns = GREATEST(updated_ns, $2) WHERE id = $1 AND status = 'open'",
+                &[incident, time_ns],
+            )
+            .await?;
+        }
+        Output::IncidentResolved {
+            incident,
+            time_ns,
+            reason,
+            ..
+        } => {
+            tx.execute(
+                "UPDATE incidents SET status = 'resolved', resolved_ns = $2, resolve_reason = $3, updated_ns = GREATEST(updated_ns, $2) WHERE id = $1",
+                &[incident, time_ns, reason],
+            )
+            .await?;
+        }
+        _ => {}
     }
     Ok(())
 }
@@ -360,89 +386,119 @@ async fn join(
 }
 
 async fn write_sla(tx: &Transaction<'_>, records: &[SlaOutput]) -> Result<(), tokio_postgres::Error> {
-    use crate::engine::sla::histogram;
     for record in records {
         match record {
-            SlaOutput::WindowClosed(w) => {
-                // The engine wrote this text itself from valid bytes, so it always decodes.
-                let histogram = histogram::from_text(&w.histogram).unwrap_or_default();
-                let granularity = json(&w.granularity).as_str().unwrap_or_default().to_string();
-                tx.execute(
-                    "INSERT INTO sla_windows (service, operation, granularity, start_ns, end_ns, count, errors, mean_ns,
-                                              p50_ns, p95_ns, p99_ns, max_ns, histogram)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING",
-                    &[
-                        &w.service,
-                        &w.operation,
-                        &granularity,
-                        &w.start_ns,
-                        &w.end_ns,
-                        &big(w.count),
-                        &big(w.errors),
-                        &w.mean_ns,
-                        &w.p50_ns,
-                        &w.p95_ns,
-                        &w.p99_ns,
-                        &w.max_ns,
-                        &histogram,
-                    ],
-                )
-                .await?;
-            }
-            SlaOutput::Warning(f) | SlaOutput::Breach(f) => {
-                let kind = if matches!(record, SlaOutput::Breach(_)) {
-                    "breach"
-                } else {
-                    "warning"
-                };
-                tx.execute(
-                    "INSERT INTO breaches (key, type, service, objective, kind, period, measured, threshold,
-                                           window_start_ns, window_end_ns, detected_ns, record)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (key) DO NOTHING",
-                    &[
-                        &f.key,
-                        &kind,
-                        &f.service,
-                        &f.objective,
-                        &f.kind,
-                        &f.period,
-                        &f.measured,
-                        &f.threshold,
-                        &f.window_start_ns,
-                        &f.window_end_ns,
-                        &f.detected_ns,
-                        &json(record),
-                    ],
-                )
-                .await?;
-            }
-            SlaOutput::BurnRateAlert(b) => {
-                // Firing and resolved share the alert's key; each change is its own row.
-                let key = format!("{}/{}", b.key, b.state);
-                let period = String::new();
-                tx.execute(
-                    "INSERT INTO breaches (key, type, service, objective, kind, period, measured, threshold,
-                                           window_start_ns, window_end_ns, detected_ns, record)
-                     VALUES ($1, 'burn_rate_alert', $2, $3, $4, $5, $6, $7, NULL, NULL, $8, $9) ON CONFLICT (key) DO NOTHING",
-                    &[&key, &b.service, &b.objective, &b.rule, &period, &b.long_burn_rate, &b.factor, &b.detected_ns, &json(record)],
-                )
-                .await?;
-            }
-            SlaOutput::MonthlyReport(r) => {
-                // A final report replaces an on-demand one; never the other way round.
-                tx.execute(
-                    "INSERT INTO monthly_reports (service, period, complete, availability_percent, credit_percent, credit_amount, report)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)
-                     ON CONFLICT (service, period) DO UPDATE SET complete = EXCLUDED.complete,
-                        availability_percent = EXCLUDED.availability_percent, credit_percent = EXCLUDED.credit_percent,
-                        credit_amount = EXCLUDED.credit_amount, report = EXCLUDED.report
-                     WHERE NOT monthly_reports.complete",
-                    &[&r.service, &r.period, &r.complete, &r.availability_percent, &r.credit_percent, &r.credit_amount, &json(r)],
-                )
-                .await?;
-            }
+            SlaOutput::WindowClosed(w) => write_window(tx, w).await?,
+            SlaOutput::Warning(f) | SlaOutput::Breach(f) => write_finding(tx, record, f).await?,
+            SlaOutput::BurnRateAlert(b) => write_burn_rate_alert(tx, record, b).await?,
+            SlaOutput::MonthlyReport(r) => write_report(tx, r).await?,
             SlaOutput::LateSample { .. } | SlaOutput::SpansIgnored { .. } => {}
         }
     }
+    Ok(())
+}
+
+/// A closed window, with its histogram, in `sla_windows`.
+async fn write_window(tx: &Transaction<'_>, w: &Window) -> Result<(), tokio_postgres::Error> {
+    use crate::engine::sla::histogram;
+    // The engine wrote this text itself from valid bytes, so it always decodes.
+    let histogram = histogram::from_text(&w.histogram).unwrap_or_default();
+    let granularity = json(&w.granularity).as_str().unwrap_or_default().to_string();
+    tx.execute(
+        "INSERT INTO sla_windows (service, operation, granularity, start_ns, end_ns, count, errors, mean_ns,
+                                  p50_ns, p95_ns, p99_ns, max_ns, histogram)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING",
+        &[
+            &w.service,
+            &w.operation,
+            &granularity,
+            &w.start_ns,
+            &w.end_ns,
+            &big(w.count),
+            &big(w.errors),
+            &w.mean_ns,
+            &w.p50_ns,
+            &w.p95_ns,
+            &w.p99_ns,
+            &w.max_ns,
+            &histogram,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A warning or a breach (`record`, of which `f` is the finding) in `breaches`.
+async fn write_finding(tx: &Transaction<'_>, record: &SlaOutput, f: &Finding) -> Result<(), tokio_postgres::Error> {
+    let kind = if matches!(record, SlaOutput::Breach(_)) {
+        "breach"
+    } else {
+        "warning"
+    };
+    tx.execute(
+        "INSERT INTO breaches (key, type, service, objective, kind, period, measured, threshold,
+                               window_start_ns, window_end_ns, detected_ns, record)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (key) DO NOTHING",
+        &[
+            &f.key,
+            &kind,
+            &f.service,
+            &f.objective,
+            &f.kind,
+            &f.period,
+            &f.measured,
+            &f.threshold,
+            &f.window_start_ns,
+            &f.window_end_ns,
+            &f.detected_ns,
+            &json(record),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A burn-rate alert's change (`record`, of which `b` is the alert) in `breaches`.
+async fn write_burn_rate_alert(
+    tx: &Transaction<'_>,
+    record: &SlaOutput,
+    b: &BurnAlert,
+) -> Result<(), tokio_postgres::Error> {
+    // Firing and resolved share the alert's key; each change is its own row.
+    let key = format!("{}/{}", b.key, b.state);
+    let period = String::new();
+    tx.execute(
+        "INSERT INTO breaches (key, type, service, objective, kind, period, measured, threshold,
+                               window_start_ns, window_end_ns, detected_ns, record)
+         VALUES ($1, 'burn_rate_alert', $2, $3, $4, $5, $6, $7, NULL, NULL, $8, $9) ON CONFLICT (key) DO NOTHING",
+        &[
+            &key,
+            &b.service,
+            &b.objective,
+            &b.rule,
+            &period,
+            &b.long_burn_rate,
+            &b.factor,
+            &b.detected_ns,
+            &json(record),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A monthly report in `monthly_reports`.
+async fn write_report(tx: &Transaction<'_>, r: &Report) -> Result<(), tokio_postgres::Error> {
+    // A final report replaces an on-demand one; never the other way round.
+    tx.execute(
+        "INSERT INTO monthly_reports (service, period, complete, availability_percent, credit_percent, credit_amount, report)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (service, period) DO UPDATE SET complete = EXCLUDED.complete,
+            availability_percent = EXCLUDED.availability_percent, credit_percent = EXCLUDED.credit_percent,
+            credit_amount = EXCLUDED.credit_amount, report = EXCLUDED.report
+         WHERE NOT monthly_reports.complete",
+        &[&r.service, &r.period, &r.complete, &r.availability_percent, &r.credit_percent, &r.credit_amount, &json(r)],
+    )
+    .await?;
     Ok(())
 }

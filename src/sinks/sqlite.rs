@@ -11,7 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 
 use super::{Batch, Checkpoint, IncidentRow, SinkError};
 use crate::engine::correlate::Output;
-use crate::engine::sla::{Finding, Report, SlaOutput};
+use crate::engine::sla::{BurnAlert, Finding, Report, SlaOutput, Window};
 
 mod embedded {
     refinery::embed_migrations!("migrations/sqlite");
@@ -300,53 +300,10 @@ fn write_correlation(tx: &Transaction<'_>, records: &[Output]) -> rusqlite::Resu
     // A storm's duplicates become one update per alert per batch: the highest count wins.
     let mut duplicates: BTreeMap<(&str, &str), (u64, i64)> = BTreeMap::new();
     for record in records {
-        if let Some(key) = record.key() {
-            tx.prepare_cached(
-                "INSERT INTO incident_events (key, type, incident, time_ns, record) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (key) DO NOTHING",
-            )?
-            .execute(params![
-                key,
-                record.kind(),
-                record.incident(),
-                record.time_ns(),
-                json(record)
-            ])?;
-        }
+        write_event(tx, record)?;
         match record {
-            Output::IncidentOpened {
-                incident,
-                service,
-                alert,
-                ci,
-                time_ns,
-                priority,
-                suspected_changes,
-                ..
-            } => {
-                // TEXT[] in Postgres; a JSON array here.
-                tx.prepare_cached(
-                    "INSERT INTO incidents (id, service, opened_ns, status, priority, suspected_changes, updated_ns)
-                     VALUES (?1, ?2, ?3, 'open', ?4, ?5, ?3) ON CONFLICT (id) DO NOTHING",
-                )?
-                .execute(params![
-                    incident,
-                    service,
-                    time_ns,
-                    i16::from(*priority),
-                    json(suspected_changes)
-                ])?;
-                join(tx, incident, alert, ci, *time_ns, false, None)?;
-            }
-            Output::AlertJoined {
-                incident,
-                alert,
-                ci,
-                time_ns,
-                symptom,
-                root_cause_ci,
-            } => {
-                join(tx, incident, alert, ci, *time_ns, *symptom, root_cause_ci.as_deref())?;
+            Output::IncidentOpened { .. } | Output::AlertJoined { .. } | Output::IncidentReopened { .. } => {
+                write_membership(tx, record)?;
             }
             Output::Duplicate {
                 incident,
@@ -360,50 +317,7 @@ fn write_correlation(tx: &Transaction<'_>, records: &[Output]) -> rusqlite::Resu
                 entry.0 = entry.0.max(*occurrences);
                 entry.1 = entry.1.max(*time_ns);
             }
-            Output::PriorityChanged {
-                incident, time_ns, to, ..
-            } => {
-                tx.prepare_cached(
-                    "UPDATE incidents SET priority = min(priority, ?2), updated_ns = max(updated_ns, ?3) WHERE id = ?1",
-                )?
-                .execute(params![incident, i16::from(*to), time_ns])?;
-            }
-            Output::MajorIncident { incident, .. } => {
-                tx.prepare_cached("UPDATE incidents SET major = 1 WHERE id = ?1")?
-                    .execute(params![incident])?;
-            }
-            Output::Acknowledged { incident, time_ns, .. } => {
-                tx.prepare_cached(
-                    "UPDATE incidents SET status = 'acknowledged', updated_ns = max(updated_ns, ?2)
-                     WHERE id = ?1 AND status = 'open'",
-                )?
-                .execute(params![incident, time_ns])?;
-            }
-            Output::IncidentResolved {
-                incident,
-                time_ns,
-                reason,
-                ..
-            } => {
-                tx.prepare_cached(
-                    "UPDATE incidents SET status = 'resolved', resolved_ns = ?2, resolve_reason = ?3,
-                        updated_ns = max(updated_ns, ?2) WHERE id = ?1",
-                )?
-                .execute(params![incident, time_ns, reason])?;
-            }
-            Output::IncidentReopened {
-                incident,
-                alert,
-                time_ns,
-            } => {
-                tx.prepare_cached(
-                    "UPDATE incidents SET status = 'open', resolved_ns = NULL, resolve_reason = NULL,
-                        updated_ns = max(updated_ns, ?2) WHERE id = ?1",
-                )?
-                .execute(params![incident, time_ns])?;
-                join(tx, incident, alert, "", *time_ns, false, None)?;
-            }
-            _ => {}
+            _ => write_incident_change(tx, record)?,
         }
     }
     for ((incident, alert), (occurrences, last_seen)) in duplicates {
@@ -412,6 +326,118 @@ fn write_correlation(tx: &Transaction<'_>, records: &[Output]) -> rusqlite::Resu
              WHERE incident = ?1 AND alert = ?2",
         )?
         .execute(params![incident, alert, big(occurrences), last_seen])?;
+    }
+    Ok(())
+}
+
+/// A lifecycle record (one with a natural key) appended to `incident_events`.
+fn write_event(tx: &Transaction<'_>, record: &Output) -> rusqlite::Result<()> {
+    if let Some(key) = record.key() {
+        tx.prepare_cached(
+            "INSERT INTO incident_events (key, type, incident, time_ns, record) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (key) DO NOTHING",
+        )?
+        .execute(params![
+            key,
+            record.kind(),
+            record.incident(),
+            record.time_ns(),
+            json(record)
+        ])?;
+    }
+    Ok(())
+}
+
+/// The records that bring an alert into an incident: the incident opened, an alert joined,
+/// the incident reopened by an alert.
+fn write_membership(tx: &Transaction<'_>, record: &Output) -> rusqlite::Result<()> {
+    match record {
+        Output::IncidentOpened {
+            incident,
+            service,
+            alert,
+            ci,
+            time_ns,
+            priority,
+            suspected_changes,
+            ..
+        } => {
+            // TEXT[] in Postgres; a JSON array here.
+            tx.prepare_cached(
+                "INSERT INTO incidents (id, service, opened_ns, status, priority, suspected_changes, updated_ns)
+                 VALUES (?1, ?2, ?3, 'open', ?4, ?5, ?3) ON CONFLICT (id) DO NOTHING",
+            )?
+            .execute(params![
+                incident,
+                service,
+                time_ns,
+                i16::from(*priority),
+                json(suspected_changes)
+            ])?;
+            join(tx, incident, alert, ci, *time_ns, false, None)?;
+        }
+        Output::AlertJoined {
+            incident,
+            alert,
+            ci,
+            time_ns,
+            symptom,
+            root_cause_ci,
+        } => {
+            join(tx, incident, alert, ci, *time_ns, *symptom, root_cause_ci.as_deref())?;
+        }
+        Output::IncidentReopened {
+            incident,
+            alert,
+            time_ns,
+        } => {
+            tx.prepare_cached(
+                "UPDATE incidents SET status = 'open', resolved_ns = NULL, resolve_reason = NULL,
+                    updated_ns = max(updated_ns, ?2) WHERE id = ?1",
+            )?
+            .execute(params![incident, time_ns])?;
+            join(tx, incident, alert, "", *time_ns, false, None)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The records that change an incident's row: priority, major, acknowledged, resolved.
+fn write_incident_change(tx: &Transaction<'_>, record: &Output) -> rusqlite::Result<()> {
+    match record {
+        Output::PriorityChanged {
+            incident, time_ns, to, ..
+        } => {
+            tx.prepare_cached(
+                "UPDATE incidents SET priority = min(priority, ?2), updated_ns = max(updated_ns, ?3) WHERE id = ?1",
+            )?
+            .execute(params![incident, i16::from(*to), time_ns])?;
+        }
+        Output::MajorIncident { incident, .. } => {
+            tx.prepare_cached("UPDATE incidents SET major = 1 WHERE id = ?1")?
+                .execute(params![incident])?;
+        }
+        Output::Acknowledged { incident, time_ns, .. } => {
+            tx.prepare_cached(
+                "UPDATE incidents SET status = 'acknowledged', updated_ns = max(updated_ns, ?2)
+                 WHERE id = ?1 AND status = 'open'",
+            )?
+            .execute(params![incident, time_ns])?;
+        }
+        Output::IncidentResolved {
+            incident,
+            time_ns,
+            reason,
+            ..
+        } => {
+            tx.prepare_cached(
+                "UPDATE incidents SET status = 'resolved', resolved_ns = ?2, resolve_reason = ?3,
+                    updated_ns = max(updated_ns, ?2) WHERE id = ?1",
+            )?
+            .execute(params![incident, time_ns, reason])?;
+        }
+        _ => {}
     }
     Ok(())
 }
@@ -433,105 +459,121 @@ fn join(
 }
 
 fn write_sla(tx: &Transaction<'_>, records: &[SlaOutput]) -> rusqlite::Result<()> {
-    use crate::engine::sla::histogram;
     for record in records {
         match record {
-            SlaOutput::WindowClosed(w) => {
-                // The engine wrote this text itself from valid bytes, so it always decodes.
-                let histogram = histogram::from_text(&w.histogram).unwrap_or_default();
-                let granularity = serde_json::to_value(w.granularity)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default();
-                tx.prepare_cached(
-                    "INSERT INTO sla_windows (service, operation, granularity, start_ns, end_ns, count, errors, mean_ns,
-                                              p50_ns, p95_ns, p99_ns, max_ns, histogram)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT DO NOTHING",
-                )?
-                .execute(params![
-                    w.service,
-                    w.operation,
-                    granularity,
-                    w.start_ns,
-                    w.end_ns,
-                    big(w.count),
-                    big(w.errors),
-                    w.mean_ns,
-                    w.p50_ns,
-                    w.p95_ns,
-                    w.p99_ns,
-                    w.max_ns,
-                    histogram
-                ])?;
-            }
-            SlaOutput::Warning(f) | SlaOutput::Breach(f) => {
-                let kind = if matches!(record, SlaOutput::Breach(_)) {
-                    "breach"
-                } else {
-                    "warning"
-                };
-                tx.prepare_cached(
-                    "INSERT INTO breaches (key, type, service, objective, kind, period, measured, threshold,
-                                           window_start_ns, window_end_ns, detected_ns, record)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (key) DO NOTHING",
-                )?
-                .execute(params![
-                    f.key,
-                    kind,
-                    f.service,
-                    f.objective,
-                    f.kind,
-                    f.period,
-                    f.measured,
-                    f.threshold,
-                    f.window_start_ns,
-                    f.window_end_ns,
-                    f.detected_ns,
-                    json(record)
-                ])?;
-            }
-            SlaOutput::BurnRateAlert(b) => {
-                // Firing and resolved share the alert's key; each change is its own row.
-                let key = format!("{}/{}", b.key, b.state);
-                tx.prepare_cached(
-                    "INSERT INTO breaches (key, type, service, objective, kind, period, measured, threshold,
-                                           window_start_ns, window_end_ns, detected_ns, record)
-                     VALUES (?1, 'burn_rate_alert', ?2, ?3, ?4, '', ?5, ?6, NULL, NULL, ?7, ?8) ON CONFLICT (key) DO NOTHING",
-                )?
-                .execute(params![
-                    key,
-                    b.service,
-                    b.objective,
-                    b.rule,
-                    b.long_burn_rate,
-                    b.factor,
-                    b.detected_ns,
-                    json(record)
-                ])?;
-            }
-            SlaOutput::MonthlyReport(r) => {
-                // A final report replaces an on-demand one; never the other way round.
-                tx.prepare_cached(
-                    "INSERT INTO monthly_reports (service, period, complete, availability_percent, credit_percent, credit_amount, report)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT (service, period) DO UPDATE SET complete = excluded.complete,
-                        availability_percent = excluded.availability_percent, credit_percent = excluded.credit_percent,
-                        credit_amount = excluded.credit_amount, report = excluded.report
-                     WHERE NOT monthly_reports.complete",
-                )?
-                .execute(params![
-                    r.service,
-                    r.period,
-                    r.complete,
-                    r.availability_percent,
-                    r.credit_percent,
-                    r.credit_amount,
-                    json(r)
-                ])?;
-            }
+            SlaOutput::WindowClosed(w) => write_window(tx, w)?,
+            SlaOutput::Warning(f) | SlaOutput::Breach(f) => write_finding(tx, record, f)?,
+            SlaOutput::BurnRateAlert(b) => write_burn_rate_alert(tx, record, b)?,
+            SlaOutput::MonthlyReport(r) => write_report(tx, r)?,
             SlaOutput::LateSample { .. } | SlaOutput::SpansIgnored { .. } => {}
         }
     }
+    Ok(())
+}
+
+/// A closed window, with its histogram, in `sla_windows`.
+fn write_window(tx: &Transaction<'_>, w: &Window) -> rusqlite::Result<()> {
+    use crate::engine::sla::histogram;
+    // The engine wrote this text itself from valid bytes, so it always decodes.
+    let histogram = histogram::from_text(&w.histogram).unwrap_or_default();
+    let granularity = serde_json::to_value(w.granularity)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    tx.prepare_cached(
+        "INSERT INTO sla_windows (service, operation, granularity, start_ns, end_ns, count, errors, mean_ns,
+                                  p50_ns, p95_ns, p99_ns, max_ns, histogram)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT DO NOTHING",
+    )?
+    .execute(params![
+        w.service,
+        w.operation,
+        granularity,
+        w.start_ns,
+        w.end_ns,
+        big(w.count),
+        big(w.errors),
+        w.mean_ns,
+        w.p50_ns,
+        w.p95_ns,
+        w.p99_ns,
+        w.max_ns,
+        histogram
+    ])?;
+    Ok(())
+}
+
+/// A warning or a breach (`record`, of which `f` is the finding) in `breaches`.
+fn write_finding(tx: &Transaction<'_>, record: &SlaOutput, f: &Finding) -> rusqlite::Result<()> {
+    let kind = if matches!(record, SlaOutput::Breach(_)) {
+        "breach"
+    } else {
+        "warning"
+    };
+    tx.prepare_cached(
+        "INSERT INTO breaches (key, type, service, objective, kind, period, measured, threshold,
+                               window_start_ns, window_end_ns, detected_ns, record)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (key) DO NOTHING",
+    )?
+    .execute(params![
+        f.key,
+        kind,
+        f.service,
+        f.objective,
+        f.kind,
+        f.period,
+        f.measured,
+        f.threshold,
+        f.window_start_ns,
+        f.window_end_ns,
+        f.detected_ns,
+        json(record)
+    ])?;
+    Ok(())
+}
+
+/// A burn-rate alert's change (`record`, of which `b` is the alert) in `breaches`.
+fn write_burn_rate_alert(tx: &Transaction<'_>, record: &SlaOutput, b: &BurnAlert) -> rusqlite::Result<()> {
+    // Firing and resolved share the alert's key; each change is its own row.
+    let key = format!("{}/{}", b.key, b.state);
+    tx.prepare_cached(
+        "INSERT INTO breaches (key, type, service, objective, kind, period, measured, threshold,
+                               window_start_ns, window_end_ns, detected_ns, record)
+         VALUES (?1, 'burn_rate_alert', ?2, ?3, ?4, '', ?5, ?6, NULL, NULL, ?7, ?8) ON CONFLICT (key) DO NOTHING",
+    )?
+    .execute(params![
+        key,
+        b.service,
+        b.objective,
+        b.rule,
+        b.long_burn_rate,
+        b.factor,
+        b.detected_ns,
+        json(record)
+    ])?;
+    Ok(())
+}
+
+/// A monthly report in `monthly_reports`.
+fn write_report(tx: &Transaction<'_>, r: &Report) -> rusqlite::Result<()> {
+    // A final report replaces an on-demand one; never the other way round.
+    tx.prepare_cached(
+        "INSERT INTO monthly_reports (service, period, complete, availability_percent, credit_percent, credit_amount, report)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (service, period) DO UPDATE SET complete = excluded.complete,
+            availability_percent = excluded.availability_percent, credit_percent = excluded.credit_percent,
+            credit_amount = excluded.credit_amount, report = excluded.report
+         WHERE NOT monthly_reports.complete",
+    )?
+    .execute(params![
+        r.service,
+        r.period,
+        r.complete,
+        r.availability_percent,
+        r.credit_percent,
+        r.credit_amount,
+        json(r)
+    ])?;
     Ok(())
 }
 

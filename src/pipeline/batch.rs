@@ -1,0 +1,288 @@
+//! The commit protocol, in one place: a worker's batch fills with the engines' records and
+//! dead letters ([`Batcher`]); sealed, it carries the engines' checkpoint and the inputs'
+//! next offsets ([`Batcher::seal`]), and the store writes all of it in one transaction over
+//! the worker's [`StoreLink`] (bounded retries with [`Backoff`], reconnecting after a
+//! failure). Only once the store has answered are the webhook callers answered and the
+//! metrics moved ([`Batcher::stored`]), and only then are the offsets committed to Kafka
+//! ([`commit_to_kafka`]), for lag monitoring only: the store's offsets are the ones a worker
+//! resumes from, with the engines [`restore`]d from the same checkpoint.
+//!
+//! The ingest worker waits for each commit ([`Batcher::commit`]); a partition worker keeps
+//! one in flight ([`Writing`]) while the next batch fills.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::PipelineError;
+use crate::config::Config;
+use crate::metrics::metrics;
+use crate::replay::{Engines, Record};
+use crate::sinks::{Batch, Offset, SinkError, Store};
+use crate::sources::kafka::Context;
+
+/// A worker's batch in the making: records, dead letters and the callers waiting for it;
+/// committed with the engines' snapshot and the inputs' next offsets in one transaction.
+pub(super) struct Batcher {
+    scope: String,
+    pub(super) batch: Batch,
+    /// Inputs (messages, requests, releases) whose effect the batch holds.
+    pub(super) pending: usize,
+    pub(super) deadline: Option<Instant>,
+    max_wait: Duration,
+    pub(super) max_messages: usize,
+    /// This worker's open incidents by priority, as last added to the gauge.
+    open: [u64; 5],
+    /// Webhook callers, answered once the batch is stored.
+    pub(super) acks: Vec<oneshot::Sender<Result<(), String>>>,
+    /// The offsets of the last stored batch (for Kafka's informational commit).
+    pub(super) committed: Vec<Offset>,
+}
+
+impl Batcher {
+    pub(super) fn new(scope: String, config: &Config) -> Batcher {
+        Batcher {
+            scope,
+            batch: Batch::default(),
+            pending: 0,
+            deadline: None,
+            max_wait: config.kafka.batch_max_wait,
+            max_messages: config.kafka.batch_max_messages.max(1),
+            open: [0; 5],
+            acks: Vec::new(),
+            committed: Vec::new(),
+        }
+    }
+
+    /// Where the engines' records go.
+    pub(super) fn emit(&mut self) -> impl FnMut(Record) + '_ {
+        |record| match record {
+            Record::Correlate(o) => self.batch.correlate.push(o),
+            Record::Sla(o) => self.batch.sla.push(o),
+        }
+    }
+
+    /// One more input in the batch: written at the latest `max_wait` after the first.
+    pub(super) fn added(&mut self) {
+        self.pending += 1;
+        self.deadline.get_or_insert_with(|| Instant::now() + self.max_wait);
+    }
+
+    /// A state change without input (an idle release): written now.
+    pub(super) fn changed(&mut self) {
+        self.pending += 1;
+        self.deadline = Some(Instant::now());
+    }
+
+    pub(super) fn due(&self) -> bool {
+        self.pending > 0 && (self.pending >= self.max_messages || self.deadline.is_some_and(|d| d <= Instant::now()))
+    }
+
+    /// Closes the batch, if it holds anything, with the engines' snapshot and `offsets`;
+    /// `last` (the worker stops) also adds the running reports. The next batch starts empty.
+    pub(super) fn seal(&mut self, engines: &mut Engines, offsets: Vec<Offset>, last: bool) -> Option<Sealed> {
+        if self.pending == 0 {
+            return None;
+        }
+        engines.running_reports(last, &mut self.emit());
+        let (correlate, sla) = engines.snapshot();
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.checkpoint = Some(crate::sinks::Checkpoint {
+            scope: self.scope.clone(),
+            correlate,
+            sla,
+            latest_event_ns: engines.last_event_ns(),
+        });
+        batch.offsets = offsets;
+        self.pending = 0;
+        self.deadline = None;
+        Some(Sealed {
+            batch,
+            acks: std::mem::take(&mut self.acks),
+        })
+    }
+
+    /// After the store answered for `sealed`: answers its callers and, when it was stored,
+    /// updates the metrics and the offsets for Kafka's informational commit.
+    pub(super) fn stored(&mut self, sealed: Sealed, written: &Result<(), SinkError>, engines: &Engines) {
+        for ack in sealed.acks {
+            let _ = ack.send(written.as_ref().map(|_| ()).map_err(ToString::to_string));
+        }
+        if written.is_err() {
+            return;
+        }
+        let m = metrics();
+        for output in &sealed.batch.sla {
+            m.observe(output);
+        }
+        for d in &sealed.batch.dead_letters {
+            m.dead_letters.with_label_values(&[d.format.as_str()]).inc();
+        }
+        let open = engines.correlator.open_by_priority();
+        m.open_incidents_changed(&self.open, &open);
+        self.open = open;
+        self.committed = sealed.batch.offsets;
+    }
+
+    /// Seals the batch and writes it, waiting for the store.
+    pub(super) async fn commit(
+        &mut self,
+        link: &mut StoreLink,
+        engines: &mut Engines,
+        offsets: Vec<Offset>,
+        last: bool,
+    ) -> Result<(), SinkError> {
+        let Some(sealed) = self.seal(engines, offsets, last) else {
+            return Ok(());
+        };
+        let written = link.write(&sealed.batch).await;
+        self.stored(sealed, &written, engines);
+        written
+    }
+}
+
+impl Drop for Batcher {
+    /// A stopped worker's incidents are no longer its to count (the next owner counts them).
+    fn drop(&mut self) {
+        metrics().open_incidents_changed(&self.open, &[0; 5]);
+    }
+}
+
+/// A closed batch and the webhook callers waiting for it.
+pub(super) struct Sealed {
+    batch: Batch,
+    acks: Vec<oneshot::Sender<Result<(), String>>>,
+}
+
+/// A commit in flight: the store link comes back with the store's answer.
+pub(super) type Writing = std::pin::Pin<Box<dyn Future<Output = (StoreLink, Sealed, Result<(), SinkError>)> + Send>>;
+
+/// Starts writing `sealed`: the link travels with the write and comes back with the answer.
+pub(super) fn write_sealed(mut link: StoreLink, sealed: Sealed) -> Writing {
+    Box::pin(async move {
+        let written = link.write(&sealed.batch).await;
+        (link, sealed, written)
+    })
+}
+
+/// Completes when the commit in flight does (never when there is none).
+pub(super) async fn in_flight(writing: &mut Option<Writing>) -> (StoreLink, Sealed, Result<(), SinkError>) {
+    match writing {
+        Some(w) => w.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Commits the offsets to Kafka too, after the store has them: for lag monitoring only.
+pub(super) fn commit_to_kafka(consumer: &OnceLock<Weak<StreamConsumer<Context>>>, offsets: &[Offset]) {
+    let Some(consumer) = consumer.get().and_then(Weak::upgrade) else {
+        return;
+    };
+    let mut list = TopicPartitionList::new();
+    for o in offsets.iter().filter(|o| o.next_offset > 0) {
+        if list
+            .add_partition_offset(&o.topic, o.partition, KafkaOffset::Offset(o.next_offset))
+            .is_err()
+        {
+            return;
+        }
+    }
+    if list.count() > 0 {
+        if let Err(error) = consumer.commit(&list, CommitMode::Async) {
+            tracing::debug!(%error, "informational Kafka commit failed");
+        }
+    }
+}
+
+/// The engines of a scope: restored from its checkpoint, or new.
+pub(super) async fn restore(link: &StoreLink, config: &Config, scope: &str) -> Result<Engines, PipelineError> {
+    Ok(match link.store.load_checkpoint(scope).await? {
+        Some(c) => Engines::restore(config, &c.correlate, &c.sla)?.with_latest_event(c.latest_event_ns),
+        None => Engines::new(config)?,
+    })
+}
+
+/// A worker's connection to the store: connects and writes with bounded retries and
+/// backoff, reconnecting after a failure, and keeps the readiness flag current.
+pub(super) struct StoreLink {
+    config: Arc<Config>,
+    ok: Arc<AtomicBool>,
+    pub(super) store: Store,
+}
+
+impl StoreLink {
+    pub(super) async fn connect(config: Arc<Config>, ok: Arc<AtomicBool>) -> Result<StoreLink, SinkError> {
+        let mut backoff = Backoff::new(&config, &ok);
+        loop {
+            match Store::open(&config).await {
+                Ok(store) => {
+                    ok.store(true, Ordering::Relaxed);
+                    return Ok(StoreLink { config, ok, store });
+                }
+                Err(e) => backoff.wait(e, "store unreachable").await?,
+            }
+        }
+    }
+
+    async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        let (config, ok) = (self.config.clone(), self.ok.clone());
+        let mut backoff = Backoff::new(&config, &ok);
+        loop {
+            let started = std::time::Instant::now();
+            match self.store.write(batch).await {
+                Ok(()) => {
+                    metrics()
+                        .sink_seconds
+                        .with_label_values(&[self.store.kind_name()])
+                        .observe(started.elapsed().as_secs_f64());
+                    ok.store(true, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(e) => {
+                    backoff.wait(e, "batch not written").await?;
+                    // The failed transaction may have broken the connection.
+                    if let Ok(fresh) = Store::open(&config).await {
+                        self.store = fresh;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Bounded retries with doubling backoff (200 ms up to 10 s, `write_attempts` in all),
+/// keeping the readiness flag false while they last.
+struct Backoff<'a> {
+    ok: &'a AtomicBool,
+    delay: Duration,
+    left: u32,
+}
+
+impl<'a> Backoff<'a> {
+    fn new(config: &Config, ok: &'a AtomicBool) -> Backoff<'a> {
+        Backoff {
+            ok,
+            delay: Duration::from_millis(200),
+            left: config.kafka.write_attempts.saturating_sub(1),
+        }
+    }
+
+    /// After a failed attempt: waits before the next, or gives `error` back when none is left.
+    async fn wait(&mut self, error: SinkError, what: &str) -> Result<(), SinkError> {
+        self.ok.store(false, Ordering::Relaxed);
+        if self.left == 0 {
+            return Err(error);
+        }
+        tracing::warn!(%error, attempts_left = self.left, "{what}; retrying");
+        self.left -= 1;
+        tokio::time::sleep(self.delay).await;
+        self.delay = (self.delay * 2).min(Duration::from_secs(10));
+        Ok(())
+    }
+}

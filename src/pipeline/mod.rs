@@ -1,0 +1,109 @@
+//! The service's data path: Kafka → decoders → engines → Postgres, one worker per assigned
+//! partition *number*: it reads that partition of every configured topic (producers key by
+//! service id, so a service's alerts and its latency meet in one worker) and owns the engine
+//! state of the services keyed there. A worker writes, per batch and in one transaction, its
+//! records, its dead letters, both engines' snapshots and its partitions' next offsets; on
+//! assignment it restores that state and skips what the store already has. Kafka's own
+//! committed offsets trail the store's and are only informational (lag), so a crash, a
+//! restart or a rebalance neither loses nor doubles.
+//!
+//! Webhook bodies (`POST /v1/ingest/{format}`) take the same path through an ingest worker
+//! of their own, answered once their batch is stored.
+//!
+//! The rooms: `consumer.rs`, the consumer loop and the rebalance hooks that start and stop
+//! the workers; `partition.rs`, the partition worker; `ingest.rs`, the webhook ingest
+//! worker; `batch.rs`, the commit protocol both workers share (batch → one transaction with
+//! the checkpoint and offsets → Kafka's informational commit); `clock.rs`, the clocks that
+//! move without events. This file holds the public entry points and the small helpers both
+//! workers' loops use.
+
+mod batch;
+mod clock;
+mod consumer;
+mod ingest;
+mod partition;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::model::Event;
+use crate::replay::{Engines, ReplayError};
+use crate::sinks::SinkError;
+use batch::{Batcher, StoreLink};
+pub use clock::request_close;
+pub use consumer::{run_observed, Readiness};
+pub use ingest::{run_ingest, Ingest};
+
+/// The service stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("store: {0}")]
+    Sink(#[from] SinkError),
+    #[error("engine state: {0}")]
+    Engines(#[from] ReplayError),
+    #[error("config: {0}")]
+    Config(String),
+    #[error("a partition worker failed: {0}")]
+    Worker(String),
+}
+
+/// Runs the service until `shutdown` completes (SIGTERM) or a worker fails for good. On
+/// shutdown every worker writes what it processed before the process exits.
+pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<(), PipelineError> {
+    migrate(&config).await?;
+    run_observed(config, shutdown, |_| {}).await
+}
+
+/// Applies the store's migrations, waiting for the store with the workers' bounded retries;
+/// returns how many ran.
+pub async fn migrate(config: &Config) -> Result<usize, PipelineError> {
+    let ok = Arc::new(AtomicBool::new(false));
+    let mut link = StoreLink::connect(Arc::new(config.clone()), ok).await?;
+    let applied = link.store.migrate().await?;
+    tracing::info!(applied, store = link.store.kind_name(), "store migrated");
+    Ok(applied)
+}
+
+/// Declares idle the inputs last seen `idle_release` ago or earlier (`None` from then on):
+/// they stop holding the clock, which may move and close what they held.
+fn declare_idle(
+    last_seen: &mut [Option<Instant>],
+    idle_release: Duration,
+    engines: &mut Engines,
+    batcher: &mut Batcher,
+) {
+    let now = Instant::now();
+    for (input, seen) in last_seen.iter_mut().enumerate() {
+        if seen.is_some_and(|t| t + idle_release <= now) {
+            *seen = None;
+            tracing::debug!(input, "input idle: the clock follows the others");
+            if engines.input_idle(input, &mut batcher.emit()) {
+                batcher.changed();
+            }
+        }
+    }
+}
+
+/// Sleeps until `deadline`; without one, never completes (a `select!` branch that stays
+/// quiet).
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A payload without a time takes the message's (producer or log-append) timestamp.
+fn stamp(event: &mut Event, received_ns: i64) {
+    match event {
+        Event::Alert(a) if a.time_ns == 0 => a.time_ns = received_ns,
+        Event::Sample(s) if s.time_ns == 0 => s.time_ns = received_ns,
+        _ => {}
+    }
+}

@@ -1,0 +1,294 @@
+//! The partition worker: one per assigned partition number, reading that partition of every
+//! configured topic. It owns the engine state of the services keyed there, restored from the
+//! store on start with the offsets to resume from; it decodes each message, skipping what
+//! the store already has, and drives the commit protocol of `batch.rs` with one commit in
+//! flight while the next batch fills. It also moves the clock when nothing arrives: idle
+//! inputs released, held events released, the wall clock followed, close requests applied.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::message::{Message, OwnedMessage};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::batch::{commit_to_kafka, in_flight, restore, write_sealed, Batcher, Sealed, StoreLink, Writing};
+use super::clock::{apply_close, close_requests, WallClock};
+use super::consumer::{Input, Shared};
+use super::{declare_idle, sleep_until, stamp, PipelineError};
+use crate::metrics::metrics;
+use crate::replay::Engines;
+use crate::sinks::{DeadLetter, Offset, SinkError};
+use crate::sources::kafka;
+
+/// Messages of one partition number for its worker, in arrival order.
+pub(super) struct Run {
+    pub(super) messages: Vec<OwnedMessage>,
+}
+
+/// Asks a worker to write its batch and stop; it answers when done.
+pub(super) struct Stop(pub(super) std::sync::mpsc::Sender<()>);
+
+/// One partition number's worker: that partition of every configured topic. Group commit:
+/// at most one batch is being written at a time, and the next one fills while it is; a
+/// batch closes as soon as the previous commit has finished, so a lone message is stored in
+/// about one commit's time and batches grow with the load (up to `batch_max_messages`,
+/// where reading pauses until the commit in flight is done).
+struct PartitionWorker {
+    shared: Arc<Shared>,
+    partition: i32,
+    engines: Engines,
+    batcher: Batcher,
+    /// Next offset to read, per input (topic in config order).
+    next_offsets: Vec<i64>,
+    /// When each input last delivered a message; `None` once declared idle.
+    last_seen: Vec<Option<Instant>>,
+    idle_since: Instant,
+    /// Follows the wall clock while every input is quiet.
+    wall: WallClock,
+    /// The store link while no commit is in flight.
+    link: Option<StoreLink>,
+    writing: Option<Writing>,
+}
+
+/// Runs the worker of `partition` until it is told to stop (its partitions revoked, or its
+/// channels closed at shutdown); it writes its batch before it returns.
+pub(super) async fn run_worker(
+    shared: &Arc<Shared>,
+    partition: i32,
+    mut messages: mpsc::Receiver<Run>,
+    mut control: mpsc::UnboundedReceiver<Stop>,
+) -> Result<(), PipelineError> {
+    let mut worker = PartitionWorker::start(shared.clone(), partition).await?;
+    let idle_release = shared.config.kafka.idle_release;
+    let mut closes = close_requests();
+    if apply_close(&mut closes, &mut worker.engines, &mut worker.batcher.emit()) {
+        worker.batcher.changed();
+    }
+    loop {
+        let input_idle_at = worker.last_seen.iter().flatten().min().map(|t| *t + idle_release);
+        let held_idle_at = (worker.engines.correlator.has_pending()).then(|| worker.idle_since + idle_release);
+        let wall_at = worker.wall.due(worker.idle_since);
+        let full = worker.writing.is_some() && worker.batcher.pending >= worker.batcher.max_messages;
+        let stop = tokio::select! {
+            biased;
+            stop = control.recv() => Some(stop),
+            done = in_flight(&mut worker.writing) => {
+                worker.written(done)?;
+                None
+            }
+            run = messages.recv(), if !full => match run {
+                None => Some(None),
+                Some(run) => {
+                    worker.consume(&run);
+                    // While a backlog keeps this branch ready, the biased select never
+                    // reaches the idle timer: an input with nothing on this partition is
+                    // released here instead, after the same quiet period.
+                    worker.inputs_idle(idle_release);
+                    None
+                }
+            },
+            () = sleep_until(input_idle_at) => {
+                worker.inputs_idle(idle_release);
+                None
+            }
+            () = sleep_until(held_idle_at) => {
+                worker.release_held();
+                None
+            }
+            () = sleep_until(wall_at) => {
+                if worker.wall.follow(&mut worker.engines, &mut worker.batcher.emit()) {
+                    worker.batcher.changed();
+                }
+                None
+            }
+            Ok(()) = closes.changed() => {
+                if apply_close(&mut closes, &mut worker.engines, &mut worker.batcher.emit()) {
+                    worker.batcher.changed();
+                }
+                None
+            }
+        };
+        match stop {
+            None => worker.start_commit(),
+            Some(stop) => {
+                worker.finish().await?;
+                tracing::info!(partition, next_offsets = ?worker.next_offsets, "partition worker stopped");
+                if let Some(Stop(ack)) = stop {
+                    let _ = ack.send(());
+                }
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl PartitionWorker {
+    /// Restores the partition number's engines and offsets from the store.
+    async fn start(shared: Arc<Shared>, partition: i32) -> Result<PartitionWorker, PipelineError> {
+        let cfg = shared.config.clone();
+        let group = &cfg.kafka.group_id;
+        let link = StoreLink::connect(cfg.clone(), shared.store_ok.clone()).await?;
+        let scope = format!("{group}/{partition}");
+        let inputs = cfg.kafka.topics.len();
+        let engines = restore(&link, &cfg, &scope).await?.with_inputs(inputs);
+        let mut next_offsets = Vec::with_capacity(inputs);
+        for topic in &cfg.kafka.topics {
+            let stored = link.store.load_offsets(group, &topic.name).await?;
+            next_offsets.push(stored.get(&partition).copied().unwrap_or(0));
+        }
+        tracing::info!(partition, ?next_offsets, "partition worker started");
+        Ok(PartitionWorker {
+            batcher: Batcher::new(scope, &cfg),
+            shared,
+            partition,
+            engines,
+            next_offsets,
+            last_seen: vec![Some(Instant::now()); inputs],
+            idle_since: Instant::now(),
+            wall: WallClock::new(cfg.kafka.wall_clock_after),
+            link: Some(link),
+            writing: None,
+        })
+    }
+
+    /// Runs a run of messages through the engines, skipping what the store already has.
+    fn consume(&mut self, run: &Run) {
+        self.idle_since = Instant::now();
+        self.wall.heard();
+        for m in &run.messages {
+            let Some(input) = self.shared.input(m.topic()) else {
+                continue;
+            };
+            self.last_seen[input.index] = Some(self.idle_since);
+            if m.offset() >= self.next_offsets[input.index] {
+                handle(&self.shared, &mut self.engines, input, m, &mut self.batcher);
+                self.next_offsets[input.index] = m.offset() + 1;
+                self.batcher.added();
+            }
+        }
+    }
+
+    /// Declares the inputs quiet for `idle_release` idle: they stop holding the clock.
+    fn inputs_idle(&mut self, idle_release: Duration) {
+        declare_idle(&mut self.last_seen, idle_release, &mut self.engines, &mut self.batcher);
+    }
+
+    /// Releases the events held for reordering after a quiet spell.
+    fn release_held(&mut self) {
+        if self.engines.release_held(&mut self.batcher.emit()) {
+            // The release changed the state: it is written like a message's effect.
+            self.batcher.changed();
+        }
+    }
+
+    /// The inputs' next offsets, as the store keeps them.
+    fn offsets(&self) -> Vec<Offset> {
+        let kafka = &self.shared.config.kafka;
+        kafka
+            .topics
+            .iter()
+            .zip(&self.next_offsets)
+            .map(|(topic, &next_offset)| Offset {
+                group: kafka.group_id.clone(),
+                topic: topic.name.clone(),
+                partition: self.partition,
+                next_offset,
+            })
+            .collect()
+    }
+
+    /// Seals the batch and starts writing it, unless a commit is in flight or it is empty.
+    fn start_commit(&mut self) {
+        if self.writing.is_some() || self.batcher.pending == 0 {
+            return;
+        }
+        let Some(link) = self.link.take() else {
+            return;
+        };
+        let offsets = self.offsets();
+        let Some(sealed) = self.batcher.seal(&mut self.engines, offsets, false) else {
+            self.link = Some(link);
+            return;
+        };
+        self.writing = Some(write_sealed(link, sealed));
+    }
+
+    /// The store answered for the commit in flight: the batch is done (or the worker fails).
+    fn written(
+        &mut self,
+        (link, sealed, written): (StoreLink, Sealed, Result<(), SinkError>),
+    ) -> Result<(), SinkError> {
+        self.writing = None;
+        self.link = Some(link);
+        self.batcher.stored(sealed, &written, &self.engines);
+        written?;
+        commit_to_kafka(&self.shared.consumer, &self.batcher.committed);
+        Ok(())
+    }
+
+    /// Stopping: waits for the commit in flight, then writes the rest with the running reports.
+    async fn finish(&mut self) -> Result<(), PipelineError> {
+        if self.writing.is_some() {
+            let done = in_flight(&mut self.writing).await;
+            self.written(done)?;
+        }
+        let offsets = self.offsets();
+        if let Some(link) = self.link.as_mut() {
+            self.batcher.commit(link, &mut self.engines, offsets, true).await?;
+            commit_to_kafka(&self.shared.consumer, &self.batcher.committed);
+        }
+        Ok(())
+    }
+}
+
+/// Decodes one message and runs its events through the engines; a message that does not
+/// decode becomes a dead letter, and the partition goes on.
+fn handle(shared: &Shared, engines: &mut Engines, input: &Input, m: &OwnedMessage, batcher: &mut Batcher) {
+    let (topic, partition) = (m.topic(), m.partition());
+    let received_ns = m
+        .timestamp()
+        .to_millis()
+        .and_then(crate::time::from_millis)
+        .unwrap_or(0);
+    let payload = m.payload().unwrap_or_default();
+    if let Some(reason) = kafka::dead_letter_reason(m) {
+        batcher.batch.dead_letters.push(DeadLetter {
+            origin: topic.to_string(),
+            partition,
+            offset: m.offset(),
+            format: input.format.name().to_string(),
+            reason,
+            payload: payload.to_vec(),
+            received_ns,
+        });
+        return;
+    }
+    let (format, decoded) = match kafka::header_format(m) {
+        None => (input.format, shared.decoders.decode(input.format, payload)),
+        Some(Ok(format)) => (format, shared.decoders.decode(format, payload)),
+        Some(Err(error)) => (input.format, Err(error)),
+    };
+    metrics().count_decode(format.name(), &decoded);
+    let dead = crate::decode::dead_part(payload, &decoded);
+    if let Ok(decoded) = decoded {
+        input.ingested.inc_by(decoded.events.len() as u64);
+        let mut emit = batcher.emit();
+        for mut event in decoded.events {
+            stamp(&mut event, received_ns);
+            engines.process_from(input.index, event, &mut emit);
+        }
+    }
+    if let Some((payload, reason)) = dead {
+        tracing::warn!(topic, partition, offset = m.offset(), %reason, "dead letter");
+        batcher.batch.dead_letters.push(DeadLetter {
+            origin: topic.to_string(),
+            partition,
+            offset: m.offset(),
+            format: format.name().to_string(),
+            reason,
+            payload,
+            received_ns,
+        });
+    }
+}
