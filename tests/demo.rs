@@ -1,6 +1,6 @@
 //! `slaflow demo` end to end: the binary generates October 2026, runs it into a fresh
 //! embedded store and serves it; the store's figures must be the ones the documented script
-//! (src/demo.rs module comment) and the contracts (examples/demo.toml) imply, computed here
+//! (src/demo/mod.rs module comment) and the contracts (examples/demo.toml) imply, computed here
 //! from their constants. The served /metrics and report API are read while it runs, and
 //! SIGTERM ends it.
 
