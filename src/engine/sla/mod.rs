@@ -155,8 +155,10 @@ struct Run<'a> {
     bin: i64,
     times: &'a [i64],
     durations: &'a [i64],
-    /// Whether the sample at an index of `times` failed.
+    /// Whether the sample at an index of the whole batch failed.
     is_error: &'a dyn Fn(usize) -> bool,
+    /// The batch index of `times[0]`.
+    first: usize,
     hours: Option<&'a intervals::BusinessHours>,
     tz: chrono_tz::Tz,
 }
@@ -188,7 +190,7 @@ impl Run<'_> {
             slot.count += 1;
             slot.sum_ns += d as u128;
             minute.count += 1;
-            if (self.is_error)(idx) {
+            if (self.is_error)(self.first + idx) {
                 slot.errors += 1;
                 minute.errors += 1;
             }
@@ -657,7 +659,8 @@ impl SlaEngine {
                 bin,
                 times: &times[i..j],
                 durations: &durations[i..j],
-                is_error: &|k| is_error(i + k),
+                is_error,
+                first: i,
                 hours: contract.business_hours.as_ref(),
                 tz: contract.timezone,
             };
