@@ -32,7 +32,7 @@ pub const UNNAMED_SERVICE: &str = "unnamed-service";
 /// Chunks longer than this find parents through a map instead of a scan.
 const SCAN_LIMIT: usize = 32;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub(super) struct Span<'a> {
     #[serde(borrow, default)]
     pub(super) service: Option<Cow<'a, str>>,

@@ -52,18 +52,7 @@ fn chunk<'a>(r: &mut Reader<'a>) -> Option<Vec<Span<'a>>> {
 }
 
 fn span<'a>(r: &mut Reader<'a>) -> Option<Span<'a>> {
-    let mut span = Span {
-        service: None,
-        resource: None,
-        name: None,
-        span_id: None,
-        parent_id: None,
-        start: 0,
-        duration: 0,
-        error: 0,
-        meta: Meta::default(),
-        metrics: Metrics::default(),
-    };
+    let mut span = Span::default();
     let mut seen = 0u16;
     r.object(|r, key| {
         let bit = match key {

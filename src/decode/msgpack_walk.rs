@@ -35,18 +35,7 @@ pub(super) fn traces(bytes: &[u8]) -> Option<Vec<Vec<Span<'_>>>> {
 
 fn span<'a>(r: &mut &'a [u8]) -> Option<Span<'a>> {
     let fields = map_len(r)?;
-    let mut span = Span {
-        service: None,
-        resource: None,
-        name: None,
-        span_id: None,
-        parent_id: None,
-        start: 0,
-        duration: 0,
-        error: 0,
-        meta: Meta::default(),
-        metrics: Metrics::default(),
-    };
+    let mut span = Span::default();
     let mut seen = 0u16;
     for _ in 0..fields {
         let key = raw_str(r)?;
