@@ -13,6 +13,7 @@ use std::borrow::Cow;
 
 use super::datadog_apm::{Meta, Metrics, Span};
 use super::json::FlexU64;
+use super::span_fields::{field, finished, Seen, Values};
 
 /// Deepest nesting stepped over in a value read past.
 const MAX_DEPTH: u32 = 16;
@@ -52,63 +53,30 @@ fn chunk<'a>(r: &mut Reader<'a>) -> Option<Vec<Span<'a>>> {
 }
 
 fn span<'a>(r: &mut Reader<'a>) -> Option<Span<'a>> {
-    let mut span = Span::default();
-    let mut seen = 0u16;
-    r.object(|r, key| {
-        let bit = match key {
-            b"service" => {
-                span.service = r.text()?;
-                1
-            }
-            b"name" => {
-                span.name = r.text()?;
-                2
-            }
-            b"resource" => {
-                span.resource = r.text()?;
-                4
-            }
-            b"span_id" => {
-                span.span_id = r.id()?;
-                8
-            }
-            b"parent_id" => {
-                span.parent_id = r.id()?;
-                16
-            }
-            b"start" => {
-                span.start = i64::try_from(r.int()?).ok()?;
-                32
-            }
-            b"duration" => {
-                span.duration = i64::try_from(r.int()?).ok()?;
-                64
-            }
-            b"error" => {
-                span.error = i32::try_from(r.int()?).ok()?;
-                128
-            }
-            b"meta" => {
-                span.meta = meta(r)?;
-                256
-            }
-            b"metrics" => {
-                span.metrics = metrics(r)?;
-                512
-            }
-            _ => {
-                r.skip(0)?;
-                0
-            }
-        };
-        if seen & bit != 0 {
-            return None;
-        }
-        seen |= bit;
-        Some(())
-    })?;
-    // `start` and `duration` are required.
-    (seen & 96 == 96).then_some(span)
+    let (mut span, mut seen) = (Span::default(), Seen::default());
+    r.object(|r, key| field(&mut span, &mut seen, key, r))?;
+    finished(span, &seen)
+}
+
+impl<'a> Values<'a> for Reader<'a> {
+    fn text(&mut self) -> Option<Option<Cow<'a, str>>> {
+        Reader::text(self)
+    }
+    fn id(&mut self) -> Option<Option<FlexU64>> {
+        Reader::id(self)
+    }
+    fn int(&mut self) -> Option<i128> {
+        Reader::int(self)
+    }
+    fn meta(&mut self) -> Option<Meta> {
+        meta(self)
+    }
+    fn metrics(&mut self) -> Option<Metrics> {
+        metrics(self)
+    }
+    fn skip(&mut self) -> Option<()> {
+        Reader::skip(self, 0)
+    }
 }
 
 fn meta(r: &mut Reader) -> Option<Meta> {

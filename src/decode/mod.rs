@@ -15,6 +15,7 @@ pub mod otlp_json;
 pub mod otlp_proto;
 pub mod pagerduty;
 pub mod protobuf;
+mod span_fields;
 pub mod zabbix_export;
 pub mod zabbix_webhook;
 

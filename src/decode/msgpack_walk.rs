@@ -13,6 +13,7 @@ use rmp::Marker;
 
 use super::datadog_apm::{Meta, Metrics, Span};
 use super::json::FlexU64;
+use super::span_fields::{field, finished, Seen, Values};
 
 /// Deepest nesting stepped over in a value read past (meta values are flat in practice).
 const MAX_DEPTH: u32 = 16;
@@ -35,63 +36,36 @@ pub(super) fn traces(bytes: &[u8]) -> Option<Vec<Vec<Span<'_>>>> {
 
 fn span<'a>(r: &mut &'a [u8]) -> Option<Span<'a>> {
     let fields = map_len(r)?;
-    let mut span = Span::default();
-    let mut seen = 0u16;
+    let (mut span, mut seen) = (Span::default(), Seen::default());
     for _ in 0..fields {
         let key = raw_str(r)?;
-        let bit = match key {
-            b"service" => {
-                span.service = text(r)?;
-                1
-            }
-            b"name" => {
-                span.name = text(r)?;
-                2
-            }
-            b"resource" => {
-                span.resource = text(r)?;
-                4
-            }
-            b"span_id" => {
-                span.span_id = Some(FlexU64(u64::try_from(int(r)?).ok()?));
-                8
-            }
-            b"parent_id" => {
-                span.parent_id = Some(FlexU64(u64::try_from(int(r)?).ok()?));
-                16
-            }
-            b"start" => {
-                span.start = i64::try_from(int(r)?).ok()?;
-                32
-            }
-            b"duration" => {
-                span.duration = i64::try_from(int(r)?).ok()?;
-                64
-            }
-            b"error" => {
-                span.error = i32::try_from(int(r)?).ok()?;
-                128
-            }
-            b"meta" => {
-                span.meta = meta(r)?;
-                256
-            }
-            b"metrics" => {
-                span.metrics = metrics(r)?;
-                512
-            }
-            _ => {
-                skip(r, 0)?;
-                0
-            }
-        };
-        if seen & bit != 0 {
-            return None;
-        }
-        seen |= bit;
+        field(&mut span, &mut seen, key, &mut Pos(r))?;
     }
-    // `start` and `duration` are required.
-    (seen & 96 == 96).then_some(span)
+    finished(span, &seen)
+}
+
+/// The reader's position, as the span fields read their values.
+struct Pos<'r, 'a>(&'r mut &'a [u8]);
+
+impl<'a> Values<'a> for Pos<'_, 'a> {
+    fn text(&mut self) -> Option<Option<Cow<'a, str>>> {
+        text(self.0)
+    }
+    fn id(&mut self) -> Option<Option<FlexU64>> {
+        Some(Some(FlexU64(u64::try_from(int(self.0)?).ok()?)))
+    }
+    fn int(&mut self) -> Option<i128> {
+        int(self.0)
+    }
+    fn meta(&mut self) -> Option<Meta> {
+        meta(self.0)
+    }
+    fn metrics(&mut self) -> Option<Metrics> {
+        metrics(self.0)
+    }
+    fn skip(&mut self) -> Option<()> {
+        skip(self.0, 0)
+    }
 }
 
 fn meta(r: &mut &[u8]) -> Option<Meta> {
