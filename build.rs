@@ -32,6 +32,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ".slaflow.v1.LatencySample.role",
         "#[serde(default, skip_serializing_if = \"crate::model::serde_enum::is_unspecified\", with = \"crate::model::serde_enum::span_role\")]",
     );
+    // An alert's start is written only when it differs from its time (a long-firing alert).
+    config.field_attribute(
+        ".slaflow.v1.AlertEvent.starts_at_ns",
+        "#[serde(default, skip_serializing_if = \"crate::model::is_zero\")]",
+    );
     config.compile_fds(descriptors)?;
     Ok(())
 }

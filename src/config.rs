@@ -207,6 +207,7 @@ impl Config {
             .map_err(|e| inconsistent(e.to_string()))?;
         crate::engine::sla::check(&config.sla, &config.correlate, config.catalog())
             .map_err(|e| inconsistent(e.to_string()))?;
+        config.decoders.check().map_err(inconsistent)?;
         Ok(config)
     }
 

@@ -156,6 +156,9 @@ impl Metrics {
                         .with_label_values(&[format, item.error.reason()])
                         .inc();
                 }
+                for r in &d.refused {
+                    self.items_rejected.with_label_values(&[format, r.class]).inc();
+                }
             }
         }
     }

@@ -14,7 +14,35 @@ pub use v1::{
     MaintenanceEvent, Outcome, SpanRole,
 };
 
+/// Whether an optional number holds zero (left out of JSON where that is the default).
+pub fn is_zero(value: &i64) -> bool {
+    *value == 0
+}
+
+impl AlertEvent {
+    /// When the problem began: its start when admission kept one (a long-firing alert
+    /// re-notified), else its time.
+    pub fn started_ns(&self) -> i64 {
+        if self.starts_at_ns != 0 && self.starts_at_ns < self.time_ns {
+            self.starts_at_ns
+        } else {
+            self.time_ns
+        }
+    }
+}
+
 impl Event {
+    /// The event time the engines order by (a batch's: its first sample's).
+    pub fn time_ns(&self) -> i64 {
+        match self {
+            Event::Alert(a) => a.time_ns,
+            Event::Sample(s) => s.time_ns,
+            Event::Batch(b) => b.times_ns.first().copied().unwrap_or(0),
+            Event::Change(c) => c.implemented_at_ns,
+            Event::Maintenance(m) => m.time_ns,
+        }
+    }
+
     /// Short name of the event kind, as written in the `type` field of JSON lines.
     pub fn kind(&self) -> &'static str {
         match self {

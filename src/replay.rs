@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 
 use crate::config::Config;
-use crate::decode::{DecodeError, Decoders, Format};
+use crate::decode::admit::TimeBounds;
+use crate::decode::{DeadPart, DecodeError, Decoders, Format};
 use crate::engine::correlate::{CorrelateError, Correlator, Output, Stats};
 use crate::engine::reorder::event_time;
 use crate::engine::sla::{SlaEngine, SlaError, SlaOutput, SlaStats};
@@ -33,6 +34,9 @@ pub struct Summary {
     pub records: u64,
     pub events: u64,
     pub rejected: Vec<Rejected>,
+    /// Events decoded but refused at admission (a value over a limit, a time out of
+    /// bounds): kept as dead letters.
+    pub refused: u64,
     /// What of the rejected records is kept, as the service keeps it (`decode::dead_part`):
     /// origin the file, offset its line.
     pub dead_letters: Vec<DeadLetter>,
@@ -81,15 +85,17 @@ pub fn clocks(inputs: &[Input]) -> Vec<usize> {
 /// Decodes `inputs` and reads every event of every input into memory, in order, each with
 /// the index of its clock (`clocks`), stamping events that carry no time (`time_ns == 0`)
 /// with the latest time seen before them in their file, the best stand-in for a receive
-/// time that a recording has. Rejected records and items go to `summary`, with the dead
-/// letters the service would keep of them.
+/// time that a recording has. The events are then judged by `bounds` against the
+/// recording's own times (`admit_recorded`). Rejected records and items go to `summary`,
+/// with the dead letters the service would keep of them.
 pub fn read_events(
     decoders: &Decoders,
+    bounds: &TimeBounds,
     inputs: &[Input],
     summary: &mut Summary,
 ) -> Result<Vec<(usize, Event)>, ReplayError> {
-    let mut events = Vec::new();
-    for (input, clock) in inputs.iter().zip(clocks(inputs)) {
+    let mut arrivals = Vec::new();
+    for (i, (input, clock)) in inputs.iter().zip(clocks(inputs)).enumerate() {
         let content = std::fs::read(&input.path).map_err(|source| ReplayError::Read {
             path: input.path.clone(),
             source,
@@ -98,20 +104,29 @@ pub fn read_events(
         for record in file::records(&content, input.format.framing()) {
             summary.records += 1;
             let decoded = decoders.decode(input.format, record.bytes);
-            keep_dead(summary, input, record.line, record.bytes, &decoded);
+            for part in crate::decode::dead_parts(input.format, record.bytes, &decoded) {
+                keep_dead(summary, input, record.line, part);
+            }
             match decoded {
                 Ok(decoded) => {
+                    summary.refused += decoded.refused.len() as u64;
                     for item in decoded.rejected {
                         summary.rejected.push(Rejected {
                             path: input.path.clone(),
                             error: item.error.at_line(record.line),
                         });
                     }
-                    for mut event in decoded.events {
-                        stamp(&mut event, latest);
-                        latest = latest.max(event_time(&event));
-                        events.push((clock, event));
+                    let mut events = decoded.events;
+                    for event in &mut events {
+                        stamp(event, latest);
+                        latest = latest.max(event_time(event));
                     }
+                    arrivals.push(Arrival {
+                        clock,
+                        input: i,
+                        line: record.line,
+                        events,
+                    });
                 }
                 Err(error) => summary.rejected.push(Rejected {
                     path: input.path.clone(),
@@ -120,29 +135,91 @@ pub fn read_events(
             }
         }
     }
+    let events = admit_recorded(bounds, inputs, arrivals, summary);
     summary.events = events.len() as u64;
     Ok(events)
 }
 
-/// The dead letter of a record of `input` at `line`, if any of it was rejected.
-fn keep_dead(
-    summary: &mut Summary,
-    input: &Input,
+/// One record's events as read, before admission.
+struct Arrival {
+    clock: usize,
+    input: usize,
     line: u64,
-    bytes: &[u8],
-    decoded: &Result<crate::decode::Decoded, DecodeError>,
-) {
-    if let Some((payload, reason)) = crate::decode::dead_part(bytes, decoded) {
-        summary.dead_letters.push(DeadLetter {
-            origin: input.path.display().to_string(),
-            partition: -1,
-            offset: line as i64,
-            format: input.format.name().to_string(),
-            reason,
-            payload,
-            received_ns: 0,
-        });
+    events: Vec<Event>,
+}
+
+/// Judges each record's events against the recording's own times, as the service judges
+/// them against their receive time. A recording has no receive times, so a record's
+/// stand-in is its source's records around it: an event is too far ahead when it is more
+/// than `max_future` past both the latest event its source had before it and the source's
+/// next record. A source that went quiet for days comes back at the new time and stays
+/// there; a host with a broken clock does not. Only a later record of the same source can
+/// show that (other sources may run ahead or behind, as they may live), so a source's last
+/// record stands. A firing alert is re-timed against the latest event its source had
+/// before it, as it would be against its receive time.
+fn admit_recorded(
+    bounds: &TimeBounds,
+    inputs: &[Input],
+    arrivals: Vec<Arrival>,
+    summary: &mut Summary,
+) -> Vec<(usize, Event)> {
+    // The latest event time of each arrival's next record of its source.
+    let mut next = vec![None; arrivals.len()];
+    let mut ahead: Vec<Option<i64>> = Vec::new();
+    for (i, a) in arrivals.iter().enumerate().rev() {
+        if ahead.len() <= a.clock {
+            ahead.resize(a.clock + 1, None);
+        }
+        next[i] = ahead[a.clock];
+        if let Some(t) = a.events.iter().map(event_time).max() {
+            ahead[a.clock] = Some(t);
+        }
     }
+    let mut before: Vec<Option<i64>> = Vec::new();
+    let mut events = Vec::new();
+    for (a, next) in arrivals.into_iter().zip(next) {
+        if before.len() <= a.clock {
+            before.resize(a.clock + 1, None);
+        }
+        let prev = before[a.clock];
+        let reference = next.map_or(i64::MAX, |n| prev.map_or(n, |p| p.max(n)));
+        let (kept, refused) = bounds.admit_judged(a.events, reference, prev);
+        if !refused.is_empty() {
+            summary.refused += refused.len() as u64;
+            let (payload, reason) = crate::decode::admit::dead_payload(&refused);
+            let part = DeadPart {
+                format: Format::Protobuf,
+                payload,
+                reason,
+            };
+            keep_dead(summary, &inputs[a.input], a.line, part);
+        }
+        for event in kept {
+            let t = event_time(&event);
+            before[a.clock] = Some(before[a.clock].map_or(t, |b| b.max(t)));
+            events.push((a.clock, event));
+        }
+    }
+    events
+}
+
+/// A dead part of a record of `input` at `line`.
+fn keep_dead(summary: &mut Summary, input: &Input, line: u64, part: DeadPart) {
+    let seq = summary
+        .dead_letters
+        .iter()
+        .rev()
+        .take_while(|d| d.origin == input.path.display().to_string() && d.offset >= line as i64)
+        .count();
+    summary.dead_letters.push(DeadLetter {
+        origin: input.path.display().to_string(),
+        partition: -1,
+        offset: line as i64 + seq as i64,
+        format: part.format.name().to_string(),
+        reason: part.reason,
+        payload: part.payload,
+        received_ns: 0,
+    });
 }
 
 fn stamp(event: &mut Event, now: i64) {
@@ -435,7 +512,8 @@ pub fn replay_observed(
 ) -> Result<(Summary, SlaEngine), ReplayError> {
     let decoders = Decoders::new(config.decoders.clone());
     let mut summary = Summary::default();
-    let mut events = read_events(&decoders, inputs, &mut summary)?;
+    let bounds = config.decoders.time_bounds(config.correlate.allowed_lateness);
+    let mut events = read_events(&decoders, &bounds, inputs, &mut summary)?;
     let mut engines = match order {
         Order::Arrival => {
             let sources = clocks(inputs).into_iter().max().map_or(1, |n| n + 1);

@@ -170,6 +170,7 @@ fn alert_event(i: usize, alert: Alert) -> Result<AlertEvent, FieldError> {
         add_label(&mut labels, "affected_users", users);
     }
     Ok(AlertEvent {
+        starts_at_ns: 0, // set at admission for a long-firing alert
         source: "alertmanager".into(),
         source_event_id: String::new(),
         fingerprint,

@@ -116,6 +116,7 @@ fn alert_event(b: Body) -> Result<AlertEvent, FieldError> {
         None => strip_title_prefix(title).to_string(),
     };
     Ok(AlertEvent {
+        starts_at_ns: 0, // set at admission for a long-firing alert
         source: "datadog".into(),
         source_event_id: source_event_id.to_string(),
         fingerprint,

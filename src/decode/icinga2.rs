@@ -205,6 +205,7 @@ fn alert(kind: &str, time_ns: i64, line: Line) -> Result<AlertEvent, FieldError>
         format!("{host}!{service}")
     };
     Ok(AlertEvent {
+        starts_at_ns: 0, // set at admission for a long-firing alert
         source: "icinga2".into(),
         source_event_id: String::new(),
         fingerprint,

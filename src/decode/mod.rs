@@ -2,6 +2,7 @@
 //! events or a `DecodeError` that says where and what was wrong. Decoders are pure and never
 //! panic, whatever the input; framing (how a file or stream is cut into records) is here too.
 
+pub mod admit;
 pub mod alertmanager;
 pub mod datadog_apm;
 pub mod datadog_msgpack;
@@ -266,6 +267,8 @@ pub struct Decoded {
     /// The dead letter's payload for the rejected items when a JSON array of them does not
     /// fit the format (protobuf: a request holding them alone).
     pub rejected_payload: Option<Vec<u8>>,
+    /// Events decoded but refused at admission (a value over a limit), with why.
+    pub refused: Vec<admit::Refused>,
 }
 
 impl Decoded {
@@ -279,12 +282,22 @@ impl Decoded {
 
     /// Items were rejected and none was kept: the record counts as rejected.
     pub fn kept_nothing(&self) -> bool {
-        self.events.is_empty() && !self.rejected.is_empty()
+        self.events.is_empty() && (!self.rejected.is_empty() || !self.refused.is_empty())
+    }
+
+    /// Rejected items and refused events.
+    pub fn rejected_count(&self) -> usize {
+        self.rejected.len() + self.refused.len()
     }
 
     /// Every rejection's reason, one per line (a dead letter's `reason`).
     pub fn reasons(&self) -> String {
-        let lines: Vec<String> = self.rejected.iter().map(|r| r.error.to_string()).collect();
+        let lines: Vec<String> = self
+            .rejected
+            .iter()
+            .map(|r| r.error.to_string())
+            .chain(self.refused.iter().map(|r| r.reason.clone()))
+            .collect();
         lines.join("\n")
     }
 
@@ -306,15 +319,39 @@ impl Decoded {
     }
 }
 
-/// What of a record is kept as a dead letter, as (payload, reason): the whole record when it
-/// could not be read or none of its items was kept, its rejected items otherwise; nothing
-/// when every item was good.
-pub fn dead_part(record: &[u8], decoded: &Result<Decoded, DecodeError>) -> Option<(Vec<u8>, String)> {
+/// What of a record is kept as a dead letter: its payload in `format`, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadPart {
+    pub format: Format,
+    pub payload: Vec<u8>,
+    pub reason: String,
+}
+
+/// What of a record of `format` is kept as dead letters: the whole record when it could
+/// not be read or nothing of it was kept; else its rejected items (in its format) and its
+/// refused events (canonical protobuf, `admit::dead_payload`), each a part; nothing when
+/// every item was good.
+pub fn dead_parts(format: Format, record: &[u8], decoded: &Result<Decoded, DecodeError>) -> Vec<DeadPart> {
+    let part = |format, payload, reason| DeadPart {
+        format,
+        payload,
+        reason,
+    };
     match decoded {
-        Err(e) => Some((record.to_vec(), e.to_string())),
-        Ok(d) if d.kept_nothing() => Some((record.to_vec(), d.reasons())),
-        Ok(d) if !d.rejected.is_empty() => Some((d.rejected_items(), d.reasons())),
-        Ok(_) => None,
+        Err(e) => vec![part(format, record.to_vec(), e.to_string())],
+        Ok(d) if d.kept_nothing() => vec![part(format, record.to_vec(), d.reasons())],
+        Ok(d) => {
+            let mut parts = Vec::new();
+            if !d.rejected.is_empty() {
+                let reasons: Vec<String> = d.rejected.iter().map(|r| r.error.to_string()).collect();
+                parts.push(part(format, d.rejected_items(), reasons.join("\n")));
+            }
+            if !d.refused.is_empty() {
+                let (payload, reason) = admit::dead_payload(&d.refused);
+                parts.push(part(Format::Protobuf, payload, reason));
+            }
+            parts
+        }
     }
 }
 
@@ -335,13 +372,75 @@ impl FieldError {
     }
 }
 
-/// Options of the decoders that take any (`[decoders]` in the config file).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Options of the decoders (`[decoders]` in the config file): how Zabbix webhooks map, and
+/// what every decoded event must satisfy (src/decode/admit.rs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DecodersConfig {
     /// How Zabbix webhook bodies map to canonical alert fields. The default matches the
     /// body of Zabbix's "Event-Driven Ansible" media type.
     pub zabbix_webhook: zabbix_webhook::Mapping,
+    /// Free text (summaries, label values, links, comments) longer than this many bytes is
+    /// cut at a character boundary and ends with "…".
+    pub max_value_bytes: usize,
+    /// An identity (source, fingerprint, service, CI, host, alert name, operation, change
+    /// or window id, label key) longer than this many bytes refuses its event.
+    pub max_key_bytes: usize,
+    /// An alert with more labels than this is refused.
+    pub max_labels: usize,
+    /// An event more than this far ahead of its receive time is refused (a host with a
+    /// broken clock would otherwise move the engines' clock, close months and expire
+    /// incidents). As Loki's `creation_grace_period` and Prometheus' out-of-bounds check.
+    #[serde(with = "humantime_serde")]
+    pub max_future: std::time::Duration,
+    /// A deliberate backfill: events are judged by their own times alone — no `max_future`
+    /// bound, and old firing alerts are not re-timed to their notification. For loading a
+    /// recording of the past through the service; value limits still apply.
+    pub backfill: bool,
+}
+
+impl Default for DecodersConfig {
+    fn default() -> Self {
+        DecodersConfig {
+            zabbix_webhook: zabbix_webhook::Mapping::default(),
+            max_value_bytes: 4096,
+            max_key_bytes: 512,
+            max_labels: 128,
+            max_future: std::time::Duration::from_secs(600),
+            backfill: false,
+        }
+    }
+}
+
+impl DecodersConfig {
+    /// Rejects limits that would refuse everything.
+    pub fn check(&self) -> Result<(), String> {
+        for (name, value, min) in [
+            ("max_value_bytes", self.max_value_bytes, 16),
+            ("max_key_bytes", self.max_key_bytes, 16),
+            ("max_labels", self.max_labels, 1),
+        ] {
+            if value < min {
+                return Err(format!("[decoders] {name} = {value}: must be at least {min}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The value limits.
+    pub fn limits(&self) -> admit::Limits {
+        admit::Limits {
+            max_value_bytes: self.max_value_bytes,
+            max_key_bytes: self.max_key_bytes,
+            max_labels: self.max_labels,
+        }
+    }
+
+    /// The time bounds, with the correlation engine's lateness (how late a firing alert may
+    /// be before it counts as a notification of an old problem).
+    pub fn time_bounds(&self, lateness: std::time::Duration) -> admit::TimeBounds {
+        admit::TimeBounds::new(self.max_future, lateness, self.backfill)
+    }
 }
 
 /// All decoders, set up from configuration. Cheap to share: decoding takes `&self`.
@@ -356,9 +455,18 @@ impl Decoders {
         Decoders { config }
     }
 
-    /// Decodes one record of `format`: its events and the items it rejected one by one, or
-    /// the error that makes the whole record unreadable.
+    /// Decodes one record of `format`: its events (their values cleaned, those over a
+    /// limit refused) and the items it rejected one by one, or the error that makes the
+    /// whole record unreadable.
     pub fn decode(&self, format: Format, record: &[u8]) -> Result<Decoded, DecodeError> {
+        let mut decoded = self.decode_raw(format, record)?;
+        let (events, refused) = admit::clean(std::mem::take(&mut decoded.events), &self.config.limits());
+        decoded.events = events;
+        decoded.refused = refused;
+        Ok(decoded)
+    }
+
+    fn decode_raw(&self, format: Format, record: &[u8]) -> Result<Decoded, DecodeError> {
         let all = match format {
             Format::DatadogApm => return datadog_apm::decode(record),
             Format::DatadogMsgpack => return datadog_msgpack::decode(record),

@@ -85,6 +85,7 @@ fn alert_event(req: Request) -> Result<AlertEvent, FieldError> {
             ));
         }
         return Ok(AlertEvent {
+            starts_at_ns: 0, // set at admission for a long-firing alert
             source: "pagerduty".into(),
             fingerprint: dedup_key,
             status: status as i32,
@@ -135,6 +136,7 @@ fn trigger(p: Payload, dedup_key: String, links: Vec<String>) -> Result<AlertEve
         p.custom_details,
     );
     Ok(AlertEvent {
+        starts_at_ns: 0, // set at admission for a long-firing alert
         source: "pagerduty".into(),
         source_event_id: String::new(),
         fingerprint: dedup_key,

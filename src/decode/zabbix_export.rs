@@ -101,6 +101,7 @@ fn alert_event(line: Line) -> Result<AlertEvent, FieldError> {
     let value = line.value.as_ref().and_then(serde_json::Value::as_u64);
     match (value, line.p_eventid) {
         (Some(0), Some(problem)) => Ok(AlertEvent {
+            starts_at_ns: 0, // set at admission for a long-firing alert
             source: "zabbix".into(),
             source_event_id: eventid.to_string(),
             fingerprint: problem.to_string(),
@@ -132,6 +133,7 @@ fn alert_event(line: Line) -> Result<AlertEvent, FieldError> {
             let host = line.hosts.first().map(|h| h.name().to_string()).unwrap_or_default();
             let name = line.name.map(Cow::into_owned).unwrap_or_default();
             Ok(AlertEvent {
+                starts_at_ns: 0, // set at admission for a long-firing alert
                 source: "zabbix".into(),
                 source_event_id: eventid.to_string(),
                 fingerprint: eventid.to_string(),

@@ -200,6 +200,7 @@ fn alert_event(m: &Mapping, body: &Body) -> Result<AlertEvent, FieldError> {
         .or_else(|| labels.get("service").cloned())
         .unwrap_or_default();
     Ok(AlertEvent {
+        starts_at_ns: 0, // set at admission for a long-firing alert
         source: "zabbix".into(),
         source_event_id: event_id.clone(),
         fingerprint: event_id,

@@ -92,13 +92,7 @@ impl ReorderBuffer {
 
 /// The event time the engines order by.
 pub fn event_time(event: &Event) -> i64 {
-    match event {
-        Event::Alert(a) => a.time_ns,
-        Event::Sample(s) => s.time_ns,
-        Event::Batch(b) => b.times_ns.first().copied().unwrap_or(0),
-        Event::Change(c) => c.implemented_at_ns,
-        Event::Maintenance(m) => m.time_ns,
-    }
+    event.time_ns()
 }
 
 /// FNV-1a over the fields that identify an event, so equal-time events sort by content.

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use super::partition::{run_worker, Run, Stop};
 use super::PipelineError;
 use crate::config::Config;
+use crate::decode::admit::TimeBounds;
 use crate::decode::{Decoders, Format};
 use crate::metrics::metrics;
 use crate::sources::kafka::{self, Context, PartitionHooks};
@@ -44,6 +45,8 @@ struct Worker {
 pub(super) struct Shared {
     pub(super) config: Arc<Config>,
     pub(super) decoders: Decoders,
+    /// The event-time bounds each message's events are judged by, against its timestamp.
+    pub(super) bounds: TimeBounds,
     /// The configured topics, in config order (a topic's place is its input index): a
     /// handful, so a scan beats hashing the name of every message.
     topics: Vec<(String, Input)>,
@@ -72,6 +75,7 @@ impl Shared {
     fn new(config: Arc<Config>) -> Shared {
         Shared {
             decoders: Decoders::new(config.decoders.clone()),
+            bounds: config.decoders.time_bounds(config.correlate.allowed_lateness),
             topics: config
                 .kafka
                 .topics

@@ -12,9 +12,9 @@ use tokio::time::Instant;
 
 use super::batch::{restore, Batcher, StoreLink};
 use super::clock::{apply_close, close_requests, WallClock};
-use super::{declare_idle, sleep_until, stamp, PipelineError};
+use super::{declare_idle, sleep_until, PipelineError};
 use crate::config::Config;
-use crate::decode::Format;
+use crate::decode::{DeadPart, Format};
 use crate::model::Event;
 use crate::replay::Engines;
 use crate::sinks::DeadLetter;
@@ -23,12 +23,13 @@ use crate::sinks::DeadLetter;
 pub struct Ingest {
     /// The format it was posted as.
     pub format: Format,
-    /// When it was received, ns since the epoch (the time of events that carry none).
+    /// When it was received, ns since the epoch.
     pub received_ns: i64,
-    /// Its decoded events (none when it did not decode).
+    /// Its decoded events, judged by the time bounds and stamped with `received_ns` when
+    /// they carried no time (none when it did not decode).
     pub events: Vec<Event>,
-    /// What of it is kept as a dead letter (`decode::dead_part`): payload and reason.
-    pub dead: Option<(Vec<u8>, String)>,
+    /// What of it is kept as dead letters (`decode::dead_parts`).
+    pub dead: Vec<DeadPart>,
     /// Answered with the outcome of the batch's transaction.
     pub done: oneshot::Sender<Result<(), String>>,
 }
@@ -132,19 +133,20 @@ impl IngestWorker {
         self.wall.heard();
         let input = Format::ALL.iter().position(|f| *f == r.format).unwrap_or(0);
         self.last_seen[input] = Some(self.idle_since);
-        for mut event in r.events {
-            stamp(&mut event, r.received_ns);
-            self.engines.process_from(input, event, &mut self.batcher.emit());
+        let mut emit = self.batcher.emit();
+        for event in r.events {
+            self.engines.process_from(input, event, &mut emit);
         }
-        if let Some((payload, reason)) = r.dead {
+        drop(emit);
+        for (seq, part) in r.dead.into_iter().enumerate() {
             self.batcher.batch.dead_letters.push(DeadLetter {
                 origin: "http".into(),
                 partition: -1,
                 // Unique per body and stable across retries of the batch.
-                offset: r.received_ns,
-                format: r.format.name().to_string(),
-                reason,
-                payload,
+                offset: r.received_ns + seq as i64,
+                format: part.format.name().to_string(),
+                reason: part.reason,
+                payload: part.payload,
                 received_ns: r.received_ns,
             });
         }

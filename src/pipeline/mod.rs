@@ -30,7 +30,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::model::Event;
 use crate::replay::{Engines, ReplayError};
 use crate::sinks::SinkError;
 use batch::{Batcher, StoreLink};
@@ -96,14 +95,5 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
-    }
-}
-
-/// A payload without a time takes the message's (producer or log-append) timestamp.
-fn stamp(event: &mut Event, received_ns: i64) {
-    match event {
-        Event::Alert(a) if a.time_ns == 0 => a.time_ns = received_ns,
-        Event::Sample(s) if s.time_ns == 0 => s.time_ns = received_ns,
-        _ => {}
     }
 }

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::batch::{commit_to_kafka, in_flight, restore, write_sealed, Batcher, Sealed, StoreLink, Writing};
 use super::clock::{apply_close, close_requests, WallClock};
 use super::consumer::{Input, Shared};
-use super::{declare_idle, sleep_until, stamp, PipelineError};
+use super::{declare_idle, sleep_until, PipelineError};
 use crate::metrics::metrics;
 use crate::replay::Engines;
 use crate::sinks::{DeadLetter, Offset, SinkError};
@@ -250,44 +250,53 @@ fn handle(shared: &Shared, engines: &mut Engines, input: &Input, m: &OwnedMessag
         .timestamp()
         .to_millis()
         .and_then(crate::time::from_millis)
-        .unwrap_or(0);
+        // A message without a timestamp was received now.
+        .unwrap_or_else(crate::time::now_ns);
     let payload = m.payload().unwrap_or_default();
     if let Some(reason) = kafka::dead_letter_reason(m) {
-        batcher.batch.dead_letters.push(DeadLetter {
-            origin: topic.to_string(),
-            partition,
-            offset: m.offset(),
-            format: input.format.name().to_string(),
-            reason,
-            payload: payload.to_vec(),
-            received_ns,
-        });
-        return;
-    }
-    let (format, decoded) = match kafka::header_format(m) {
-        None => (input.format, shared.decoders.decode(input.format, payload)),
-        Some(Ok(format)) => (format, shared.decoders.decode(format, payload)),
-        Some(Err(error)) => (input.format, Err(error)),
-    };
-    metrics().count_decode(format.name(), &decoded);
-    let dead = crate::decode::dead_part(payload, &decoded);
-    if let Ok(decoded) = decoded {
-        input.ingested.inc_by(decoded.events.len() as u64);
-        let mut emit = batcher.emit();
-        for mut event in decoded.events {
-            stamp(&mut event, received_ns);
-            engines.process_from(input.index, event, &mut emit);
-        }
-    }
-    if let Some((payload, reason)) = dead {
-        tracing::warn!(topic, partition, offset = m.offset(), %reason, "dead letter");
+        // A dead part of a body forwarded over HTTP: its format (a refused event's is
+        // canonical protobuf) travels in a header.
+        let format = match kafka::header_format(m) {
+            Some(Ok(format)) => format,
+            _ => input.format,
+        };
         batcher.batch.dead_letters.push(DeadLetter {
             origin: topic.to_string(),
             partition,
             offset: m.offset(),
             format: format.name().to_string(),
             reason,
-            payload,
+            payload: payload.to_vec(),
+            received_ns,
+        });
+        return;
+    }
+    let (format, mut decoded) = match kafka::header_format(m) {
+        None => (input.format, shared.decoders.decode(input.format, payload)),
+        Some(Ok(format)) => (format, shared.decoders.decode(format, payload)),
+        Some(Err(error)) => (input.format, Err(error)),
+    };
+    if let Ok(d) = &mut decoded {
+        shared.bounds.judge(d, received_ns);
+    }
+    metrics().count_decode(format.name(), &decoded);
+    let dead = crate::decode::dead_parts(format, payload, &decoded);
+    if let Ok(decoded) = decoded {
+        input.ingested.inc_by(decoded.events.len() as u64);
+        let mut emit = batcher.emit();
+        for event in decoded.events {
+            engines.process_from(input.index, event, &mut emit);
+        }
+    }
+    for part in dead {
+        tracing::warn!(topic, partition, offset = m.offset(), reason = %part.reason, "dead letter");
+        batcher.batch.dead_letters.push(DeadLetter {
+            origin: topic.to_string(),
+            partition,
+            offset: m.offset(),
+            format: part.format.name().to_string(),
+            reason: part.reason,
+            payload: part.payload,
             received_ns,
         });
     }

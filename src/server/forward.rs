@@ -28,7 +28,7 @@ use prost::Message as _;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
-use crate::decode::Format;
+use crate::decode::{DeadPart, Format};
 use crate::engine::correlate::topology::Cmdb;
 use crate::model::{AlertStatus, Envelope, EnvelopeBatch, Event};
 use crate::sources::kafka::{producer_config, KafkaConfig, DEAD_LETTER_HEADER, FORMAT_HEADER};
@@ -156,17 +156,28 @@ impl Forwarder {
         &self,
         format: Format,
         events: Vec<Event>,
-        rejected: &[u8],
-        reasons: &str,
+        dead: &[DeadPart],
     ) -> Result<(), ForwardError> {
         let topic = self.topic(format)?;
         self.send_groups(topic, group(&self.cmdb, events)).await?;
-        let header = OwnedHeaders::new().insert(Header {
-            key: DEAD_LETTER_HEADER,
-            value: Some(reasons),
-        });
-        self.send(FutureRecord::<(), [u8]>::to(topic).payload(rejected).headers(header))
-            .await
+        for part in dead {
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: DEAD_LETTER_HEADER,
+                    value: Some(&part.reason),
+                })
+                .insert(Header {
+                    key: FORMAT_HEADER,
+                    value: Some(part.format.name()),
+                });
+            self.send(
+                FutureRecord::<(), [u8]>::to(topic)
+                    .payload(&part.payload)
+                    .headers(headers),
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// One canonical `EnvelopeBatch` message per route.

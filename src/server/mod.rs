@@ -20,7 +20,8 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::config::Config;
-use crate::decode::{Decoders, Format};
+use crate::decode::admit::TimeBounds;
+use crate::decode::{DeadPart, Decoders, Format};
 use crate::metrics::{metrics, Rejection};
 use crate::model::Event;
 use crate::pipeline::Ingest;
@@ -32,6 +33,8 @@ use forward::{ForwardError, Forwarder};
 pub struct AppState {
     config: Arc<Config>,
     decoders: Decoders,
+    /// The event-time bounds each body's events are judged by, against its receive time.
+    bounds: TimeBounds,
     tokens: Vec<String>,
     ready: Box<dyn Fn() -> bool + Send + Sync>,
     intake: Intake,
@@ -77,6 +80,7 @@ impl AppState {
     /// `ready` answers /readyz; `intake` takes the webhook bodies.
     pub fn new(config: Arc<Config>, ready: Box<dyn Fn() -> bool + Send + Sync>, intake: Intake) -> AppState {
         AppState {
+            bounds: config.decoders.time_bounds(config.correlate.allowed_lateness),
             decoders: Decoders::new(config.decoders.clone()),
             tokens: config.server.effective_tokens(),
             config,
@@ -238,9 +242,13 @@ async fn take(state: &AppState, format: Format, headers: &HeaderMap, body: Body)
         }
     }
     let bytes = read_body(state, format, headers, body).await?;
-    let decoded = state.decoders.decode(format, &bytes);
+    let received_ns = crate::time::now_ns();
+    let mut decoded = state.decoders.decode(format, &bytes);
+    if let Ok(d) = &mut decoded {
+        state.bounds.judge(d, received_ns);
+    }
     m.count_decode(format.name(), &decoded);
-    let dead = crate::decode::dead_part(&bytes, &decoded);
+    let dead = crate::decode::dead_parts(format, &bytes, &decoded);
     let (events, taken) = match decoded {
         Err(e) => (Vec::new(), Taken::Rejected(e.to_string())),
         Ok(d) if d.kept_nothing() => (Vec::new(), Taken::Rejected(d.reasons())),
@@ -250,14 +258,14 @@ async fn take(state: &AppState, format: Format, headers: &HeaderMap, body: Body)
                 .inc_by(d.events.len() as u64);
             let taken = Taken::Accepted {
                 accepted: d.events.len(),
-                rejected: d.rejected.len(),
+                rejected: d.rejected_count(),
                 reasons: d.reasons(),
             };
             (d.events, taken)
         }
     };
     match &state.intake {
-        Intake::Worker(queue) => to_worker(queue, format, events, dead).await?,
+        Intake::Worker(queue) => to_worker(queue, format, received_ns, events, dead).await?,
         Intake::Kafka(forwarder) => to_kafka(forwarder, format, &bytes, events, dead).await?,
     }
     Ok(taken)
@@ -364,13 +372,14 @@ async fn read_body(state: &AppState, format: Format, headers: &HeaderMap, body: 
 async fn to_worker(
     queue: &mpsc::Sender<Ingest>,
     format: Format,
+    received_ns: i64,
     events: Vec<Event>,
-    dead: Option<(Vec<u8>, String)>,
+    dead: Vec<DeadPart>,
 ) -> Result<(), Response> {
     let (done, stored) = oneshot::channel();
     let request = Ingest {
         format,
-        received_ns: crate::time::now_ns(),
+        received_ns,
         events,
         dead,
         done,
@@ -393,12 +402,12 @@ async fn to_kafka(
     format: Format,
     body: &[u8],
     events: Vec<Event>,
-    dead: Option<(Vec<u8>, String)>,
+    dead: Vec<DeadPart>,
 ) -> Result<(), Response> {
-    let produced = match dead {
+    let produced = match dead.first() {
         None => forwarder.forward(format, body, events).await,
         Some(_) if events.is_empty() => forwarder.forward_rejected(format, body).await,
-        Some((items, reasons)) => forwarder.forward_partial(format, events, &items, &reasons).await,
+        Some(_) => forwarder.forward_partial(format, events, &dead).await,
     };
     produced.map_err(|e| match e {
         ForwardError::NoTopic(_) => error(StatusCode::NOT_FOUND, e.to_string()),

@@ -79,3 +79,8 @@ pub fn migration_count(kind: &str) -> usize {
         })
         .count()
 }
+
+/// The service tests replay recordings of the past through the live paths: a deliberate
+/// backfill, judged by the events' own times (no `max_future`, no re-timing of old firing
+/// alerts to their receive time), as `replay` judges the same recording.
+pub const BACKFILL: &str = "[decoders]\nbackfill = true\n";

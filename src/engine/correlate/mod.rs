@@ -516,7 +516,9 @@ impl Correlator {
         } else {
             self.insert_alert(&key, &ci, t, a.severity, priority.0, ack, out);
         }
-        self.place(&key, &service, &ci, t, priority, users, out);
+        // Seen now (`t`, what the dedup TTL counts from), the problem began at its start: a
+        // long-firing alert's incident, and its downtime, start there.
+        self.place(&key, &service, &ci, a.started_ns(), priority, users, out);
     }
 
     /// An active alert fires again: its first acknowledgement, or a duplicate (which may
