@@ -141,6 +141,7 @@ fn keep_dead(
             reason,
             payload,
             received_ns: 0,
+            ..DeadLetter::default()
         });
     }
 }

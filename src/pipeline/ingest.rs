@@ -19,10 +19,22 @@ use crate::model::Event;
 use crate::replay::Engines;
 use crate::sinks::DeadLetter;
 
+/// Where an HTTP body came from, kept with its dead letters (and carried in Kafka headers
+/// when the body goes on through a topic).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpOrigin {
+    /// The path it was posted to (`/v1/ingest/alertmanager`, `/v1/traces`).
+    pub endpoint: String,
+    /// The client's address (ip:port), when the server knows it.
+    pub remote_addr: Option<String>,
+}
+
 /// A webhook body for the ingest worker, answered once its effect is stored.
 pub struct Ingest {
     /// The format it was posted as.
     pub format: Format,
+    /// Where it came from.
+    pub origin: HttpOrigin,
     /// When it was received, ns since the epoch (the time of events that carry none).
     pub received_ns: i64,
     /// Its decoded events (none when it did not decode).
@@ -142,6 +154,9 @@ impl IngestWorker {
                 partition: -1,
                 // Unique per body and stable across retries of the batch.
                 offset: r.received_ns,
+                seq: 0,
+                endpoint: Some(r.origin.endpoint),
+                remote_addr: r.origin.remote_addr,
                 format: r.format.name().to_string(),
                 reason,
                 payload,

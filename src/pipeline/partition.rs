@@ -16,6 +16,7 @@ use super::batch::{commit_to_kafka, in_flight, restore, write_sealed, Batcher, S
 use super::clock::{apply_close, close_requests, WallClock};
 use super::consumer::{Input, Shared};
 use super::{declare_idle, sleep_until, stamp, PipelineError};
+use crate::decode::Format;
 use crate::metrics::metrics;
 use crate::replay::Engines;
 use crate::sinks::{DeadLetter, Offset, SinkError};
@@ -252,16 +253,24 @@ fn handle(shared: &Shared, engines: &mut Engines, input: &Input, m: &OwnedMessag
         .and_then(crate::time::from_millis)
         .unwrap_or(0);
     let payload = m.payload().unwrap_or_default();
+    let (endpoint, remote_addr) = kafka::http_origin(m);
+    let dead_letter = |format: Format, reason: String, payload: Vec<u8>| DeadLetter {
+        origin: topic.to_string(),
+        partition,
+        offset: m.offset(),
+        seq: 0,
+        endpoint: endpoint.clone(),
+        remote_addr: remote_addr.clone(),
+        format: format.name().to_string(),
+        reason,
+        payload,
+        received_ns,
+    };
     if let Some(reason) = kafka::dead_letter_reason(m) {
-        batcher.batch.dead_letters.push(DeadLetter {
-            origin: topic.to_string(),
-            partition,
-            offset: m.offset(),
-            format: input.format.name().to_string(),
-            reason,
-            payload: payload.to_vec(),
-            received_ns,
-        });
+        batcher
+            .batch
+            .dead_letters
+            .push(dead_letter(input.format, reason, payload.to_vec()));
         return;
     }
     let (format, decoded) = match kafka::header_format(m) {
@@ -281,14 +290,6 @@ fn handle(shared: &Shared, engines: &mut Engines, input: &Input, m: &OwnedMessag
     }
     if let Some((payload, reason)) = dead {
         tracing::warn!(topic, partition, offset = m.offset(), %reason, "dead letter");
-        batcher.batch.dead_letters.push(DeadLetter {
-            origin: topic.to_string(),
-            partition,
-            offset: m.offset(),
-            format: format.name().to_string(),
-            reason,
-            payload,
-            received_ns,
-        });
+        batcher.batch.dead_letters.push(dead_letter(format, reason, payload));
     }
 }
