@@ -236,6 +236,12 @@ fn cases() -> Vec<Case> {
 
 type Key = (String, i64, i32);
 
+/// Which of the written cases a filter should select, said here independently of slaflow.
+type Selects = Box<dyn Fn(&Case) -> bool>;
+
+/// A dead letter's origin, endpoint, remote address and format.
+type Origin<'a> = (&'a str, i32, Option<&'a str>, Option<&'a str>, &'a str);
+
 fn key(d: &DeadLetter) -> Key {
     (d.origin.clone(), d.offset, d.seq)
 }
@@ -284,7 +290,7 @@ async fn list_show_and_purge_select_what_the_filters_say(b: Backend) {
         ns("2026-03-11T00:00:00Z"),
         ns("2026-03-12T00:00:00Z"),
     );
-    let checks: Vec<(Vec<&str>, Box<dyn Fn(&Case) -> bool>)> = vec![
+    let checks: Vec<(Vec<&str>, Selects)> = vec![
         (
             vec!["--format", "alertmanager"],
             Box::new(|c| c.letter.format == "alertmanager"),
@@ -498,7 +504,7 @@ async fn http_dead_letters_record_endpoint_and_remote_address(b: Backend) {
     assert_eq!(status, 400);
     let store = b.store().await;
     let rows = store.dead_letters(&DeadLetterFilter::default()).await.unwrap();
-    let got: Vec<(&str, i32, Option<&str>, Option<&str>, &str)> = rows
+    let got: Vec<Origin> = rows
         .iter()
         .map(|r| {
             let d = &r.letter;
