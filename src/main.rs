@@ -152,12 +152,72 @@ enum Command {
         #[arg(long)]
         token: Option<String>,
     },
+    /// Work with the dead letters in the store: the records (or rejected parts of records)
+    /// that could not be taken, with their reason and origin.
+    DeadLetters {
+        #[command(subcommand)]
+        command: DeadLettersCommand,
+    },
     /// List the input formats.
     Formats,
     /// Validate a configuration file.
     CheckConfig {
         /// The file to check.
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadLettersCommand {
+    /// One line per dead letter, oldest first: id, received time, origin, format, size,
+    /// reason. Exit status 1 when none matches.
+    List {
+        /// Configuration file (the store: `[store] kind`, `[postgres]`, `[sqlite]`).
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(flatten)]
+        filters: cli::dead_letters::Filters,
+        /// One JSON object per line instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every field of one dead letter and its payload (text when UTF-8, else a hex dump).
+    Show {
+        /// Configuration file (the store).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The dead letter's id (`list` prints it).
+        id: i64,
+    },
+    /// Re-submit the selected dead letters to the running service's `POST
+    /// /v1/ingest/{format}` (the same decode path), for instance after a config change or
+    /// an upgrade; each one the service stores (200) is removed, the others are kept and
+    /// reported. Kafka-origin dead letters go the same way (see README, "Dead letters").
+    /// Exit status 1 when any was kept.
+    Replay {
+        /// Configuration file (the store, and `[server]` for the defaults below).
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(flatten)]
+        filters: cli::dead_letters::Filters,
+        /// The service (default: http:// and the config's `[server] listen`).
+        #[arg(long)]
+        url: Option<String>,
+        /// Bearer token (default: the first of the config's `[server] tokens`, or of
+        /// SLAFLOW_API_TOKENS when set).
+        #[arg(long)]
+        token: Option<String>,
+    },
+    /// Delete the selected dead letters (a filter or `--all` is required); prints how many.
+    Purge {
+        /// Configuration file (the store).
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(flatten)]
+        filters: cli::dead_letters::Filters,
+        /// Delete every dead letter the filters select, also with no filter.
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -223,7 +283,24 @@ fn run(command: Command) -> Result<ExitCode, String> {
             config,
         }),
         Command::Close { month, server, token } => cli::close::run(&server, &month, token),
+        Command::DeadLetters { command } => dead_letters(command),
         Command::Formats => cli::formats::run(),
         Command::CheckConfig { file } => cli::check_config::run(&file),
+    }
+}
+
+/// Hands a `dead-letters` subcommand to `cli::dead_letters`.
+fn dead_letters(command: DeadLettersCommand) -> Result<ExitCode, String> {
+    use cli::dead_letters as dl;
+    match command {
+        DeadLettersCommand::List { config, filters, json } => dl::list(config, &filters, json),
+        DeadLettersCommand::Show { config, id } => dl::show(config, id),
+        DeadLettersCommand::Replay {
+            config,
+            filters,
+            url,
+            token,
+        } => dl::replay(config, &filters, dl::Target { url, token }),
+        DeadLettersCommand::Purge { config, filters, all } => dl::purge(config, &filters, all),
     }
 }

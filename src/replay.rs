@@ -203,22 +203,24 @@ fn admit_recorded(
     events
 }
 
-/// A dead part of a record of `input` at `line`.
+/// A dead part of a record of `input` at `line`: the record's parts are numbered by `seq`.
 fn keep_dead(summary: &mut Summary, input: &Input, line: u64, part: DeadPart) {
+    let origin = input.path.display().to_string();
     let seq = summary
         .dead_letters
         .iter()
         .rev()
-        .take_while(|d| d.origin == input.path.display().to_string() && d.offset >= line as i64)
+        .take_while(|d| d.origin == origin && d.offset == line as i64)
         .count();
     summary.dead_letters.push(DeadLetter {
-        origin: input.path.display().to_string(),
+        origin,
         partition: -1,
-        offset: line as i64 + seq as i64,
+        offset: line as i64,
+        seq: seq as i32,
         format: part.format.name().to_string(),
         reason: part.reason,
         payload: part.payload,
-        received_ns: 0,
+        ..DeadLetter::default()
     });
 }
 

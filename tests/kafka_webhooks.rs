@@ -98,11 +98,21 @@ async fn outage_over_http_and_latency_over_kafka_meet_in_one_report() {
 
     // The malformed body was dead-lettered by the worker, with its Kafka origin.
     let dead = client
-        .query_one("SELECT origin, reason FROM dead_letters", &[])
+        .query_one("SELECT origin, reason, endpoint, remote_addr FROM dead_letters", &[])
         .await
         .unwrap();
     assert_eq!(dead.get::<_, String>(0), alerts_topic);
     assert!(dead.get::<_, String>(1).starts_with("alertmanager at line 1"));
+    // And with the HTTP origin the forwarded message carried.
+    assert_eq!(
+        dead.get::<_, Option<String>>(2).as_deref(),
+        Some("/v1/ingest/alertmanager")
+    );
+    let remote: Option<String> = dead.get(3);
+    assert!(
+        remote.as_deref().is_some_and(|r| r.starts_with("127.0.0.1:")),
+        "{remote:?}"
+    );
     // No webhook engines of their own: one scope per partition, none for HTTP.
     let http_scopes = count(
         &client,
@@ -230,11 +240,16 @@ async fn bodies_reach_the_partitions_of_their_services_and_a_bare_recovery_reach
         3 + 3,
         "one message per service, one dead letter"
     );
-    let (payload, reason): (Vec<u8>, String) = client
-        .query_one("SELECT payload, reason FROM dead_letters", &[])
+    let (payload, reason, endpoint): (Vec<u8>, String, Option<String>) = client
+        .query_one("SELECT payload, reason, endpoint FROM dead_letters", &[])
         .await
-        .map(|r| (r.get(0), r.get(1)))
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
         .unwrap();
+    assert_eq!(
+        endpoint.as_deref(),
+        Some("/v1/ingest/alertmanager"),
+        "the rejected part's HTTP origin"
+    );
     let items: Vec<serde_json::Value> = serde_json::from_slice(&payload).unwrap();
     assert_eq!(items.len(), 1, "the dead letter holds the rejected alert alone");
     assert!(reason.contains("alerts[1]") && reason.contains("startsAt"), "{reason}");

@@ -467,6 +467,7 @@ async fn a_batch_that_fails_halfway_leaves_nothing_and_checkpoints_read_back(b: 
         reason: "alertmanager at line 1 column 2, document: expected value".into(),
         payload: b"{garbage".to_vec(),
         received_ns: 1,
+        ..DeadLetter::default()
     });
     batch.checkpoint = Some(Checkpoint {
         scope: "g/alerts/0".into(),

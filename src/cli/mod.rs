@@ -7,9 +7,11 @@
 
 pub mod check_config;
 pub mod close;
+pub mod dead_letters;
 pub mod decode;
 pub mod demo;
 pub mod formats;
+mod http;
 pub mod migrate;
 pub mod replay;
 pub mod report;
@@ -21,6 +23,7 @@ use std::process::ExitCode;
 use slaflow::config::Config;
 use slaflow::decode::Format;
 use slaflow::replay::{Input, Summary};
+use slaflow::sinks::{SinkError, Store};
 
 /// The configuration at `path`, or the defaults without one.
 pub fn load_config(path: Option<PathBuf>) -> Result<Config, String> {
@@ -58,6 +61,18 @@ pub fn parse_time(text: Option<String>) -> Result<Option<i64>, String> {
         slaflow::time::from_rfc3339(&t).ok_or_else(|| format!("--until: expected an RFC 3339 time, found {t:?}"))
     })
     .transpose()
+}
+
+/// The configured store, for the subcommands that read what is there: an embedded store
+/// whose file is missing is an error (opening would create an empty one).
+pub async fn open_existing_store(config: &Config) -> Result<Store, SinkError> {
+    if config.store.kind == slaflow::config::StoreKind::Sqlite && !config.sqlite.path.exists() {
+        return Err(SinkError::Unavailable(format!(
+            "{}: no embedded store there (`slaflow replay --sink store` or the service fills it)",
+            config.sqlite.path.display()
+        )));
+    }
+    Store::open(config).await
 }
 
 /// A single-threaded runtime, for the subcommands that only wait on a store.

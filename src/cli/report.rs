@@ -4,14 +4,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use slaflow::config::{Config, StoreKind};
+use slaflow::config::Config;
 use slaflow::decode::Format;
 use slaflow::engine::sla::SlaOutput;
 use slaflow::replay::{Input, Record};
 use slaflow::report::{render, ReportFormat};
-use slaflow::sinks::Store;
 
-use super::{load_config, parse_inputs, parse_time, print_summary, runtime, status};
+use super::{load_config, open_existing_store, parse_inputs, parse_time, print_summary, runtime, status};
 
 /// `slaflow report`'s arguments as the command line gave them (`Command::Report` in
 /// `main.rs` documents each).
@@ -52,15 +51,8 @@ fn from_store(config: &Config, month: &str, service: Option<&str>, format: Repor
     if !is_month(month) {
         return Err(format!("--month: expected YYYY-MM, found {month:?}"));
     }
-    // Opening would create an empty file; a reader should say there is nothing instead.
-    if config.store.kind == StoreKind::Sqlite && !config.sqlite.path.exists() {
-        return Err(format!(
-            "{}: no embedded store there (`slaflow replay --sink store` or the service fills it)",
-            config.sqlite.path.display()
-        ));
-    }
     let read = runtime()?.block_on(async {
-        let store = Store::open(config).await?;
+        let store = open_existing_store(config).await?;
         Ok::<_, slaflow::sinks::SinkError>((store.kind_name(), store.reports(month, service).await?))
     });
     let (kind, reports) = read.map_err(|e| e.to_string())?;

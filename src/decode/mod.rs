@@ -220,30 +220,40 @@ impl DecodeError {
     /// Why, as one word of a closed set (the `reason` label of the rejected-items metric):
     /// `syntax` (not JSON, truncated), `missing_field`, `wrong_type`, `invalid_value`.
     pub fn reason(&self) -> &'static str {
-        // serde_json's syntax errors (its `ErrorCode` texts) may carry a path too.
-        const SYNTAX: [&str; 12] = [
-            "EOF while parsing",
-            "expected `",
-            "expected ident",
-            "expected value",
-            "invalid escape",
-            "invalid number",
-            "invalid unicode",
-            "control character",
-            "key must be a string",
-            "lone leading surrogate",
-            "trailing c",
-            "recursion limit",
-        ];
-        if self.field.is_empty() || SYNTAX.iter().any(|p| self.message.starts_with(p)) {
-            "syntax"
-        } else if self.message.starts_with("missing field") {
-            "missing_field"
-        } else if self.message.starts_with("invalid type") {
-            "wrong_type"
-        } else {
-            "invalid_value"
-        }
+        reason_class(&self.field, &self.message)
+    }
+}
+
+/// The reason classes [`DecodeError::reason`] gives, in its order.
+pub const REASON_CLASSES: [&str; 4] = ["syntax", "missing_field", "wrong_type", "invalid_value"];
+
+/// The class of a decode error with this field path (empty when the record is not even
+/// syntactically valid) and message: one of [`REASON_CLASSES`]. Also applied to the text of
+/// stored reasons (`slaflow dead-letters --reason CLASS`).
+pub fn reason_class(field: &str, message: &str) -> &'static str {
+    // serde_json's syntax errors (its `ErrorCode` texts) may carry a path too.
+    const SYNTAX: [&str; 12] = [
+        "EOF while parsing",
+        "expected `",
+        "expected ident",
+        "expected value",
+        "invalid escape",
+        "invalid number",
+        "invalid unicode",
+        "control character",
+        "key must be a string",
+        "lone leading surrogate",
+        "trailing c",
+        "recursion limit",
+    ];
+    if field.is_empty() || SYNTAX.iter().any(|p| message.starts_with(p)) {
+        "syntax"
+    } else if message.starts_with("missing field") {
+        "missing_field"
+    } else if message.starts_with("invalid type") {
+        "wrong_type"
+    } else {
+        "invalid_value"
     }
 }
 

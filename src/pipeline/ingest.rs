@@ -19,10 +19,22 @@ use crate::model::Event;
 use crate::replay::Engines;
 use crate::sinks::DeadLetter;
 
+/// Where an HTTP body came from, kept with its dead letters (and carried in Kafka headers
+/// when the body goes on through a topic).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpOrigin {
+    /// The path it was posted to (`/v1/ingest/alertmanager`, `/v1/traces`).
+    pub endpoint: String,
+    /// The client's address (ip:port), when the server knows it.
+    pub remote_addr: Option<String>,
+}
+
 /// A webhook body for the ingest worker, answered once its effect is stored.
 pub struct Ingest {
     /// The format it was posted as.
     pub format: Format,
+    /// Where it came from.
+    pub origin: HttpOrigin,
     /// When it was received, ns since the epoch.
     pub received_ns: i64,
     /// Its decoded events, judged by the time bounds and stamped with `received_ns` when
@@ -143,7 +155,10 @@ impl IngestWorker {
                 origin: "http".into(),
                 partition: -1,
                 // Unique per body and stable across retries of the batch.
-                offset: r.received_ns + seq as i64,
+                offset: r.received_ns,
+                seq: seq as i32,
+                endpoint: Some(r.origin.endpoint.clone()),
+                remote_addr: r.origin.remote_addr.clone(),
                 format: part.format.name().to_string(),
                 reason: part.reason,
                 payload: part.payload,

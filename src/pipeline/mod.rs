@@ -35,7 +35,7 @@ use crate::sinks::SinkError;
 use batch::{Batcher, StoreLink};
 pub use clock::request_close;
 pub use consumer::{run_observed, Readiness};
-pub use ingest::{run_ingest, Ingest};
+pub use ingest::{run_ingest, HttpOrigin, Ingest};
 
 /// The service stopped with an error.
 #[derive(Debug, thiserror::Error)]

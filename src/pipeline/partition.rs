@@ -16,6 +16,7 @@ use super::batch::{commit_to_kafka, in_flight, restore, write_sealed, Batcher, S
 use super::clock::{apply_close, close_requests, WallClock};
 use super::consumer::{Input, Shared};
 use super::{declare_idle, sleep_until, PipelineError};
+use crate::decode::Format;
 use crate::metrics::metrics;
 use crate::replay::Engines;
 use crate::sinks::{DeadLetter, Offset, SinkError};
@@ -253,6 +254,19 @@ fn handle(shared: &Shared, engines: &mut Engines, input: &Input, m: &OwnedMessag
         // A message without a timestamp was received now.
         .unwrap_or_else(crate::time::now_ns);
     let payload = m.payload().unwrap_or_default();
+    let (endpoint, remote_addr) = kafka::http_origin(m);
+    let dead_letter = |format: Format, seq: i32, reason: String, payload: Vec<u8>| DeadLetter {
+        origin: topic.to_string(),
+        partition,
+        offset: m.offset(),
+        seq,
+        endpoint: endpoint.clone(),
+        remote_addr: remote_addr.clone(),
+        format: format.name().to_string(),
+        reason,
+        payload,
+        received_ns,
+    };
     if let Some(reason) = kafka::dead_letter_reason(m) {
         // A dead part of a body forwarded over HTTP: its format (a refused event's is
         // canonical protobuf) travels in a header.
@@ -260,15 +274,10 @@ fn handle(shared: &Shared, engines: &mut Engines, input: &Input, m: &OwnedMessag
             Some(Ok(format)) => format,
             _ => input.format,
         };
-        batcher.batch.dead_letters.push(DeadLetter {
-            origin: topic.to_string(),
-            partition,
-            offset: m.offset(),
-            format: format.name().to_string(),
-            reason,
-            payload: payload.to_vec(),
-            received_ns,
-        });
+        batcher
+            .batch
+            .dead_letters
+            .push(dead_letter(format, 0, reason, payload.to_vec()));
         return;
     }
     let (format, mut decoded) = match kafka::header_format(m) {
@@ -288,16 +297,11 @@ fn handle(shared: &Shared, engines: &mut Engines, input: &Input, m: &OwnedMessag
             engines.process_from(input.index, event, &mut emit);
         }
     }
-    for part in dead {
+    for (seq, part) in dead.into_iter().enumerate() {
         tracing::warn!(topic, partition, offset = m.offset(), reason = %part.reason, "dead letter");
-        batcher.batch.dead_letters.push(DeadLetter {
-            origin: topic.to_string(),
-            partition,
-            offset: m.offset(),
-            format: part.format.name().to_string(),
-            reason: part.reason,
-            payload: part.payload,
-            received_ns,
-        });
+        batcher
+            .batch
+            .dead_letters
+            .push(dead_letter(part.format, seq as i32, part.reason, part.payload));
     }
 }

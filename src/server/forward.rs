@@ -19,6 +19,9 @@
 //! - a body some of whose items were rejected: its good items' events go as canonical
 //!   batches by route, and its rejected items as one unkeyed message marked with their
 //!   reasons (`slaflow-dead-letter` header), which the worker keeps as a dead letter.
+//!
+//! Every message carries the body's HTTP origin (`slaflow-endpoint`, `slaflow-remote-addr`
+//! headers), so a dead letter a worker makes of it records where it was posted from.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -31,7 +34,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use crate::decode::{DeadPart, Format};
 use crate::engine::correlate::topology::Cmdb;
 use crate::model::{AlertStatus, Envelope, EnvelopeBatch, Event};
-use crate::sources::kafka::{producer_config, KafkaConfig, DEAD_LETTER_HEADER, FORMAT_HEADER};
+use crate::pipeline::HttpOrigin;
+use crate::sources::kafka::{
+    producer_config, KafkaConfig, DEAD_LETTER_HEADER, ENDPOINT_HEADER, FORMAT_HEADER, REMOTE_ADDR_HEADER,
+};
 
 /// A webhook body that could not be handed to Kafka.
 #[derive(Debug, thiserror::Error)]
@@ -91,13 +97,18 @@ fn envelopes(events: Vec<Event>) -> Vec<u8> {
     .encode_to_vec()
 }
 
-fn with_headers<'a>(
-    record: FutureRecord<'a, str, [u8]>,
-    headers: Option<&OwnedHeaders>,
-) -> FutureRecord<'a, str, [u8]> {
-    match headers {
-        Some(h) => record.headers(h.clone()),
-        None => record,
+/// The headers naming a body's HTTP origin, which every message of it carries.
+fn origin_headers(origin: &HttpOrigin) -> OwnedHeaders {
+    let headers = OwnedHeaders::new().insert(Header {
+        key: ENDPOINT_HEADER,
+        value: Some(origin.endpoint.as_str()),
+    });
+    match &origin.remote_addr {
+        Some(addr) => headers.insert(Header {
+            key: REMOTE_ADDR_HEADER,
+            value: Some(addr.as_str()),
+        }),
+        None => headers,
     }
 }
 
@@ -138,30 +149,38 @@ impl Forwarder {
 
     /// Produces a decoded body (see the module's rules); returns once every message is
     /// acknowledged.
-    pub async fn forward(&self, format: Format, body: &[u8], events: Vec<Event>) -> Result<(), ForwardError> {
+    pub async fn forward(
+        &self,
+        format: Format,
+        body: &[u8],
+        events: Vec<Event>,
+        origin: &HttpOrigin,
+    ) -> Result<(), ForwardError> {
         let topic = self.topic(format)?;
         let mut groups = group(&self.cmdb, events);
         if groups.len() == 1 {
             if let Some((route, _)) = groups.pop_first() {
-                return self.send_routed(topic, &route, body, None).await;
+                return self.send_routed(topic, &route, body, &origin_headers(origin)).await;
             }
         }
-        self.send_groups(topic, groups).await
+        self.send_groups(topic, groups, origin).await
     }
 
     /// Produces a body some of whose items were rejected: the good items' events as canonical
-    /// batches by route, then the rejected items, unkeyed and marked with their reasons
-    /// (`DEAD_LETTER_HEADER`), for a worker to keep as a dead letter.
+    /// batches by route, then each dead part (its rejected items, its refused events),
+    /// unkeyed and marked with its reasons (`DEAD_LETTER_HEADER`) and format, for a worker
+    /// to keep as a dead letter.
     pub async fn forward_partial(
         &self,
         format: Format,
         events: Vec<Event>,
         dead: &[DeadPart],
+        origin: &HttpOrigin,
     ) -> Result<(), ForwardError> {
         let topic = self.topic(format)?;
-        self.send_groups(topic, group(&self.cmdb, events)).await?;
+        self.send_groups(topic, group(&self.cmdb, events), origin).await?;
         for part in dead {
-            let headers = OwnedHeaders::new()
+            let headers = origin_headers(origin)
                 .insert(Header {
                     key: DEAD_LETTER_HEADER,
                     value: Some(&part.reason),
@@ -181,22 +200,29 @@ impl Forwarder {
     }
 
     /// One canonical `EnvelopeBatch` message per route.
-    async fn send_groups(&self, topic: &str, groups: BTreeMap<Route, Vec<Event>>) -> Result<(), ForwardError> {
-        let header = OwnedHeaders::new().insert(Header {
+    async fn send_groups(
+        &self,
+        topic: &str,
+        groups: BTreeMap<Route, Vec<Event>>,
+        origin: &HttpOrigin,
+    ) -> Result<(), ForwardError> {
+        let header = origin_headers(origin).insert(Header {
             key: FORMAT_HEADER,
             value: Some(Format::Protobuf.name()),
         });
         for (route, events) in groups {
-            self.send_routed(topic, &route, &envelopes(events), Some(&header))
-                .await?;
+            self.send_routed(topic, &route, &envelopes(events), &header).await?;
         }
         Ok(())
     }
 
     /// Produces a body that did not decode, unkeyed, for a worker to dead-letter.
-    pub async fn forward_rejected(&self, format: Format, body: &[u8]) -> Result<(), ForwardError> {
+    pub async fn forward_rejected(&self, format: Format, body: &[u8], origin: &HttpOrigin) -> Result<(), ForwardError> {
         let topic = self.topic(format)?;
-        self.send(FutureRecord::<(), [u8]>::to(topic).payload(body)).await
+        let record = FutureRecord::<(), [u8]>::to(topic)
+            .payload(body)
+            .headers(origin_headers(origin));
+        self.send(record).await
     }
 
     async fn send_routed(
@@ -204,17 +230,19 @@ impl Forwarder {
         topic: &str,
         route: &Route,
         payload: &[u8],
-        headers: Option<&OwnedHeaders>,
+        headers: &OwnedHeaders,
     ) -> Result<(), ForwardError> {
         match route {
             Route::Key(key) => {
                 let record = FutureRecord::to(topic).key(key.as_str()).payload(payload);
-                self.send(with_headers(record, headers)).await
+                self.send(record.headers(headers.clone())).await
             }
             Route::Everywhere => {
                 for partition in 0..self.partition_count(topic).await? {
-                    let record = FutureRecord::to(topic).partition(partition).payload(payload);
-                    self.send(with_headers(record, headers)).await?;
+                    let record = FutureRecord::<str, [u8]>::to(topic)
+                        .partition(partition)
+                        .payload(payload);
+                    self.send(record.headers(headers.clone())).await?;
                 }
                 Ok(())
             }

@@ -8,11 +8,12 @@ mod encoding;
 pub mod forward;
 mod otlp;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::{to_bytes, Body};
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::http::{header, request::Parts, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -24,7 +25,7 @@ use crate::decode::admit::TimeBounds;
 use crate::decode::{DeadPart, Decoders, Format};
 use crate::metrics::{metrics, Rejection};
 use crate::model::Event;
-use crate::pipeline::Ingest;
+use crate::pipeline::{HttpOrigin, Ingest};
 use crate::report::{render, ReportFormat};
 use crate::sinks::{SinkError, Store};
 use forward::{ForwardError, Forwarder};
@@ -112,10 +113,35 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    // With the peer's address, which a dead letter of a body records.
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
+
+/// A body's origin, from the request: the path it was posted to and the peer's address (the
+/// TCP peer: behind a proxy, the proxy's).
+impl<S: Send + Sync> FromRequestParts<S> for HttpOrigin {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<HttpOrigin, Self::Rejection> {
+        Ok(HttpOrigin {
+            endpoint: parts.uri.path().to_string(),
+            remote_addr: parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.to_string()),
+        })
+    }
+}
+
+/// Marks a body re-submitted by `slaflow dead-letters replay` (the value: the dead letter's
+/// id): when none of it can be kept, the service answers 400 without storing it as a new
+/// dead letter, since the replaying command keeps the original.
+pub const REPLAY_HEADER: &str = "slaflow-replay";
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     let body = serde_json::json!({ "error": message.into() });
@@ -194,6 +220,7 @@ enum Taken {
 async fn ingest(
     State(state): State<Arc<AppState>>,
     Path(format): Path<String>,
+    origin: HttpOrigin,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -204,7 +231,7 @@ async fn ingest(
             format!("unknown format `{format}`; one of: {}", known.join(", ")),
         );
     };
-    match take(&state, format, &headers, body).await {
+    match take(&state, format, origin, &headers, body).await {
         Err(response) => response,
         Ok(Taken::Rejected(reason)) => error(StatusCode::BAD_REQUEST, reason),
         Ok(Taken::Accepted {
@@ -228,7 +255,13 @@ async fn ingest(
 
 /// Checks, reads, decodes and hands on one body of `format` (the part every ingest
 /// endpoint shares); `Err` is the answer for a body refused before decoding.
-async fn take(state: &AppState, format: Format, headers: &HeaderMap, body: Body) -> Result<Taken, Response> {
+async fn take(
+    state: &AppState,
+    format: Format,
+    origin: HttpOrigin,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Taken, Response> {
     let m = metrics();
     let open =
         state.config.server.open_trace_paths && format.carries_traces() && !headers.contains_key(header::AUTHORIZATION);
@@ -264,9 +297,12 @@ async fn take(state: &AppState, format: Format, headers: &HeaderMap, body: Body)
             (d.events, taken)
         }
     };
+    if matches!(taken, Taken::Rejected(_)) && headers.contains_key(REPLAY_HEADER) {
+        return Ok(taken);
+    }
     match &state.intake {
-        Intake::Worker(queue) => to_worker(queue, format, received_ns, events, dead).await?,
-        Intake::Kafka(forwarder) => to_kafka(forwarder, format, &bytes, events, dead).await?,
+        Intake::Worker(queue) => to_worker(queue, format, origin, received_ns, events, dead).await?,
+        Intake::Kafka(forwarder) => to_kafka(forwarder, format, &bytes, events, dead, &origin).await?,
     }
     Ok(taken)
 }
@@ -277,7 +313,12 @@ async fn take(state: &AppState, format: Format, headers: &HeaderMap, body: Body)
 /// (`application/json`), optionally gzip- or zstd-compressed; the answer is an
 /// `ExportTraceServiceResponse` in the same encoding, with `partial_success` when spans
 /// were rejected, or 400 with a `google.rpc.Status` when none could be kept.
-async fn otlp_traces(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+async fn otlp_traces(
+    State(state): State<Arc<AppState>>,
+    origin: HttpOrigin,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -293,7 +334,7 @@ async fn otlp_traces(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
             format!("Content-Type {content_type:?}: expected application/x-protobuf or application/json"),
         );
     };
-    match take(&state, format, &headers, body).await {
+    match take(&state, format, origin, &headers, body).await {
         Err(response) => response,
         Ok(Taken::Rejected(reason)) => otlp::status(json, reason),
         Ok(Taken::Accepted { rejected, reasons, .. }) => otlp::response(json, rejected, reasons),
@@ -306,7 +347,12 @@ async fn otlp_traces(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
 /// `datadog-apm`. Answered as the agent does (`rate_by_service`), or 400 with the reason.
 /// Tracers send no token: with `[server] open_trace_paths` these paths take bodies without
 /// one.
-async fn datadog_traces(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+async fn datadog_traces(
+    State(state): State<Arc<AppState>>,
+    origin: HttpOrigin,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -316,7 +362,7 @@ async fn datadog_traces(State(state): State<Arc<AppState>>, headers: HeaderMap, 
     } else {
         Format::DatadogMsgpack
     };
-    match take(&state, format, &headers, body).await {
+    match take(&state, format, origin, &headers, body).await {
         Err(response) => response,
         Ok(Taken::Rejected(reason)) => error(StatusCode::BAD_REQUEST, reason),
         Ok(Taken::Accepted { .. }) => (
@@ -372,6 +418,7 @@ async fn read_body(state: &AppState, format: Format, headers: &HeaderMap, body: 
 async fn to_worker(
     queue: &mpsc::Sender<Ingest>,
     format: Format,
+    origin: HttpOrigin,
     received_ns: i64,
     events: Vec<Event>,
     dead: Vec<DeadPart>,
@@ -379,6 +426,7 @@ async fn to_worker(
     let (done, stored) = oneshot::channel();
     let request = Ingest {
         format,
+        origin,
         received_ns,
         events,
         dead,
@@ -403,11 +451,12 @@ async fn to_kafka(
     body: &[u8],
     events: Vec<Event>,
     dead: Vec<DeadPart>,
+    origin: &HttpOrigin,
 ) -> Result<(), Response> {
     let produced = match dead.first() {
-        None => forwarder.forward(format, body, events).await,
-        Some(_) if events.is_empty() => forwarder.forward_rejected(format, body).await,
-        Some(_) => forwarder.forward_partial(format, events, &dead).await,
+        None => forwarder.forward(format, body, events, origin).await,
+        Some(_) if events.is_empty() => forwarder.forward_rejected(format, body, origin).await,
+        Some(_) => forwarder.forward_partial(format, events, &dead, origin).await,
     };
     produced.map_err(|e| match e {
         ForwardError::NoTopic(_) => error(StatusCode::NOT_FOUND, e.to_string()),

@@ -3,24 +3,34 @@
 //! written atomically, and every row has a natural key, so writing a batch twice changes
 //! nothing: that is what makes the service's effect exactly-once across crashes.
 
+pub mod dead_letters;
 pub mod postgres;
 pub mod sqlite;
 pub mod store;
 
+pub use self::dead_letters::{DeadLetterFilter, DeadLetterRow};
 pub use self::store::Store;
 
 use crate::engine::correlate::Output;
 use crate::engine::sla::{Finding, SlaOutput};
 
-/// A record that could not be decoded, kept with its reason and origin.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A record (or the rejected part of one) that could not be taken, kept with its reason and
+/// origin. Its natural key is (origin, partition, offset, seq).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeadLetter {
-    /// Topic, file or endpoint the record came from.
+    /// The topic or file the record came from, or `http` for a body posted to the server.
     pub origin: String,
     /// Kafka partition, -1 elsewhere.
     pub partition: i32,
-    /// Kafka offset, or the line / sequence number elsewhere.
+    /// Kafka offset, the line in a file, or the receive time (ns) of an HTTP body.
     pub offset: i64,
+    /// The dead letter's number within its record (0, 1, …): one record can yield several
+    /// (its rejected items, events rejected one by one).
+    pub seq: i32,
+    /// The HTTP path the body was posted to (also when it went on through Kafka).
+    pub endpoint: Option<String>,
+    /// The address (ip:port) of the HTTP client that posted it.
+    pub remote_addr: Option<String>,
     /// The format it was decoded as.
     pub format: String,
     /// What was wrong (the `DecodeError` text).

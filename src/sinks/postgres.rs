@@ -6,9 +6,11 @@
 
 use std::collections::BTreeMap;
 
-use tokio_postgres::{Client, NoTls, Transaction};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row, Transaction};
 
-use super::{Batch, Checkpoint, IncidentRow, SinkError};
+use super::dead_letters::{where_clause, Dialect, Param, LIST_COLUMNS, PAYLOAD_COLUMNS};
+use super::{Batch, Checkpoint, DeadLetter, DeadLetterFilter, DeadLetterRow, IncidentRow, SinkError};
 use crate::engine::correlate::Output;
 use crate::engine::sla::{BurnAlert, Finding, Report, SlaOutput, Window};
 
@@ -71,12 +73,17 @@ impl PostgresSink {
         write_sla(&tx, &batch.sla).await.map_err(unavailable)?;
         for d in &batch.dead_letters {
             tx.execute(
-                "INSERT INTO dead_letters (origin, partition, \"offset\", format, reason, payload, received_ns)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                "INSERT INTO dead_letters (origin, partition, \"offset\", seq, endpoint, remote_addr, format, reason,
+                                           payload, received_ns)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                 ON CONFLICT (origin, partition, \"offset\", seq) DO NOTHING",
                 &[
                     &d.origin,
                     &d.partition,
                     &d.offset,
+                    &d.seq,
+                    &d.endpoint,
+                    &d.remote_addr,
                     &d.format,
                     &d.reason,
                     &d.payload,
@@ -214,6 +221,37 @@ impl PostgresSink {
             .collect()
     }
 
+    /// The dead letters `filter` selects (its reason class aside: `Store` applies that),
+    /// oldest first, without their payloads.
+    pub async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetterRow>, SinkError> {
+        let (clause, params) = where_clause(filter, Dialect::Postgres);
+        let sql = format!("SELECT {LIST_COLUMNS} FROM dead_letters{clause} ORDER BY received_ns, id");
+        let bound: Vec<&(dyn ToSql + Sync)> = params
+            .iter()
+            .map(|p| match p {
+                Param::Text(t) => t as &(dyn ToSql + Sync),
+                Param::Int(i) => i as &(dyn ToSql + Sync),
+            })
+            .collect();
+        let rows = self.client.query(&sql, &bound).await.map_err(unavailable)?;
+        rows.iter().map(|r| dead_letter_row(r, false)).collect()
+    }
+
+    /// One dead letter, payload included.
+    pub async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetterRow>, SinkError> {
+        let sql = format!("SELECT {PAYLOAD_COLUMNS} FROM dead_letters WHERE id = $1");
+        let row = self.client.query_opt(&sql, &[&id]).await.map_err(unavailable)?;
+        row.map(|r| dead_letter_row(&r, true)).transpose()
+    }
+
+    /// Deletes the dead letters with these ids; returns how many there were.
+    pub async fn delete_dead_letters(&self, ids: &[i64]) -> Result<u64, SinkError> {
+        self.client
+            .execute("DELETE FROM dead_letters WHERE id = ANY($1)", &[&ids])
+            .await
+            .map_err(unavailable)
+    }
+
     /// A cheap round trip that fails when the server is unreachable.
     pub async fn ping(&self) -> Result<(), SinkError> {
         self.client.simple_query("SELECT 1").await.map_err(unavailable)?;
@@ -223,6 +261,35 @@ impl PostgresSink {
 
 fn corrupt(e: tokio_postgres::Error) -> SinkError {
     SinkError::Corrupt(e.to_string())
+}
+
+/// A row of `LIST_COLUMNS` (the payload's length last), or with `payload` of
+/// `PAYLOAD_COLUMNS` (the payload itself).
+fn dead_letter_row(r: &Row, payload: bool) -> Result<DeadLetterRow, SinkError> {
+    let (payload, size) = if payload {
+        let bytes: Vec<u8> = r.try_get(10).map_err(corrupt)?;
+        let size = bytes.len() as u64;
+        (bytes, size)
+    } else {
+        let length: i32 = r.try_get(10).map_err(corrupt)?;
+        (Vec::new(), u64::try_from(length).unwrap_or(0))
+    };
+    Ok(DeadLetterRow {
+        id: r.try_get(0).map_err(corrupt)?,
+        size,
+        letter: DeadLetter {
+            origin: r.try_get(1).map_err(corrupt)?,
+            partition: r.try_get(2).map_err(corrupt)?,
+            offset: r.try_get(3).map_err(corrupt)?,
+            seq: r.try_get(4).map_err(corrupt)?,
+            endpoint: r.try_get(5).map_err(corrupt)?,
+            remote_addr: r.try_get(6).map_err(corrupt)?,
+            format: r.try_get(7).map_err(corrupt)?,
+            reason: r.try_get(8).map_err(corrupt)?,
+            payload,
+            received_ns: r.try_get(9).map_err(corrupt)?,
+        },
+    })
 }
 
 async fn write_correlation(tx: &Transaction<'_>, records: &[Output]) -> Result<(), tokio_postgres::Error> {

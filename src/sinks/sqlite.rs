@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
-use super::{Batch, Checkpoint, IncidentRow, SinkError};
+use super::dead_letters::{where_clause, Dialect, Param, LIST_COLUMNS, PAYLOAD_COLUMNS};
+use super::{Batch, Checkpoint, DeadLetter, DeadLetterFilter, DeadLetterRow, IncidentRow, SinkError};
 use crate::engine::correlate::Output;
 use crate::engine::sla::{BurnAlert, Finding, Report, SlaOutput, Window};
 
@@ -224,6 +225,56 @@ impl SqliteSink {
         .await
     }
 
+    /// The dead letters `filter` selects (its reason class aside: `Store` applies that),
+    /// oldest first, without their payloads.
+    pub async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetterRow>, SinkError> {
+        let (clause, params) = where_clause(filter, Dialect::Sqlite);
+        let sql = format!("SELECT {LIST_COLUMNS} FROM dead_letters{clause} ORDER BY received_ns, id");
+        self.call(move |conn| {
+            let values = params.into_iter().map(|p| match p {
+                Param::Text(t) => rusqlite::types::Value::Text(t),
+                Param::Int(i) => rusqlite::types::Value::Integer(i),
+            });
+            let mut stmt = conn.prepare(&sql).map_err(unavailable)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(values), |r| dead_letter_row(r, false))
+                .map_err(unavailable)?;
+            rows.collect::<Result<_, _>>().map_err(unavailable)
+        })
+        .await
+    }
+
+    /// One dead letter, payload included.
+    pub async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetterRow>, SinkError> {
+        self.call(move |conn| {
+            let sql = format!("SELECT {PAYLOAD_COLUMNS} FROM dead_letters WHERE id = ?1");
+            conn.query_row(&sql, params![id], |r| dead_letter_row(r, true))
+                .optional()
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    /// Deletes the dead letters with these ids (one transaction); returns how many there were.
+    pub async fn delete_dead_letters(&self, ids: &[i64]) -> Result<u64, SinkError> {
+        let ids = ids.to_vec();
+        self.call(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            let mut deleted = 0;
+            for id in ids {
+                deleted += tx
+                    .prepare_cached("DELETE FROM dead_letters WHERE id = ?1")
+                    .and_then(|mut stmt| stmt.execute(params![id]))
+                    .map_err(unavailable)?;
+            }
+            tx.commit().map_err(unavailable)?;
+            Ok(deleted as u64)
+        })
+        .await
+    }
+
     /// A cheap round trip that fails when the file cannot be read.
     pub async fn ping(&self) -> Result<(), SinkError> {
         self.call(|conn| {
@@ -253,6 +304,34 @@ impl SqliteSink {
     }
 }
 
+/// A row of `LIST_COLUMNS` (the payload's length last), or with `payload` of
+/// `PAYLOAD_COLUMNS` (the payload itself).
+fn dead_letter_row(r: &rusqlite::Row<'_>, payload: bool) -> rusqlite::Result<DeadLetterRow> {
+    let (payload, size) = if payload {
+        let bytes: Vec<u8> = r.get(10)?;
+        let size = bytes.len() as u64;
+        (bytes, size)
+    } else {
+        (Vec::new(), r.get(10)?)
+    };
+    Ok(DeadLetterRow {
+        id: r.get(0)?,
+        size,
+        letter: DeadLetter {
+            origin: r.get(1)?,
+            partition: r.get(2)?,
+            offset: r.get(3)?,
+            seq: r.get(4)?,
+            endpoint: r.get(5)?,
+            remote_addr: r.get(6)?,
+            format: r.get(7)?,
+            reason: r.get(8)?,
+            payload,
+            received_ns: r.get(9)?,
+        },
+    })
+}
+
 fn write_batch(conn: &mut Connection, batch: &Batch) -> rusqlite::Result<()> {
     // IMMEDIATE takes the write lock up front: a deferred transaction that reads first and
     // then writes can fail at once with SQLITE_BUSY when another worker committed in
@@ -262,13 +341,18 @@ fn write_batch(conn: &mut Connection, batch: &Batch) -> rusqlite::Result<()> {
     write_sla(&tx, &batch.sla)?;
     for d in &batch.dead_letters {
         tx.prepare_cached(
-            "INSERT INTO dead_letters (origin, partition, \"offset\", format, reason, payload, received_ns)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+            "INSERT INTO dead_letters (origin, partition, \"offset\", seq, endpoint, remote_addr, format, reason,
+                                       payload, received_ns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT (origin, partition, \"offset\", seq) DO NOTHING",
         )?
         .execute(params![
             d.origin,
             d.partition,
             d.offset,
+            d.seq,
+            d.endpoint,
+            d.remote_addr,
             d.format,
             d.reason,
             d.payload,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::postgres::PostgresSink;
 use super::sqlite::SqliteSink;
-use super::{Batch, Checkpoint, IncidentRow, SinkError};
+use super::{Batch, Checkpoint, DeadLetterFilter, DeadLetterRow, IncidentRow, SinkError};
 use crate::config::{Config, StoreKind};
 use crate::engine::sla::{Finding, Report};
 
@@ -108,6 +108,33 @@ impl Store {
         match self {
             Store::Postgres(s) => s.incidents().await,
             Store::Sqlite(s) => s.incidents().await,
+        }
+    }
+
+    /// The dead letters `filter` selects, oldest first, without their payloads
+    /// (`DeadLetterRow::size` says how large each is; `dead_letter` reads one whole).
+    pub async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetterRow>, SinkError> {
+        let mut rows = match self {
+            Store::Postgres(s) => s.dead_letters(filter).await?,
+            Store::Sqlite(s) => s.dead_letters(filter).await?,
+        };
+        rows.retain(|r| filter.keeps(&r.letter.reason));
+        Ok(rows)
+    }
+
+    /// One dead letter by id, payload included.
+    pub async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetterRow>, SinkError> {
+        match self {
+            Store::Postgres(s) => s.dead_letter(id).await,
+            Store::Sqlite(s) => s.dead_letter(id).await,
+        }
+    }
+
+    /// Deletes the dead letters with these ids; returns how many were there.
+    pub async fn delete_dead_letters(&self, ids: &[i64]) -> Result<u64, SinkError> {
+        match self {
+            Store::Postgres(s) => s.delete_dead_letters(ids).await,
+            Store::Sqlite(s) => s.delete_dead_letters(ids).await,
         }
     }
 

@@ -151,6 +151,26 @@ pub fn dead_letter_reason(message: &impl Message) -> Option<String> {
     Some(String::from_utf8_lossy(value.unwrap_or_default()).into_owned())
 }
 
+/// Where a message forwarded from the HTTP server was posted: the endpoint (path) and the
+/// client's address, kept with the message's dead letters as an HTTP body's are.
+pub const ENDPOINT_HEADER: &str = "slaflow-endpoint";
+/// See `ENDPOINT_HEADER`.
+pub const REMOTE_ADDR_HEADER: &str = "slaflow-remote-addr";
+
+/// The (endpoint, remote address) a forwarded message's headers carry, each when present.
+pub fn http_origin(message: &impl Message) -> (Option<String>, Option<String>) {
+    let Some(headers) = message.headers() else {
+        return (None, None);
+    };
+    let value = |key: &str| {
+        headers
+            .iter()
+            .find(|h| h.key == key)
+            .map(|h| String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
+    };
+    (value(ENDPOINT_HEADER), value(REMOTE_ADDR_HEADER))
+}
+
 /// The pass-through properties, then those from the environment.
 fn passed_through(cfg: &KafkaConfig) -> ClientConfig {
     let mut client = ClientConfig::new();
