@@ -172,6 +172,175 @@ fn webhook_ingest_for_each_push_format() {
     assert_eq!(service.stop(), 0, "SIGTERM drains and exits cleanly");
 }
 
+/// Request headers: names and values.
+type Headers<'a> = &'a [(&'a str, &'a str)];
+
+/// An error answer as the API promises it: `status`, a JSON body whose `error` names the
+/// status and whose `reason` says what was wrong (containing `reason_has`).
+fn assert_error(answer: &Response, status: u16, error: &str, reason_has: &str) {
+    assert_eq!(answer.status, status, "{}", answer.body);
+    assert_eq!(
+        answer.header("Content-Type"),
+        Some("application/json"),
+        "{}",
+        answer.head
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&answer.body).unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {:?}", answer.body));
+    assert_eq!(json["error"], error, "{json}");
+    let reason = json["reason"].as_str().unwrap_or_else(|| panic!("no reason in {json}"));
+    assert!(reason.contains(reason_has), "{status}: {reason:?} names {reason_has:?}");
+}
+
+/// A 401 as RFC 6750 has it: the challenge `WWW-Authenticate: Bearer`, and a reason.
+fn assert_unauthorized(answer: &Response, reason_has: &str) {
+    assert_error(answer, 401, "unauthorized", reason_has);
+    assert_eq!(answer.header("WWW-Authenticate"), Some("Bearer"), "{}", answer.head);
+}
+
+/// The scheme in any case is accepted; without a valid token, every request to a guarded
+/// path is answered 401 before anything about it is judged (format, query, month, path,
+/// method, route, content type); with one, each error is JSON with its reason.
+#[test]
+fn authentication_comes_first_and_every_error_is_json_with_a_reason() {
+    let port = free_port();
+    let (config, _db) = config("auth", port);
+    let service = Service::start(&config, port);
+    let body = fixture("alertmanager/resolved_with_fingerprint_pythonwebhook_2022.json");
+    let json = ("Content-Type", "application/json");
+    let send = |method: &str, path: &str, auth: Option<&str>, headers: &[(&str, &str)], body: &[u8]| {
+        let mut all = headers.to_vec();
+        if let Some(a) = auth {
+            all.push(("Authorization", a));
+        }
+        request(port, method, path, &all, body).unwrap()
+    };
+    let bearer = format!("Bearer {TOKEN}");
+    let good = Some(bearer.as_str());
+
+    // The scheme is case-insensitive, whitespace around is tolerated.
+    for scheme in ["bearer", "BEARER", "  Bearer "] {
+        let auth = format!("{scheme} {TOKEN}  ");
+        let answer = send("POST", "/v1/ingest/alertmanager", Some(&auth), &[json], &body);
+        assert_eq!(answer.status, 200, "{auth:?}: {}", answer.body);
+        let report = send("GET", "/v1/reports/2025-01", Some(&auth), &[], b"");
+        assert_error(&report, 404, "not_found", "no report for 2025-01");
+    }
+
+    // Missing, wrong or malformed token: 401 first, whatever else is wrong.
+    let guarded: [(&str, &str, Headers); 9] = [
+        ("POST", "/v1/ingest/nagios-xml", &[json]),
+        ("GET", "/v1/reports/2026-03?bogus=1", &[]),
+        ("GET", "/v1/reports/March", &[]),
+        ("GET", "/v1/reports/%FF", &[]),
+        ("POST", "/v1/months/2026-13/close", &[]),
+        ("GET", "/v1/ingest/alertmanager", &[]),
+        ("DELETE", "/v1/traces", &[("Content-Type", "text/plain")]),
+        ("POST", "/v1/traces", &[("Content-Type", "text/plain")]),
+        ("GET", "/v2/anything", &[]),
+    ];
+    for (method, path, headers) in guarded {
+        for (auth, reason) in [
+            (None, "missing bearer token"),
+            (Some("Bearer wrong"), "invalid bearer token"),
+            (Some("Basic dDBrZW4="), "not `Bearer <token>`"),
+        ] {
+            let answer = send(method, path, auth, headers, b"x");
+            assert_unauthorized(&answer, reason);
+            assert_eq!(answer.header("Allow"), None, "{method} {path}: a 401 tells no methods");
+        }
+    }
+
+    // With the token, each is judged, and answered in JSON with the reason.
+    let answer =
+        |method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]| send(method, path, good, headers, body);
+    assert_error(
+        &answer("POST", "/v1/ingest/nagios-xml", &[json], b"x"),
+        404,
+        "not_found",
+        "unknown format `nagios-xml`",
+    );
+    assert_error(
+        &answer("GET", "/v1/reports/2026-03?bogus=1", &[], b""),
+        400,
+        "bad_request",
+        "unknown field `bogus`",
+    );
+    assert_error(
+        &answer("GET", "/v1/reports/March", &[], b""),
+        400,
+        "bad_request",
+        "`March` is not a month",
+    );
+    assert_error(
+        &answer("GET", "/v1/reports/%FF", &[], b""),
+        400,
+        "bad_request",
+        "Invalid UTF-8 in `month`",
+    );
+    assert_error(
+        &answer("POST", "/v1/months/2026-13/close", &[], b""),
+        400,
+        "bad_request",
+        "expected YYYY-MM",
+    );
+    let wrong_method = answer("GET", "/v1/ingest/alertmanager", &[], b"");
+    assert_error(&wrong_method, 405, "method_not_allowed", "does not take GET");
+    assert_eq!(wrong_method.header("Allow"), Some("POST"), "{}", wrong_method.head);
+    assert_error(
+        &answer("GET", "/v2/anything", &[], b""),
+        404,
+        "not_found",
+        "no route /v2/anything",
+    );
+    assert_error(
+        &answer("POST", "/v1/traces", &[("Content-Type", "text/plain")], b"x"),
+        415,
+        "unsupported_media_type",
+        "expected application/x-protobuf or application/json",
+    );
+    assert_error(
+        &answer(
+            "POST",
+            "/v1/ingest/alertmanager",
+            &[json, ("Content-Encoding", "br")],
+            b"x",
+        ),
+        415,
+        "unsupported_media_type",
+        "Content-Encoding \"br\"",
+    );
+    assert_error(
+        &answer("POST", "/v1/ingest/alertmanager", &[json], &vec![b' '; LIMIT + 1]),
+        413,
+        "payload_too_large",
+        &format!("max_body_bytes = {LIMIT}"),
+    );
+    assert_error(
+        &answer("POST", "/v1/ingest/alertmanager", &[json], b"{\"truncated\": "),
+        400,
+        "bad_request",
+        "alertmanager",
+    );
+
+    // The public paths stay public; a wrong method there is JSON too.
+    assert_eq!(send("GET", "/healthz", None, &[], b"").status, 200);
+    assert_eq!(send("GET", "/metrics", None, &[], b"").status, 200);
+    assert_error(
+        &send("POST", "/healthz", None, &[], b""),
+        405,
+        "method_not_allowed",
+        "/healthz",
+    );
+    // The 401s of ingest requests are counted under their format: the three GETs of
+    // /v1/ingest/alertmanager; not nagios-xml, which is no format.
+    let metrics = send("GET", "/metrics", None, &[], b"").body;
+    let line = "slaflow_events_rejected_total{format=\"alertmanager\",reason=\"unauthorized\"} 3";
+    assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    assert!(!metrics.contains("nagios-xml"), "{metrics}");
+    assert_eq!(service.stop(), 0);
+}
+
 /// A Datadog payload of 8 good traces and 2 bad spans (a duration that is a string, a
 /// negative one), then an Alertmanager notification with one bad alert of three.
 #[test]
@@ -316,6 +485,9 @@ fn collectors_and_tracers_post_to_their_standard_paths() {
         post_to(port, "/v1/traces", &[proto[0], ("Content-Encoding", "br")], b"x").status,
         415
     );
+    // The path is open (open_trace_paths): without a token, the content type is judged.
+    let open = request(port, "POST", "/v1/traces", &[("Content-Type", "text/plain")], b"x").unwrap();
+    assert_eq!(open.status, 415, "{}", open.body);
 
     // ddtrace's v0.5 payload at the agent's path, with no token (open_trace_paths).
     let msgpack = fixture("datadog_msgpack/ddtrace4.16.0_v05.msgpack");

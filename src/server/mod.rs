@@ -1,10 +1,14 @@
 //! The HTTP server: one port for `/metrics`, `/healthz`, `/readyz`, webhook ingest and the
 //! finance report API. Handlers stay thin: ingest decodes and hands bodies on — to the
 //! ingest worker (the engines and sink path every input takes), or, with `[kafka]`, to the
-//! body's Kafka topic (`forward.rs`); reports read the store.
+//! body's Kafka topic (`forward.rs`); reports read the store. Every path but the metrics
+//! and the probes is behind the token check (`auth.rs`); every error answer is JSON with a
+//! reason (`errors.rs`).
 
+mod auth;
 pub mod close;
 mod encoding;
+mod errors;
 pub mod forward;
 mod otlp;
 
@@ -12,8 +16,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::{to_bytes, Body};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::http::{header, request::Parts, HeaderMap, StatusCode};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -28,6 +34,7 @@ use crate::model::Event;
 use crate::pipeline::{HttpOrigin, Ingest};
 use crate::report::{render, ReportFormat};
 use crate::sinks::{SinkError, Store};
+use errors::error;
 use forward::{ForwardError, Forwarder};
 
 /// What the handlers share.
@@ -92,18 +99,37 @@ impl AppState {
     }
 }
 
-/// The routes.
+/// The start of the generic ingest path, `/v1/ingest/{format}`.
+const INGEST_PREFIX: &str = "/v1/ingest/";
+/// OTLP/HTTP's trace path.
+const OTLP_PATH: &str = "/v1/traces";
+/// The Datadog agent's trace paths.
+const DATADOG_PATHS: [&str; 2] = ["/v0.4/traces", "/v0.5/traces"];
+
+/// The routes: the public ones (metrics and probes), then every other path behind the
+/// token check (`auth.rs`). The check wraps the guarded routes as a whole rather than each
+/// route, so that it runs before routing: a request without a valid token gets 401 whatever
+/// it asks for, never a 404, a 405 with an `Allow` header, or an extractor's 400.
 pub fn router(state: Arc<AppState>) -> Router {
+    let guarded = Router::new()
+        .route(&format!("{INGEST_PREFIX}{{format}}"), post(ingest))
+        .route(OTLP_PATH, post(otlp_traces))
+        .route(DATADOG_PATHS[0], post(datadog_traces).put(datadog_traces))
+        .route(DATADOG_PATHS[1], post(datadog_traces).put(datadog_traces))
+        .route("/v1/reports/{month}", get(reports))
+        .route("/v1/months/{month}/close", post(close::close_month))
+        .fallback(errors::not_found)
+        .method_not_allowed_fallback(errors::method_not_allowed)
+        .with_state(state.clone());
+    let checked = Router::new()
+        .fallback_service(guarded)
+        .layer(from_fn_with_state(state.clone(), auth::authenticate));
     Router::new()
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/v1/ingest/{format}", post(ingest))
-        .route("/v1/traces", post(otlp_traces))
-        .route("/v0.4/traces", post(datadog_traces).put(datadog_traces))
-        .route("/v0.5/traces", post(datadog_traces).put(datadog_traces))
-        .route("/v1/reports/{month}", get(reports))
-        .route("/v1/months/{month}/close", post(close::close_month))
+        .method_not_allowed_fallback(errors::method_not_allowed)
+        .fallback_service(checked)
         .with_state(state)
 }
 
@@ -143,16 +169,6 @@ impl<S: Send + Sync> FromRequestParts<S> for HttpOrigin {
 /// dead letter, since the replaying command keeps the original.
 pub const REPLAY_HEADER: &str = "slaflow-replay";
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    let body = serde_json::json!({ "error": message.into() });
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string() + "\n",
-    )
-        .into_response()
-}
-
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
     let m = metrics();
     m.ready.set(i64::from((state.ready)()));
@@ -164,41 +180,19 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// Ready: the workers say so (partitions assigned, last write stored) and the store answers
-/// now (an idle webhook-only service has written nothing for a while).
+/// now (an idle webhook-only service has written nothing for a while). A 503's reason names
+/// the part that is not ready, not the store's error: the probe is public.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if (state.ready)() && state.with_store(|s| Box::pin(s.ping())).await.is_ok() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    if !(state.ready)() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: a worker has no partitions yet or its last store access failed",
+        );
     }
-}
-
-/// Checks `Authorization: Bearer <token>` against the configured tokens, comparing in
-/// constant time so the answer's timing does not leak a token's prefix.
-fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
-    let Some(given) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    state
-        .tokens
-        .iter()
-        .any(|t| constant_time_eq(t.as_bytes(), given.trim().as_bytes()))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn unauthorized() -> Response {
-    let mut response = error(StatusCode::UNAUTHORIZED, "missing or invalid bearer token");
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-    response
+    if state.with_store(|s| Box::pin(s.ping())).await.is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "not ready: the store does not answer");
+    }
+    (StatusCode::OK, "ready\n").into_response()
 }
 
 /// What became of a body that was read, decoded and handed on.
@@ -215,15 +209,19 @@ enum Taken {
 
 /// `POST /v1/ingest/{format}`: 200 once the body's events are stored (or, with `[kafka]`,
 /// acknowledged by the broker), with a partial success when some items were rejected; 400
-/// with the reason when nothing of it could be kept (it is a dead letter); 401, 404 (unknown
+/// with the reason when nothing of it could be kept (it is a dead letter); 404 (unknown
 /// format, or no topic for it), 413, 415 (an unknown `Content-Encoding`).
 async fn ingest(
     State(state): State<Arc<AppState>>,
-    Path(format): Path<String>,
     origin: HttpOrigin,
+    path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let format = match path {
+        Ok(Path(format)) => format,
+        Err(rejection) => return error(rejection.status(), rejection.body_text()),
+    };
     let Ok(format) = format.parse::<Format>() else {
         let known: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
         return error(
@@ -253,8 +251,9 @@ async fn ingest(
     }
 }
 
-/// Checks, reads, decodes and hands on one body of `format` (the part every ingest
-/// endpoint shares); `Err` is the answer for a body refused before decoding.
+/// Reads, decodes and hands on one body of `format` (the part every ingest endpoint shares;
+/// the token was checked before, `auth.rs`); `Err` is the answer for a body refused before
+/// decoding.
 async fn take(
     state: &AppState,
     format: Format,
@@ -263,12 +262,6 @@ async fn take(
     body: Body,
 ) -> Result<Taken, Response> {
     let m = metrics();
-    let open =
-        state.config.server.open_trace_paths && format.carries_traces() && !headers.contains_key(header::AUTHORIZATION);
-    if !open && !authorized(state, headers) {
-        m.reject(format.name(), Rejection::Unauthorized);
-        return Err(unauthorized());
-    }
     if let Intake::Kafka(forwarder) = &state.intake {
         if let Err(e) = forwarder.topic(format) {
             return Err(error(StatusCode::NOT_FOUND, e.to_string()));
@@ -319,25 +312,47 @@ async fn otlp_traces(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let json = content_type.starts_with("application/json");
-    let format = if json {
-        Format::OtlpJson
-    } else if content_type.starts_with("application/x-protobuf") {
-        Format::OtlpProto
-    } else {
-        return error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("Content-Type {content_type:?}: expected application/x-protobuf or application/json"),
-        );
+    let format = match otlp_format(&headers) {
+        Ok(format) => format,
+        Err(reason) => return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, reason),
     };
+    let json = format == Format::OtlpJson;
     match take(&state, format, origin, &headers, body).await {
         Err(response) => response,
         Ok(Taken::Rejected(reason)) => otlp::status(json, reason),
         Ok(Taken::Accepted { rejected, reasons, .. }) => otlp::response(json, rejected, reasons),
+    }
+}
+
+/// The OTLP format of a `/v1/traces` request, by its `Content-Type`; `Err` is the 415's
+/// reason.
+fn otlp_format(headers: &HeaderMap) -> Result<Format, String> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if content_type.starts_with("application/json") {
+        Ok(Format::OtlpJson)
+    } else if content_type.starts_with("application/x-protobuf") {
+        Ok(Format::OtlpProto)
+    } else {
+        Err(format!(
+            "Content-Type {content_type:?}: expected application/x-protobuf or application/json"
+        ))
+    }
+}
+
+/// The format of a Datadog agent path's request: JSON by its `Content-Type`, else
+/// MessagePack (every tracer's default).
+fn datadog_format(headers: &HeaderMap) -> Format {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    if json {
+        Format::DatadogApm
+    } else {
+        Format::DatadogMsgpack
     }
 }
 
@@ -353,16 +368,7 @@ async fn datadog_traces(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("application/json"));
-    let format = if json {
-        Format::DatadogApm
-    } else {
-        Format::DatadogMsgpack
-    };
-    match take(&state, format, origin, &headers, body).await {
+    match take(&state, datadog_format(&headers), origin, &headers, body).await {
         Err(response) => response,
         Ok(Taken::Rejected(reason)) => error(StatusCode::BAD_REQUEST, reason),
         Ok(Taken::Accepted { .. }) => (
@@ -475,13 +481,14 @@ struct ReportQuery {
 /// `GET /v1/reports/{YYYY-MM}?service=…&format=csv|json`: the month's stored reports.
 async fn reports(
     State(state): State<Arc<AppState>>,
-    Path(month): Path<String>,
-    Query(query): Query<ReportQuery>,
-    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<ReportQuery>, QueryRejection>,
 ) -> Response {
-    if !authorized(&state, &headers) {
-        return unauthorized();
-    }
+    let (month, query) = match (path, query) {
+        (Ok(Path(month)), Ok(Query(query))) => (month, query),
+        (Err(rejection), _) => return error(rejection.status(), rejection.body_text()),
+        (_, Err(rejection)) => return error(rejection.status(), rejection.body_text()),
+    };
     if !valid_month(&month) {
         return error(StatusCode::BAD_REQUEST, format!("`{month}` is not a month (YYYY-MM)"));
     }
@@ -525,12 +532,5 @@ mod tests {
         assert!(!valid_month("2026-13"));
         assert!(!valid_month("2026-3"));
         assert!(!valid_month("2026/03"));
-    }
-
-    #[test]
-    fn token_comparison_needs_the_whole_token() {
-        assert!(constant_time_eq(b"s3cret", b"s3cret"));
-        assert!(!constant_time_eq(b"s3cret", b"s3cre"));
-        assert!(!constant_time_eq(b"s3cret", b"s3creT"));
     }
 }

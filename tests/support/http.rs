@@ -9,12 +9,24 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-/// A response: status and body (as text, and as the bytes sent for binary bodies).
+/// A response: status, header lines, and body (as text, and as the bytes sent for binary
+/// bodies).
 #[derive(Debug)]
 pub struct Response {
     pub status: u16,
+    pub head: String,
     pub body: String,
     pub bytes: Vec<u8>,
+}
+
+impl Response {
+    /// The value of the first header called `name` (any case), if the response has one.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
 }
 
 /// Sends one request (`Connection: close`) and reads the whole response.
@@ -57,7 +69,12 @@ pub fn request(
     } else {
         body.to_string()
     };
-    Ok(Response { status, body, bytes })
+    Ok(Response {
+        status,
+        head: head.to_string(),
+        body,
+        bytes,
+    })
 }
 
 fn dechunk(mut body: &str) -> String {
