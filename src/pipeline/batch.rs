@@ -323,3 +323,87 @@ impl<'a> Backoff<'a> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StoreKind;
+    use crate::engine::correlate::priority::Level;
+    use crate::engine::correlate::Output;
+
+    fn opened(incident: &str, service: &str) -> Output {
+        Output::IncidentOpened {
+            incident: incident.into(),
+            service: service.into(),
+            alert: format!("zabbix/{incident}"),
+            ci: "db-1".into(),
+            time_ns: 1_000,
+            priority: 3,
+            impact: Level::Medium,
+            urgency: Level::Medium,
+            suspected_changes: vec![],
+        }
+    }
+
+    /// On the embedded store: a batch with a record the store refuses is stored with the
+    /// refused record as a counted dead letter; a statement error is given back at once.
+    #[tokio::test]
+    async fn a_refused_record_is_dead_lettered_and_counted_and_a_statement_error_is_not_retried() {
+        let dir = std::env::temp_dir().join(format!("slaflow-batch-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut config = Config::default();
+        config.store.kind = StoreKind::Sqlite;
+        config.sqlite.path = dir.join("store.sqlite");
+        config.kafka.write_attempts = 8;
+        let config = Arc::new(config);
+        let ok = Arc::new(AtomicBool::new(false));
+        let mut link = StoreLink::connect(config.clone(), ok.clone()).await.unwrap();
+        link.store.migrate().await.unwrap();
+        let raw = rusqlite::Connection::open(&config.sqlite.path).unwrap();
+        raw.execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON incidents WHEN NEW.service = 'poison'
+             BEGIN SELECT RAISE(ABORT, 'poisoned service'); END;",
+        )
+        .unwrap();
+
+        let mut engines = Engines::new(&config).unwrap();
+        let mut batcher = Batcher::new("g/7".into(), &config);
+        batcher.batch.correlate = vec![opened("i1", "webshop"), opened("i2", "poison")];
+        batcher.added();
+        let counted = || metrics().dead_letters.with_label_values(&["slaflow-record"]).get();
+        let before = counted();
+        let sealed = batcher.seal(&mut engines, Vec::new(), false).unwrap();
+        let written = link.write(&sealed.batch).await;
+        let refused = written.as_ref().unwrap();
+        assert_eq!(refused.len(), 1);
+        assert_eq!(
+            (refused[0].origin.as_str(), refused[0].format.as_str()),
+            ("g/7", "slaflow-record")
+        );
+        assert!(
+            refused[0].reason.starts_with("poisoned service"),
+            "{}",
+            refused[0].reason
+        );
+        batcher.stored(sealed, &written, &engines);
+        assert_eq!(counted(), before + 1, "the refused record is a counted dead letter");
+        assert!(ok.load(Ordering::Relaxed));
+        let stored: i64 = raw
+            .query_row("SELECT count(*) FROM incidents WHERE id = 'i1'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stored, 1, "the accepted record is stored");
+
+        // A missing table is the statement's failure: 8 attempts would back off for > 25 s.
+        raw.execute_batch("DROP TABLE incident_events").unwrap();
+        let started = std::time::Instant::now();
+        let batch = Batch {
+            correlate: vec![opened("i3", "webshop")],
+            ..Batch::default()
+        };
+        let error = link.write(&batch).await.unwrap_err();
+        assert!(matches!(error, SinkError::Failed(_)), "{error}");
+        assert!(error.to_string().contains("no such table: incident_events"), "{error}");
+        assert!(started.elapsed() < Duration::from_millis(200), "not retried");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -123,7 +123,9 @@ fn advice(code: &SqlState) -> Option<&'static str> {
         "42501" => "grant the user privileges on slaflow's tables",
         "53300" => "the server has no connection left: raise its max_connections or run fewer slaflow replicas",
         "53100" => "the database server's disk is full",
-        "57P01" | "57P02" | "57P03" => "the server is shutting down or starting; slaflow retries",
+        "57P01" | "57P02" | "57P03" => {
+            "the server ended the session (shutting down, starting, or an administrator terminated it); slaflow reconnects"
+        }
         "25006" => "the server is a read-only standby: point [postgres] url at the primary",
         "40001" | "40P01" => "a concurrent transaction conflicted; slaflow retries",
         "22021" | "22P05" => "the record holds a value Postgres cannot store as text (such as a NUL character)",

@@ -86,7 +86,12 @@ pub(super) fn at(e: SinkError, path: &Path) -> SinkError {
 fn describe(e: &rusqlite::Error) -> String {
     let mut text = message(e);
     if let rusqlite::Error::SqliteFailure(failure, _) = e {
-        text.push_str(&format!(" (SQLite {:?}, code {})", failure.code, failure.extended_code));
+        // Unknown is SQLITE_ERROR (a generic SQL error) or a code rusqlite has no name for.
+        let name = match failure.code {
+            ErrorCode::Unknown => "error".to_string(),
+            code => format!("{code:?}"),
+        };
+        text.push_str(&format!(" (SQLite {name}, code {})", failure.extended_code));
         if let Some(advice) = advice(failure.code) {
             text.push_str(" — ");
             text.push_str(advice);
