@@ -1,11 +1,15 @@
 //! What `slaflow run` is: the HTTP server and either the ingest worker (no Kafka) or the
 //! Kafka pipeline, whose topics the server produces webhook bodies to, started together and
-//! drained together on shutdown, within `[server] drain_timeout`.
+//! drained together on shutdown, within `[server] drain_timeout`. When a worker fails for
+//! good (the store gone past its retries) the server stops too and `run` returns the error,
+//! so the process exits non-zero for its supervisor to restart it, instead of staying up
+//! answering 503.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::engine::correlate::topology::Cmdb;
@@ -54,23 +58,24 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     let work = async {
         // The schema first: the ingest worker restores its checkpoint from it.
         pipeline::migrate(&config).await?;
-        let ingest = ingest_rx.map(|rx| tokio::spawn(pipeline::run_ingest(config.clone(), rx, store_ok.clone())));
+        let mut ingest = ingest_rx.map(|rx| tokio::spawn(pipeline::run_ingest(config.clone(), rx, store_ok.clone())));
         let result = if kafka {
             pipeline::run_observed((*config).clone(), wait(stop_rx.clone()), |r| {
                 let _ = readiness.set(r);
             })
             .await
         } else {
-            wait(stop_rx.clone()).await;
-            Ok(())
+            stopped_or_failed(&mut ingest, wait(stop_rx.clone())).await
         };
+        if let Err(error) = &result {
+            tracing::error!(%error, "a worker failed; stopping");
+            let _ = stop_tx.send(true);
+        }
         // The server's routes hold the ingest queue: once it has finished, the queue closes
         // and the ingest worker writes its last batch.
         let _ = server.await;
         let ingested = match ingest {
-            Some(task) => task
-                .await
-                .map_err(|e| PipelineError::Worker(format!("ingest worker: {e}")))?,
+            Some(task) => joined(task.await),
             None => Ok(()),
         };
         result.and(ingested)
@@ -93,6 +98,30 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         ))),
         () = stopping => Ok(()),
     }
+}
+
+/// Without Kafka: waits for `stop`, or for the ingest worker to end before it, which it does
+/// only when it failed for good; then its result is taken (`ingest` left empty).
+async fn stopped_or_failed(
+    ingest: &mut Option<JoinHandle<Result<(), PipelineError>>>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), PipelineError> {
+    let Some(task) = ingest.as_mut() else {
+        stop.await;
+        return Ok(());
+    };
+    tokio::select! {
+        () = stop => Ok(()),
+        result = task => {
+            *ingest = None;
+            joined(result)
+        }
+    }
+}
+
+/// The ingest worker's result once its task has ended.
+fn joined(result: Result<Result<(), PipelineError>, tokio::task::JoinError>) -> Result<(), PipelineError> {
+    result.map_err(|e| PipelineError::Worker(format!("ingest worker: {e}")))?
 }
 
 /// Completes once `stop` says so.

@@ -4,9 +4,11 @@
 //! (`postgres::…`, `sqlite::…`): migrations, the rows a replay of real and recorded payloads
 //! produces, idempotence (every batch written twice gives the same tables), atomicity (a batch
 //! that fails on its last statement leaves nothing), checkpoints and offsets read back, and
-//! the read queries (reports, breaches, incidents) returning what was written. Two more tests
-//! need Postgres only: the same batches give the same reads in both stores, and `slaflow
-//! migrate` / `replay --sink postgres` as commands.
+//! the read queries (reports, breaches, incidents) returning what was written, and a record
+//! the store refuses kept as a dead letter while the rest of its batch is written. More
+//! tests need Postgres only: the same batches give the same reads in both stores, `slaflow
+//! migrate` / `replay --sink postgres` as commands, a refused dead letter kept escaped, and
+//! the messages of a store that cannot be opened (both stores).
 
 mod support;
 
@@ -21,7 +23,7 @@ use slaflow::engine::correlate::Output;
 use slaflow::engine::sla::{Finding, Report, SlaOutput};
 use slaflow::replay::{replay, Input, Record};
 use slaflow::sinks::postgres::PostgresSink;
-use slaflow::sinks::{Batch, Checkpoint, DeadLetter, Offset, Store};
+use slaflow::sinks::{Batch, Checkpoint, DeadLetter, Offset, SinkError, Store};
 use support::TestDb;
 
 fn root() -> &'static Path {
@@ -126,6 +128,41 @@ impl Backend {
         match self {
             Backend::Postgres { client, .. } => support::count(client, sql).await,
             Backend::Sqlite { conn, .. } => conn.query_row(sql, [], |r| r.get(0)).unwrap(),
+        }
+    }
+
+    fn kind(&self) -> StoreKind {
+        match self {
+            Backend::Postgres { .. } => StoreKind::Postgres,
+            Backend::Sqlite { .. } => StoreKind::Sqlite,
+        }
+    }
+
+    async fn text(&self, sql: &str) -> String {
+        match self {
+            Backend::Postgres { client, .. } => client.query_one(sql, &[]).await.unwrap().get(0),
+            Backend::Sqlite { conn, .. } => conn.query_row(sql, [], |r| r.get(0)).unwrap(),
+        }
+    }
+
+    async fn bytes(&self, sql: &str) -> Vec<u8> {
+        match self {
+            Backend::Postgres { client, .. } => client.query_one(sql, &[]).await.unwrap().get(0),
+            Backend::Sqlite { conn, .. } => conn.query_row(sql, [], |r| r.get(0)).unwrap(),
+        }
+    }
+
+    /// Makes the store refuse an incident whose service holds a NUL character: Postgres does
+    /// so itself (text and JSONB cannot hold NUL); SQLite stores NUL, so a trigger refuses it
+    /// there, as a CHECK constraint would (SQLITE_CONSTRAINT_TRIGGER).
+    async fn refuse_nul_services(&self) {
+        if let Backend::Sqlite { conn, .. } = self {
+            conn.execute_batch(
+                "CREATE TRIGGER refuse_nul BEFORE INSERT ON incidents
+                 WHEN instr(CAST(NEW.service AS BLOB), x'00') > 0
+                 BEGIN SELECT RAISE(ABORT, 'service holds a NUL character'); END;",
+            )
+            .unwrap();
         }
     }
 
@@ -538,6 +575,132 @@ async fn a_batch_that_fails_halfway_leaves_nothing_and_checkpoints_read_back(b: 
     b.finish().await;
 }
 
+/// An incident opened on a service whose name holds a NUL character.
+fn poisoned() -> Output {
+    Output::IncidentOpened {
+        incident: "poison-1".into(),
+        service: "pay\u{0}roll".into(),
+        alert: "zabbix/999".into(),
+        ci: "db-1".into(),
+        time_ns: 1_773_129_600_000_000_000,
+        priority: 3,
+        impact: Level::Medium,
+        urgency: Level::Medium,
+        suspected_changes: vec![],
+    }
+}
+
+async fn a_refused_record_becomes_a_dead_letter_and_the_rest_of_its_batch_is_written(b: Backend) {
+    // The reference: the same batch without the refused record, written whole elsewhere.
+    let reference = Backend::new(b.kind(), "store_poison_ref").await;
+    let mut clean = BATCHES[0].clone();
+    clean.dead_letters.push(DeadLetter {
+        origin: "alerts".into(),
+        partition: 0,
+        offset: 7,
+        format: "alertmanager".into(),
+        reason: "alertmanager at line 1 column 2, document: expected value".into(),
+        payload: b"{garbage".to_vec(),
+        received_ns: 1,
+        ..DeadLetter::default()
+    });
+    clean.checkpoint = Some(Checkpoint {
+        scope: "g/0".into(),
+        correlate: vec![1, 2, 3],
+        sla: vec![4],
+        latest_event_ns: Some(1_773_129_600_000_000_000),
+    });
+    clean.offsets = vec![Offset {
+        group: "g".into(),
+        topic: "alerts".into(),
+        partition: 0,
+        next_offset: 8,
+    }];
+    let mut store = reference.open().await;
+    store.migrate().await.unwrap();
+    store.write(&clean).await.unwrap();
+    let expected = reference.counts().await;
+    let expected_reads = (
+        store.incidents().await.unwrap(),
+        store.reports("2026-03", None).await.unwrap(),
+    );
+    drop(store);
+    reference.finish().await;
+
+    let mut store = b.open().await;
+    store.migrate().await.unwrap();
+    b.refuse_nul_services().await;
+    let mut batch = clean.clone();
+    batch.correlate.insert(batch.correlate.len() / 2, poisoned());
+    let message = match store.write(&batch).await {
+        Err(SinkError::Refused(message)) => message,
+        other => panic!("the whole batch should be refused for its data, got {other:?}"),
+    };
+    assert_eq!(
+        b.counts().await,
+        vec![0; TABLES.len()],
+        "the refused transaction left nothing"
+    );
+
+    let refused = store.write_isolating(&batch).await.unwrap();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    let d = &refused[0];
+    assert_eq!(
+        (d.origin.as_str(), d.partition, d.format.as_str()),
+        ("g/0", -1, "slaflow-record")
+    );
+    let payload: serde_json::Value = serde_json::from_slice(&d.payload).unwrap();
+    assert_eq!(
+        (&payload["type"], &payload["incident"], &payload["service"]),
+        (&"incident_opened".into(), &"poison-1".into(), &"pay\u{0}roll".into())
+    );
+    // The store's own message, the same the whole-batch write was refused with.
+    let store_message = match b.kind() {
+        StoreKind::Postgres => {
+            "unsupported Unicode escape sequence (SQLSTATE 22P05; detail: \\u0000 cannot be converted to text."
+        }
+        StoreKind::Sqlite => "service holds a NUL character (SQLite ConstraintViolation, code 1811)",
+    };
+    assert!(d.reason.starts_with(store_message), "{}", d.reason);
+    assert!(message.contains(&d.reason), "{message}");
+
+    // Everything else is there, as in the batch written without the record, plus its dead letter.
+    let mut with_dead_letter = expected.clone();
+    with_dead_letter[TABLES.len() - 1] += 1;
+    assert_eq!(b.counts().await, with_dead_letter);
+    assert_eq!(
+        (
+            store.incidents().await.unwrap(),
+            store.reports("2026-03", None).await.unwrap()
+        ),
+        expected_reads
+    );
+    let stored_reason = b
+        .text("SELECT reason FROM dead_letters WHERE format = 'slaflow-record' AND origin = 'g/0'")
+        .await;
+    assert_eq!(stored_reason, d.reason);
+    let stored = b
+        .bytes("SELECT payload FROM dead_letters WHERE format = 'slaflow-record'")
+        .await;
+    assert_eq!(stored, d.payload);
+    let checkpoint = store.load_checkpoint("g/0").await.unwrap().unwrap();
+    assert_eq!((checkpoint.correlate, checkpoint.sla), (vec![1, 2, 3], vec![4]));
+    assert_eq!(store.load_offsets("g", "alerts").await.unwrap().get(&0), Some(&8));
+
+    // Writing the same batch again (a retry after a crash) changes nothing.
+    assert!(matches!(store.write(&batch).await, Err(SinkError::Refused(_))));
+    let again = store.write_isolating(&batch).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(b.counts().await, with_dead_letter);
+    assert_eq!(
+        b.text("SELECT reason FROM dead_letters WHERE format = 'slaflow-record'")
+            .await,
+        d.reason
+    );
+    drop(store);
+    b.finish().await;
+}
+
 /// Generates each test once per store; `$db` names the Postgres database (kept short: an
 /// identifier has at most 63 bytes).
 macro_rules! for_both_stores {
@@ -569,6 +732,136 @@ for_both_stores! {
     duplicates_keep_the_highest_count_and_latest_time => "store_dups",
     a_final_report_replaces_an_on_demand_one_never_the_reverse => "store_final",
     a_batch_that_fails_halfway_leaves_nothing_and_checkpoints_read_back => "store_atomic",
+    a_refused_record_becomes_a_dead_letter_and_the_rest_of_its_batch_is_written => "store_poison",
+}
+
+/// SQLite stores a NUL character in text and reads it back intact: what Postgres refuses
+/// (above), the embedded store takes as it is.
+#[tokio::test]
+async fn sqlite_keeps_a_nul_character_intact() {
+    let b = Backend::new(StoreKind::Sqlite, "store_nul").await;
+    let mut store = b.open().await;
+    store.migrate().await.unwrap();
+    store
+        .write(&Batch {
+            correlate: vec![poisoned()],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    let incidents = store.incidents().await.unwrap();
+    assert_eq!(incidents.len(), 1);
+    assert_eq!(incidents[0].service, "pay\u{0}roll");
+    let record: serde_json::Value = serde_json::from_str(
+        &b.text("SELECT record FROM incident_events WHERE key = 'opened/poison-1'")
+            .await,
+    )
+    .unwrap();
+    assert_eq!(record["service"], "pay\u{0}roll");
+    drop(store);
+    b.finish().await;
+}
+
+/// A dead letter whose text Postgres refuses (a decoder's reason quoting a NUL) is kept
+/// with its text escaped and the store's reason in front, not lost, and not counted twice.
+#[tokio::test]
+async fn a_dead_letter_postgres_refuses_is_kept_escaped() {
+    let b = Backend::new(StoreKind::Postgres, "store_dl_nul").await;
+    let mut store = b.open().await;
+    store.migrate().await.unwrap();
+    let batch = Batch {
+        dead_letters: vec![DeadLetter {
+            origin: "alerts".into(),
+            partition: 2,
+            offset: 9,
+            format: "alertmanager".into(),
+            reason: "label `team` holds \u{0}".into(),
+            payload: b"{\"team\":\"\\u0000\"}".to_vec(),
+            received_ns: 5,
+            ..DeadLetter::default()
+        }],
+        ..Batch::default()
+    };
+    assert!(matches!(store.write(&batch).await, Err(SinkError::Refused(_))));
+    assert!(
+        store.write_isolating(&batch).await.unwrap().is_empty(),
+        "a replacement, not a new dead letter"
+    );
+    let reason = b
+        .text("SELECT reason FROM dead_letters WHERE origin = 'alerts' AND partition = 2 AND \"offset\" = 9")
+        .await;
+    assert!(reason.starts_with("stored with its text escaped, as the store refused it (invalid byte sequence for encoding \"UTF8\": 0x00 (SQLSTATE 22021"), "{reason}");
+    assert!(reason.ends_with("): label `team` holds \\0"), "{reason}");
+    assert_eq!(
+        b.bytes("SELECT payload FROM dead_letters").await,
+        batch.dead_letters[0].payload
+    );
+    drop(store);
+    b.finish().await;
+}
+
+/// A store that cannot be opened says what is wrong and what to do, and never repeats a
+/// password from the connection string.
+#[tokio::test]
+async fn a_store_that_cannot_be_opened_says_why_and_what_to_do() {
+    let missing = format!("slaflow_t_missing_{}", std::process::id());
+    let admin = support::admin_url();
+    assert!(
+        admin.contains("dbname=postgres"),
+        "SLAFLOW_TEST_POSTGRES names dbname=postgres: {admin}"
+    );
+    let url = format!(
+        "{} password=hunter2",
+        admin.replace("dbname=postgres", &format!("dbname={missing}"))
+    );
+    let error = PostgresSink::connect(&url)
+        .await
+        .err()
+        .expect("no such database")
+        .to_string();
+    assert_eq!(
+        error,
+        format!(
+            "store unavailable: database \"{missing}\" does not exist (SQLSTATE 3D000) — create it or set \
+             [postgres] url / SLAFLOW_POSTGRES_URL"
+        )
+    );
+
+    let port = support::http::free_port();
+    let url = format!("host=127.0.0.1 port={port} user=slaflow password=hunter2 dbname=slaflow");
+    let error = PostgresSink::connect(&url)
+        .await
+        .err()
+        .expect("nothing listens")
+        .to_string();
+    assert_eq!(
+        error,
+        format!(
+            "store unavailable: cannot connect to 127.0.0.1:{port}: connection refused — is Postgres running at \
+             [postgres] url / SLAFLOW_POSTGRES_URL?"
+        )
+    );
+    assert!(!error.contains("hunter2"));
+
+    // SQLite: a path that is a directory cannot be opened as the file.
+    let dir = std::env::temp_dir().join(format!("slaflow-store-open-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut config = Config::default();
+    config.sqlite.path = dir.clone();
+    let error = Store::open_kind(&config, StoreKind::Sqlite)
+        .await
+        .err()
+        .expect("a directory")
+        .to_string();
+    assert_eq!(
+        error,
+        format!(
+            "store unavailable: unable to open database file: {} — does the directory exist, is the path not a \
+             directory, and may slaflow write there? ([sqlite] path)",
+            dir.display()
+        )
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// The same batches, written to each store, read back the same: the SQLite statements

@@ -1,8 +1,10 @@
 //! The commit protocol, in one place: a worker's batch fills with the engines' records and
 //! dead letters ([`Batcher`]); sealed, it carries the engines' checkpoint and the inputs'
 //! next offsets ([`Batcher::seal`]), and the store writes all of it in one transaction over
-//! the worker's [`StoreLink`] (bounded retries with [`Backoff`], reconnecting after a
-//! failure). Only once the store has answered are the webhook callers answered and the
+//! the worker's [`StoreLink`]: a connection-level failure is retried (bounded, with
+//! [`Backoff`], reconnecting); a batch whose *content* the store refuses is written again
+//! record by record, the refused records becoming dead letters, so one poison record never
+//! stops a worker; any other failure, or retries run out, ends the worker (and the process). Only once the store has answered are the webhook callers answered and the
 //! metrics moved ([`Batcher::stored`]), and only then are the offsets committed to Kafka
 //! ([`commit_to_kafka`]), for lag monitoring only: the store's offsets are the ones a worker
 //! resumes from, with the engines [`restore`]d from the same checkpoint.
@@ -24,7 +26,7 @@ use super::PipelineError;
 use crate::config::Config;
 use crate::metrics::metrics;
 use crate::replay::{Engines, Record};
-use crate::sinks::{Batch, Offset, SinkError, Store};
+use crate::sinks::{Batch, DeadLetter, Offset, SinkError, Store};
 use crate::sources::kafka::Context;
 
 /// A worker's batch in the making: records, dead letters and the callers waiting for it;
@@ -109,20 +111,24 @@ impl Batcher {
     }
 
     /// After the store answered for `sealed`: answers its callers and, when it was stored,
-    /// updates the metrics and the offsets for Kafka's informational commit.
-    pub(super) fn stored(&mut self, sealed: Sealed, written: &Result<(), SinkError>, engines: &Engines) {
+    /// updates the metrics (the records the store refused among the dead letters) and the
+    /// offsets for Kafka's informational commit.
+    pub(super) fn stored(&mut self, sealed: Sealed, written: &Written, engines: &Engines) {
         for ack in sealed.acks {
             let _ = ack.send(written.as_ref().map(|_| ()).map_err(ToString::to_string));
         }
-        if written.is_err() {
+        let Ok(refused) = written else {
             return;
-        }
+        };
         let m = metrics();
         for output in &sealed.batch.sla {
             m.observe(output);
         }
-        for d in &sealed.batch.dead_letters {
+        for d in sealed.batch.dead_letters.iter().chain(refused) {
             m.dead_letters.with_label_values(&[d.format.as_str()]).inc();
+        }
+        for d in refused {
+            tracing::warn!(scope = %d.origin, reason = %d.reason, "the store refused a record; kept as a dead letter");
         }
         let open = engines.correlator.open_by_priority();
         m.open_incidents_changed(&self.open, &open);
@@ -143,7 +149,7 @@ impl Batcher {
         };
         let written = link.write(&sealed.batch).await;
         self.stored(sealed, &written, engines);
-        written
+        written.map(|_| ())
     }
 }
 
@@ -160,8 +166,11 @@ pub(super) struct Sealed {
     acks: Vec<oneshot::Sender<Result<(), String>>>,
 }
 
+/// The store's answer for a batch: stored, with the dead letters of the records it refused.
+pub(super) type Written = Result<Vec<DeadLetter>, SinkError>;
+
 /// A commit in flight: the store link comes back with the store's answer.
-pub(super) type Writing = std::pin::Pin<Box<dyn Future<Output = (StoreLink, Sealed, Result<(), SinkError>)> + Send>>;
+pub(super) type Writing = std::pin::Pin<Box<dyn Future<Output = (StoreLink, Sealed, Written)> + Send>>;
 
 /// Starts writing `sealed`: the link travels with the write and comes back with the answer.
 pub(super) fn write_sealed(mut link: StoreLink, sealed: Sealed) -> Writing {
@@ -172,7 +181,7 @@ pub(super) fn write_sealed(mut link: StoreLink, sealed: Sealed) -> Writing {
 }
 
 /// Completes when the commit in flight does (never when there is none).
-pub(super) async fn in_flight(writing: &mut Option<Writing>) -> (StoreLink, Sealed, Result<(), SinkError>) {
+pub(super) async fn in_flight(writing: &mut Option<Writing>) -> (StoreLink, Sealed, Written) {
     match writing {
         Some(w) => w.await,
         None => std::future::pending().await,
@@ -230,28 +239,56 @@ impl StoreLink {
         }
     }
 
-    async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+    /// Writes a batch: retried while the failure is the connection's (reconnecting first,
+    /// and giving back the reconnection's error when that is what fails: it says more, such
+    /// as a database that no longer exists); a refused batch is written record by record.
+    async fn write(&mut self, batch: &Batch) -> Written {
         let (config, ok) = (self.config.clone(), self.ok.clone());
         let mut backoff = Backoff::new(&config, &ok);
+        let mut broken = false;
         loop {
+            if broken {
+                match Store::open(&config).await {
+                    Ok(fresh) => self.store = fresh,
+                    Err(e) => {
+                        backoff.wait(e, "store unreachable").await?;
+                        continue;
+                    }
+                }
+            }
             let started = std::time::Instant::now();
-            match self.store.write(batch).await {
-                Ok(()) => {
+            match self.attempt(batch).await {
+                Ok(refused) => {
                     metrics()
                         .sink_seconds
                         .with_label_values(&[self.store.kind_name()])
                         .observe(started.elapsed().as_secs_f64());
                     ok.store(true, Ordering::Relaxed);
-                    return Ok(());
+                    return Ok(refused);
                 }
-                Err(e) => {
+                Err(e) if e.is_retryable() => {
                     backoff.wait(e, "batch not written").await?;
                     // The failed transaction may have broken the connection.
-                    if let Ok(fresh) = Store::open(&config).await {
-                        self.store = fresh;
-                    }
+                    broken = true;
+                }
+                Err(e) => {
+                    ok.store(false, Ordering::Relaxed);
+                    return Err(e);
                 }
             }
+        }
+    }
+
+    /// One attempt: the batch in one transaction, or, when the store refuses its content,
+    /// record by record (`Store::write_isolating`).
+    async fn attempt(&mut self, batch: &Batch) -> Written {
+        match self.store.write(batch).await {
+            Ok(()) => Ok(Vec::new()),
+            Err(SinkError::Refused(reason)) => {
+                tracing::warn!(%reason, "the store refused the batch's data; writing its records one by one");
+                self.store.write_isolating(batch).await
+            }
+            Err(e) => Err(e),
         }
     }
 }
@@ -284,5 +321,89 @@ impl<'a> Backoff<'a> {
         tokio::time::sleep(self.delay).await;
         self.delay = (self.delay * 2).min(Duration::from_secs(10));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StoreKind;
+    use crate::engine::correlate::priority::Level;
+    use crate::engine::correlate::Output;
+
+    fn opened(incident: &str, service: &str) -> Output {
+        Output::IncidentOpened {
+            incident: incident.into(),
+            service: service.into(),
+            alert: format!("zabbix/{incident}"),
+            ci: "db-1".into(),
+            time_ns: 1_000,
+            priority: 3,
+            impact: Level::Medium,
+            urgency: Level::Medium,
+            suspected_changes: vec![],
+        }
+    }
+
+    /// On the embedded store: a batch with a record the store refuses is stored with the
+    /// refused record as a counted dead letter; a statement error is given back at once.
+    #[tokio::test]
+    async fn a_refused_record_is_dead_lettered_and_counted_and_a_statement_error_is_not_retried() {
+        let dir = std::env::temp_dir().join(format!("slaflow-batch-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut config = Config::default();
+        config.store.kind = StoreKind::Sqlite;
+        config.sqlite.path = dir.join("store.sqlite");
+        config.kafka.write_attempts = 8;
+        let config = Arc::new(config);
+        let ok = Arc::new(AtomicBool::new(false));
+        let mut link = StoreLink::connect(config.clone(), ok.clone()).await.unwrap();
+        link.store.migrate().await.unwrap();
+        let raw = rusqlite::Connection::open(&config.sqlite.path).unwrap();
+        raw.execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON incidents WHEN NEW.service = 'poison'
+             BEGIN SELECT RAISE(ABORT, 'poisoned service'); END;",
+        )
+        .unwrap();
+
+        let mut engines = Engines::new(&config).unwrap();
+        let mut batcher = Batcher::new("g/7".into(), &config);
+        batcher.batch.correlate = vec![opened("i1", "webshop"), opened("i2", "poison")];
+        batcher.added();
+        let counted = || metrics().dead_letters.with_label_values(&["slaflow-record"]).get();
+        let before = counted();
+        let sealed = batcher.seal(&mut engines, Vec::new(), false).unwrap();
+        let written = link.write(&sealed.batch).await;
+        let refused = written.as_ref().unwrap();
+        assert_eq!(refused.len(), 1);
+        assert_eq!(
+            (refused[0].origin.as_str(), refused[0].format.as_str()),
+            ("g/7", "slaflow-record")
+        );
+        assert!(
+            refused[0].reason.starts_with("poisoned service"),
+            "{}",
+            refused[0].reason
+        );
+        batcher.stored(sealed, &written, &engines);
+        assert_eq!(counted(), before + 1, "the refused record is a counted dead letter");
+        assert!(ok.load(Ordering::Relaxed));
+        let stored: i64 = raw
+            .query_row("SELECT count(*) FROM incidents WHERE id = 'i1'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stored, 1, "the accepted record is stored");
+
+        // A missing table is the statement's failure: 8 attempts would back off for > 25 s.
+        raw.execute_batch("DROP TABLE incident_events").unwrap();
+        let started = std::time::Instant::now();
+        let batch = Batch {
+            correlate: vec![opened("i3", "webshop")],
+            ..Batch::default()
+        };
+        let error = link.write(&batch).await.unwrap_err();
+        assert!(matches!(error, SinkError::Failed(_)), "{error}");
+        assert!(error.to_string().contains("no such table: incident_events"), "{error}");
+        assert!(started.elapsed() < Duration::from_millis(200), "not retried");
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

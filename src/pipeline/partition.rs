@@ -12,7 +12,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::batch::{commit_to_kafka, in_flight, restore, write_sealed, Batcher, Sealed, StoreLink, Writing};
+use super::batch::{commit_to_kafka, in_flight, restore, write_sealed, Batcher, Sealed, StoreLink, Writing, Written};
 use super::clock::{apply_close, close_requests, WallClock};
 use super::consumer::{Input, Shared};
 use super::{declare_idle, sleep_until, PipelineError};
@@ -216,10 +216,7 @@ impl PartitionWorker {
     }
 
     /// The store answered for the commit in flight: the batch is done (or the worker fails).
-    fn written(
-        &mut self,
-        (link, sealed, written): (StoreLink, Sealed, Result<(), SinkError>),
-    ) -> Result<(), SinkError> {
+    fn written(&mut self, (link, sealed, written): (StoreLink, Sealed, Written)) -> Result<(), SinkError> {
         self.writing = None;
         self.link = Some(link);
         self.batcher.stored(sealed, &written, &self.engines);

@@ -5,7 +5,9 @@
 
 pub mod dead_letters;
 pub mod postgres;
+mod postgres_errors;
 pub mod sqlite;
+mod sqlite_errors;
 pub mod store;
 
 pub use self::dead_letters::{DeadLetterFilter, DeadLetterRow};
@@ -115,16 +117,122 @@ fn finding_from(parsed: Result<SlaOutput, serde_json::Error>) -> Result<Finding,
     }
 }
 
-/// A sink failed.
+/// A sink failed. Each store sorts its own errors into these (`postgres_errors.rs`,
+/// `sqlite_errors.rs`), with the store's message and what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    /// The store could not be reached or refused the transaction; retrying may succeed.
+    /// The store could not be reached, or the connection failed under the transaction
+    /// (closed, shut down, too many connections, a serialization failure or deadlock):
+    /// retrying, after reconnecting, may succeed.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The store refused the batch's *content* (a data exception, a constraint, a value
+    /// too big): the same rows will be refused again, so the batch is written record by
+    /// record and the refused ones kept as dead letters ([`Store::write_isolating`]).
+    #[error("store refused the data: {0}")]
+    Refused(String),
+    /// The store failed the statement for a reason neither the connection nor the data
+    /// explains (a missing table, a missing privilege): retrying cannot help.
+    #[error("store failed: {0}")]
+    Failed(String),
     /// The schema could not be migrated.
     #[error("migration failed: {0}")]
     Migration(String),
     /// A stored value could not be read back.
     #[error("stored data unreadable: {0}")]
     Corrupt(String),
+}
+
+impl SinkError {
+    /// True for the errors a retry (after reconnecting) may cure: the connection's.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, SinkError::Unavailable(_))
+    }
+}
+
+/// The format of the dead letter that keeps an engine record the store refused.
+pub const REFUSED_FORMAT: &str = "slaflow-record";
+
+/// One thing a batch writes that the store may refuse on its own, when a refused batch is
+/// written record by record (`write_isolating`): the checkpoint and the offsets are not
+/// among them, they go in with whatever is accepted.
+#[derive(Debug, Clone, Copy)]
+enum Item<'a> {
+    Correlate(&'a Output),
+    Sla(&'a SlaOutput),
+    Dead(&'a DeadLetter),
+}
+
+impl Batch {
+    /// The batch's records and dead letters, in the order a whole-batch write takes them.
+    fn items(&self) -> impl Iterator<Item = Item<'_>> {
+        let correlate = self.correlate.iter().map(Item::Correlate);
+        let sla = self.sla.iter().map(Item::Sla);
+        correlate.chain(sla).chain(self.dead_letters.iter().map(Item::Dead))
+    }
+
+    /// Where the dead letters of refused records come from: the worker's scope (its
+    /// checkpoint's), or `store` for a batch without one (a replay's).
+    fn scope(&self) -> &str {
+        self.checkpoint.as_ref().map_or("store", |c| c.scope.as_str())
+    }
+}
+
+impl Item<'_> {
+    /// The dead letter to write instead of this item, which the store refused with
+    /// `reason`: an engine record becomes a `slaflow-record` dead letter (its JSON as the
+    /// payload, from `origin`); a dead letter is kept with its text fields escaped
+    /// (`\0` for NUL and so on) and the store's reason in front of its own.
+    fn refused(self, origin: &str, reason: &str) -> DeadLetter {
+        let record = match self {
+            Item::Correlate(o) => serde_json::to_vec(o),
+            Item::Sla(o) => serde_json::to_vec(o),
+            Item::Dead(d) => return escaped(d, reason),
+        };
+        let payload = record.unwrap_or_default();
+        DeadLetter {
+            origin: origin.to_string(),
+            partition: -1,
+            // Stable across retries and restarts: the same record is the same dead letter,
+            // so writing the batch again adds nothing.
+            offset: stable_offset(&payload),
+            format: REFUSED_FORMAT.to_string(),
+            reason: reason.to_string(),
+            payload,
+            received_ns: crate::time::now_ns(),
+            ..DeadLetter::default()
+        }
+    }
+}
+
+/// A dead letter whose text the store refused, with that text escaped so any store takes it.
+fn escaped(d: &DeadLetter, reason: &str) -> DeadLetter {
+    let clean = |s: &str| {
+        s.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_debug().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect::<String>()
+    };
+    DeadLetter {
+        origin: clean(&d.origin),
+        format: clean(&d.format),
+        reason: format!(
+            "stored with its text escaped, as the store refused it ({reason}): {}",
+            clean(&d.reason)
+        ),
+        ..d.clone()
+    }
+}
+
+/// A dead letter's offset for a payload that has none: its 64-bit FNV-1a hash, as a
+/// non-negative number (the table's key is origin, partition, offset).
+fn stable_offset(payload: &[u8]) -> i64 {
+    let mut h = crate::engine::reorder::Fnv::default();
+    h.bytes(payload);
+    i64::try_from(h.0 >> 1).unwrap_or(i64::MAX)
 }

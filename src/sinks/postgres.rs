@@ -10,7 +10,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Transaction};
 
 use super::dead_letters::{where_clause, Dialect, Param, LIST_COLUMNS, PAYLOAD_COLUMNS};
-use super::{Batch, Checkpoint, DeadLetter, DeadLetterFilter, DeadLetterRow, IncidentRow, SinkError};
+use super::postgres_errors::{classify, connect_error};
+use super::{Batch, Checkpoint, DeadLetter, DeadLetterFilter, DeadLetterRow, IncidentRow, Item, SinkError};
 use crate::engine::correlate::Output;
 use crate::engine::sla::{BurnAlert, Finding, Report, SlaOutput, Window};
 
@@ -21,10 +22,6 @@ mod embedded {
 /// A connection to the store.
 pub struct PostgresSink {
     client: Client,
-}
-
-fn unavailable(e: tokio_postgres::Error) -> SinkError {
-    SinkError::Unavailable(e.to_string())
 }
 
 fn json(value: &impl serde::Serialize) -> serde_json::Value {
@@ -39,10 +36,12 @@ impl PostgresSink {
     /// Connects (`host=… user=… dbname=…` or a `postgres://` URL); the connection runs on
     /// its own task and ends when the sink is dropped.
     pub async fn connect(url: &str) -> Result<PostgresSink, SinkError> {
-        let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(unavailable)?;
+        let (client, connection) = tokio_postgres::connect(url, NoTls)
+            .await
+            .map_err(|e| connect_error(e, url))?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
-                tracing::warn!(%error, "postgres connection ended");
+                tracing::warn!(error = %classify(error), "postgres connection ended");
             }
         });
         Ok(PostgresSink { client })
@@ -56,63 +55,55 @@ impl PostgresSink {
         self.client
             .execute("SELECT pg_advisory_lock($1)", &[&LOCK])
             .await
-            .map_err(unavailable)?;
+            .map_err(classify)?;
         let result = embedded::migrations::runner().run_async(&mut self.client).await;
         self.client
             .execute("SELECT pg_advisory_unlock($1)", &[&LOCK])
             .await
-            .map_err(unavailable)?;
+            .map_err(classify)?;
         let report = result.map_err(|e| SinkError::Migration(e.to_string()))?;
         Ok(report.applied_migrations().len())
     }
 
     /// Writes a batch in one transaction: all of it, or (on error) none of it.
     pub async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        let tx = self.client.transaction().await.map_err(unavailable)?;
-        write_correlation(&tx, &batch.correlate).await.map_err(unavailable)?;
-        write_sla(&tx, &batch.sla).await.map_err(unavailable)?;
+        let tx = self.client.transaction().await.map_err(classify)?;
+        write_correlation(&tx, &batch.correlate).await.map_err(classify)?;
+        write_sla(&tx, &batch.sla).await.map_err(classify)?;
         for d in &batch.dead_letters {
-            tx.execute(
-                "INSERT INTO dead_letters (origin, partition, \"offset\", seq, endpoint, remote_addr, format, reason,
-                                           payload, received_ns)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-                 ON CONFLICT (origin, partition, \"offset\", seq) DO NOTHING",
-                &[
-                    &d.origin,
-                    &d.partition,
-                    &d.offset,
-                    &d.seq,
-                    &d.endpoint,
-                    &d.remote_addr,
-                    &d.format,
-                    &d.reason,
-                    &d.payload,
-                    &d.received_ns,
-                ],
-            )
-            .await
-            .map_err(unavailable)?;
+            write_dead_letter(&tx, d).await.map_err(classify)?;
         }
-        if let Some(c) = &batch.checkpoint {
-            tx.execute(
-                "INSERT INTO engine_checkpoints (scope, correlate, sla, latest_event_ns) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (scope) DO UPDATE SET correlate = EXCLUDED.correlate, sla = EXCLUDED.sla,
-                    latest_event_ns = EXCLUDED.latest_event_ns, updated_at = now()",
-                &[&c.scope, &c.correlate, &c.sla, &c.latest_event_ns],
-            )
-            .await
-            .map_err(unavailable)?;
+        write_progress(&tx, batch).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    /// Writes a batch the store refused, record by record, in one transaction: each record
+    /// and dead letter under a savepoint of its own; one the store refuses (a data error)
+    /// is rolled back to its savepoint and kept as a dead letter instead, with the store's
+    /// message (`Item::refused`). The accepted ones, those dead letters, the checkpoint and
+    /// the offsets commit together. Returns the dead letters of the refused ones.
+    pub async fn write_isolating(&mut self, batch: &Batch) -> Result<Vec<DeadLetter>, SinkError> {
+        let mut tx = self.client.transaction().await.map_err(classify)?;
+        let mut replacements = Vec::new();
+        for item in batch.items() {
+            if let Some(reason) = isolated(&mut tx, item).await? {
+                // A refused record is a new dead letter; a refused dead letter is only replaced.
+                replacements.push((item.refused(batch.scope(), &reason), !matches!(item, Item::Dead(_))));
+            }
         }
-        for o in &batch.offsets {
-            tx.execute(
-                "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
-                &[&o.group, &o.topic, &o.partition, &o.next_offset],
-            )
-            .await
-            .map_err(unavailable)?;
+        let mut refused = Vec::new();
+        for (d, new) in replacements {
+            match isolated(&mut tx, Item::Dead(&d)).await? {
+                None if new => refused.push(d),
+                None => {}
+                // Escaped, every store takes it; should one not, the log keeps the record.
+                Some(reason) => tracing::error!(%reason, record = %String::from_utf8_lossy(&d.payload),
+                    "the store refused a refused record's dead letter too; record dropped"),
+            }
         }
-        tx.commit().await.map_err(unavailable)
+        write_progress(&tx, batch).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(refused)
     }
 
     /// The checkpoint of a scope, if one was written.
@@ -124,7 +115,7 @@ impl PostgresSink {
                 &[&scope],
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(classify)?;
         Ok(row.map(|r| Checkpoint {
             scope: scope.to_string(),
             correlate: r.get(0),
@@ -142,7 +133,7 @@ impl PostgresSink {
                 &[&group, &topic],
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(classify)?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
@@ -156,7 +147,7 @@ impl PostgresSink {
                 &[&period, &service],
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(classify)?;
         rows.iter()
             .map(|r| {
                 let value: serde_json::Value = r.try_get(0).map_err(corrupt)?;
@@ -176,7 +167,7 @@ impl PostgresSink {
                 &[&period, &service],
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(classify)?;
         rows.iter()
             .map(|r| {
                 let value: serde_json::Value = r.try_get(0).map_err(corrupt)?;
@@ -197,7 +188,7 @@ impl PostgresSink {
                 &[],
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(classify)?;
         rows.iter()
             .map(|r| {
                 let number = |i: usize| -> Result<u64, SinkError> {
@@ -233,14 +224,14 @@ impl PostgresSink {
                 Param::Int(i) => i as &(dyn ToSql + Sync),
             })
             .collect();
-        let rows = self.client.query(&sql, &bound).await.map_err(unavailable)?;
+        let rows = self.client.query(&sql, &bound).await.map_err(classify)?;
         rows.iter().map(|r| dead_letter_row(r, false)).collect()
     }
 
     /// One dead letter, payload included.
     pub async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetterRow>, SinkError> {
         let sql = format!("SELECT {PAYLOAD_COLUMNS} FROM dead_letters WHERE id = $1");
-        let row = self.client.query_opt(&sql, &[&id]).await.map_err(unavailable)?;
+        let row = self.client.query_opt(&sql, &[&id]).await.map_err(classify)?;
         row.map(|r| dead_letter_row(&r, true)).transpose()
     }
 
@@ -249,14 +240,82 @@ impl PostgresSink {
         self.client
             .execute("DELETE FROM dead_letters WHERE id = ANY($1)", &[&ids])
             .await
-            .map_err(unavailable)
+            .map_err(classify)
     }
 
     /// A cheap round trip that fails when the server is unreachable.
     pub async fn ping(&self) -> Result<(), SinkError> {
-        self.client.simple_query("SELECT 1").await.map_err(unavailable)?;
+        self.client.simple_query("SELECT 1").await.map_err(classify)?;
         Ok(())
     }
+}
+
+/// Writes one item under a savepoint: `None` when the store took it, the store's message
+/// when it refused the item's data (rolled back to the savepoint); any other error ends
+/// the transaction.
+async fn isolated(tx: &mut Transaction<'_>, item: Item<'_>) -> Result<Option<String>, SinkError> {
+    let savepoint = tx.savepoint("record").await.map_err(classify)?;
+    let written = match item {
+        Item::Correlate(record) => write_output(&savepoint, record).await,
+        Item::Sla(record) => write_sla(&savepoint, std::slice::from_ref(record)).await,
+        Item::Dead(d) => write_dead_letter(&savepoint, d).await,
+    };
+    match written.map_err(classify) {
+        Ok(()) => savepoint.commit().await.map_err(classify).map(|()| None),
+        Err(SinkError::Refused(reason)) => {
+            savepoint.rollback().await.map_err(classify)?;
+            Ok(Some(reason))
+        }
+        Err(other) => Err(other),
+    }
+}
+
+/// A dead letter in `dead_letters`.
+async fn write_dead_letter(tx: &Transaction<'_>, d: &DeadLetter) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "INSERT INTO dead_letters (origin, partition, \"offset\", seq, endpoint, remote_addr, format, reason,
+                                   payload, received_ns)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (origin, partition, \"offset\", seq) DO NOTHING",
+        &[
+            &d.origin,
+            &d.partition,
+            &d.offset,
+            &d.seq,
+            &d.endpoint,
+            &d.remote_addr,
+            &d.format,
+            &d.reason,
+            &d.payload,
+            &d.received_ns,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The batch's checkpoint and next offsets: what makes its effect exactly-once.
+async fn write_progress(tx: &Transaction<'_>, batch: &Batch) -> Result<(), SinkError> {
+    if let Some(c) = &batch.checkpoint {
+        tx.execute(
+            "INSERT INTO engine_checkpoints (scope, correlate, sla, latest_event_ns) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (scope) DO UPDATE SET correlate = EXCLUDED.correlate, sla = EXCLUDED.sla,
+                latest_event_ns = EXCLUDED.latest_event_ns, updated_at = now()",
+            &[&c.scope, &c.correlate, &c.sla, &c.latest_event_ns],
+        )
+        .await
+        .map_err(classify)?;
+    }
+    for o in &batch.offsets {
+        tx.execute(
+            "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
+            &[&o.group, &o.topic, &o.partition, &o.next_offset],
+        )
+        .await
+        .map_err(classify)?;
+    }
+    Ok(())
 }
 
 fn corrupt(e: tokio_postgres::Error) -> SinkError {
@@ -296,11 +355,7 @@ async fn write_correlation(tx: &Transaction<'_>, records: &[Output]) -> Result<(
     // A storm's duplicates become one update per alert per batch: the highest count wins.
     let mut duplicates: BTreeMap<(&str, &str), (u64, i64)> = BTreeMap::new();
     for record in records {
-        write_event(tx, record).await?;
         match record {
-            Output::IncidentOpened { .. } | Output::AlertJoined { .. } | Output::IncidentReopened { .. } => {
-                write_membership(tx, record).await?;
-            }
             Output::Duplicate {
                 incident,
                 alert,
@@ -313,17 +368,46 @@ async fn write_correlation(tx: &Transaction<'_>, records: &[Output]) -> Result<(
                 entry.0 = entry.0.max(*occurrences);
                 entry.1 = entry.1.max(*time_ns);
             }
-            _ => write_incident_change(tx, record).await?,
+            _ => write_output(tx, record).await?,
         }
     }
     for ((incident, alert), (occurrences, last_seen)) in duplicates {
-        tx.execute(
-            "UPDATE incident_alerts SET occurrences = GREATEST(occurrences, $3), last_seen_ns = GREATEST(last_seen_ns, $4)
-             WHERE incident = $1 AND alert = $2",
-            &[&incident, &alert, &big(occurrences), &last_seen],
-        )
-        .await?;
+        write_duplicates(tx, incident, alert, occurrences, last_seen).await?;
     }
+    Ok(())
+}
+
+/// One correlation record on its own: its lifecycle row and its change to the incident.
+async fn write_output(tx: &Transaction<'_>, record: &Output) -> Result<(), tokio_postgres::Error> {
+    write_event(tx, record).await?;
+    match record {
+        Output::IncidentOpened { .. } | Output::AlertJoined { .. } | Output::IncidentReopened { .. } => {
+            write_membership(tx, record).await
+        }
+        Output::Duplicate {
+            incident,
+            alert,
+            time_ns,
+            occurrences,
+        } => write_duplicates(tx, incident, alert, *occurrences, *time_ns).await,
+        _ => write_incident_change(tx, record).await,
+    }
+}
+
+/// An alert's duplicate count and last sighting, never moved back.
+async fn write_duplicates(
+    tx: &Transaction<'_>,
+    incident: &str,
+    alert: &str,
+    occurrences: u64,
+    last_seen: i64,
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "UPDATE incident_alerts SET occurrences = GREATEST(occurrences, $3), last_seen_ns = GREATEST(last_seen_ns, $4)
+         WHERE incident = $1 AND alert = $2",
+        &[&incident, &alert, &big(occurrences), &last_seen],
+    )
+    .await?;
     Ok(())
 }
 

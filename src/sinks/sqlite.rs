@@ -10,7 +10,8 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::dead_letters::{where_clause, Dialect, Param, LIST_COLUMNS, PAYLOAD_COLUMNS};
-use super::{Batch, Checkpoint, DeadLetter, DeadLetterFilter, DeadLetterRow, IncidentRow, SinkError};
+use super::sqlite_errors::{at, classify, directory_error, open_error};
+use super::{Batch, Checkpoint, DeadLetter, DeadLetterFilter, DeadLetterRow, IncidentRow, Item, SinkError};
 use crate::engine::correlate::Output;
 use crate::engine::sla::{BurnAlert, Finding, Report, SlaOutput, Window};
 
@@ -29,16 +30,6 @@ pub struct SqliteSink {
     path: PathBuf,
 }
 
-fn unavailable(e: rusqlite::Error) -> SinkError {
-    match e {
-        // A value that is in the file but not of the expected type is damage, not downtime.
-        rusqlite::Error::FromSqlConversionFailure(..)
-        | rusqlite::Error::InvalidColumnType(..)
-        | rusqlite::Error::IntegralValueOutOfRange(..) => SinkError::Corrupt(e.to_string()),
-        _ => SinkError::Unavailable(e.to_string()),
-    }
-}
-
 /// JSON text of a record, as the Postgres sink's JSONB columns hold it.
 fn json(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
@@ -51,16 +42,16 @@ fn big(v: u64) -> i64 {
 /// Opens (creating when missing) the file with the settings every connection needs.
 fn open_connection(path: &Path) -> Result<Connection, SinkError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| SinkError::Unavailable(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| directory_error(e, dir))?;
     }
-    let conn = Connection::open(path).map_err(|e| SinkError::Unavailable(format!("{}: {e}", path.display())))?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(unavailable)?;
+    let conn = Connection::open(path).map_err(|e| open_error(e, path))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_error(e, path))?;
     // WAL: readers (reports, /readyz) do not block the writer nor it them, and a commit is
     // one append to the log. The mode is stored in the file, so this is a no-op after the
     // first open; an in-memory database answers "memory", which is fine too.
     let mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-        .map_err(unavailable)?;
+        .map_err(|e| open_error(e, path))?;
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::debug!(path = %path.display(), mode, "sqlite journal mode is not WAL");
     }
@@ -102,6 +93,7 @@ impl SqliteSink {
         })
         .await
         .map_err(|e| SinkError::Unavailable(format!("sqlite task: {e}")))?
+        .map_err(|e| at(e, &self.path))
     }
 
     /// Applies the embedded migrations that have not run yet; returns how many ran.
@@ -119,8 +111,17 @@ impl SqliteSink {
     pub async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
         // The blocking pool needs an owned batch; a copy costs far less than the commit.
         let batch = batch.clone();
-        self.call(move |conn| write_batch(conn, &batch).map_err(unavailable))
-            .await
+        self.call(move |conn| write_batch(conn, &batch).map_err(classify)).await
+    }
+
+    /// Writes a batch the store refused, record by record, in one transaction: each record
+    /// and dead letter under a savepoint of its own; one the store refuses (a data error)
+    /// is rolled back to its savepoint and kept as a dead letter instead, with the store's
+    /// message (`Item::refused`). The accepted ones, those dead letters, the checkpoint and
+    /// the offsets commit together. Returns the dead letters of the refused ones.
+    pub async fn write_isolating(&mut self, batch: &Batch) -> Result<Vec<DeadLetter>, SinkError> {
+        let batch = batch.clone();
+        self.call(move |conn| write_batch_isolating(conn, &batch)).await
     }
 
     /// The checkpoint of a scope, if one was written.
@@ -134,7 +135,7 @@ impl SqliteSink {
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()
-                .map_err(unavailable)?;
+                .map_err(classify)?;
             Ok(row.map(|(correlate, sla, latest_event_ns)| Checkpoint {
                 scope,
                 correlate,
@@ -153,11 +154,11 @@ impl SqliteSink {
                 .prepare_cached(
                     "SELECT partition, next_offset FROM consumer_offsets WHERE group_id = ?1 AND topic = ?2",
                 )
-                .map_err(unavailable)?;
+                .map_err(classify)?;
             let rows = stmt
                 .query_map(params![group, topic], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(unavailable)?;
-            rows.collect::<Result<_, _>>().map_err(unavailable)
+                .map_err(classify)?;
+            rows.collect::<Result<_, _>>().map_err(classify)
         })
         .await
     }
@@ -204,7 +205,7 @@ impl SqliteSink {
                      FROM incidents i LEFT JOIN incident_alerts a ON a.incident = i.id
                      GROUP BY i.id ORDER BY i.opened_ns, i.id",
                 )
-                .map_err(unavailable)?;
+                .map_err(classify)?;
             let rows = stmt
                 .query_map([], |r| {
                     Ok(IncidentRow {
@@ -219,8 +220,8 @@ impl SqliteSink {
                         occurrences: r.get(8)?,
                     })
                 })
-                .map_err(unavailable)?;
-            rows.collect::<Result<_, _>>().map_err(unavailable)
+                .map_err(classify)?;
+            rows.collect::<Result<_, _>>().map_err(classify)
         })
         .await
     }
@@ -235,11 +236,11 @@ impl SqliteSink {
                 Param::Text(t) => rusqlite::types::Value::Text(t),
                 Param::Int(i) => rusqlite::types::Value::Integer(i),
             });
-            let mut stmt = conn.prepare(&sql).map_err(unavailable)?;
+            let mut stmt = conn.prepare(&sql).map_err(classify)?;
             let rows = stmt
                 .query_map(rusqlite::params_from_iter(values), |r| dead_letter_row(r, false))
-                .map_err(unavailable)?;
-            rows.collect::<Result<_, _>>().map_err(unavailable)
+                .map_err(classify)?;
+            rows.collect::<Result<_, _>>().map_err(classify)
         })
         .await
     }
@@ -250,7 +251,7 @@ impl SqliteSink {
             let sql = format!("SELECT {PAYLOAD_COLUMNS} FROM dead_letters WHERE id = ?1");
             conn.query_row(&sql, params![id], |r| dead_letter_row(r, true))
                 .optional()
-                .map_err(unavailable)
+                .map_err(classify)
         })
         .await
     }
@@ -261,15 +262,15 @@ impl SqliteSink {
         self.call(move |conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(unavailable)?;
+                .map_err(classify)?;
             let mut deleted = 0;
             for id in ids {
                 deleted += tx
                     .prepare_cached("DELETE FROM dead_letters WHERE id = ?1")
                     .and_then(|mut stmt| stmt.execute(params![id]))
-                    .map_err(unavailable)?;
+                    .map_err(classify)?;
             }
-            tx.commit().map_err(unavailable)?;
+            tx.commit().map_err(classify)?;
             Ok(deleted as u64)
         })
         .await
@@ -279,7 +280,7 @@ impl SqliteSink {
     pub async fn ping(&self) -> Result<(), SinkError> {
         self.call(|conn| {
             conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
-                .map_err(unavailable)?;
+                .map_err(classify)?;
             Ok(())
         })
         .await
@@ -294,11 +295,11 @@ impl SqliteSink {
     ) -> Result<Vec<String>, SinkError> {
         let (period, service) = (period.to_string(), service.map(str::to_string));
         self.call(move |conn| {
-            let mut stmt = conn.prepare_cached(sql).map_err(unavailable)?;
+            let mut stmt = conn.prepare_cached(sql).map_err(classify)?;
             let rows = stmt
                 .query_map(params![period, service], |r| r.get(0))
-                .map_err(unavailable)?;
-            rows.collect::<Result<_, _>>().map_err(unavailable)
+                .map_err(classify)?;
+            rows.collect::<Result<_, _>>().map_err(classify)
         })
         .await
     }
@@ -340,25 +341,85 @@ fn write_batch(conn: &mut Connection, batch: &Batch) -> rusqlite::Result<()> {
     write_correlation(&tx, &batch.correlate)?;
     write_sla(&tx, &batch.sla)?;
     for d in &batch.dead_letters {
-        tx.prepare_cached(
-            "INSERT INTO dead_letters (origin, partition, \"offset\", seq, endpoint, remote_addr, format, reason,
-                                       payload, received_ns)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-             ON CONFLICT (origin, partition, \"offset\", seq) DO NOTHING",
-        )?
-        .execute(params![
-            d.origin,
-            d.partition,
-            d.offset,
-            d.seq,
-            d.endpoint,
-            d.remote_addr,
-            d.format,
-            d.reason,
-            d.payload,
-            d.received_ns
-        ])?;
+        write_dead_letter(&tx, d)?;
     }
+    write_progress(&tx, batch)?;
+    tx.commit()
+}
+
+/// `SqliteSink::write_isolating` on the connection.
+fn write_batch_isolating(conn: &mut Connection, batch: &Batch) -> Result<Vec<DeadLetter>, SinkError> {
+    let mut tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(classify)?;
+    let mut replacements = Vec::new();
+    for item in batch.items() {
+        if let Some(reason) = isolated(&mut tx, item)? {
+            // A refused record is a new dead letter; a refused dead letter is only replaced.
+            replacements.push((item.refused(batch.scope(), &reason), !matches!(item, Item::Dead(_))));
+        }
+    }
+    let mut refused = Vec::new();
+    for (d, new) in replacements {
+        match isolated(&mut tx, Item::Dead(&d))? {
+            None if new => refused.push(d),
+            None => {}
+            // Escaped, every store takes it; should one not, the log keeps the record.
+            Some(reason) => tracing::error!(%reason, record = %String::from_utf8_lossy(&d.payload),
+                "the store refused a refused record's dead letter too; record dropped"),
+        }
+    }
+    write_progress(&tx, batch).map_err(classify)?;
+    tx.commit().map_err(classify)?;
+    Ok(refused)
+}
+
+/// Writes one item under a savepoint: `None` when the store took it, the store's message
+/// when it refused the item's data (rolled back to the savepoint); any other error ends
+/// the transaction.
+fn isolated(tx: &mut Transaction<'_>, item: Item<'_>) -> Result<Option<String>, SinkError> {
+    let savepoint = tx.savepoint().map_err(classify)?;
+    let written = match item {
+        Item::Correlate(record) => write_output(&savepoint, record),
+        Item::Sla(record) => write_sla(&savepoint, std::slice::from_ref(record)),
+        Item::Dead(d) => write_dead_letter(&savepoint, d),
+    };
+    match written.map_err(classify) {
+        Ok(()) => savepoint.commit().map_err(classify).map(|()| None),
+        Err(SinkError::Refused(reason)) => {
+            // Dropped, a savepoint rolls back to where it began (its drop behaviour).
+            savepoint.finish().map_err(classify)?;
+            Ok(Some(reason))
+        }
+        Err(other) => Err(other),
+    }
+}
+
+/// A dead letter in `dead_letters`.
+fn write_dead_letter(tx: &Connection, d: &DeadLetter) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO dead_letters (origin, partition, \"offset\", seq, endpoint, remote_addr, format, reason,
+                                   payload, received_ns)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (origin, partition, \"offset\", seq) DO NOTHING",
+    )?
+    .execute(params![
+        d.origin,
+        d.partition,
+        d.offset,
+        d.seq,
+        d.endpoint,
+        d.remote_addr,
+        d.format,
+        d.reason,
+        d.payload,
+        d.received_ns
+    ])?;
+    Ok(())
+}
+
+/// The batch's checkpoint and next offsets: what makes its effect exactly-once.
+fn write_progress(tx: &Connection, batch: &Batch) -> rusqlite::Result<()> {
     if let Some(c) = &batch.checkpoint {
         tx.prepare_cached(
             "INSERT INTO engine_checkpoints (scope, correlate, sla, latest_event_ns) VALUES (?1, ?2, ?3, ?4)
@@ -374,21 +435,17 @@ fn write_batch(conn: &mut Connection, batch: &Batch) -> rusqlite::Result<()> {
         )?
         .execute(params![o.group, o.topic, o.partition, o.next_offset])?;
     }
-    tx.commit()
+    Ok(())
 }
 
 // The statements below mirror src/sinks/postgres.rs one for one (LEAST/GREATEST are
 // SQLite's two-argument min/max); a change to one needs the same change to the other.
 
-fn write_correlation(tx: &Transaction<'_>, records: &[Output]) -> rusqlite::Result<()> {
+fn write_correlation(tx: &Connection, records: &[Output]) -> rusqlite::Result<()> {
     // A storm's duplicates become one update per alert per batch: the highest count wins.
     let mut duplicates: BTreeMap<(&str, &str), (u64, i64)> = BTreeMap::new();
     for record in records {
-        write_event(tx, record)?;
         match record {
-            Output::IncidentOpened { .. } | Output::AlertJoined { .. } | Output::IncidentReopened { .. } => {
-                write_membership(tx, record)?;
-            }
             Output::Duplicate {
                 incident,
                 alert,
@@ -401,21 +458,50 @@ fn write_correlation(tx: &Transaction<'_>, records: &[Output]) -> rusqlite::Resu
                 entry.0 = entry.0.max(*occurrences);
                 entry.1 = entry.1.max(*time_ns);
             }
-            _ => write_incident_change(tx, record)?,
+            _ => write_output(tx, record)?,
         }
     }
     for ((incident, alert), (occurrences, last_seen)) in duplicates {
-        tx.prepare_cached(
-            "UPDATE incident_alerts SET occurrences = max(occurrences, ?3), last_seen_ns = max(last_seen_ns, ?4)
-             WHERE incident = ?1 AND alert = ?2",
-        )?
-        .execute(params![incident, alert, big(occurrences), last_seen])?;
+        write_duplicates(tx, incident, alert, occurrences, last_seen)?;
     }
     Ok(())
 }
 
+/// One correlation record on its own: its lifecycle row and its change to the incident.
+fn write_output(tx: &Connection, record: &Output) -> rusqlite::Result<()> {
+    write_event(tx, record)?;
+    match record {
+        Output::IncidentOpened { .. } | Output::AlertJoined { .. } | Output::IncidentReopened { .. } => {
+            write_membership(tx, record)
+        }
+        Output::Duplicate {
+            incident,
+            alert,
+            time_ns,
+            occurrences,
+        } => write_duplicates(tx, incident, alert, *occurrences, *time_ns),
+        _ => write_incident_change(tx, record),
+    }
+}
+
+/// An alert's duplicate count and last sighting, never moved back.
+fn write_duplicates(
+    tx: &Connection,
+    incident: &str,
+    alert: &str,
+    occurrences: u64,
+    last_seen: i64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE incident_alerts SET occurrences = max(occurrences, ?3), last_seen_ns = max(last_seen_ns, ?4)
+         WHERE incident = ?1 AND alert = ?2",
+    )?
+    .execute(params![incident, alert, big(occurrences), last_seen])?;
+    Ok(())
+}
+
 /// A lifecycle record (one with a natural key) appended to `incident_events`.
-fn write_event(tx: &Transaction<'_>, record: &Output) -> rusqlite::Result<()> {
+fn write_event(tx: &Connection, record: &Output) -> rusqlite::Result<()> {
     if let Some(key) = record.key() {
         tx.prepare_cached(
             "INSERT INTO incident_events (key, type, incident, time_ns, record) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -434,7 +520,7 @@ fn write_event(tx: &Transaction<'_>, record: &Output) -> rusqlite::Result<()> {
 
 /// The records that bring an alert into an incident: the incident opened, an alert joined,
 /// the incident reopened by an alert.
-fn write_membership(tx: &Transaction<'_>, record: &Output) -> rusqlite::Result<()> {
+fn write_membership(tx: &Connection, record: &Output) -> rusqlite::Result<()> {
     match record {
         Output::IncidentOpened {
             incident,
@@ -488,7 +574,7 @@ fn write_membership(tx: &Transaction<'_>, record: &Output) -> rusqlite::Result<(
 }
 
 /// The records that change an incident's row: priority, major, acknowledged, resolved.
-fn write_incident_change(tx: &Transaction<'_>, record: &Output) -> rusqlite::Result<()> {
+fn write_incident_change(tx: &Connection, record: &Output) -> rusqlite::Result<()> {
     match record {
         Output::PriorityChanged {
             incident, time_ns, to, ..
@@ -527,7 +613,7 @@ fn write_incident_change(tx: &Transaction<'_>, record: &Output) -> rusqlite::Res
 }
 
 fn join(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     incident: &str,
     alert: &str,
     ci: &str,
@@ -542,7 +628,7 @@ fn join(
     .execute(params![incident, alert, ci, time_ns, symptom, root_cause_ci])
 }
 
-fn write_sla(tx: &Transaction<'_>, records: &[SlaOutput]) -> rusqlite::Result<()> {
+fn write_sla(tx: &Connection, records: &[SlaOutput]) -> rusqlite::Result<()> {
     for record in records {
         match record {
             SlaOutput::WindowClosed(w) => write_window(tx, w)?,
@@ -556,7 +642,7 @@ fn write_sla(tx: &Transaction<'_>, records: &[SlaOutput]) -> rusqlite::Result<()
 }
 
 /// A closed window, with its histogram, in `sla_windows`.
-fn write_window(tx: &Transaction<'_>, w: &Window) -> rusqlite::Result<()> {
+fn write_window(tx: &Connection, w: &Window) -> rusqlite::Result<()> {
     use crate::engine::sla::histogram;
     // The engine wrote this text itself from valid bytes, so it always decodes.
     let histogram = histogram::from_text(&w.histogram).unwrap_or_default();
@@ -588,7 +674,7 @@ fn write_window(tx: &Transaction<'_>, w: &Window) -> rusqlite::Result<()> {
 }
 
 /// A warning or a breach (`record`, of which `f` is the finding) in `breaches`.
-fn write_finding(tx: &Transaction<'_>, record: &SlaOutput, f: &Finding) -> rusqlite::Result<()> {
+fn write_finding(tx: &Connection, record: &SlaOutput, f: &Finding) -> rusqlite::Result<()> {
     let kind = if matches!(record, SlaOutput::Breach(_)) {
         "breach"
     } else {
@@ -617,7 +703,7 @@ fn write_finding(tx: &Transaction<'_>, record: &SlaOutput, f: &Finding) -> rusql
 }
 
 /// A burn-rate alert's change (`record`, of which `b` is the alert) in `breaches`.
-fn write_burn_rate_alert(tx: &Transaction<'_>, record: &SlaOutput, b: &BurnAlert) -> rusqlite::Result<()> {
+fn write_burn_rate_alert(tx: &Connection, record: &SlaOutput, b: &BurnAlert) -> rusqlite::Result<()> {
     // Firing and resolved share the alert's key; each change is its own row.
     let key = format!("{}/{}", b.key, b.state);
     tx.prepare_cached(
@@ -639,7 +725,7 @@ fn write_burn_rate_alert(tx: &Transaction<'_>, record: &SlaOutput, b: &BurnAlert
 }
 
 /// A monthly report in `monthly_reports`.
-fn write_report(tx: &Transaction<'_>, r: &Report) -> rusqlite::Result<()> {
+fn write_report(tx: &Connection, r: &Report) -> rusqlite::Result<()> {
     // A final report replaces an on-demand one; never the other way round.
     tx.prepare_cached(
         "INSERT INTO monthly_reports (service, period, complete, availability_percent, credit_percent, credit_amount, report)

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::postgres::PostgresSink;
 use super::sqlite::SqliteSink;
-use super::{Batch, Checkpoint, DeadLetterFilter, DeadLetterRow, IncidentRow, SinkError};
+use super::{Batch, Checkpoint, DeadLetter, DeadLetterFilter, DeadLetterRow, IncidentRow, SinkError};
 use crate::config::{Config, StoreKind};
 use crate::engine::sla::{Finding, Report};
 
@@ -66,6 +66,17 @@ impl Store {
         match self {
             Store::Postgres(s) => s.write(batch).await,
             Store::Sqlite(s) => s.write(batch).await,
+        }
+    }
+
+    /// Writes a batch whose content the store refused (`SinkError::Refused` from `write`)
+    /// record by record, in one transaction: what the store accepts, a dead letter with the
+    /// store's message for each record it refuses, the checkpoint and the offsets. Returns
+    /// those dead letters.
+    pub async fn write_isolating(&mut self, batch: &Batch) -> Result<Vec<DeadLetter>, SinkError> {
+        match self {
+            Store::Postgres(s) => s.write_isolating(batch).await,
+            Store::Sqlite(s) => s.write_isolating(batch).await,
         }
     }
 
