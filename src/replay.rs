@@ -253,8 +253,9 @@ pub struct Engines {
     inputs: Vec<InputClock>,
     /// The engines' clock: never goes back.
     clock: i64,
-    /// The SLA clock's hour when running reports were last emitted.
-    reported_hour: Option<i64>,
+    /// The SLA clock's hour, and how many services had state, when running reports were last
+    /// emitted.
+    reported_hour: Option<(i64, usize)>,
     incidents: Vec<Output>,
     sla_out: Vec<SlaOutput>,
 }
@@ -451,10 +452,12 @@ impl Engines {
     pub fn running_reports(&mut self, force: bool, emit: &mut impl FnMut(Record)) {
         const HOUR: i64 = 3_600_000_000_000;
         let hour = self.sla.frontier().div_euclid(HOUR);
-        if self.sla.frontier() == i64::MIN || (!force && self.reported_hour == Some(hour)) {
+        // A service that got its first state within the hour is reported too.
+        let seen = (hour, self.sla.services());
+        if self.sla.frontier() == i64::MIN || (!force && self.reported_hour == Some(seen)) {
             return;
         }
-        self.reported_hour = Some(hour);
+        self.reported_hour = Some(seen);
         for report in self.sla.running_reports() {
             emit(Record::Sla(SlaOutput::MonthlyReport(report)));
         }
@@ -807,5 +810,149 @@ mod order_tests {
             input(Alertmanager, "alerts-2.json"),
         ];
         assert_eq!(clocks(&inputs), [0, 1, 0, 2, 1]);
+    }
+}
+
+/// A long-firing alert through admission and both engines, as every path runs them.
+#[cfg(test)]
+mod long_firing_tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::model::{LatencySample, Outcome};
+    use crate::time::from_rfc3339;
+
+    const MINUTE: i64 = 60_000_000_000;
+
+    fn sample(at: i64) -> Event {
+        Event::Sample(LatencySample {
+            service: "webshop".into(),
+            operation: "GET /products".into(),
+            time_ns: at,
+            duration_ns: 1_000_000,
+            outcome: Outcome::Ok as i32,
+            ..Default::default()
+        })
+    }
+
+    /// The example configuration (contracts, services, the "Site down" outage alert).
+    fn example() -> Config {
+        Config::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/slaflow.toml"))).unwrap()
+    }
+
+    fn site_down(time_ns: i64, starts_at_ns: i64) -> Event {
+        let mut labels = std::collections::BTreeMap::new();
+        labels.insert("alertname".to_string(), "Site down".to_string());
+        Event::Alert(crate::model::AlertEvent {
+            source: "alertmanager".into(),
+            fingerprint: "ten-days".into(),
+            service: "webshop".into(),
+            alert_name: "Site down".into(),
+            severity: 5,
+            status: crate::model::AlertStatus::Firing as i32,
+            time_ns,
+            starts_at_ns,
+            labels,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn an_alert_firing_for_ten_days_renotified_hourly_is_one_live_incident_down_from_its_start() {
+        const HOUR: i64 = 60 * MINUTE;
+        let start = from_rfc3339("2026-02-24T08:00:00Z").unwrap();
+        let first_seen = start + 240 * HOUR; // slaflow hears of it ten days in
+        let bounds = TimeBounds::new(
+            std::time::Duration::from_secs(600),
+            std::time::Duration::from_secs(60),
+            false,
+        );
+        let mut engines = Engines::new(&example()).unwrap().with_inputs(2);
+        let mut out = Vec::new();
+        let mut emit = |r: Record| out.push(r);
+        for hour in 0..24 {
+            let received = first_seen + hour * HOUR;
+            // As the decoder gives it: the alert's time is its start.
+            let (kept, refused) = bounds.admit(vec![site_down(start, 0)], received);
+            assert!(refused.is_empty());
+            for event in kept {
+                engines.process_from(0, event, &mut emit);
+            }
+            engines.process_from(1, sample(received), &mut emit);
+        }
+        let end = first_seen + 24 * HOUR;
+        engines.advance_to(end, &mut emit);
+        let opened: Vec<&Output> = out
+            .iter()
+            .filter_map(|r| match r {
+                Record::Correlate(o @ Output::IncidentOpened { .. }) => Some(o),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(opened.len(), 1, "one incident: {opened:?}");
+        assert!(matches!(opened[0], Output::IncidentOpened { time_ns, .. } if *time_ns == start));
+        let resolved = out
+            .iter()
+            .any(|r| matches!(r, Record::Correlate(Output::IncidentResolved { .. })));
+        assert!(!resolved, "still live, not expired");
+        assert_eq!(
+            engines.correlator.stats().duplicates,
+            23,
+            "every re-notification counted"
+        );
+        // Down from its start, 24 February 08:00 UTC, as far as the contract can still
+        // change: slaflow judged webshop from March on (its first sample), so February is not
+        // reopened; March is down from its start to the clock, but for the example's Sunday
+        // patching (1 March 02:00-04:00 Berlin).
+        let february = out
+            .iter()
+            .any(|r| matches!(r, Record::Sla(SlaOutput::MonthlyReport(m)) if m.period == "2026-02"));
+        assert!(!february, "no report of a month slaflow never judged");
+        let reports = engines.sla.running_reports();
+        let march = reports.iter().find(|r| r.service == "webshop").unwrap();
+        assert_eq!(march.period, "2026-03");
+        let month_start = from_rfc3339("2026-02-28T23:00:00Z").unwrap();
+        let expected = (engines.sla.frontier() - month_start) as f64 / MINUTE as f64 - 120.0;
+        assert_eq!(march.downtime_minutes, expected);
+    }
+    #[test]
+    fn an_old_outage_reaching_a_service_first_opens_the_running_month_not_a_passed_one() {
+        const HOUR: i64 = 60 * MINUTE;
+        let start = from_rfc3339("2026-02-20T08:00:00Z").unwrap();
+        let received = start + 240 * HOUR; // 2 March 08:00 UTC
+        let bounds = TimeBounds::new(
+            std::time::Duration::from_secs(600),
+            std::time::Duration::from_secs(60),
+            false,
+        );
+        let mut engines = Engines::new(&example()).unwrap().with_inputs(2);
+        let mut out = Vec::new();
+        let mut emit = |r: Record| out.push(r);
+        engines.input_idle(1, &mut emit);
+        let (kept, _) = bounds.admit(vec![site_down(start, 0)], received);
+        for event in kept {
+            engines.process_from(0, event, &mut emit);
+        }
+        // The incident reaches the SLA engine before any sample of the service.
+        engines.release_held(&mut emit);
+        engines.process_from(1, sample(received + MINUTE), &mut emit);
+        engines.running_reports(true, &mut emit);
+        let periods: Vec<&str> = out
+            .iter()
+            .filter_map(|r| match r {
+                Record::Sla(SlaOutput::MonthlyReport(m)) => Some(m.period.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            periods,
+            ["2026-03"],
+            "February had passed the clock: final, not reopened"
+        );
+        let march = engines.sla.running_reports().remove(0);
+        let month_start = from_rfc3339("2026-02-28T23:00:00Z").unwrap();
+        // Down since the month began, but for the Sunday patching (1 March 02:00-04:00 Berlin).
+        let expected = (engines.sla.frontier() - month_start) as f64 / MINUTE as f64 - 120.0;
+        assert_eq!(march.downtime_minutes, expected);
     }
 }

@@ -223,6 +223,16 @@ pub fn stamp(event: &mut Event, received_ns: i64) {
     }
 }
 
+/// How far ahead, for a reason: in days and hours past a day (humantime's months are
+/// 30.44 days, which reads oddly), else to the second.
+fn ahead_text(ns: i64) -> String {
+    let secs = u64::try_from(ns / 1_000_000_000).unwrap_or(0);
+    match secs / 86_400 {
+        0 => humantime::format_duration(Duration::from_secs(secs)).to_string(),
+        days => format!("{days}d {}h", secs % 86_400 / 3_600),
+    }
+}
+
 fn ns(d: Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
@@ -311,7 +321,7 @@ impl TimeBounds {
             format!(
                 "time_ns: {} is {} ahead of its receive time {}, more than max_future = {}",
                 crate::time::to_rfc3339(t),
-                humantime::format_duration(Duration::from_secs(((t - received_ns) / 1_000_000_000) as u64)),
+                ahead_text(t - received_ns),
                 crate::time::to_rfc3339(received_ns),
                 humantime::format_duration(Duration::from_nanos(max as u64)),
             )

@@ -409,6 +409,11 @@ impl SlaEngine {
         self.state.frontier
     }
 
+    /// How many contracted services have state (a running report each).
+    pub fn services(&self) -> usize {
+        self.state.services.len()
+    }
+
     /// The running month's report of every contracted service that has state, as of the
     /// frontier: what the service stores so that finance sees the month before it closes.
     pub fn running_reports(&self) -> Vec<Report> {
@@ -466,7 +471,11 @@ impl SlaEngine {
                         .get(&service)
                         .is_some_and(|c| c.outage_alerts.contains(&a.alert_name));
                     if outage && !a.fingerprint.is_empty() {
-                        self.outage_start(&service, &format!("alert:{key}"), a.time_ns);
+                        // Down from the problem's start (a long-firing alert's is older than
+                        // its notification), in the month of the notification at the
+                        // earliest: a month already over is not reopened.
+                        self.service_state(&service, a.time_ns);
+                        self.outage_start(&service, &format!("alert:{key}"), a.started_ns());
                         self.state.alert_outages.insert(key, service);
                     }
                 }
@@ -570,10 +579,13 @@ impl SlaEngine {
         }
     }
 
-    /// The state of a contracted service, created on first use with its current month.
+    /// The state of a contracted service, created on first use with its current month: the
+    /// month of `t`, or of the clock when `t` is behind it (an outage reported with an old
+    /// start): months the clock has passed are final, slaflow does not open them again.
     fn service_state(&mut self, service: &str, t: i64) -> Option<&mut ServiceState> {
         let contract = self.rules.contracts.get(service)?;
         let tz = contract.timezone;
+        let t = t.max(self.state.frontier);
         Some(self.state.services.entry(service.to_string()).or_insert_with(|| {
             let (month_start, month_end) = intervals::month_bounds(tz, t).unwrap_or((t, t));
             let mut st = ServiceState::default_for(month_start, month_end);
