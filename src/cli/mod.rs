@@ -10,6 +10,7 @@ pub mod close;
 pub mod decode;
 pub mod demo;
 pub mod formats;
+pub mod logging;
 pub mod migrate;
 pub mod replay;
 pub mod report;

@@ -280,7 +280,8 @@ fn handle(shared: &Shared, engines: &mut Engines, input: &Input, m: &OwnedMessag
         }
     }
     if let Some((payload, reason)) = dead {
-        tracing::warn!(topic, partition, offset = m.offset(), %reason, "dead letter");
+        // At warn where it was counted (metrics' `count_decode`, rate-limited); here each one.
+        tracing::debug!(topic, partition, offset = m.offset(), %reason, "dead letter");
         batcher.batch.dead_letters.push(DeadLetter {
             origin: topic.to_string(),
             partition,
