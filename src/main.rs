@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use slaflow::decode::Format;
 use slaflow::report::ReportFormat;
 
+use cli::logging::LogFormat;
 use cli::replay::{ReplayOrder, SinkKind};
 
 #[derive(Parser)]
@@ -20,6 +21,10 @@ use cli::replay::{ReplayOrder, SinkKind};
     about = "Alert correlation and SLA compliance from monitoring and APM events"
 )]
 struct Cli {
+    /// Log format on stderr: `text`, or `json` (one object a line). `slaflow run` logs at
+    /// info, the other subcommands warnings only; RUST_LOG overrides the filter.
+    #[arg(long, value_enum, global = true, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -160,10 +165,16 @@ enum Command {
     },
     /// List the input formats.
     Formats,
-    /// Validate a configuration file.
+    /// Validate a configuration file as the service would load it, print its warnings
+    /// (contracts for services not in `[[services]]`) and try to bind `[server] listen`.
+    /// Exit status 2 when it is invalid.
     CheckConfig {
         /// The file to check.
         file: PathBuf,
+        /// Do not try the listen address (a file for another host, or a service that
+        /// already runs here).
+        #[arg(long)]
+        no_bind: bool,
     },
 }
 
@@ -222,11 +233,13 @@ enum DeadLettersCommand {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let level = if matches!(cli.command, Command::Run { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
+    cli::logging::init(cli.log_format, level);
     match run(cli.command) {
         Ok(code) => code,
         Err(message) => {
@@ -285,7 +298,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
         Command::Close { month, server, token } => cli::close::run(&server, &month, token),
         Command::DeadLetters { command } => dead_letters(command),
         Command::Formats => cli::formats::run(),
-        Command::CheckConfig { file } => cli::check_config::run(&file),
+        Command::CheckConfig { file, no_bind } => cli::check_config::run(&file, no_bind),
     }
 }
 

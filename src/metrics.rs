@@ -1,7 +1,8 @@
 //! Prometheus metrics: the process's registry, the series slaflow exports, and how engine
 //! records become those series. Label values stay bounded: services, objectives and kinds
 //! come from the configuration; formats, sources, reasons and priorities are closed sets;
-//! topics and partitions are those assigned.
+//! topics and partitions are those assigned. Rejections are also logged where they are
+//! counted, rate-limited per format and reason (`RejectionLog`).
 
 use std::sync::LazyLock;
 
@@ -48,6 +49,77 @@ pub struct Metrics {
     pub sink_seconds: HistogramVec,
     /// `slaflow_ready`.
     pub ready: IntGauge,
+    /// The log lines of rejected items, at most one per format and reason per interval.
+    rejection_log: RejectionLog,
+}
+
+/// A rejected item is logged at most once per format and reason in this long; the next line
+/// says how many were left out meanwhile.
+const REJECTION_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The rate limit of rejection log lines: a flood of bad input gives one line per format and
+/// reason every `every`, not one per item. Keys are closed sets (formats, reasons), so the
+/// map stays small.
+struct RejectionLog {
+    every: std::time::Duration,
+    slots: std::sync::Mutex<std::collections::HashMap<(String, &'static str), LogSlot>>,
+}
+
+/// When the key was last logged and how many of its rejections were not since.
+struct LogSlot {
+    logged_at: std::time::Instant,
+    suppressed: u64,
+}
+
+impl RejectionLog {
+    fn new(every: std::time::Duration) -> RejectionLog {
+        RejectionLog {
+            every,
+            slots: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Whether a rejection of `format` for `reason` at `now` is logged: `Some(suppressed)`,
+    /// the rejections left out since the key's previous line, or `None` (counted as left out).
+    fn admit(&self, format: &str, reason: &'static str, now: std::time::Instant) -> Option<u64> {
+        // A panic elsewhere while holding the lock leaves counts that are still usable.
+        let mut slots = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match slots.get_mut(&(format.to_string(), reason)) {
+            Some(slot) if now.saturating_duration_since(slot.logged_at) < self.every => {
+                slot.suppressed += 1;
+                None
+            }
+            Some(slot) => {
+                let suppressed = std::mem::take(&mut slot.suppressed);
+                slot.logged_at = now;
+                Some(suppressed)
+            }
+            None => {
+                slots.insert(
+                    (format.to_string(), reason),
+                    LogSlot {
+                        logged_at: now,
+                        suppressed: 0,
+                    },
+                );
+                Some(0)
+            }
+        }
+    }
+
+    /// Logs `error` (of `format`) at warn unless its format and reason were logged recently.
+    fn log(&self, format: &str, error: &crate::decode::DecodeError) {
+        let reason = error.reason();
+        if let Some(suppressed) = self.admit(format, reason, std::time::Instant::now()) {
+            tracing::warn!(
+                format,
+                reason,
+                suppressed,
+                "rejected: {error} (at most one line per format and reason every {}s; `suppressed` were left out since the last)",
+                self.every.as_secs()
+            );
+        }
+    }
 }
 
 /// Why an input was rejected (the `reason` label): a closed set.
@@ -127,6 +199,7 @@ impl Metrics {
             consumer_lag,
             sink_seconds,
             ready,
+            rejection_log: RejectionLog::new(REJECTION_LOG_EVERY),
         })
     }
 
@@ -146,6 +219,7 @@ impl Metrics {
             Err(e) => {
                 self.reject(format, Rejection::Decode);
                 self.items_rejected.with_label_values(&[format, e.reason()]).inc();
+                self.rejection_log.log(format, e);
             }
             Ok(d) => {
                 if d.kept_nothing() {
@@ -155,6 +229,7 @@ impl Metrics {
                     self.items_rejected
                         .with_label_values(&[format, item.error.reason()])
                         .inc();
+                    self.rejection_log.log(format, &item.error);
                 }
                 for r in &d.refused {
                     self.items_rejected.with_label_values(&[format, r.class]).inc();
@@ -424,6 +499,7 @@ pub fn budget_remaining(o: &ObjectiveResult) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, Instant};
 
     fn objective(kind: ObjectiveKind, measured: f64, threshold: f64) -> ObjectiveResult {
         let met = if matches!(kind, ObjectiveKind::Availability | ObjectiveKind::RequestAvailability) {
@@ -441,6 +517,35 @@ mod tests {
             unit: String::new(),
             met,
         }
+    }
+
+    #[test]
+    fn rejections_are_logged_once_per_format_and_reason_per_interval_with_the_suppressed_count() {
+        let log = RejectionLog::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        assert_eq!(log.admit("alertmanager", "syntax", t0), Some(0));
+        for s in 1..=5 {
+            assert_eq!(log.admit("alertmanager", "syntax", t0 + Duration::from_secs(s)), None);
+        }
+        // Another reason, another format: their own lines.
+        assert_eq!(
+            log.admit("alertmanager", "missing_field", t0 + Duration::from_secs(1)),
+            Some(0)
+        );
+        assert_eq!(
+            log.admit("zabbix-webhook", "syntax", t0 + Duration::from_secs(1)),
+            Some(0)
+        );
+        // 10 s after the first line: the next one, with the 5 left out.
+        assert_eq!(
+            log.admit("alertmanager", "syntax", t0 + Duration::from_secs(10)),
+            Some(5)
+        );
+        assert_eq!(log.admit("alertmanager", "syntax", t0 + Duration::from_secs(11)), None);
+        assert_eq!(
+            log.admit("alertmanager", "syntax", t0 + Duration::from_secs(25)),
+            Some(1)
+        );
     }
 
     #[test]

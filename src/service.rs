@@ -21,13 +21,41 @@ use crate::server::{self, AppState, Intake};
 /// requests and finishes those in flight, every worker writes its batch.
 pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<(), PipelineError> {
     let config = Arc::new(config);
-    let listener = tokio::net::TcpListener::bind(&config.server.listen)
-        .await
-        .map_err(|e| PipelineError::Config(format!("[server] listen = {:?}: {e}", config.server.listen)))?;
-    let listening = listener
-        .local_addr()
-        .map_or_else(|_| config.server.listen.clone(), |a| a.to_string());
-    tracing::info!(listen = %listening, "serving /metrics, /healthz, /readyz, /v1/ingest, /v1/reports");
+    log_start(&config);
+    let result = serve_and_work(config, shutdown).await;
+    if let Err(error) = &result {
+        tracing::error!(%error, "slaflow stops");
+    }
+    result
+}
+
+/// What an operator needs to know at start: the version, the store, the inputs, and what
+/// the configuration probably has wrong.
+fn log_start(config: &Config) {
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "slaflow starting");
+    tracing::info!("store: {}", config.store_description());
+    if config.kafka.topics.is_empty() {
+        tracing::info!("no [[kafka.topics]]: webhook bodies go to the ingest worker");
+    } else {
+        let topics: Vec<String> = config
+            .kafka
+            .topics
+            .iter()
+            .map(|t| format!("{} ({})", t.name, t.format.name()))
+            .collect();
+        tracing::info!(topics = %topics.join(", "), group = %config.kafka.group_id, "consuming Kafka topics");
+    }
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+}
+
+/// The server and the workers, until `shutdown` and the drain (or a failure).
+async fn serve_and_work(
+    config: Arc<Config>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), PipelineError> {
+    let listener = listen(&config).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
 
     // Readiness: the store answers and, with Kafka, partitions are assigned.
@@ -58,7 +86,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     let work = async {
         // The schema first: the ingest worker restores its checkpoint from it.
         pipeline::migrate(&config).await?;
-        let mut ingest = ingest_rx.map(|rx| tokio::spawn(pipeline::run_ingest(config.clone(), rx, store_ok.clone())));
+        let mut ingest = ingest_rx.map(|rx| tokio::spawn(ingest_worker(config.clone(), rx, store_ok.clone())));
         let result = if kafka {
             pipeline::run_observed((*config).clone(), wait(stop_rx.clone()), |r| {
                 let _ = readiness.set(r);
@@ -122,6 +150,36 @@ async fn stopped_or_failed(
 /// The ingest worker's result once its task has ended.
 fn joined(result: Result<Result<(), PipelineError>, tokio::task::JoinError>) -> Result<(), PipelineError> {
     result.map_err(|e| PipelineError::Worker(format!("ingest worker: {e}")))?
+}
+
+/// Binds `[server] listen` and logs the address it got (a port 0 resolved).
+async fn listen(config: &Config) -> Result<tokio::net::TcpListener, PipelineError> {
+    let listener = tokio::net::TcpListener::bind(&config.server.listen)
+        .await
+        .map_err(|e| PipelineError::Config(format!("[server] listen = {:?}: {e}", config.server.listen)))?;
+    let listening = listener
+        .local_addr()
+        .map_or_else(|_| config.server.listen.clone(), |a| a.to_string());
+    tracing::info!(
+        listen = %listening,
+        auth = ?config.server.auth,
+        "listening on {listening}: /metrics, /healthz, /readyz, /v1/ingest, /v1/reports"
+    );
+    Ok(listener)
+}
+
+/// The ingest worker (no Kafka); when it gives up, why is logged at error at once, not only
+/// when the service stops.
+async fn ingest_worker(
+    config: Arc<Config>,
+    rx: mpsc::Receiver<pipeline::Ingest>,
+    store_ok: Arc<AtomicBool>,
+) -> Result<(), PipelineError> {
+    let result = pipeline::run_ingest(config, rx, store_ok).await;
+    if let Err(error) = &result {
+        tracing::error!(%error, "the ingest worker gave up");
+    }
+    result
 }
 
 /// Completes once `stop` says so.

@@ -1,10 +1,14 @@
 //! The `slaflow` binary as a user runs it: `decode` writes JSON lines, reports rejected
-//! records with file and line on stderr and exits 1; `formats` and `check-config`.
+//! records with file and line on stderr and exits 1; `formats` and `check-config` (nonsense
+//! rejected with its value, warnings, the listen address tried); what `slaflow run` logs by
+//! default, as text and as JSON.
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use support::http::{free_port, request, Service};
 
 fn slaflow(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_slaflow"))
@@ -77,7 +81,9 @@ fn unknown_format_and_formats_list() {
 
 #[test]
 fn check_config() {
-    let (code, stdout, _) = slaflow(&["check-config", "examples/zabbix-webhook-pagerduty.toml"]);
+    // --no-bind: without [server], the file listens on 0.0.0.0:9464, which a demo or
+    // another test on this machine may hold.
+    let (code, stdout, _) = slaflow(&["check-config", "--no-bind", "examples/zabbix-webhook-pagerduty.toml"]);
     assert_eq!(code, 0);
     assert!(stdout.contains("ok"));
     let dir = std::env::temp_dir().join(format!("slaflow-cfg-{}", std::process::id()));
@@ -93,10 +99,222 @@ fn check_config() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// A fresh directory for one test.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("slaflow-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A file with one service, `webshop`, and a contract for `service` with `fee` and an
+/// availability objective with `credit_percent = credit`, listening on a free port.
+fn contract_config(dir: &Path, service: &str, fee: &str, credit: &str) -> PathBuf {
+    let path = dir.join(format!("{service}-{fee}-{credit}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "[[services]]\nid = \"webshop\"\n\n[[sla.contracts]]\nservice = \"{service}\"\nmonthly_fee = {fee}\n\n\
+             [[sla.contracts.objectives]]\nname = \"availability\"\nkind = \"availability\"\ntarget = 99.9\ncredit_percent = {credit}\n\n\
+             [server]\nlisten = \"127.0.0.1:0\"\ntokens = [\"t\"]\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn check_config_rejects_a_500_percent_credit_with_the_value() {
+    let dir = temp_dir("credit");
+    let path = contract_config(&dir, "webshop", "20000.0", "500.0");
+    let (code, stdout, stderr) = slaflow(&["check-config", path.to_str().unwrap()]);
+    assert_ne!(code, 0, "{stdout}");
+    assert!(
+        stderr.contains("sla.contracts[0].objectives[0]") && stderr.contains("credit_percent = 500"),
+        "{stderr}"
+    );
+    // The same file with a 10 % credit passes: the credit was what was wrong.
+    let fixed = contract_config(&dir, "webshop", "20000.0", "10.0");
+    let (code, stdout, stderr) = slaflow(&["check-config", fixed.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(": ok"), "{stdout}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn check_config_rejects_a_negative_fee_with_the_value() {
+    let dir = temp_dir("fee");
+    let path = contract_config(&dir, "webshop", "-20000.0", "10.0");
+    let (code, _, stderr) = slaflow(&["check-config", path.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("monthly_fee = -20000"), "{stderr}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn check_config_warns_of_a_contract_for_an_unknown_service_and_passes() {
+    let dir = temp_dir("unknown-service");
+    let path = contract_config(&dir, "web-shop", "20000.0", "10.0");
+    let (code, stdout, stderr) = slaflow(&["check-config", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(": ok"), "{stdout}");
+    assert!(
+        stderr.contains("warning: sla.contracts[0]: service \"web-shop\" is not in [[services]]"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn check_config_tries_the_listen_address() {
+    let dir = temp_dir("listen");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let path = dir.join("taken.toml");
+    std::fs::write(&path, format!("[server]\nlisten = \"{addr}\"\ntokens = [\"t\"]\n")).unwrap();
+    let (code, _, stderr) = slaflow(&["check-config", path.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains(&format!("[server] listen = \"{addr}\""))
+            && stderr.to_lowercase().contains("address already in use"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = slaflow(&["check-config", "--no-bind", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "--no-bind skips the address: {stderr}");
+    // A [server] with no token is refused, naming the way out.
+    std::fs::write(&path, "[server]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+    let (code, _, stderr) = slaflow(&["check-config", path.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("[server] has no tokens") && stderr.contains("auth = \"none\""),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `slaflow run` with `args` on an embedded store, no Kafka topics and a [server] on a free
+/// port, RUST_LOG unset unless `rust_log`: its log, once it was ready and stopped on SIGTERM.
+fn run_log(name: &str, args: &[&str], rust_log: Option<&str>) -> (u16, String) {
+    let dir = temp_dir(name);
+    let port = free_port();
+    let config = dir.join("slaflow.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nkind = \"sqlite\"\n[sqlite]\npath = \"{}\"\n[server]\nlisten = \"127.0.0.1:{port}\"\ntokens = [\"t\"]\n",
+            dir.join("store.sqlite").display()
+        ),
+    )
+    .unwrap();
+    let service = Service::start_with(&config, port, args, rust_log);
+    // Ready: the store is migrated and answers.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !request(port, "GET", "/readyz", &[], b"").is_ok_and(|r| r.status == 200) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not ready within 30 s:\n{}",
+            service.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Three bodies that do not decode, at once: one log line for their format and reason.
+    for _ in 0..3 {
+        let bad = request(
+            port,
+            "POST",
+            "/v1/ingest/alertmanager",
+            &[("Authorization", "Bearer t")],
+            b"{not json",
+        );
+        assert_eq!(bad.map(|r| r.status).ok(), Some(400));
+    }
+    let log_path = service.log.clone();
+    assert_eq!(
+        service.stop(),
+        0,
+        "{}",
+        std::fs::read_to_string(&log_path).unwrap_or_default()
+    );
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+    (port, log)
+}
+
+#[test]
+fn run_logs_its_version_address_and_store_at_info_by_default_without_migration_lines() {
+    let (port, log) = run_log("log-text", &[], None);
+    let version = env!("CARGO_PKG_VERSION");
+    let line = |needle: &str| log.lines().find(|l| l.contains(needle)).map(str::to_string);
+    let started = line("slaflow starting").unwrap_or_else(|| panic!("no start line:\n{log}"));
+    assert!(started.contains(" INFO ") && started.contains(version), "{started}");
+    let listening = line("listening on").unwrap_or_else(|| panic!("no listen line:\n{log}"));
+    assert!(
+        listening.contains(" INFO ") && listening.contains(&format!("127.0.0.1:{port}")),
+        "{listening}"
+    );
+    assert!(
+        line("store").is_some_and(|l| l.contains("sqlite") && l.contains("store.sqlite")),
+        "{log}"
+    );
+    assert!(log.contains("store migrated"), "{log}");
+    let rejected: Vec<&str> = log.lines().filter(|l| l.contains("rejected:")).collect();
+    assert_eq!(
+        rejected.len(),
+        1,
+        "one line for three rejections of one format and reason:\n{log}"
+    );
+    assert!(
+        rejected[0].contains(" WARN ") && rejected[0].contains("alertmanager"),
+        "{}",
+        rejected[0]
+    );
+    // refinery logs each migration at info: the default filter leaves those out.
+    assert!(!log.contains("applying migration"), "{log}");
+}
+
+#[test]
+fn run_with_rust_log_info_shows_what_the_default_filter_leaves_out() {
+    // The counterpart of the test above: the migration lines exist, RUST_LOG brings them back.
+    let (_, log) = run_log("log-rust-log", &[], Some("info"));
+    assert!(log.contains("applying migration"), "{log}");
+}
+
+#[test]
+fn run_with_log_format_json_writes_one_json_object_per_line() {
+    let (port, log) = run_log("log-json", &["--log-format", "json"], None);
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(!lines.is_empty());
+    for line in &lines {
+        assert!(
+            line["level"].is_string() && line["fields"]["message"].is_string(),
+            "{line}"
+        );
+    }
+    let listening = lines
+        .iter()
+        .find(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("listening on"))
+        })
+        .unwrap_or_else(|| panic!("no listen line:\n{log}"));
+    assert_eq!(listening["level"], "INFO");
+    assert_eq!(listening["fields"]["listen"], format!("127.0.0.1:{port}"));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["version"] == env!("CARGO_PKG_VERSION")),
+        "{log}"
+    );
+}
+
 #[test]
 fn example_configs_are_valid() {
     for example in ["examples/slaflow.toml", "examples/zabbix-webhook-pagerduty.toml"] {
-        let (code, stdout, stderr) = slaflow(&["check-config", example]);
+        let (code, stdout, stderr) = slaflow(&["check-config", "--no-bind", example]);
         assert_eq!(code, 0, "{example}: {stderr}");
         assert!(stdout.contains("ok"));
     }

@@ -113,8 +113,11 @@ fn every_rendered_configuration_passes_check_config() {
     }
     for scenario in scenarios(&result) {
         let config = string(scenario, "config");
+        // The file is for a pod: its listen address is not tried here (--no-bind), and the
+        // tokens come from the Secret the pod references.
         let check = Command::new(env!("CARGO_BIN_EXE_slaflow"))
-            .args(["check-config", &config])
+            .args(["check-config", "--no-bind", &config])
+            .envs(secret_env(scenario))
             .output()
             .unwrap();
         assert!(
@@ -157,6 +160,18 @@ fn every_rendered_configuration_passes_check_config() {
         "values.schema.json: the {} topic formats of `slaflow formats`",
         chart.len()
     );
+}
+
+/// A stand-in value for each variable the pod takes from a Secret (the API tokens), as
+/// the cluster would fill it in.
+fn secret_env(scenario: &Value) -> Vec<(String, String)> {
+    scenario["env_from"]
+        .as_object()
+        .expect("env_from")
+        .iter()
+        .filter(|(name, from)| from.get("secretKeyRef").is_some() && name.as_str() == "SLAFLOW_API_TOKENS")
+        .map(|(name, _)| (name.clone(), "helm-test-token".to_string()))
+        .collect()
 }
 
 /// The scenario `name` of a render.
@@ -507,6 +522,7 @@ async fn the_binary_serves_the_rendered_probes_and_runs_the_hook() {
             .any(|(k, v)| k == "SLAFLOW_KAFKA_GROUP_INSTANCE_ID" && *v == pod),
         "the default pod template does not take group.instance.id from the pod's name"
     );
+    env.extend(secret_env(scenario));
     env.push(("SLAFLOW_POSTGRES_URL".into(), db.url.clone()));
     env.push(("SLAFLOW_KAFKA_BOOTSTRAP_SERVERS".into(), BROKER.into()));
     env.push(("SLAFLOW_KAFKA_BROKER_ADDRESS_FAMILY".into(), "v4".into()));

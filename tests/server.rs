@@ -826,3 +826,25 @@ fn promtool_check(text: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn with_auth_none_the_endpoints_take_requests_without_a_token() {
+    let port = free_port();
+    let (config, db) = config("auth-none", port);
+    // The same file with `auth = "none"` written instead of the tokens.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let open = text.replace(&format!("tokens = [\"{TOKEN}\"]"), "auth = \"none\"");
+    assert_ne!(open, text, "the test config has no tokens line to replace");
+    std::fs::write(&config, open).unwrap();
+    let service = Service::start(&config, port);
+    let body = fixture("alertmanager/firing_v4_no_fingerprint_alertmonitor_2019.json");
+    let taken = post(port, "alertmanager", &body, None);
+    assert_eq!(taken.status, 200, "{}", taken.body);
+    wait_rows(&db, "SELECT count(*) FROM incident_alerts", 1, &service);
+    // Past authentication to the store: a month with no report is a 404 saying so, not a 401.
+    let report = request(port, "GET", "/v1/reports/2026-03", &[], b"").unwrap();
+    assert_eq!(
+        (report.status, report.body.trim()),
+        (404, "{\"error\":\"no report for 2026-03\"}")
+    );
+}

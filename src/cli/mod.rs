@@ -12,6 +12,7 @@ pub mod decode;
 pub mod demo;
 pub mod formats;
 mod http;
+pub mod logging;
 pub mod migrate;
 pub mod replay;
 pub mod report;

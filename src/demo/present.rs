@@ -216,7 +216,16 @@ pub(super) fn serving(
     serve: bool,
 ) {
     let base = format!("http://{addr}");
-    let token = config.server.effective_tokens().into_iter().next();
+    // The curl option that authenticates, or none with `auth = "none"`.
+    let auth = match config.server.auth {
+        crate::config::Auth::None => Some(String::new()),
+        crate::config::Auth::Tokens => config
+            .server
+            .effective_tokens()
+            .into_iter()
+            .next()
+            .map(|token| format!("-H 'Authorization: Bearer {token}' ")),
+    };
     if serve {
         let _ = writeln!(out, "Serving on {base} until Ctrl-C; try:");
     } else {
@@ -227,16 +236,12 @@ pub(super) fn serving(
         );
     }
     let _ = writeln!(out, "  curl {base}/metrics");
-    match &token {
-        Some(token) => {
+    match &auth {
+        Some(auth) => {
+            let _ = writeln!(out, "  curl {auth}'{base}/v1/reports/{}?format=csv'", scenario.month);
             let _ = writeln!(
                 out,
-                "  curl -H 'Authorization: Bearer {token}' '{base}/v1/reports/{}?format=csv'",
-                scenario.month
-            );
-            let _ = writeln!(
-                out,
-                "  curl -H 'Authorization: Bearer {token}' --data-binary @tests/fixtures/alertmanager/firing_v4_no_fingerprint_alertmonitor_2019.json {base}/v1/ingest/alertmanager"
+                "  curl {auth}--data-binary @tests/fixtures/alertmanager/firing_v4_no_fingerprint_alertmonitor_2019.json {base}/v1/ingest/alertmanager"
             );
         }
         None => {

@@ -89,7 +89,9 @@ impl Batcher {
     /// Closes the batch, if it holds anything, with the engines' snapshot and `offsets`;
     /// `last` (the worker stops) also adds the running reports. The next batch starts empty.
     pub(super) fn seal(&mut self, engines: &mut Engines, offsets: Vec<Offset>, last: bool) -> Option<Sealed> {
-        if self.pending == 0 {
+        // A stopping worker writes the running reports even with nothing new: they may have
+        // changed since the last ones written (running reports go hourly).
+        if self.pending == 0 && !last {
             return None;
         }
         engines.running_reports(last, &mut self.emit());

@@ -295,7 +295,8 @@ fn handle(shared: &Shared, engines: &mut Engines, input: &Input, m: &OwnedMessag
         }
     }
     for (seq, part) in dead.into_iter().enumerate() {
-        tracing::warn!(topic, partition, offset = m.offset(), reason = %part.reason, "dead letter");
+        // At warn where it was counted (metrics' `count_decode`, rate-limited); here each one.
+        tracing::debug!(topic, partition, offset = m.offset(), reason = %part.reason, "dead letter");
         batcher
             .batch
             .dead_letters

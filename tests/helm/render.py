@@ -866,6 +866,8 @@ def refused(chart, problems: Problems) -> list[str]:
         ("grace period not longer than the drain timeout", {"terminationGracePeriodSeconds": 30}, "terminationGracePeriodSeconds (30) must be longer than server.drainTimeoutSeconds (30)"),
         ("a section that the chart renders, in config", {"config": {"kafka": {"group_id": "x"}}}, "config.kafka: this section is rendered from the chart's own values"),
         ("SASL without a Secret", {"kafka": {"sasl": {"mechanism": "PLAIN"}}}, "kafka.sasl.existingSecret is empty"),
+        ("API tokens required but no Secret", {"apiTokens": {"existingSecret": ""}}, "apiTokens.existingSecret is empty"),
+        ("an auth mode slaflow does not have (values.schema.json)", {"server": {"auth": "basic"}}, "/server/auth"),
         ("no topic", {"kafka": {"topics": []}}, "kafka.topics is empty"),
         ("a misspelt value (values.schema.json)", {"keda": {"maxReplicas": 3}}, "additional properties 'maxReplicas' not allowed"),
         ("a format slaflow does not have (values.schema.json)", {"kafka": {"topics": [{"name": "t", "format": "syslog"}]}}, "/kafka/topics/0/format"),

@@ -105,14 +105,24 @@ pub struct Service {
 impl Service {
     /// Starts `slaflow run --config config` and waits until /healthz answers.
     pub fn start(config: &Path, port: u16) -> Service {
+        Service::start_with(config, port, &[], Some("slaflow=info"))
+    }
+
+    /// `start` with `args` before the subcommand (`--log-format json`) and RUST_LOG set to
+    /// `rust_log`, or left unset (the binary's default filter) with `None`.
+    pub fn start_with(config: &Path, port: u16, args: &[&str], rust_log: Option<&str>) -> Service {
         let log = config.with_extension("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_slaflow"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_slaflow"));
+        command
+            .args(args)
             .args(["run", "--config", config.to_str().unwrap()])
-            .env("RUST_LOG", "slaflow=info")
+            .env_remove("RUST_LOG")
             .env_remove("SLAFLOW_API_TOKENS")
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+            .stderr(std::fs::File::create(&log).unwrap());
+        if let Some(filter) = rust_log {
+            command.env("RUST_LOG", filter);
+        }
+        let child = command.spawn().unwrap();
         let mut service = Service { child, port, log };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

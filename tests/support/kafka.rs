@@ -124,7 +124,8 @@ pub fn write_service_config(
         text.push_str(&format!("[[kafka.topics]]\nname = \"{name}\"\nformat = \"{format}\"\n"));
     }
     if !text.contains("[server]") {
-        text.push_str("[server]\nlisten = \"127.0.0.1:0\"\n");
+        // A `[server]` needs a token (or `auth = "none"`); these tests do not call its API.
+        text.push_str("[server]\nlisten = \"127.0.0.1:0\"\ntokens = [\"kafka-test-token\"]\n");
     }
     let path = dir.join(format!("{group}.toml"));
     std::fs::write(&path, text).unwrap();

@@ -121,6 +121,9 @@ the values otherwise.
 {{- if le (int (include "slaflow.terminationGracePeriodSeconds" .)) (int .Values.server.drainTimeoutSeconds) }}
 {{- fail (printf "terminationGracePeriodSeconds (%s) must be longer than server.drainTimeoutSeconds (%d), or the pod is killed while it drains" (include "slaflow.terminationGracePeriodSeconds" .) (int .Values.server.drainTimeoutSeconds)) }}
 {{- end }}
+{{- if and (eq .Values.server.auth "tokens") (not .Values.apiTokens.existingSecret) }}
+{{- fail "apiTokens.existingSecret is empty: with server.auth tokens (the default) the ingest, report and close endpoints take bearer tokens from a Secret; name it, or set server.auth: none to serve them to anyone who reaches the port" }}
+{{- end }}
 {{- range $section := list "server" "store" "postgres" "sqlite" "kafka" }}
 {{- if hasKey ($.Values.config | default dict) $section }}
 {{- fail (printf "config.%s: this section is rendered from the chart's own values (containerPort, server, postgres, kafka), so it may not be set in config" $section) }}
@@ -193,6 +196,7 @@ sections the deployment depends on (server, store, postgres, kafka) from the cha
 {{- $cfg := deepCopy (.Values.config | default dict) }}
 {{- $_ := set $cfg "server" (dict
       "listen" (printf "0.0.0.0:%d" (int .Values.containerPort))
+      "auth" .Values.server.auth
       "max_body_bytes" (int64 .Values.server.maxBodyBytes)
       "max_trace_body_bytes" (int64 .Values.server.maxTraceBodyBytes)
       "open_trace_paths" .Values.server.openTracePaths
@@ -334,12 +338,14 @@ spec:
           protocol: TCP
       env:
         {{- include "slaflow.env" . | nindent 8 }}
+        {{- if eq .Values.server.auth "tokens" }}
         {{- with .Values.apiTokens.existingSecret }}
         - name: SLAFLOW_API_TOKENS
           valueFrom:
             secretKeyRef:
               name: {{ . }}
               key: {{ $.Values.apiTokens.existingSecretKey }}
+        {{- end }}
         {{- end }}
         {{- if include "slaflow.staticMembership" . }}
         # Static membership (KIP-345): the pod's name is its group.instance.id, so a

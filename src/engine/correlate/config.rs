@@ -67,6 +67,44 @@ impl Default for CorrelateConfig {
     }
 }
 
+impl CorrelateConfig {
+    /// Rejects settings that would make the engine meaningless (a zero TTL, cache or
+    /// lifetime, impact thresholds out of order); the message names the setting and its value.
+    pub fn check(&self) -> Result<(), String> {
+        let positive = [
+            ("correlate.max_incident_lifetime", self.max_incident_lifetime),
+            ("correlate.dedup.ttl", self.dedup.ttl),
+            ("correlate.flapping.window", self.flapping.window),
+        ];
+        for (name, value) in positive {
+            if value.is_zero() {
+                return Err(format!("{name} = \"0s\": must be above zero"));
+            }
+        }
+        if self.dedup.max_entries == 0 {
+            return Err("correlate.dedup.max_entries = 0: the dedup cache must hold at least one alert".into());
+        }
+        if self.flapping.min_toggles == 0 {
+            return Err("correlate.flapping.min_toggles = 0: every alert would be flapping; use 1 or more".into());
+        }
+        if self.impact.medium_users > self.impact.high_users {
+            return Err(format!(
+                "correlate.impact: medium_users = {} is above high_users = {}: medium impact starts at fewer users than high",
+                self.impact.medium_users, self.impact.high_users
+            ));
+        }
+        for rule in &self.major_incident_rules {
+            if !(1..=5).contains(&rule.max_priority) {
+                return Err(format!(
+                    "correlate.major_incident_rules {:?}: max_priority = {}: priorities are 1 (P1) to 5",
+                    rule.name, rule.max_priority
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `[correlate.dedup]`: the cache of known alerts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -204,4 +242,43 @@ pub struct CiConfig {
     /// this CI join it as symptoms.
     #[serde(default)]
     pub depends_on: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> Result<(), String> {
+        toml::from_str::<CorrelateConfig>(text).unwrap().check()
+    }
+
+    #[test]
+    fn the_defaults_pass() {
+        assert_eq!(check(""), Ok(()));
+    }
+
+    #[test]
+    fn zero_ttl_cache_lifetime_and_flapping_settings_are_rejected_with_the_value() {
+        for (text, shown) in [
+            ("[dedup]\nttl = \"0s\"", "correlate.dedup.ttl = \"0s\""),
+            ("[dedup]\nmax_entries = 0", "correlate.dedup.max_entries = 0"),
+            (
+                "max_incident_lifetime = \"0s\"",
+                "correlate.max_incident_lifetime = \"0s\"",
+            ),
+            ("[flapping]\nwindow = \"0s\"", "correlate.flapping.window = \"0s\""),
+            ("[flapping]\nmin_toggles = 0", "correlate.flapping.min_toggles = 0"),
+        ] {
+            let err = check(text).unwrap_err();
+            assert!(err.contains(shown), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn impact_thresholds_out_of_order_and_priorities_beyond_5_are_rejected() {
+        let err = check("[impact]\nhigh_users = 50\nmedium_users = 500").unwrap_err();
+        assert!(err.contains("medium_users = 500 is above high_users = 50"), "{err}");
+        let err = check("[[major_incident_rules]]\nname = \"m\"\nmax_priority = 7").unwrap_err();
+        assert!(err.contains("max_priority = 7"), "{err}");
+    }
 }

@@ -81,6 +81,7 @@ fn ns(d: std::time::Duration) -> i64 {
 
 impl Rules {
     fn new(c: &CorrelateConfig, catalog: Catalog) -> Result<Rules, CorrelateError> {
+        c.check().map_err(CorrelateError::Config)?;
         let cmdb = Cmdb::build(catalog.services, catalog.cis).map_err(CorrelateError::Config)?;
         for (i, w) in catalog.maintenance.iter().enumerate() {
             w.validate()

@@ -224,34 +224,188 @@ pub struct CreditTier {
     pub percent: f64,
 }
 
-impl Objective {
-    /// Checks that the fields its kind needs are there and in range.
+impl SlaConfig {
+    /// Checks the numbers of `[sla]` (budgets, burn-rate rules) and of every contract; the
+    /// message names the setting and the value.
     pub fn check(&self) -> Result<(), String> {
+        if !(self.budget_breach.is_finite() && self.budget_breach > 0.0) {
+            return Err(format!(
+                "sla.budget_breach = {}: the budget consumption (percent) that is a breach must be a number above 0",
+                self.budget_breach
+            ));
+        }
+        for (i, w) in self.budget_warnings.iter().enumerate() {
+            if !(w.is_finite() && *w > 0.0 && *w < self.budget_breach) {
+                return Err(format!(
+                    "sla.budget_warnings[{i}] = {w}: a warning is a budget consumption in percent, above 0 and below budget_breach ({})",
+                    self.budget_breach
+                ));
+            }
+        }
+        for rule in &self.burn_rate_alerts {
+            rule.check()
+                .map_err(|e| format!("sla.burn_rate_alerts {:?}: {e}", rule.name))?;
+        }
+        for (i, c) in self.contracts.iter().enumerate() {
+            c.check().map_err(|e| format!("sla.contracts[{i}]{e}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl BurnRateRule {
+    /// A factor above 0, both windows above 0, the short one no longer than the long one.
+    fn check(&self) -> Result<(), String> {
+        if !(self.factor.is_finite() && self.factor > 0.0) {
+            return Err(format!(
+                "factor = {}: the burn rate must be a number above 0",
+                self.factor
+            ));
+        }
+        if self.short.is_zero() || self.short > self.long {
+            return Err(format!(
+                "short = {:?}, long = {:?}: needs 0 < short ≤ long",
+                self.short, self.long
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Contract {
+    /// The fee and every objective; an error starts with the path below the contract
+    /// (`.objectives[1] ("availability" of "webshop"): `, or ` ("webshop"): ` for the
+    /// contract's own settings).
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(fee) = self.monthly_fee {
+            if !(fee.is_finite() && fee >= 0.0) {
+                return Err(format!(
+                    " ({:?}): monthly_fee = {fee}: a fee must be a number of {} of 0 or more",
+                    self.service, self.currency
+                ));
+            }
+        }
+        if !(1..=5).contains(&self.outage_priority) {
+            return Err(format!(
+                " ({:?}): outage_priority = {}: priorities are 1 (P1) to 5",
+                self.service, self.outage_priority
+            ));
+        }
+        for (j, o) in self.objectives.iter().enumerate() {
+            let at = |e: String| format!(".objectives[{j}] ({:?} of {:?}): {e}", o.name, self.service);
+            o.check().map_err(at)?;
+            if let Some(op) = &o.operation {
+                if !self.operations.contains(op) {
+                    return Err(at(format!(
+                        "operation {op:?} is not listed in the contract's `operations`"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `value` as a percentage of 0 to 100 (a credit).
+fn credit(field: &str, value: f64) -> Result<(), String> {
+    if value.is_finite() && (0.0..=100.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{field} = {value}: a credit is a percentage of the monthly fee, from 0 to 100"
+        ))
+    }
+}
+
+impl Objective {
+    /// Checks that the fields its kind needs are there and in range, and the credit terms.
+    pub fn check(&self) -> Result<(), String> {
+        self.check_measure()?;
+        if let Some(p) = self.credit_percent {
+            credit("credit_percent", p)?;
+        }
+        self.check_tiers()
+    }
+
+    /// The fields of its kind: present, thresholds above zero, percentages in range.
+    fn check_measure(&self) -> Result<(), String> {
         let need = |present: bool, field: &str| {
             if present {
                 Ok(())
             } else {
-                Err(format!("objective {:?} ({:?}) needs `{field}`", self.name, self.kind))
+                Err(format!("a {:?} objective needs `{field}`", self.kind))
             }
         };
+        if self.threshold.is_some_and(|t| t.is_zero()) {
+            return Err("threshold = \"0s\": a limit must be above zero".into());
+        }
         match self.kind {
             ObjectiveKind::LatencyPercentile => {
                 need(self.threshold.is_some(), "threshold")?;
-                need(
-                    self.percentile.is_some_and(|p| p > 0.0 && p <= 100.0),
-                    "percentile (0 < p ≤ 100)",
-                )
+                match self.percentile {
+                    None => need(false, "percentile"),
+                    Some(p) if p > 0.0 && p <= 100.0 => Ok(()),
+                    Some(p) => Err(format!("percentile = {p}: must be above 0 and at most 100")),
+                }
             }
             ObjectiveKind::MeanLatency | ObjectiveKind::MaxDowntime => need(self.threshold.is_some(), "threshold"),
             ObjectiveKind::Streak => {
                 need(self.threshold.is_some(), "threshold")?;
-                need(self.days.is_some_and(|d| d >= 1), "days (≥ 1)")
+                match self.days {
+                    None => need(false, "days"),
+                    Some(0) => Err("days = 0: a streak is at least 1 day".into()),
+                    Some(_) => Ok(()),
+                }
             }
-            ObjectiveKind::Availability | ObjectiveKind::RequestAvailability => need(
-                self.target.is_some_and(|t| t > 0.0 && t < 100.0),
-                "target (0 < t < 100)",
-            ),
+            ObjectiveKind::Availability | ObjectiveKind::RequestAvailability => match self.target {
+                None => need(false, "target"),
+                Some(t) if t > 0.0 && t < 100.0 => Ok(()),
+                Some(t) => Err(format!(
+                    "target = {t}: an availability target is a percentage strictly between 0 and 100 (100 leaves no error budget)"
+                )),
+            },
         }
+    }
+
+    /// Credit tiers: only on availability kinds; each `below` within (0, target] and each
+    /// `percent` a credit; written from the highest level down (`below` decreasing), and a
+    /// lower level never earning a smaller credit (`percent` not decreasing) — the credit is
+    /// the largest of the tiers the level is under, so a tier out of that order would never
+    /// apply or would pay for a met objective.
+    fn check_tiers(&self) -> Result<(), String> {
+        if self.credit_tiers.is_empty() {
+            return Ok(());
+        }
+        if !matches!(
+            self.kind,
+            ObjectiveKind::Availability | ObjectiveKind::RequestAvailability
+        ) {
+            return Err(format!(
+                "credit_tiers apply to availability objectives (a level in percent), not to {:?}",
+                self.kind
+            ));
+        }
+        let target = self.target.unwrap_or(100.0);
+        for (k, tier) in self.credit_tiers.iter().enumerate() {
+            credit(&format!("credit_tiers[{k}].percent"), tier.percent)?;
+            if !(tier.below > 0.0 && tier.below <= target) {
+                return Err(format!(
+                    "credit_tiers[{k}].below = {}: must be above 0 and at most the target ({target}), or a met objective earns a credit",
+                    tier.below
+                ));
+            }
+        }
+        for (k, pair) in self.credit_tiers.windows(2).enumerate() {
+            let (upper, lower) = (&pair[0], &pair[1]);
+            if lower.below >= upper.below || lower.percent < upper.percent {
+                return Err(format!(
+                    "credit_tiers[{}] {{ below = {}, percent = {} }} is out of order after credit_tiers[{k}] {{ below = {}, percent = {} }}: \
+                     tiers go from the highest level down (`below` decreasing) and a lower level never earns a smaller credit (`percent` not decreasing)",
+                    k + 1, lower.below, lower.percent, upper.below, upper.percent
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The target as a fraction (availability kinds).
@@ -263,5 +417,179 @@ impl Objective {
     pub fn threshold_ns(&self) -> i64 {
         self.threshold
             .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A contract of `service = "webshop"` with `fee` and one objective (TOML lines).
+    fn contract(fee: &str, objective: &str) -> Contract {
+        let text = format!("service = \"webshop\"\n{fee}\n[[objectives]]\nname = \"o\"\n{objective}\n");
+        toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    }
+
+    /// The error of a contract with a valid fee and `objective`.
+    fn objective_error(objective: &str) -> String {
+        contract("monthly_fee = 20000.0", objective).check().unwrap_err()
+    }
+
+    const AVAILABILITY: &str = "kind = \"availability\"\ntarget = 99.9";
+
+    #[test]
+    fn the_example_contract_passes() {
+        let tiers = "credit_tiers = [{ below = 99.9, percent = 5.0 }, { below = 99.0, percent = 10.0 }, { below = 95.0, percent = 25.0 }]";
+        assert_eq!(
+            contract("monthly_fee = 20000.0", &format!("{AVAILABILITY}\n{tiers}")).check(),
+            Ok(())
+        );
+        let p95 = "kind = \"latency_percentile\"\npercentile = 95.0\nthreshold = \"5s\"\ncredit_percent = 5.0";
+        assert_eq!(contract("monthly_fee = 0.0", p95).check(), Ok(()));
+        assert_eq!(
+            contract("", "kind = \"streak\"\nthreshold = \"3s\"\ndays = 3").check(),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn credit_percent_outside_0_to_100_is_rejected_with_its_value() {
+        for (value, shown) in [
+            ("500.0", "credit_percent = 500"),
+            ("-5.0", "credit_percent = -5"),
+            ("nan", "credit_percent = NaN"),
+        ] {
+            let err = objective_error(&format!("{AVAILABILITY}\ncredit_percent = {value}"));
+            assert!(err.contains(shown) && err.contains("0 to 100"), "{value}: {err}");
+            assert!(err.starts_with(".objectives[0] (\"o\" of \"webshop\")"), "{err}");
+        }
+        assert_eq!(
+            contract("", &format!("{AVAILABILITY}\ncredit_percent = 100.0")).check(),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_negative_or_infinite_fee_is_rejected_with_its_value() {
+        for (value, shown) in [
+            ("-20000.0", "monthly_fee = -20000"),
+            ("inf", "monthly_fee = inf"),
+            ("nan", "monthly_fee = NaN"),
+        ] {
+            let err = contract(&format!("monthly_fee = {value}"), AVAILABILITY)
+                .check()
+                .unwrap_err();
+            assert!(err.contains(shown) && err.contains("EUR"), "{value}: {err}");
+        }
+    }
+
+    #[test]
+    fn availability_targets_outside_the_open_interval_0_100_are_rejected() {
+        for (value, shown) in [
+            ("100.0", "target = 100"),
+            ("0.0", "target = 0"),
+            ("-1.0", "target = -1"),
+            ("150.0", "target = 150"),
+            ("nan", "target = NaN"),
+        ] {
+            let err = objective_error(&format!("kind = \"request_availability\"\ntarget = {value}"));
+            assert!(err.contains(shown), "{value}: {err}");
+        }
+        assert!(objective_error("kind = \"availability\"").contains("needs `target`"));
+    }
+
+    #[test]
+    fn zero_thresholds_streaks_and_percentiles_are_rejected() {
+        let err = objective_error("kind = \"max_downtime\"\nthreshold = \"0s\"");
+        assert!(err.contains("threshold = \"0s\""), "{err}");
+        let err = objective_error("kind = \"streak\"\nthreshold = \"3s\"\ndays = 0");
+        assert!(err.contains("days = 0"), "{err}");
+        for (value, shown) in [("0.0", "percentile = 0"), ("150.0", "percentile = 150")] {
+            let err = objective_error(&format!(
+                "kind = \"latency_percentile\"\nthreshold = \"1s\"\npercentile = {value}"
+            ));
+            assert!(err.contains(shown), "{err}");
+        }
+    }
+
+    #[test]
+    fn credit_tiers_out_of_order_are_rejected_naming_both_tiers() {
+        // A lower level earning a smaller credit.
+        let err = objective_error(&format!(
+            "{AVAILABILITY}\ncredit_tiers = [{{ below = 99.9, percent = 10.0 }}, {{ below = 99.0, percent = 5.0 }}]"
+        ));
+        assert!(
+            err.contains("credit_tiers[1] { below = 99, percent = 5 } is out of order after credit_tiers[0] { below = 99.9, percent = 10 }"),
+            "{err}"
+        );
+        // Levels not decreasing (written lowest first, or twice the same).
+        for tiers in [
+            "{ below = 95.0, percent = 25.0 }, { below = 99.0, percent = 25.0 }",
+            "{ below = 99.0, percent = 5.0 }, { below = 99.0, percent = 10.0 }",
+        ] {
+            let err = objective_error(&format!("{AVAILABILITY}\ncredit_tiers = [{tiers}]"));
+            assert!(
+                err.contains("out of order") && err.contains("`below` decreasing"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_tier_above_the_target_or_beyond_100_percent_is_rejected() {
+        let err = objective_error(&format!(
+            "{AVAILABILITY}\ncredit_tiers = [{{ below = 99.95, percent = 5.0 }}]"
+        ));
+        assert!(
+            err.contains("credit_tiers[0].below = 99.95") && err.contains("target (99.9)"),
+            "{err}"
+        );
+        let err = objective_error(&format!(
+            "{AVAILABILITY}\ncredit_tiers = [{{ below = 99.0, percent = 120.0 }}]"
+        ));
+        assert!(err.contains("credit_tiers[0].percent = 120"), "{err}");
+        let err = objective_error(
+            "kind = \"mean_latency\"\nthreshold = \"3s\"\ncredit_tiers = [{ below = 99.0, percent = 5.0 }]",
+        );
+        assert!(
+            err.contains("credit_tiers apply to availability objectives") && err.contains("MeanLatency"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn outage_priority_outside_1_to_5_is_rejected() {
+        let err = contract("outage_priority = 0", AVAILABILITY).check().unwrap_err();
+        assert!(err.contains("outage_priority = 0"), "{err}");
+    }
+
+    #[test]
+    fn budgets_and_burn_rate_rules_are_checked() {
+        let sla = |text: &str| toml::from_str::<SlaConfig>(text).unwrap().check();
+        assert_eq!(sla(""), Ok(()));
+        let err = sla("budget_warnings = [50.0, 120.0]").unwrap_err();
+        assert!(
+            err.contains("sla.budget_warnings[1] = 120") && err.contains("budget_breach (100)"),
+            "{err}"
+        );
+        assert!(sla("budget_breach = -1.0").unwrap_err().contains("budget_breach = -1"));
+        for (rule, shown) in [
+            ("factor = 0.0\nlong = \"1h\"\nshort = \"5m\"", "factor = 0"),
+            ("factor = nan\nlong = \"1h\"\nshort = \"5m\"", "factor = NaN"),
+            ("factor = 2.0\nlong = \"1h\"\nshort = \"0s\"", "short = 0ns"),
+            (
+                "factor = 2.0\nlong = \"5m\"\nshort = \"1h\"",
+                "short = 3600s, long = 300s",
+            ),
+        ] {
+            let err = sla(&format!(
+                "[[burn_rate_alerts]]\nname = \"r\"\nseverity = \"page\"\n{rule}\n"
+            ))
+            .unwrap_err();
+            assert!(
+                err.starts_with("sla.burn_rate_alerts \"r\"") && err.contains(shown),
+                "{err}"
+            );
+        }
     }
 }

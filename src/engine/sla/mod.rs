@@ -98,19 +98,9 @@ impl Rules {
         cfg.histogram
             .validate()
             .map_err(|e| SlaError::Config(format!("sla.histogram: {e}")))?;
+        cfg.check().map_err(SlaError::Config)?;
         let mut contracts = BTreeMap::new();
         for (i, c) in cfg.contracts.iter().enumerate() {
-            for (j, o) in c.objectives.iter().enumerate() {
-                o.check()
-                    .map_err(|e| SlaError::Config(format!("sla.contracts[{i}].objectives[{j}]: {e}")))?;
-                if let Some(op) = &o.operation {
-                    if !c.operations.contains(op) {
-                        return Err(SlaError::Config(format!(
-                            "sla.contracts[{i}].objectives[{j}]: operation {op:?} is not listed in the contract's `operations`"
-                        )));
-                    }
-                }
-            }
             if let Some(bh) = &c.business_hours {
                 bh.validate()
                     .map_err(|e| SlaError::Config(format!("sla.contracts[{i}].business_hours: {e}")))?;
@@ -122,14 +112,6 @@ impl Rules {
                 return Err(SlaError::Config(format!(
                     "sla.contracts[{i}]: a second contract for {:?}",
                     c.service
-                )));
-            }
-        }
-        for rule in &cfg.burn_rate_alerts {
-            if rule.short > rule.long || rule.factor <= 0.0 {
-                return Err(SlaError::Config(format!(
-                    "sla.burn_rate_alerts {:?}: needs short ≤ long and factor > 0",
-                    rule.name
                 )));
             }
         }
