@@ -132,7 +132,10 @@ fn store(config: &Config, kind: SinkKind, records: Vec<Record>, dead_letters: &[
             for record in chunk {
                 match record {
                     Record::Correlate(o) => batch.correlate.push(o.clone()),
-                    Record::Sla(o) => batch.sla.push(o.clone()),
+                    Record::Sla(o) => {
+                        batch.dead_letters.extend(slaflow::sinks::late_dead_letter("replay", o));
+                        batch.sla.push(o.clone());
+                    }
                 }
             }
             sink.write(&batch).await.map_err(|e| e.to_string())?;

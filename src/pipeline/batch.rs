@@ -66,7 +66,12 @@ impl Batcher {
     pub(super) fn emit(&mut self) -> impl FnMut(Record) + '_ {
         |record| match record {
             Record::Correlate(o) => self.batch.correlate.push(o),
-            Record::Sla(o) => self.batch.sla.push(o),
+            Record::Sla(o) => {
+                if let Some(dead) = crate::sinks::late_dead_letter(&self.scope, &o) {
+                    self.batch.dead_letters.push(dead);
+                }
+                self.batch.sla.push(o);
+            }
         }
     }
 

@@ -229,6 +229,59 @@ fn escaped(d: &DeadLetter, reason: &str) -> DeadLetter {
     }
 }
 
+/// The dead letter of a sample that came after its month was final (`SlaOutput::LateSample`
+/// with `final_month`): the sample in the canonical protobuf encoding (format `protobuf`, so
+/// `dead-letters replay` can send it again), kept by the worker `origin` (its scope) under a
+/// key made of its content, so the same sample processed again after a restart is the same
+/// dead letter. None for any other record.
+pub fn late_dead_letter(origin: &str, record: &SlaOutput) -> Option<DeadLetter> {
+    let SlaOutput::LateSample {
+        service,
+        operation,
+        time_ns,
+        frontier_ns,
+        duration_ns,
+        error,
+        final_month: true,
+    } = record
+    else {
+        return None;
+    };
+    let sample = crate::model::LatencySample {
+        service: service.clone(),
+        operation: operation.clone(),
+        time_ns: *time_ns,
+        duration_ns: *duration_ns,
+        outcome: if *error {
+            crate::model::Outcome::Error
+        } else {
+            crate::model::Outcome::Ok
+        } as i32,
+        ..Default::default()
+    };
+    let reason = format!(
+        "time_ns: {} falls in a month already final (the clock was at {}): late, not counted",
+        crate::time::to_rfc3339(*time_ns),
+        crate::time::to_rfc3339(*frontier_ns)
+    );
+    let refused = [crate::decode::admit::Refused {
+        event: crate::model::Event::Sample(sample),
+        reason,
+        class: "final_month",
+    }];
+    let (payload, reason) = crate::decode::admit::dead_payload(&refused);
+    Some(DeadLetter {
+        origin: origin.to_string(),
+        partition: -1,
+        offset: stable_offset(&payload),
+        format: crate::decode::Format::Protobuf.name().to_string(),
+        reason,
+        payload,
+        received_ns: crate::time::now_ns(),
+        ..DeadLetter::default()
+    })
+}
+
 /// A dead letter's offset for a payload that has none: its 64-bit FNV-1a hash, as a
 /// non-negative number (the table's key is origin, partition, offset).
 fn stable_offset(payload: &[u8]) -> i64 {

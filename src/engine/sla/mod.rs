@@ -641,14 +641,6 @@ impl SlaEngine {
             while j < times.len() && floor_to(times[j], MINUTE) == bin {
                 j += 1;
             }
-            if bin + MINUTE <= frontier {
-                self.record_late(service, operation, &times[i..j], out);
-                i = j;
-                continue;
-            }
-            let Some(st) = self.service_state(service, times[i]) else {
-                return;
-            };
             let run = Run {
                 bin,
                 times: &times[i..j],
@@ -657,6 +649,14 @@ impl SlaEngine {
                 first: i,
                 hours: contract.business_hours.as_ref(),
                 tz: contract.timezone,
+            };
+            if bin + MINUTE <= frontier {
+                self.record_late(service, operation, &run, out);
+                i = j;
+                continue;
+            }
+            let Some(st) = self.service_state(service, times[i]) else {
+                return;
             };
             let ops: &[&str] = if own_series { &["", operation] } else { &[""] };
             // (recorded, outside business hours, clamped), counted on the service series.
@@ -678,11 +678,12 @@ impl SlaEngine {
     }
 
     /// Samples of a minute already closed: counted (in the month's report too, when of the
-    /// service's current month) and reported, not merged.
-    fn record_late(&mut self, service: &str, operation: &str, times: &[i64], out: &mut Vec<SlaOutput>) {
+    /// service's current month) and reported, not merged; one of a month before the
+    /// service's current one (final) is marked so, for its dead letter.
+    fn record_late(&mut self, service: &str, operation: &str, run: &Run<'_>, out: &mut Vec<SlaOutput>) {
         let frontier = self.state.frontier;
         let month = self.state.services.get(service).map(|st| st.month_start..st.month_end);
-        for &t in times {
+        for (k, (&t, &duration)) in run.times.iter().zip(run.durations).enumerate() {
             self.state.stats.late_samples += 1;
             if month.as_ref().is_some_and(|m| m.contains(&t)) {
                 *self.state.late_in_month.entry(service.to_string()).or_default() += 1;
@@ -692,6 +693,9 @@ impl SlaEngine {
                 operation: operation.to_string(),
                 time_ns: t,
                 frontier_ns: frontier,
+                duration_ns: duration,
+                error: (run.is_error)(run.first + k),
+                final_month: month.as_ref().is_some_and(|m| t < m.start),
             });
         }
     }

@@ -17,12 +17,19 @@ pub enum SlaOutput {
     Breach(Finding),
     /// A multiwindow burn-rate alert fired or resolved.
     BurnRateAlert(BurnAlert),
-    /// A sample for a window already closed: counted, not merged.
+    /// A sample for a window already closed: counted, not merged. One of a month already
+    /// final (`final_month`) is also kept as a dead letter, with its duration and outcome.
     LateSample {
         service: String,
         operation: String,
         time_ns: i64,
         frontier_ns: i64,
+        #[serde(default)]
+        duration_ns: i64,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        error: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        final_month: bool,
     },
     /// Spans of a service that are not samples of its contract (`samples`), counted since
     /// the last such record: left out of every figure, never silently.

@@ -341,6 +341,62 @@ fn late_samples_are_counted_and_reported_not_merged() {
 }
 
 #[test]
+fn a_sample_of_a_month_already_final_is_marked_for_its_dead_letter() {
+    let mut engine = sla(&config(WEBSHOP)).unwrap();
+    let end_of_february = t("2026-02-28T22:50:00Z"); // 23:50 in Berlin
+    let march = t("2026-03-01T01:00:00Z");
+    let mut out = run(
+        &mut engine,
+        &traffic("webshop", end_of_february, march, |_| SEC, 1),
+        march,
+    );
+    let sample = |time_ns: i64| {
+        Event::Sample(LatencySample {
+            service: "webshop".into(),
+            operation: "trade".into(),
+            time_ns,
+            duration_ns: 7 * SEC,
+            outcome: Outcome::Error as i32,
+            status_code: None,
+            role: 0,
+        })
+    };
+    out.clear();
+    engine.apply(&sample(end_of_february + MINUTE), &mut out); // February: final
+    engine.apply(&sample(march - 30 * MINUTE), &mut out); // March, a closed minute
+    let marks: Vec<(bool, i64, bool)> = out
+        .iter()
+        .filter_map(|o| match o {
+            SlaOutput::LateSample {
+                final_month,
+                duration_ns,
+                error,
+                ..
+            } => Some((*final_month, *duration_ns, *error)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(marks, [(true, 7 * SEC, true), (false, 7 * SEC, true)]);
+    // Its dead letter holds the sample, ready to be sent again, and the reason.
+    let dead = crate::sinks::late_dead_letter("g/0", &out[0]).unwrap();
+    assert_eq!(dead.format, "protobuf");
+    assert!(
+        dead.reason.contains("falls in a month already final"),
+        "{}",
+        dead.reason
+    );
+    assert_eq!(
+        crate::decode::protobuf::decode(&dead.payload).unwrap(),
+        vec![sample(end_of_february + MINUTE)]
+    );
+    assert_eq!(
+        crate::sinks::late_dead_letter("g/0", &out[0]).map(|d| d.offset),
+        Some(dead.offset)
+    );
+    assert!(crate::sinks::late_dead_letter("g/0", &out[1]).is_none());
+}
+
+#[test]
 fn closed_windows_carry_a_readable_v2_histogram() {
     let mut engine = sla(&config(WEBSHOP)).unwrap();
     let start = t("2026-03-10T10:00:00Z");
