@@ -845,6 +845,6 @@ fn with_auth_none_the_endpoints_take_requests_without_a_token() {
     let report = request(port, "GET", "/v1/reports/2026-03", &[], b"").unwrap();
     assert_eq!(
         (report.status, report.body.trim()),
-        (404, "{\"error\":\"no report for 2026-03\"}")
+        (404, "{\"error\":\"not_found\",\"reason\":\"no report for 2026-03\"}")
     );
 }
