@@ -34,7 +34,8 @@ pub struct Metrics {
     /// `slaflow_events_rejected_total{format,reason}`.
     pub rejected: IntCounterVec,
     /// `slaflow_items_rejected_total{format,reason}`: spans and alerts rejected one by one
-    /// (a record rejected whole counts once), by `DecodeError::reason`.
+    /// (a record rejected whole counts once), by `DecodeError::reason`, and events refused at
+    /// admission (`over_limit`, `future`: src/decode/admit.rs).
     pub items_rejected: IntCounterVec,
     /// `slaflow_spans_ignored_total{service}`: spans that are not samples of their
     /// contract (internal spans under `samples = "entry"`, non-roots under `"root"`).
