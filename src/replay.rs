@@ -694,6 +694,49 @@ threshold = "5s"
         engines.process(sample(t0), &mut emit);
         assert_eq!(late(&out.borrow()), 1, "an hour behind the only input is late");
     }
+
+    #[test]
+    fn a_recording_is_judged_by_its_own_times() {
+        let t0 = from_rfc3339("2026-03-10T10:00:00Z").unwrap();
+        const DAY: i64 = 24 * 60 * MINUTE;
+        let bounds = TimeBounds::new(
+            std::time::Duration::from_secs(600),
+            std::time::Duration::from_secs(60),
+            false,
+        );
+        let arrival = |clock: usize, line: u64, at: i64| Arrival {
+            clock,
+            input: 0,
+            line,
+            events: vec![sample(at)],
+        };
+        let arrivals = vec![
+            // Source 0: a host with a broken clock once, between records of the true time.
+            arrival(0, 1, t0),
+            arrival(0, 2, t0 + 365 * DAY),
+            arrival(0, 3, t0 + MINUTE),
+            // Source 1: quiet for three days, then back for good; its last record stands.
+            arrival(1, 1, t0),
+            arrival(1, 2, t0 + 3 * DAY),
+            arrival(1, 3, t0 + 3 * DAY + MINUTE),
+            arrival(1, 4, t0 + 30 * DAY),
+        ];
+        let inputs = [Input {
+            format: Format::DatadogApm,
+            path: "rec.json".into(),
+        }];
+        let mut summary = Summary::default();
+        let kept = admit_recorded(&bounds, &inputs, arrivals, &mut summary);
+        let times: Vec<i64> = kept.iter().map(|(_, e)| event_time(e)).collect();
+        assert_eq!(
+            times,
+            [t0, t0 + MINUTE, t0, t0 + 3 * DAY, t0 + 3 * DAY + MINUTE, t0 + 30 * DAY]
+        );
+        assert_eq!(summary.refused, 1);
+        let dead = &summary.dead_letters[0];
+        assert_eq!((dead.format.as_str(), dead.offset), ("protobuf", 2));
+        assert!(dead.reason.contains("more than max_future = 10m"), "{}", dead.reason);
+    }
 }
 
 #[cfg(test)]
