@@ -695,15 +695,20 @@ threshold = "5s"
         assert_eq!(late(&out.borrow()), 1, "an hour behind the only input is late");
     }
 
+    /// Live admission: 10 minutes of future, a minute of correlation lateness.
+    pub(super) fn live_bounds() -> TimeBounds {
+        TimeBounds::new(
+            std::time::Duration::from_secs(600),
+            std::time::Duration::from_secs(60),
+            false,
+        )
+    }
+
     #[test]
     fn a_recording_is_judged_by_its_own_times() {
         let t0 = from_rfc3339("2026-03-10T10:00:00Z").unwrap();
         const DAY: i64 = 24 * 60 * MINUTE;
-        let bounds = TimeBounds::new(
-            std::time::Duration::from_secs(600),
-            std::time::Duration::from_secs(60),
-            false,
-        );
+        let bounds = live_bounds();
         let arrival = |clock: usize, line: u64, at: i64| Arrival {
             clock,
             input: 0,
@@ -861,6 +866,7 @@ mod order_tests {
 mod long_firing_tests {
     use std::path::Path;
 
+    use super::tests::live_bounds;
     use super::*;
     use crate::model::{LatencySample, Outcome};
     use crate::time::from_rfc3339;
@@ -905,11 +911,7 @@ mod long_firing_tests {
         const HOUR: i64 = 60 * MINUTE;
         let start = from_rfc3339("2026-02-24T08:00:00Z").unwrap();
         let first_seen = start + 240 * HOUR; // slaflow hears of it ten days in
-        let bounds = TimeBounds::new(
-            std::time::Duration::from_secs(600),
-            std::time::Duration::from_secs(60),
-            false,
-        );
+        let bounds = live_bounds();
         let mut engines = Engines::new(&example()).unwrap().with_inputs(2);
         let mut out = Vec::new();
         let mut emit = |r: Record| out.push(r);
@@ -958,16 +960,13 @@ mod long_firing_tests {
         let expected = (engines.sla.frontier() - month_start) as f64 / MINUTE as f64 - 120.0;
         assert_eq!(march.downtime_minutes, expected);
     }
+
     #[test]
     fn an_old_outage_reaching_a_service_first_opens_the_running_month_not_a_passed_one() {
         const HOUR: i64 = 60 * MINUTE;
         let start = from_rfc3339("2026-02-20T08:00:00Z").unwrap();
         let received = start + 240 * HOUR; // 2 March 08:00 UTC
-        let bounds = TimeBounds::new(
-            std::time::Duration::from_secs(600),
-            std::time::Duration::from_secs(60),
-            false,
-        );
+        let bounds = live_bounds();
         let mut engines = Engines::new(&example()).unwrap().with_inputs(2);
         let mut out = Vec::new();
         let mut emit = |r: Record| out.push(r);
