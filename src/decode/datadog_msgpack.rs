@@ -148,6 +148,14 @@ const V05_FIELDS: [&str; 12] = [
     "type",
 ];
 
+/// `decode` without the in-place reader (v0.4) or the whole-payload serde pass (v0.5): what
+/// those fast paths must agree with. Public (hidden) only so that the differential fuzz
+/// target (`fuzz/`) and its regression test can compare.
+#[doc(hidden)]
+pub fn decode_span_by_span(bytes: &[u8]) -> Result<Decoded, DecodeError> {
+    span_by_span(bytes, is_v05(bytes))
+}
+
 /// The slow path: the payload walked element by element (one that is not arrays of this
 /// shape is rejected whole), each span decoded and checked on its own; a bad one is rejected
 /// with its field path, and the dead letter is a payload of the bad spans alone.

@@ -4,7 +4,7 @@
 //! body's Kafka topic (`forward.rs`); reports read the store.
 
 pub mod close;
-mod encoding;
+pub mod encoding;
 pub mod forward;
 mod otlp;
 
