@@ -103,6 +103,11 @@ fn metrics(r: &mut Reader) -> Option<Metrics> {
     r.object(|r, key| {
         if key == b"_top_level" || key == b"_dd.top_level" {
             let value: f64 = std::str::from_utf8(r.number()?).ok()?.parse().ok()?;
+            // Rust reads a number past f64's range as infinity, serde_json rejects it: leave
+            // it to the serde path (found by fuzzing, datadog_apm_diff).
+            if !value.is_finite() {
+                return None;
+            }
             metrics.top_level = Some(value != 0.0);
             Some(())
         } else {
@@ -380,6 +385,10 @@ mod tests {
             ),
             (SPAN.replace("4711.5e0", "4711."), "a number JSON does not allow"),
             (SPAN.replace("4711.5e0", "0471"), "a leading zero"),
+            (
+                SPAN.replace(r#""_dd.top_level":1"#, r#""_dd.top_level":1e309"#),
+                "a number past f64's range",
+            ),
             (SPAN.replace(r#"\"q\""#, r#"\q"#), "an escape JSON does not have"),
             (
                 format!(
