@@ -1,9 +1,7 @@
-//! Fuzzes the `alertmanager` decoder: any input must give Ok or a DecodeError, never a panic.
+//! Fuzz target `alertmanager`: the check of fuzz/src/lib.rs for it (`slaflow_fuzz::check("alertmanager", _)`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use slaflow::decode::{Decoders, Format};
+use slaflow::decode::Format;
 
-fuzz_target!(|data: &[u8]| {
-    let _ = Decoders::default().decode(Format::Alertmanager, data);
-});
+fuzz_target!(|data: &[u8]| slaflow_fuzz::decoder(Format::Alertmanager, data));

@@ -1,9 +1,7 @@
-//! Fuzzes the `datadog-msgpack` decoder: any input must give Ok or a DecodeError, never a panic.
+//! Fuzz target `datadog_msgpack`: the check of fuzz/src/lib.rs for it (`slaflow_fuzz::check("datadog_msgpack", _)`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use slaflow::decode::{Decoders, Format};
+use slaflow::decode::Format;
 
-fuzz_target!(|data: &[u8]| {
-    let _ = Decoders::default().decode(Format::DatadogMsgpack, data);
-});
+fuzz_target!(|data: &[u8]| slaflow_fuzz::decoder(Format::DatadogMsgpack, data));

@@ -1,9 +1,7 @@
-//! Fuzzes the `icinga2` decoder: any input must give Ok or a DecodeError, never a panic.
+//! Fuzz target `icinga2`: the check of fuzz/src/lib.rs for it (`slaflow_fuzz::check("icinga2", _)`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use slaflow::decode::{Decoders, Format};
+use slaflow::decode::Format;
 
-fuzz_target!(|data: &[u8]| {
-    let _ = Decoders::default().decode(Format::Icinga2, data);
-});
+fuzz_target!(|data: &[u8]| slaflow_fuzz::decoder(Format::Icinga2, data));

@@ -1,9 +1,7 @@
-//! Fuzzes the `zabbix-webhook` decoder: any input must give Ok or a DecodeError, never a panic.
+//! Fuzz target `zabbix_webhook`: the check of fuzz/src/lib.rs for it (`slaflow_fuzz::check("zabbix_webhook", _)`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use slaflow::decode::{Decoders, Format};
+use slaflow::decode::Format;
 
-fuzz_target!(|data: &[u8]| {
-    let _ = Decoders::default().decode(Format::ZabbixWebhook, data);
-});
+fuzz_target!(|data: &[u8]| slaflow_fuzz::decoder(Format::ZabbixWebhook, data));

@@ -284,8 +284,10 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     decode_serde(bytes)
 }
 
-/// `decode` without the in-place reader: what that reader must agree with.
-fn decode_serde(bytes: &[u8]) -> Result<Decoded, DecodeError> {
+/// `decode` without the in-place reader: what that reader must agree with. Public (hidden)
+/// only so that the differential fuzz target (`fuzz/`) and its regression test can compare.
+#[doc(hidden)]
+pub fn decode_serde(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     let mut out = Vec::new();
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let fast = de::DeserializeSeed::deserialize(Traces { out: &mut out }, &mut de).and_then(|()| de.end());

@@ -89,6 +89,12 @@ fn fast_v04(bytes: &[u8]) -> Option<Vec<Vec<Span<'_>>>> {
 fn fast_v05(bytes: &[u8]) -> Option<Vec<Vec<Span<'_>>>> {
     let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
     let (table, chunks): (Vec<&str>, Vec<Vec<SpanV5>>) = Deserialize::deserialize(&mut de).ok()?;
+    // rmp_serde reads an empty bin as an empty sequence, where the slow path (and the agent)
+    // requires an array: an empty list of chunks or an empty chunk goes to the slow path,
+    // which tells the two apart (found by fuzzing, datadog_msgpack_diff).
+    if chunks.is_empty() || chunks.iter().any(Vec::is_empty) {
+        return None;
+    }
     let mut out = Vec::with_capacity(chunks.len());
     for chunk in chunks {
         let spans: Result<Vec<Span>, _> = chunk.into_iter().map(|span| resolve(&table, span)).collect();
@@ -147,6 +153,14 @@ const V05_FIELDS: [&str; 12] = [
     "metrics",
     "type",
 ];
+
+/// `decode` without the in-place reader (v0.4) or the whole-payload serde pass (v0.5): what
+/// those fast paths must agree with. Public (hidden) only so that the differential fuzz
+/// target (`fuzz/`) and its regression test can compare.
+#[doc(hidden)]
+pub fn decode_span_by_span(bytes: &[u8]) -> Result<Decoded, DecodeError> {
+    span_by_span(bytes, is_v05(bytes))
+}
 
 /// The slow path: the payload walked element by element (one that is not arrays of this
 /// shape is rejected whole), each span decoded and checked on its own; a bad one is rejected
@@ -351,6 +365,16 @@ mod tests {
         assert!(decode(&V04[..V04.len() / 2]).is_err(), "truncated");
         let err = decode(&rmp_serde::to_vec(&("not", "arrays")).unwrap()).unwrap_err();
         assert!(err.message.contains("not a Datadog v0.4 MessagePack payload"), "{err}");
+        // v0.5 with an empty bin (c4 00) for its chunks: not an array, as for the slow path
+        // (the fuzz finding tests/fixtures/fuzz/datadog_msgpack_diff/crash_v05_*).
+        let err = decode(b"\x92\x91\xa0\xc4\x00").unwrap_err();
+        assert!(err.message.contains("not a Datadog v0.5 MessagePack payload"), "{err}");
+        assert!(decode(b"\x92\x91\xa0\x91\xc4\x00").is_err(), "an empty bin for a chunk");
+        assert_eq!(
+            decode(b"\x92\x91\xa0\x90").unwrap(),
+            Decoded::default(),
+            "no chunks at all"
+        );
     }
 
     #[test]

@@ -103,6 +103,11 @@ fn metrics(r: &mut Reader) -> Option<Metrics> {
     r.object(|r, key| {
         if key == b"_top_level" || key == b"_dd.top_level" {
             let value: f64 = std::str::from_utf8(r.number()?).ok()?.parse().ok()?;
+            // Rust reads a number past f64's range as infinity, serde_json rejects it: leave
+            // it to the serde path (found by fuzzing, datadog_apm_diff).
+            if !value.is_finite() {
+                return None;
+            }
             metrics.top_level = Some(value != 0.0);
             Some(())
         } else {
@@ -213,7 +218,9 @@ impl<'a> Reader<'a> {
     /// A number that is a plain integer.
     fn int(&mut self) -> Option<i128> {
         let token = self.number()?;
-        if token.iter().any(|c| matches!(c, b'.' | b'e' | b'E')) {
+        // serde_json reads `-0` as the float -0.0, which the serde path rejects where an
+        // integer is required: leave it to that path (found by fuzzing, datadog_apm_diff).
+        if token.iter().any(|c| matches!(c, b'.' | b'e' | b'E')) || token == b"-0" {
             return None;
         }
         std::str::from_utf8(token).ok()?.parse().ok()
@@ -372,8 +379,16 @@ mod tests {
                 "a string for an integer",
             ),
             (SPAN.replace(r#""duration":13879519,"#, ""), "a required field missing"),
+            (
+                SPAN.replace(r#""duration":13879519"#, r#""duration":-0"#),
+                "-0, a float to serde_json",
+            ),
             (SPAN.replace("4711.5e0", "4711."), "a number JSON does not allow"),
             (SPAN.replace("4711.5e0", "0471"), "a leading zero"),
+            (
+                SPAN.replace(r#""_dd.top_level":1"#, r#""_dd.top_level":1e309"#),
+                "a number past f64's range",
+            ),
             (SPAN.replace(r#"\"q\""#, r#"\q"#), "an escape JSON does not have"),
             (
                 format!(

@@ -7,7 +7,7 @@
 
 mod auth;
 pub mod close;
-mod encoding;
+pub mod encoding;
 mod errors;
 pub mod forward;
 mod otlp;
