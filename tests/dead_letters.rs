@@ -628,7 +628,8 @@ async fn replay_stores_what_decodes_now_and_keeps_what_still_fails(b: Backend) {
     assert_eq!((left[1].1, left[1].2), ("http", Some("/v1/ingest/alertmanager")));
     assert!(left[1].0 > ids[2]);
     let new = store.dead_letter(left[1].0).await.unwrap().unwrap();
-    let items: Vec<serde_json::Value> = serde_json::from_slice(&new.letter.payload).unwrap();
+    let notification: serde_json::Value = serde_json::from_slice(&new.letter.payload).unwrap();
+    let items = notification["alerts"].as_array().unwrap();
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["startsAt"], "soon");
     assert_eq!(service.stop(), 0);

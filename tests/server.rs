@@ -372,7 +372,8 @@ fn partly_bad_bodies_keep_their_good_items_and_dead_letter_the_rest_with_every_r
         "{message}"
     );
 
-    // The dead letter holds the two bad spans, as they came, and both reasons.
+    // The dead letter holds the two bad spans, as they came (each in a trace of its own, as
+    // they were), and both reasons.
     let conn = rusqlite::Connection::open(&db).unwrap();
     let (reason, payload): (String, Vec<u8>) = conn
         .query_row(
@@ -382,7 +383,8 @@ fn partly_bad_bodies_keep_their_good_items_and_dead_letter_the_rest_with_every_r
         )
         .unwrap();
     assert_eq!(reason.lines().count(), 2, "{reason}");
-    let items: Vec<serde_json::Value> = serde_json::from_slice(&payload).unwrap();
+    let traces: Vec<Vec<serde_json::Value>> = serde_json::from_slice(&payload).unwrap();
+    let items: Vec<&serde_json::Value> = traces.iter().flatten().collect();
     assert_eq!(items.len(), 2);
     assert_eq!(items[0]["duration"], "2ms");
     assert_eq!(items[1]["duration"], -1);

@@ -101,7 +101,24 @@ fn alert_by_alert(bytes: &[u8]) -> Result<Decoded, DecodeError> {
         }
         Ok(())
     })?;
+    if !decoded.rejected.is_empty() {
+        decoded.rejected_payload = Some(notification_of(&decoded.rejected));
+    }
     Ok(decoded)
+}
+
+/// A notification holding `rejected` alerts alone, as they came: the dead letter's payload,
+/// a body `POST /v1/ingest/alertmanager` takes again once the cause is fixed.
+fn notification_of(rejected: &[RejectedItem]) -> Vec<u8> {
+    let mut out = br#"{"version":"4","alerts":["#.to_vec();
+    for (i, item) in rejected.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&item.bytes);
+    }
+    out.extend_from_slice(b"]}");
+    out
 }
 
 /// Alertmanager writes Go's zero time for "not set".
@@ -335,6 +352,12 @@ mod tests {
             [("alerts[1]", "missing_field"), ("alerts[3].labels", "wrong_type")]
         );
         assert_eq!(decoded.rejected[0].bytes, br#"{"status":"firing","labels":{}}"#);
+        // The dead letter is a notification of the bad alerts alone: read again, it gives
+        // exactly those rejections and nothing else.
+        let again = decode(&decoded.rejected_items()).unwrap();
+        assert!(again.events.is_empty());
+        let fields: Vec<&str> = again.rejected.iter().map(|r| r.error.field.as_str()).collect();
+        assert_eq!(fields, ["alerts[0]", "alerts[1].labels"]);
     }
 
     #[test]

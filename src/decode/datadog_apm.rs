@@ -309,18 +309,31 @@ fn span_by_span(bytes: &[u8]) -> Result<Decoded, DecodeError> {
         Ok(())
     })?;
     let mut decoded = Decoded::default();
+    // The dead letter's payload: the rejected spans as traces of their own, each trace's
+    // rejected spans together (a payload `POST /v1/ingest/datadog-apm` takes again).
+    let mut dead = Vec::new();
     for (t, chunk) in chunks.iter().enumerate() {
         let mut good = Vec::with_capacity(chunk.len());
+        let mut bad: Vec<&str> = Vec::new();
         for (s, raw) in chunk.iter().enumerate() {
             match parse_span(bytes, raw, &format!("[{t}][{s}]")) {
                 Ok(span) => good.push(span),
-                Err(error) => decoded.rejected.push(RejectedItem {
-                    error,
-                    bytes: raw.get().as_bytes().to_vec(),
-                }),
+                Err(error) => {
+                    bad.push(raw.get());
+                    decoded.rejected.push(RejectedItem {
+                        error,
+                        bytes: raw.get().as_bytes().to_vec(),
+                    });
+                }
             }
         }
+        if !bad.is_empty() {
+            dead.push(format!("[{}]", bad.join(",")));
+        }
         push_chunk(good, &mut decoded.events);
+    }
+    if !dead.is_empty() {
+        decoded.rejected_payload = Some(format!("[{}]", dead.join(",")).into_bytes());
     }
     Ok(decoded)
 }
@@ -505,11 +518,18 @@ mod tests {
         let column = (line9.find(r#""12ms""#).unwrap() + r#""12ms""#.len()) as u64;
         assert_eq!(a.location, Location::Line { line: 9, column });
         assert!(b.message.contains("found -5"), "{}", b.message);
-        // The dead letter holds the two bad spans as they came, and both reasons.
-        let items: Vec<serde_json::Value> = serde_json::from_slice(&decoded.rejected_items()).unwrap();
-        assert_eq!(items.len(), 2);
-        assert_eq!(items[1]["span_id"], 21);
+        // The dead letter holds the two bad spans as they came, in their traces, and both
+        // reasons: a payload that, read again, gives exactly those two rejections.
+        let traces: Vec<Vec<serde_json::Value>> = serde_json::from_slice(&decoded.rejected_items()).unwrap();
+        assert_eq!(traces.len(), 2);
+        assert_eq!(traces[1][0]["span_id"], 21);
         assert_eq!(decoded.reasons().lines().count(), 2);
+        let again = decode(&decoded.rejected_items()).unwrap();
+        let fields: Vec<&str> = again.rejected.iter().map(|r| r.error.field.as_str()).collect();
+        assert_eq!(
+            (again.events.len(), fields),
+            (0, vec!["[0][0].duration", "[1][0].duration"])
+        );
     }
 
     #[test]
