@@ -189,8 +189,17 @@ fn is_bad(c: char) -> bool {
     c.is_control() && !matches!(c, '\t' | '\n' | '\r')
 }
 
+/// Whether `s` holds a character `is_bad` replaces, read as bytes (the common case, clean
+/// ASCII, costs a byte compare each): C0 controls and DEL are single bytes; C1 controls
+/// (U+0080–U+009F) are 0xC2 followed by 0x80–0x9F.
 fn needs_cleaning(s: &str) -> bool {
-    s.chars().any(is_bad)
+    let b = s.as_bytes();
+    b.iter().enumerate().any(|(i, &c)| match c {
+        b'\t' | b'\n' | b'\r' => false,
+        0x00..=0x1f | 0x7f => true,
+        0xc2 => b.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)),
+        _ => false,
+    })
 }
 
 /// Replaces control characters by U+FFFD, allocating only when there is one.
@@ -444,6 +453,14 @@ mod tests {
         // Nothing a store refuses is left.
         let json = serde_json::to_string(&kept[0]).unwrap();
         assert!(!json.contains("\\u0000"), "{json}");
+    }
+
+    #[test]
+    fn the_byte_scan_finds_exactly_the_characters_that_are_replaced() {
+        for c in (0u32..0x300).filter_map(char::from_u32) {
+            let s = format!("a{c}b");
+            assert_eq!(needs_cleaning(&s), s.chars().any(is_bad), "{:?}", c);
+        }
     }
 
     #[test]
