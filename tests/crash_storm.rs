@@ -37,10 +37,10 @@ const PACE: Duration = Duration::from_millis(800);
 /// Longer than any quiet spell of one topic's partition in the live input (the webshop's
 /// alerts pause for about 7 s), so no input is declared idle before its end in either run:
 /// the clock is then the slower topic's time throughout, whatever the interleaving of the
-/// two topics, and the results depend on the input only. (With the default 2 s, the
-/// uninterrupted run, reading everything as one backlog, released the alert topic early
-/// and judged the webshop's first outage minutes without their incident: fewer burn-rate
-/// alerts than a paced run.)
+/// two topics, and the results depend on the input only. (A restarted worker reads what
+/// accumulated while it was down as a backlog: with the default 2 s, a topic whose partition
+/// has nothing in that backlog for a while would be released and the other topic's later
+/// events would judge minutes the first has not reached yet.)
 const IDLE_RELEASE: &str = "idle_release = \"12s\"\n";
 /// The checkpoints are taken as final once unchanged this long (past `IDLE_RELEASE`).
 const SETTLED: Duration = Duration::from_secs(15);
@@ -279,13 +279,14 @@ async fn sigkill_at_twenty_seeded_points_of_a_storm_gives_the_uninterrupted_tabl
     let live = [format!("s-alerts-live-{id}"), format!("s-apm-live-{id}")];
     create_topics(&[&alerts_topic, &apm_topic, &live[0], &live[1]], 4).await;
     let timeline = timeline();
-    produce(&alerts_topic, &of_topic(&timeline, 0)).await;
-    produce(&apm_topic, &of_topic(&timeline, 1)).await;
     let total = timeline.len() as i64;
     let dir = std::env::temp_dir();
     let properties = [("group.instance.id", "storm-0"), ("session.timeout.ms", "60000")];
 
-    // The reference: the whole input as one backlog, no kill.
+    // The reference: the same live input, no kill. (Read as one backlog instead, the
+    // uninterrupted run sometimes judged the webshop's first outage minutes without their
+    // incident — two of five runs lacked its burn-rate alerts — a backlog effect, not a
+    // crash's: see the report of issue 14.)
     let calm = TestDb::create("storm_calm").await;
     let calm_group = format!("scalm-{id}");
     let topics = [
@@ -296,8 +297,11 @@ async fn sigkill_at_twenty_seeded_points_of_a_storm_gives_the_uninterrupted_tabl
     let service_config = slaflow::config::Config::load(&config).unwrap();
     let calm_client = calm.client().await;
     let started = Instant::now();
+    let calm_live = [alerts_topic.clone(), apm_topic.clone()];
+    let producing = tokio::spawn(produce_live(calm_live, timeline.clone()));
     let (expected, expected_checkpoints) =
         settle(start(&config), &config, &calm_client, &calm_group, total, None).await;
+    producing.await.unwrap();
     println!("uninterrupted run: {total} messages in {:?}", started.elapsed());
     assert!(
         expected.iter().any(|r| r.contains("resolved")),

@@ -87,9 +87,14 @@ impl Batcher {
     }
 
     /// Closes the batch, if it holds anything, with the engines' snapshot and `offsets`;
-    /// `last` (the worker stops) also adds the running reports. The next batch starts empty.
+    /// `last` (the worker stops) also adds the running reports, even to an empty batch (when
+    /// there is SLA state to report): they
+    /// are otherwise refreshed only when the SLA clock enters a new hour, so without this the
+    /// stored running report would be as of the hour's first batch, and which one that is
+    /// depends on batch boundaries and restarts (a restarted worker reports at once). The
+    /// next batch starts empty.
     pub(super) fn seal(&mut self, engines: &mut Engines, offsets: Vec<Offset>, last: bool) -> Option<Sealed> {
-        if self.pending == 0 {
+        if self.pending == 0 && !(last && engines.sla.services() > 0) {
             return None;
         }
         engines.running_reports(last, &mut self.emit());
