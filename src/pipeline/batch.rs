@@ -92,11 +92,17 @@ impl Batcher {
     }
 
     /// Closes the batch, if it holds anything, with the engines' snapshot and `offsets`;
-    /// `last` (the worker stops) also adds the running reports. The next batch starts empty.
+    /// `last` (the worker stops) also adds the running reports, even to an empty batch (when
+    /// there is SLA state to report): they
+    /// are otherwise refreshed only when the SLA clock enters a new hour, so without this the
+    /// stored running report would be as of the hour's first batch, and which one that is
+    /// depends on batch boundaries and restarts (a restarted worker reports at once). The
+    /// next batch starts empty.
     pub(super) fn seal(&mut self, engines: &mut Engines, offsets: Vec<Offset>, last: bool) -> Option<Sealed> {
-        // A stopping worker writes the running reports even with nothing new: they may have
-        // changed since the last ones written (running reports go hourly).
-        if self.pending == 0 && !last {
+        // A stopping worker with SLA state writes the running reports even with nothing new:
+        // they may have changed since the last ones written (running reports go hourly), and
+        // the stored report must not depend on where batches or restarts fell.
+        if self.pending == 0 && !(last && engines.sla.services() > 0) {
             return None;
         }
         engines.running_reports(last, &mut self.emit());

@@ -47,6 +47,8 @@ struct PartitionWorker {
     idle_since: Instant,
     /// Follows the wall clock while every input is quiet.
     wall: WallClock,
+    /// Since when reading has been paused for a full batch behind a commit in flight.
+    stalled_since: Option<Instant>,
     /// The store link while no commit is in flight.
     link: Option<StoreLink>,
     writing: Option<Writing>,
@@ -67,10 +69,15 @@ pub(super) async fn run_worker(
         worker.batcher.changed();
     }
     loop {
-        let input_idle_at = worker.last_seen.iter().flatten().min().map(|t| *t + idle_release);
-        let held_idle_at = (worker.engines.correlator.has_pending()).then(|| worker.idle_since + idle_release);
-        let wall_at = worker.wall.due(worker.idle_since);
         let full = worker.writing.is_some() && worker.batcher.pending >= worker.batcher.max_messages;
+        worker.stalled(full);
+        // While full (a commit retried through a store outage) the worker reads nothing: its
+        // inputs are not quiet, so no idle timer runs (see `stalled`).
+        let input_idle_at = (!full)
+            .then(|| worker.last_seen.iter().flatten().min().map(|t| *t + idle_release))
+            .flatten();
+        let held_idle_at = (!full && worker.engines.correlator.has_pending()).then(|| worker.idle_since + idle_release);
+        let wall_at = worker.wall.due(worker.idle_since).filter(|_| !full);
         let stop = tokio::select! {
             biased;
             stop = control.recv() => Some(stop),
@@ -150,6 +157,7 @@ impl PartitionWorker {
             wall: WallClock::new(cfg.kafka.wall_clock_after),
             link: Some(link),
             writing: None,
+            stalled_since: None,
         })
     }
 
@@ -167,6 +175,25 @@ impl PartitionWorker {
                 self.next_offsets[input.index] = m.offset() + 1;
                 self.batcher.added();
             }
+        }
+    }
+
+    /// Backpressure: while reading is paused (`full`), the inputs' quiet time does not run.
+    /// When reading resumes, the pause is added to when each input was last heard from, so
+    /// a long store outage does not declare a topic with a backlog idle (which would move
+    /// the clock past its unread events and make them late) nor follow the wall clock.
+    fn stalled(&mut self, full: bool) {
+        match (full, self.stalled_since) {
+            (true, None) => self.stalled_since = Some(Instant::now()),
+            (false, Some(since)) => {
+                let paused = since.elapsed();
+                for seen in self.last_seen.iter_mut().flatten() {
+                    *seen += paused;
+                }
+                self.idle_since += paused;
+                self.stalled_since = None;
+            }
+            _ => {}
         }
     }
 

@@ -48,8 +48,10 @@ pub struct KafkaConfig {
     /// Messages buffered per partition worker. Bounded: a slow sink slows consumption
     /// instead of growing memory.
     pub channel_capacity: usize,
-    /// Attempts at writing a batch (with doubling backoff) before the worker gives up and
-    /// the process exits, to be restarted from the last stored checkpoint.
+    /// Attempts at writing a batch (doubling backoff from 200 ms up to 10 s) before the worker
+    /// gives up and the process exits, to be restarted from the last stored checkpoint. The
+    /// default, 30, rides out about 4 minutes of store outage (a Postgres restart or
+    /// failover) without operator action; reading pauses meanwhile (backpressure).
     pub write_attempts: u32,
     /// A partition with no message for this long releases the events the correlation engine
     /// holds for reordering (its last events would otherwise wait for newer ones); an event
@@ -83,7 +85,7 @@ impl Default for KafkaConfig {
             batch_max_messages: 5000,
             batch_max_wait: Duration::from_millis(250),
             channel_capacity: 4096,
-            write_attempts: 8,
+            write_attempts: 30,
             idle_release: Duration::from_secs(2),
             wall_clock_after: Duration::from_secs(600),
             revoke_timeout: Duration::from_secs(10),

@@ -159,6 +159,13 @@ struct SourceWindow {
     end_ns: i64,
 }
 
+/// Serialises the alert map in key order, so that a snapshot's bytes are a function of the
+/// state alone (postcard writes a map as its length and entries: the format is unchanged,
+/// and snapshots written in hash order still read).
+fn sorted<S: serde::Serializer>(alerts: &HashMap<String, AlertState>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(alerts.iter().collect::<BTreeMap<_, _>>())
+}
+
 /// Everything the engine remembers; what a snapshot holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct State {
@@ -168,6 +175,10 @@ struct State {
     /// engine continues from the same "now").
     watermark: i64,
     pending: ReorderBuffer,
+    /// Written sorted by key (`sorted`): a `HashMap`'s order depends on the process's random
+    /// hash seed, so equal states would give other bytes in another process (a restarted
+    /// worker's checkpoint would differ from an uninterrupted one's by swapped entries).
+    #[serde(serialize_with = "sorted")]
     alerts: HashMap<String, AlertState>,
     /// (last seen, seq) of every alert, oldest first, for TTL and size eviction.
     lru: BTreeSet<(i64, u64)>,
