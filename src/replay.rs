@@ -118,7 +118,7 @@ pub fn read_events(
                     }
                     let mut events = decoded.events;
                     for event in &mut events {
-                        stamp(event, latest);
+                        crate::decode::admit::stamp(event, latest);
                         latest = latest.max(event_time(event));
                     }
                     arrivals.push(Arrival {
@@ -222,14 +222,6 @@ fn keep_dead(summary: &mut Summary, input: &Input, line: u64, part: DeadPart) {
         payload: part.payload,
         ..DeadLetter::default()
     });
-}
-
-fn stamp(event: &mut Event, now: i64) {
-    match event {
-        Event::Alert(a) if a.time_ns == 0 => a.time_ns = now,
-        Event::Sample(s) if s.time_ns == 0 => s.time_ns = now,
-        _ => {}
-    }
 }
 
 /// Both engines wired together, as every path runs them (replay, Kafka workers, HTTP

@@ -191,14 +191,11 @@ async fn check(config: &Path, started_before: i64) {
         .format("%Y-%m")
         .to_string();
     let reports = store.reports(&period, Some("webshop")).await.unwrap();
-    let november = store.reports("2026-11", None).await.unwrap();
-    assert_eq!(reports.len(), 1, "a running report of {period}; {november:?}");
+    assert_eq!(reports.len(), 1, "a running report of {period}");
     assert!(!reports[0].complete, "the clock did not jump to a year ahead");
     assert_eq!(reports[0].requests, 50, "{:?}", reports[0]);
-    let since_month_start = (reports[0].start_ns.max(started_before - 10 * DAY)..now_ns())
-        .end
-        .saturating_sub(reports[0].start_ns.max(started_before - 10 * DAY)) as f64
-        / MIN as f64;
+    let counts_from = reports[0].start_ns.max(started_before - 10 * DAY);
+    let since_month_start = (now_ns() - counts_from) as f64 / MIN as f64;
     assert!(
         reports[0].downtime_minutes > since_month_start - 10.0 && reports[0].downtime_minutes <= since_month_start,
         "downtime {} min, {since_month_start} min since the outage could count",

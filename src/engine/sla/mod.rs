@@ -454,10 +454,9 @@ impl SlaEngine {
                         .is_some_and(|c| c.outage_alerts.contains(&a.alert_name));
                     if outage && !a.fingerprint.is_empty() {
                         // Down from the problem's start (a long-firing alert's is older than
-                        // its notification), in the month of the notification at the
-                        // earliest: a month already over is not reopened.
-                        self.service_state(&service, a.time_ns);
-                        self.outage_start(&service, &format!("alert:{key}"), a.started_ns());
+                        // its notification), judged from the notification's month on.
+                        let id = format!("alert:{key}");
+                        self.outage_start(&service, &id, a.started_ns(), a.time_ns);
                         self.state.alert_outages.insert(key, service);
                     }
                 }
@@ -543,13 +542,16 @@ impl SlaEngine {
             .get(&service)
             .is_some_and(|c| inc.priority <= c.outage_priority);
         if is_outage {
-            self.outage_start(&service, &format!("incident:{incident}"), t);
+            self.outage_start(&service, &format!("incident:{incident}"), t, t);
         }
     }
 
-    fn outage_start(&mut self, service: &str, id: &str, t: i64) {
-        if let Some(st) = self.service_state(service, t) {
-            st.active.entry(id.to_string()).or_insert(t);
+    /// An outage of `service` since `start`, learnt of at `at`: a service with no state yet
+    /// starts in `at`'s month (or the clock's), so an old start does not reopen a month that
+    /// is over; the downtime is clipped to the months it can still change.
+    fn outage_start(&mut self, service: &str, id: &str, start: i64, at: i64) {
+        if let Some(st) = self.service_state(service, at) {
+            st.active.entry(id.to_string()).or_insert(start);
         }
     }
 
