@@ -347,18 +347,27 @@ impl Engines {
     }
 
     /// Declares input `input` idle (caught up, nothing new for a while): it no longer holds
-    /// the clock, which may move and close what it held. True when that emitted records (the
-    /// state changed).
+    /// the clock, which may move and close what it held. True when the state changed (the clock
+    /// moved or records were emitted).
     pub fn input_idle(&mut self, input: usize, emit: &mut impl FnMut(Record)) -> bool {
         if let Some(clock) = self.inputs.get_mut(input) {
             *clock = InputClock::Idle;
         }
+        self.tick_changed(emit)
+    }
+
+    /// `tick`, and whether it changed the state: records emitted, or the clock moved. A
+    /// moved clock is state even when it emits nothing (it decides what is late next), so
+    /// the caller writes it: a checkpoint left at the old clock would restore an engine that
+    /// accepts events the uninterrupted one judged late.
+    fn tick_changed(&mut self, emit: &mut impl FnMut(Record)) -> bool {
+        let before = self.clock;
         let mut emitted = false;
         self.tick(&mut |record| {
             emitted = true;
             emit(record);
         });
-        emitted
+        emitted || self.clock != before
     }
 
     /// Moves both engines to the slowest active input's time.
@@ -390,7 +399,7 @@ impl Engines {
 
     /// Moves the clock to `t` whatever the inputs say (never back): the wall clock for a
     /// worker whose inputs are all quiet, or an operator closing a month. Every input then
-    /// counts as idle until it speaks again. True when that emitted records.
+    /// counts as idle until it speaks again. True when the state changed (see `tick_changed`).
     pub fn advance_to(&mut self, t: i64, emit: &mut impl FnMut(Record)) -> bool {
         if t <= self.clock {
             return false;
@@ -399,12 +408,7 @@ impl Engines {
             *input = InputClock::Idle;
         }
         self.last = self.last.max(t);
-        let mut emitted = false;
-        self.tick(&mut |record| {
-            emitted = true;
-            emit(record);
-        });
-        emitted
+        self.tick_changed(emit)
     }
 
     /// The clock that closes everything up to `end` (a month's end): past both engines'
@@ -655,6 +659,25 @@ threshold = "5s"
         // restart, and the 10:00 hour closes; without it, the clock stays where it was.
         assert!(closed_at(&restore(latest), t0) >= 1);
         assert_eq!(closed_at(&restore(None), t0), 0);
+    }
+
+    #[test]
+    fn an_idle_release_that_only_moves_the_clock_is_a_state_change_to_write() {
+        let t0 = from_rfc3339("2026-03-10T10:00:00Z").unwrap();
+        let mut engines = Engines::new(&config()).unwrap().with_inputs(2);
+        let mut out = Vec::new();
+        // Input 0 at 10:00, input 1 a minute later: the clock is held at 10:00.
+        engines.process_from(0, sample(t0), &mut |r| out.push(r));
+        engines.process_from(1, sample(t0 + MINUTE), &mut |r| out.push(r));
+        let held = engines.snapshot();
+        out.clear();
+        // Input 0 goes quiet: the clock moves a minute, closing no window (nothing emitted),
+        // yet the state differs and must be written, or a restart would resume behind.
+        assert!(engines.input_idle(0, &mut |r| out.push(r)));
+        assert!(out.is_empty(), "{out:?}");
+        assert_ne!(engines.snapshot(), held);
+        // Declaring it idle again moves nothing: no change to write.
+        assert!(!engines.input_idle(0, &mut |r| out.push(r)));
     }
 
     #[test]

@@ -4,7 +4,13 @@
 //! table *and every engine checkpoint* (correlation and SLA bytes) identical to those of an
 //! uninterrupted run of the same input.
 //!
-//! Why checkpoints used to differ by a few bytes while the tables matched: the correlation
+//! Why checkpoints used to differ by a few bytes while the tables matched, two causes. First,
+//! a clock moved without a record: when an input went idle and the clock followed the other
+//! input without closing anything, nothing was emitted, so nothing was written; a worker
+//! stopped or killed after that kept a checkpoint whose clock was behind (31 minutes in seed
+//! 1796196832511877884), and after its restart it would have accepted as on time events the
+//! uninterrupted run judged late. A moved clock now counts as a state change and is written
+//! (`Engines::tick_changed`). Second, the correlation
 //! engine's dedup cache (`alerts`) was a `HashMap`, serialised in its iteration order, which
 //! depends on the per-process random hash seed. Two processes holding the same alerts wrote
 //! them in different orders: the same state, other bytes (the lengths equal, a few entries
@@ -219,9 +225,15 @@ fn explain(config: &slaflow::config::Config, a: &[Checkpoint], b: &[Checkpoint])
                     .map(|e| format!("{:#?}\n{:#?}", e.correlator, e.sla))
                     .unwrap_or_else(|e| format!("does not restore: {e}"))
             };
+            // Lines one side has and the other lacks, in any order: the alert map prints in
+            // hash order, which differs between processes for equal states.
             let (u, v) = (decode(x), decode(y));
-            for (l, r) in u.lines().zip(v.lines()).filter(|(l, r)| l != r).take(20) {
-                out.push_str(&format!("  calm {l}\n  kill {r}\n"));
+            let (calm, kill): (Vec<&str>, Vec<&str>) = (u.lines().collect(), v.lines().collect());
+            for l in calm.iter().filter(|l| !kill.contains(l)).take(10) {
+                out.push_str(&format!("  calm {l}\n"));
+            }
+            for r in kill.iter().filter(|r| !calm.contains(r)).take(10) {
+                out.push_str(&format!("  kill {r}\n"));
             }
         }
     }

@@ -41,7 +41,7 @@ impl WallClock {
     }
 
     /// Moves the engines' clock to the wall clock less the quiet period. True when that
-    /// emitted records.
+    /// changed the state (to be written).
     pub(crate) fn follow(&mut self, engines: &mut Engines, emit: &mut impl FnMut(Record)) -> bool {
         self.next = Some(Instant::now() + TICK);
         let behind = i64::try_from(self.after.as_nanos()).unwrap_or(i64::MAX);
@@ -68,7 +68,7 @@ pub(crate) fn close_requests() -> watch::Receiver<i64> {
     CLOSE.subscribe()
 }
 
-/// Applies the latest close request to `engines`. True when that emitted records.
+/// Applies the latest close request to `engines`. True when that changed the state.
 pub(crate) fn apply_close(
     requests: &mut watch::Receiver<i64>,
     engines: &mut Engines,
