@@ -107,6 +107,11 @@ pub struct ServerConfig {
     /// exits anyway (a deployment's grace period must be longer).
     #[serde(with = "humantime_serde")]
     pub drain_timeout: std::time::Duration,
+    /// Group commit on the webhook path: bodies arriving while a batch is being written share
+    /// the next one, which is written as soon as that commit is done (no timer). This is the
+    /// most bodies one batch holds; at this size the ingest worker takes no more until the
+    /// commit in flight is done (callers wait: backpressure).
+    pub batch_max_bodies: usize,
 }
 
 impl Default for ServerConfig {
@@ -119,6 +124,7 @@ impl Default for ServerConfig {
             max_trace_body_bytes: 32 << 20,
             open_trace_paths: false,
             drain_timeout: std::time::Duration::from_secs(30),
+            batch_max_bodies: 1000,
         }
     }
 }
@@ -146,6 +152,9 @@ impl ServerConfig {
             if value == 0 {
                 return Err(format!("[server] {name} = 0: no body would be accepted"));
             }
+        }
+        if self.batch_max_bodies == 0 {
+            return Err("[server] batch_max_bodies = 0: no body would ever be written".into());
         }
         if let Some(i) = self.tokens.iter().position(|t| t.trim().is_empty()) {
             return Err(format!(

@@ -77,7 +77,8 @@ async fn serve_and_work(
         let cmdb = Cmdb::build(&config.services, &config.cis).map_err(PipelineError::Config)?;
         (Intake::Kafka(Forwarder::new(&config.kafka, cmdb)?), None)
     } else {
-        let (tx, rx) = mpsc::channel(config.kafka.channel_capacity.max(1));
+        // As many bodies as one batch holds may wait while it is written.
+        let (tx, rx) = mpsc::channel(config.server.batch_max_bodies.max(1));
         (Intake::Worker(tx), Some(rx))
     };
     let state = Arc::new(AppState::new(config.clone(), ready, intake));

@@ -66,7 +66,7 @@ impl Backend {
         let base = std::fs::read_to_string(root().join("examples/slaflow.toml")).unwrap();
         let text = format!(
             "{base}\n{}\n[server]\nlisten = \"127.0.0.1:{port}\"\ntokens = [\"{TOKEN}\"]\n\n\
-             [kafka]\nbatch_max_wait = \"50ms\"\nidle_release = \"300ms\"\n",
+             [kafka]\nidle_release = \"300ms\"\n",
             self.store_toml()
         );
         let path = self.dir.join("slaflow.toml");

@@ -33,7 +33,7 @@ fn write_config(dir: &Path, store: &str, port: u16) -> PathBuf {
     let base = std::fs::read_to_string(root().join("examples/slaflow.toml")).unwrap();
     let text = format!(
         "{base}\n{store}\n[server]\nlisten = \"127.0.0.1:{port}\"\ntokens = [\"{TOKEN}\"]\n\n\
-         [kafka]\nbatch_max_wait = \"50ms\"\nidle_release = \"{}ms\"\n",
+         [kafka]\nidle_release = \"{}ms\"\n",
         IDLE_RELEASE.as_millis()
     );
     let path = dir.join("slaflow.toml");

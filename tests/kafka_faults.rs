@@ -67,7 +67,6 @@ async fn broker_down_and_request_errors_lose_and_double_nothing() {
         .kafka
         .properties
         .insert("bootstrap.servers".into(), bootstrap.clone());
-    config.kafka.batch_max_wait = Duration::from_millis(50);
     // librdkafka's statistics feed slaflow_consumer_lag; often, so the test sees them soon.
     config
         .kafka

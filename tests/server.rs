@@ -33,7 +33,7 @@ fn config_with(name: &str, port: u16, server: &str) -> (PathBuf, PathBuf) {
     let base = std::fs::read_to_string(root().join("examples/slaflow.toml")).unwrap();
     let text = format!(
         "{base}\n{BACKFILL}\n[store]\nkind = \"sqlite\"\n\n[sqlite]\npath = \"{}\"\n\n[server]\nlisten = \"127.0.0.1:{port}\"\n\
-         tokens = [\"{TOKEN}\"]\nmax_body_bytes = {LIMIT}\nmax_trace_body_bytes = {TRACE_LIMIT}\n{server}\n[kafka]\nbatch_max_wait = \"50ms\"\nidle_release = \"300ms\"\n",
+         tokens = [\"{TOKEN}\"]\nmax_body_bytes = {LIMIT}\nmax_trace_body_bytes = {TRACE_LIMIT}\n{server}\n[kafka]\nidle_release = \"300ms\"\n",
         db.display()
     );
     let path = dir.join("slaflow.toml");

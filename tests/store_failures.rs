@@ -23,7 +23,7 @@ fn write_config(db: &TestDb, port: u16) -> std::path::PathBuf {
     let base = std::fs::read_to_string(root().join("examples/slaflow.toml")).unwrap();
     let text = format!(
         "{base}\n[store]\nkind = \"postgres\"\n\n[postgres]\nurl = \"{}\"\n\n[server]\nlisten = \"127.0.0.1:{port}\"\n\
-         tokens = [\"{TOKEN}\"]\n\n[kafka]\nbatch_max_wait = \"50ms\"\nwrite_attempts = 2\n",
+         tokens = [\"{TOKEN}\"]\n\n[kafka]\nwrite_attempts = 2\n",
         db.url
     );
     let path = dir.join(format!("{}.toml", db.name));

@@ -9,8 +9,8 @@
 //! ([`commit_to_kafka`]), for lag monitoring only: the store's offsets are the ones a worker
 //! resumes from, with the engines [`restore`]d from the same checkpoint.
 //!
-//! The ingest worker waits for each commit ([`Batcher::commit`]); a partition worker keeps
-//! one in flight ([`Writing`]) while the next batch fills.
+//! Both workers commit in groups ([`GroupCommit`]): one batch in flight while the next fills,
+//! sealed as soon as the one before is stored.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +20,6 @@ use std::time::Duration;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
 use tokio::sync::oneshot;
-use tokio::time::Instant;
 
 use super::PipelineError;
 use crate::config::Config;
@@ -36,8 +35,7 @@ pub(super) struct Batcher {
     pub(super) batch: Batch,
     /// Inputs (messages, requests, releases) whose effect the batch holds.
     pub(super) pending: usize,
-    pub(super) deadline: Option<Instant>,
-    max_wait: Duration,
+    /// The most inputs one batch holds (full behind a commit in flight: input waits).
     pub(super) max_messages: usize,
     /// This worker's open incidents by priority, as last added to the gauge.
     open: [u64; 5],
@@ -48,14 +46,13 @@ pub(super) struct Batcher {
 }
 
 impl Batcher {
-    pub(super) fn new(scope: String, config: &Config) -> Batcher {
+    /// A batcher for `scope` holding at most `max_messages` inputs per batch.
+    pub(super) fn new(scope: String, max_messages: usize) -> Batcher {
         Batcher {
             scope,
             batch: Batch::default(),
             pending: 0,
-            deadline: None,
-            max_wait: config.kafka.batch_max_wait,
-            max_messages: config.kafka.batch_max_messages.max(1),
+            max_messages: max_messages.max(1),
             open: [0; 5],
             acks: Vec::new(),
             committed: Vec::new(),
@@ -75,20 +72,14 @@ impl Batcher {
         }
     }
 
-    /// One more input in the batch: written at the latest `max_wait` after the first.
+    /// One more input in the batch.
     pub(super) fn added(&mut self) {
         self.pending += 1;
-        self.deadline.get_or_insert_with(|| Instant::now() + self.max_wait);
     }
 
-    /// A state change without input (an idle release): written now.
+    /// A state change without input (an idle release): written with the next commit.
     pub(super) fn changed(&mut self) {
         self.pending += 1;
-        self.deadline = Some(Instant::now());
-    }
-
-    pub(super) fn due(&self) -> bool {
-        self.pending > 0 && (self.pending >= self.max_messages || self.deadline.is_some_and(|d| d <= Instant::now()))
     }
 
     /// Closes the batch, if it holds anything, with the engines' snapshot and `offsets`;
@@ -116,7 +107,6 @@ impl Batcher {
         });
         batch.offsets = offsets;
         self.pending = 0;
-        self.deadline = None;
         Some(Sealed {
             batch,
             acks: std::mem::take(&mut self.acks),
@@ -173,6 +163,92 @@ impl Drop for Batcher {
     }
 }
 
+/// Group commit, shared by both workers: at most one batch is being written at a time; the
+/// next one fills meanwhile and is sealed as soon as that commit has finished, so a lone
+/// input is stored in about one commit's time and batches grow with the load. There is no
+/// timer: a batch waits only for the commit before it.
+pub(super) struct GroupCommit {
+    /// The store link while no commit is in flight (it travels with the write).
+    link: Option<StoreLink>,
+    writing: Option<Writing>,
+}
+
+impl GroupCommit {
+    pub(super) fn new(link: StoreLink) -> GroupCommit {
+        GroupCommit {
+            link: Some(link),
+            writing: None,
+        }
+    }
+
+    /// Whether a commit is in flight.
+    pub(super) fn busy(&self) -> bool {
+        self.writing.is_some()
+    }
+
+    /// Whether the batch is full behind a commit in flight: the worker stops taking input.
+    pub(super) fn full(&self, batcher: &Batcher) -> bool {
+        self.busy() && batcher.pending >= batcher.max_messages
+    }
+
+    /// Seals the batch and starts writing it, unless a commit is in flight or the batch is
+    /// empty; `offsets` are the inputs' next offsets to store with it.
+    pub(super) fn start(
+        &mut self,
+        batcher: &mut Batcher,
+        engines: &mut Engines,
+        offsets: impl FnOnce() -> Vec<Offset>,
+    ) {
+        if self.busy() || batcher.pending == 0 {
+            return;
+        }
+        let Some(link) = self.link.take() else {
+            return;
+        };
+        match batcher.seal(engines, offsets(), false) {
+            Some(sealed) => self.writing = Some(write_sealed(link, sealed)),
+            None => self.link = Some(link),
+        }
+    }
+
+    /// Completes when the commit in flight does (never when there is none).
+    pub(super) async fn done(&mut self) -> (StoreLink, Sealed, Written) {
+        in_flight(&mut self.writing).await
+    }
+
+    /// The store answered for the commit in flight: its callers are answered, the link is
+    /// back; the store's failure is the worker's.
+    pub(super) fn written(
+        &mut self,
+        (link, sealed, written): (StoreLink, Sealed, Written),
+        batcher: &mut Batcher,
+        engines: &Engines,
+    ) -> Result<(), SinkError> {
+        self.writing = None;
+        self.link = Some(link);
+        batcher.stored(sealed, &written, engines);
+        written.map(|_| ())
+    }
+
+    /// Stopping: waits for the commit in flight, then writes the rest with the running
+    /// reports (`Batcher::seal` with `last`).
+    pub(super) async fn finish(
+        &mut self,
+        batcher: &mut Batcher,
+        engines: &mut Engines,
+        offsets: impl FnOnce() -> Vec<Offset>,
+    ) -> Result<(), SinkError> {
+        if self.busy() {
+            let done = self.done().await;
+            self.written(done, batcher, engines)?;
+        }
+        match self.link.as_mut() {
+            Some(link) => batcher.commit(link, engines, offsets(), true).await,
+            None => Ok(()),
+        }
+    }
+}
+
 /// A closed batch and the webhook callers waiting for it.
 pub(super) struct Sealed {
     batch: Batch,
@@ -183,10 +259,10 @@ pub(super) struct Sealed {
 pub(super) type Written = Result<Vec<DeadLetter>, SinkError>;
 
 /// A commit in flight: the store link comes back with the store's answer.
-pub(super) type Writing = std::pin::Pin<Box<dyn Future<Output = (StoreLink, Sealed, Written)> + Send>>;
+type Writing = std::pin::Pin<Box<dyn Future<Output = (StoreLink, Sealed, Written)> + Send>>;
 
 /// Starts writing `sealed`: the link travels with the write and comes back with the answer.
-pub(super) fn write_sealed(mut link: StoreLink, sealed: Sealed) -> Writing {
+fn write_sealed(mut link: StoreLink, sealed: Sealed) -> Writing {
     Box::pin(async move {
         let written = link.write(&sealed.batch).await;
         (link, sealed, written)
@@ -194,7 +270,7 @@ pub(super) fn write_sealed(mut link: StoreLink, sealed: Sealed) -> Writing {
 }
 
 /// Completes when the commit in flight does (never when there is none).
-pub(super) async fn in_flight(writing: &mut Option<Writing>) -> (StoreLink, Sealed, Written) {
+async fn in_flight(writing: &mut Option<Writing>) -> (StoreLink, Sealed, Written) {
     match writing {
         Some(w) => w.await,
         None => std::future::pending().await,
@@ -358,6 +434,51 @@ mod tests {
         }
     }
 
+    /// Group commit: what arrives while a batch is being written waits in the next batch,
+    /// which is sealed whole once that commit is done; a full batch says so (the worker stops
+    /// taking input). Nothing is lost between the two commits.
+    #[tokio::test]
+    async fn inputs_arriving_during_a_commit_share_the_next_commit() {
+        let dir = std::env::temp_dir().join(format!("slaflow-group-commit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut config = Config::default();
+        config.store.kind = StoreKind::Sqlite;
+        config.sqlite.path = dir.join("store.sqlite");
+        let config = Arc::new(config);
+        let mut link = StoreLink::connect(config.clone(), Arc::new(AtomicBool::new(false)))
+            .await
+            .unwrap();
+        link.store.migrate().await.unwrap();
+        let mut engines = Engines::new(&config).unwrap();
+        let mut batcher = Batcher::new("g/1".into(), 5);
+        let mut commits = GroupCommit::new(link);
+        let mut add = |batcher: &mut Batcher, i: usize| {
+            batcher.batch.correlate.push(opened(&format!("i{i}"), "webshop"));
+            batcher.added();
+        };
+        add(&mut batcher, 0);
+        commits.start(&mut batcher, &mut engines, Vec::new);
+        assert!(commits.busy(), "a lone input is written at once, no timer");
+        for i in 1..=5 {
+            add(&mut batcher, i);
+            commits.start(&mut batcher, &mut engines, Vec::new);
+            assert_eq!(batcher.pending, i, "one commit in flight: input {i} waits");
+        }
+        assert!(commits.full(&batcher), "5 waiting behind a commit fill the batch");
+        let done = commits.done().await;
+        commits.written(done, &mut batcher, &engines).unwrap();
+        commits.start(&mut batcher, &mut engines, Vec::new);
+        assert!(commits.busy() && batcher.pending == 0, "the five go in one commit");
+        let done = commits.done().await;
+        commits.written(done, &mut batcher, &engines).unwrap();
+        let raw = rusqlite::Connection::open(&config.sqlite.path).unwrap();
+        let stored: i64 = raw
+            .query_row("SELECT count(*) FROM incidents", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stored, 6);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     /// On the embedded store: a batch with a record the store refuses is stored with the
     /// refused record as a counted dead letter; a statement error is given back at once.
     #[tokio::test]
@@ -380,7 +501,7 @@ mod tests {
         .unwrap();
 
         let mut engines = Engines::new(&config).unwrap();
-        let mut batcher = Batcher::new("g/7".into(), &config);
+        let mut batcher = Batcher::new("g/7".into(), config.kafka.batch_max_messages);
         batcher.batch.correlate = vec![opened("i1", "webshop"), opened("i2", "poison")];
         batcher.added();
         let counted = || metrics().dead_letters.with_label_values(&["slaflow-record"]).get();

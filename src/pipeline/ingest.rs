@@ -1,7 +1,7 @@
 //! The ingest worker: webhook bodies (`POST /v1/ingest/{format}`), decoded by the HTTP
 //! server, through engines of their own (scope `{group_id}/http`, one input per format) and
-//! into the store with the partition workers' batching and transaction (`batch.rs`); each
-//! caller is answered once the batch holding its body is stored.
+//! into the store with the partition workers' group commit and transaction (`batch.rs`);
+//! each caller is answered once the batch holding its body is stored.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::batch::{restore, Batcher, StoreLink};
+use super::batch::{restore, Batcher, GroupCommit, StoreLink};
 use super::clock::{apply_close, close_requests, WallClock};
 use super::{declare_idle, sleep_until, PipelineError};
 use crate::config::Config;
@@ -47,24 +47,28 @@ pub struct Ingest {
 }
 
 /// The ingest worker: webhook bodies through the engines into the store, with the same
-/// batching and transaction as a partition worker (scope `{group_id}/http`). Each format is
-/// an input with its own clock, as each topic is for a partition worker: a source that runs
-/// behind holds the clock (until it has been quiet for `idle_release`) instead of being
-/// judged by another source's time. It stops, after writing its batch, when every sender is
-/// gone.
+/// group commit and transaction as a partition worker (scope `{group_id}/http`): a body is
+/// written with the first commit that starts after it arrived, so a lone request is answered
+/// in about one commit's time and concurrent ones share commits. Each format is an input
+/// with its own clock, as each topic is for a partition worker: a source that runs behind
+/// holds the clock (until it has been quiet for `idle_release`) instead of being judged by
+/// another source's time. It stops, after writing its batch, when every sender is gone.
 pub async fn run_ingest(
     config: Arc<Config>,
     mut requests: mpsc::Receiver<Ingest>,
     store_ok: Arc<AtomicBool>,
 ) -> Result<(), PipelineError> {
-    let mut link = StoreLink::connect(config.clone(), store_ok).await?;
-    let mut worker = IngestWorker::start(&link, &config).await?;
+    let link = StoreLink::connect(config.clone(), store_ok).await?;
+    let mut worker = IngestWorker::start(link, &config).await?;
     let idle_release = config.kafka.idle_release;
     let mut closes = close_requests();
     if apply_close(&mut closes, &mut worker.engines, &mut worker.batcher.emit()) {
         worker.batcher.changed();
     }
     loop {
+        // A full batch behind a commit in flight takes no more bodies: callers wait on the
+        // bounded channel (backpressure) until the commit is done.
+        let full = worker.commits.full(&worker.batcher);
         let input_idle_at = worker.last_seen.iter().flatten().min().map(|t| *t + idle_release);
         let held_idle_at = worker
             .engines
@@ -73,14 +77,18 @@ pub async fn run_ingest(
             .then(|| worker.idle_since + idle_release);
         let wall_at = worker.wall.due(worker.idle_since);
         let stop = tokio::select! {
-            request = requests.recv() => match request {
+            biased;
+            done = worker.commits.done() => {
+                worker.commits.written(done, &mut worker.batcher, &worker.engines)?;
+                false
+            }
+            request = requests.recv(), if !full => match request {
                 None => true,
                 Some(r) => {
                     worker.take(r);
                     false
                 }
             },
-            () = sleep_until(worker.batcher.deadline) => false,
             () = sleep_until(input_idle_at) => {
                 worker.inputs_idle(idle_release);
                 false
@@ -104,15 +112,14 @@ pub async fn run_ingest(
                 false
             }
         };
-        if worker.batcher.due() || stop {
-            worker
-                .batcher
-                .commit(&mut link, &mut worker.engines, Vec::new(), stop)
-                .await?;
-        }
         if stop {
+            worker
+                .commits
+                .finish(&mut worker.batcher, &mut worker.engines, Vec::new)
+                .await?;
             return Ok(());
         }
+        worker.commits.start(&mut worker.batcher, &mut worker.engines, Vec::new);
     }
 }
 
@@ -120,6 +127,7 @@ pub async fn run_ingest(
 struct IngestWorker {
     engines: Engines,
     batcher: Batcher,
+    commits: GroupCommit,
     /// When each format last delivered a body; `None` once declared idle.
     last_seen: Vec<Option<Instant>>,
     idle_since: Instant,
@@ -127,12 +135,13 @@ struct IngestWorker {
 }
 
 impl IngestWorker {
-    async fn start(link: &StoreLink, config: &Config) -> Result<IngestWorker, PipelineError> {
+    async fn start(link: StoreLink, config: &Config) -> Result<IngestWorker, PipelineError> {
         let scope = format!("{}/http", config.kafka.group_id);
-        let engines = restore(link, config, &scope).await?.with_inputs(Format::ALL.len());
+        let engines = restore(&link, config, &scope).await?.with_inputs(Format::ALL.len());
         Ok(IngestWorker {
             engines,
-            batcher: Batcher::new(scope, config),
+            batcher: Batcher::new(scope, config.server.batch_max_bodies),
+            commits: GroupCommit::new(link),
             last_seen: vec![Some(Instant::now()); Format::ALL.len()],
             idle_since: Instant::now(),
             wall: WallClock::new(config.kafka.wall_clock_after),

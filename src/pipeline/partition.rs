@@ -12,14 +12,14 @@ use rdkafka::message::{Message, OwnedMessage};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::batch::{commit_to_kafka, in_flight, restore, write_sealed, Batcher, Sealed, StoreLink, Writing, Written};
+use super::batch::{commit_to_kafka, restore, Batcher, GroupCommit, StoreLink};
 use super::clock::{apply_close, close_requests, WallClock};
 use super::consumer::{Input, Shared};
 use super::{declare_idle, sleep_until, PipelineError};
 use crate::decode::Format;
 use crate::metrics::metrics;
 use crate::replay::Engines;
-use crate::sinks::{DeadLetter, Offset, SinkError};
+use crate::sinks::{DeadLetter, Offset};
 use crate::sources::kafka;
 
 /// Messages of one partition number for its worker, in arrival order.
@@ -30,11 +30,9 @@ pub(super) struct Run {
 /// Asks a worker to write its batch and stop; it answers when done.
 pub(super) struct Stop(pub(super) std::sync::mpsc::Sender<()>);
 
-/// One partition number's worker: that partition of every configured topic. Group commit:
-/// at most one batch is being written at a time, and the next one fills while it is; a
-/// batch closes as soon as the previous commit has finished, so a lone message is stored in
-/// about one commit's time and batches grow with the load (up to `batch_max_messages`,
-/// where reading pauses until the commit in flight is done).
+/// One partition number's worker: that partition of every configured topic, committed in
+/// groups ([`GroupCommit`]) of up to `batch_max_messages`, where reading pauses until the
+/// commit in flight is done.
 struct PartitionWorker {
     shared: Arc<Shared>,
     partition: i32,
@@ -49,9 +47,7 @@ struct PartitionWorker {
     wall: WallClock,
     /// Since when reading has been paused for a full batch behind a commit in flight.
     stalled_since: Option<Instant>,
-    /// The store link while no commit is in flight.
-    link: Option<StoreLink>,
-    writing: Option<Writing>,
+    commits: GroupCommit,
 }
 
 /// Runs the worker of `partition` until it is told to stop (its partitions revoked, or its
@@ -69,7 +65,7 @@ pub(super) async fn run_worker(
         worker.batcher.changed();
     }
     loop {
-        let full = worker.writing.is_some() && worker.batcher.pending >= worker.batcher.max_messages;
+        let full = worker.commits.full(&worker.batcher);
         worker.stalled(full);
         // While full (a commit retried through a store outage) the worker reads nothing: its
         // inputs are not quiet, so no idle timer runs (see `stalled`).
@@ -81,8 +77,9 @@ pub(super) async fn run_worker(
         let stop = tokio::select! {
             biased;
             stop = control.recv() => Some(stop),
-            done = in_flight(&mut worker.writing) => {
-                worker.written(done)?;
+            done = worker.commits.done() => {
+                worker.commits.written(done, &mut worker.batcher, &worker.engines)?;
+                commit_to_kafka(&worker.shared.consumer, &worker.batcher.committed);
                 None
             }
             run = messages.recv(), if !full => match run {
@@ -147,7 +144,7 @@ impl PartitionWorker {
         }
         tracing::info!(partition, ?next_offsets, "partition worker started");
         Ok(PartitionWorker {
-            batcher: Batcher::new(scope, &cfg),
+            batcher: Batcher::new(scope, cfg.kafka.batch_max_messages),
             shared,
             partition,
             engines,
@@ -155,8 +152,7 @@ impl PartitionWorker {
             last_seen: vec![Some(Instant::now()); inputs],
             idle_since: Instant::now(),
             wall: WallClock::new(cfg.kafka.wall_clock_after),
-            link: Some(link),
-            writing: None,
+            commits: GroupCommit::new(link),
             stalled_since: None,
         })
     }
@@ -210,61 +206,45 @@ impl PartitionWorker {
         }
     }
 
-    /// The inputs' next offsets, as the store keeps them.
-    fn offsets(&self) -> Vec<Offset> {
-        let kafka = &self.shared.config.kafka;
-        kafka
-            .topics
-            .iter()
-            .zip(&self.next_offsets)
-            .map(|(topic, &next_offset)| Offset {
-                group: kafka.group_id.clone(),
-                topic: topic.name.clone(),
-                partition: self.partition,
-                next_offset,
-            })
-            .collect()
-    }
-
     /// Seals the batch and starts writing it, unless a commit is in flight or it is empty.
     fn start_commit(&mut self) {
-        if self.writing.is_some() || self.batcher.pending == 0 {
-            return;
-        }
-        let Some(link) = self.link.take() else {
-            return;
-        };
-        let offsets = self.offsets();
-        let Some(sealed) = self.batcher.seal(&mut self.engines, offsets, false) else {
-            self.link = Some(link);
-            return;
-        };
-        self.writing = Some(write_sealed(link, sealed));
+        let PartitionWorker {
+            shared,
+            partition,
+            next_offsets,
+            engines,
+            batcher,
+            commits,
+            ..
+        } = self;
+        commits.start(batcher, engines, || offsets(shared, *partition, next_offsets));
     }
 
-    /// The store answered for the commit in flight: the batch is done (or the worker fails).
-    fn written(&mut self, (link, sealed, written): (StoreLink, Sealed, Written)) -> Result<(), SinkError> {
-        self.writing = None;
-        self.link = Some(link);
-        self.batcher.stored(sealed, &written, &self.engines);
-        written?;
+    /// Stopping: the commit in flight, then the rest with the running reports.
+    async fn finish(&mut self) -> Result<(), PipelineError> {
+        let offsets = offsets(&self.shared, self.partition, &self.next_offsets);
+        self.commits
+            .finish(&mut self.batcher, &mut self.engines, || offsets)
+            .await?;
         commit_to_kafka(&self.shared.consumer, &self.batcher.committed);
         Ok(())
     }
+}
 
-    /// Stopping: waits for the commit in flight, then writes the rest with the running reports.
-    async fn finish(&mut self) -> Result<(), PipelineError> {
-        if self.writing.is_some() {
-            let done = in_flight(&mut self.writing).await;
-            self.written(done)?;
-        }
-        let offsets = self.offsets();
-        if let Some(link) = self.link.as_mut() {
-            self.batcher.commit(link, &mut self.engines, offsets, true).await?;
-            commit_to_kafka(&self.shared.consumer, &self.batcher.committed);
-        }
-        Ok(())
-    }
+/// The next offsets of `partition`'s inputs (topics in config order), as the store keeps them.
+fn offsets(shared: &Shared, partition: i32, next_offsets: &[i64]) -> Vec<Offset> {
+    let kafka = &shared.config.kafka;
+    kafka
+        .topics
+        .iter()
+        .zip(next_offsets)
+        .map(|(topic, &next_offset)| Offset {
+            group: kafka.group_id.clone(),
+            topic: topic.name.clone(),
+            partition,
+            next_offset,
+        })
+        .collect()
 }
 
 /// Decodes one message and runs its events through the engines; a message that does not

@@ -41,10 +41,6 @@ pub struct KafkaConfig {
     /// the load. This is the most messages one batch holds: at this size the worker stops
     /// reading until the commit in flight is done.
     pub batch_max_messages: usize,
-    /// The webhook ingest worker (no `[kafka]`) writes its batch this long after the batch's
-    /// first body, or at `batch_max_messages` bodies, whichever comes first.
-    #[serde(with = "humantime_serde")]
-    pub batch_max_wait: Duration,
     /// Messages buffered per partition worker. Bounded: a slow sink slows consumption
     /// instead of growing memory.
     pub channel_capacity: usize,
@@ -83,7 +79,6 @@ impl Default for KafkaConfig {
             topics: Vec::new(),
             properties: BTreeMap::from([("bootstrap.servers".to_string(), "127.0.0.1:9092".to_string())]),
             batch_max_messages: 5000,
-            batch_max_wait: Duration::from_millis(250),
             channel_capacity: 4096,
             write_attempts: 30,
             idle_release: Duration::from_secs(2),

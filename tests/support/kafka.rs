@@ -113,7 +113,7 @@ pub fn write_service_config(
 ) -> PathBuf {
     let base = std::fs::read_to_string(root().join("examples/slaflow.toml")).unwrap();
     let mut text = format!(
-        "{base}\n{BACKFILL}\n[postgres]\nurl = \"{}\"\n\n[kafka]\ngroup_id = \"{group}\"\nbatch_max_messages = 50\nbatch_max_wait = \"100ms\"\n{extra}\n\
+        "{base}\n{BACKFILL}\n[postgres]\nurl = \"{}\"\n\n[kafka]\ngroup_id = \"{group}\"\nbatch_max_messages = 50\n{extra}\n\
          [kafka.properties]\n\"bootstrap.servers\" = \"{BROKER}\"\n\"broker.address.family\" = \"v4\"\n",
         db.url
     );

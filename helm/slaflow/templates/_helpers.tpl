@@ -200,7 +200,8 @@ sections the deployment depends on (server, store, postgres, kafka) from the cha
       "max_body_bytes" (int64 .Values.server.maxBodyBytes)
       "max_trace_body_bytes" (int64 .Values.server.maxTraceBodyBytes)
       "open_trace_paths" .Values.server.openTracePaths
-      "drain_timeout" (printf "%ds" (int .Values.server.drainTimeoutSeconds))) }}
+      "drain_timeout" (printf "%ds" (int .Values.server.drainTimeoutSeconds))
+      "batch_max_bodies" (int64 .Values.server.batchMaxBodies)) }}
 {{- $_ = set $cfg "store" (dict "kind" "postgres") }}
 {{- $_ = set $cfg "postgres" (dict "url" .Values.postgres.url) }}
 {{- $props := dict "bootstrap.servers" .Values.kafka.bootstrapServers "security.protocol" (include "slaflow.kafka.securityProtocol" .) }}
