@@ -452,7 +452,7 @@ mod tests {
         let mut engines = Engines::new(&config).unwrap();
         let mut batcher = Batcher::new("g/1".into(), 5);
         let mut commits = GroupCommit::new(link);
-        let mut add = |batcher: &mut Batcher, i: usize| {
+        let add = |batcher: &mut Batcher, i: usize| {
             batcher.batch.correlate.push(opened(&format!("i{i}"), "webshop"));
             batcher.added();
         };
