@@ -11,7 +11,8 @@
 //! keyed by service over 4 partitions and produced batched and lz4-compressed; an "event" is
 //! a span. Without MESSAGES it runs both shapes: 1 000 000 one-span messages (what tracers
 //! send) and 200 000 ten-span ones. `HARNESS_RDKAFKA=k=v,...` sets librdkafka properties on
-//! both consumers; `HARNESS_BATCH=N` sets slaflow's `batch_max_messages`.
+//! both consumers; `HARNESS_BATCH=N` sets slaflow's `batch_max_messages`;
+//! `HARNESS_PARTITIONS=N` the throughput topic's partitions (default 4).
 //!
 //! A second phase measures breach latency under a steady load: APM traffic at a fixed
 //! rate whose event time runs 60× the wall clock, on an APM topic and an alert topic
@@ -161,9 +162,15 @@ async fn throughput(
     spans: usize,
 ) -> Result<(), BoxError> {
     let topic = format!("harness-{id}");
+    // One partition is one worker (one core at most); the default 4 spread over both cores.
+    let partitions: i32 = match std::env::var("HARNESS_PARTITIONS") {
+        Ok(n) => n.parse()?,
+        Err(_) => 4,
+    };
+    println!("{partitions} partition(s)");
     admin
         .create_topics(
-            &[NewTopic::new(&topic, 4, TopicReplication::Fixed(1))],
+            &[NewTopic::new(&topic, partitions, TopicReplication::Fixed(1))],
             &AdminOptions::new(),
         )
         .await?;
