@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use crate::config::Config;
 use crate::decode::admit::TimeBounds;
 use crate::decode::{DeadPart, DecodeError, Decoders, Format};
+use crate::engine::changelog::{Changes, Item};
 use crate::engine::correlate::{CorrelateError, Correlator, Output, Stats};
 use crate::engine::reorder::event_time;
 use crate::engine::sla::{SlaEngine, SlaError, SlaOutput, SlaStats};
@@ -283,6 +284,31 @@ impl Engines {
         engines.last = engines.correlator.watermark();
         engines.clock = engines.last;
         Ok(engines)
+    }
+
+    /// Engines restored from the rows of an incremental checkpoint: each engine's head and
+    /// items (`Correlator::restore_items`, `SlaEngine::restore_items`), with the watermark
+    /// they had; the same engines as a whole-snapshot restore of the same state.
+    pub fn restore_items(
+        config: &Config,
+        correlate: (&[u8], &[Item]),
+        sla: (&[u8], &[Item]),
+    ) -> Result<Engines, ReplayError> {
+        let catalog = config.catalog();
+        let mut engines = Engines::from_parts(
+            config,
+            Correlator::restore_items(&config.correlate, catalog, correlate.0, correlate.1)?,
+            SlaEngine::restore_items(&config.sla, &config.correlate, catalog, sla.0, sla.1)?,
+        );
+        engines.last = engines.correlator.watermark();
+        engines.clock = engines.last;
+        Ok(engines)
+    }
+
+    /// What both engines changed since the last call (correlation, SLA): the rows a batch
+    /// writes for an incremental checkpoint.
+    pub fn take_changes(&mut self) -> (Changes, Changes) {
+        (self.correlator.take_changes(), self.sla.take_changes())
     }
 
     /// Restores the latest event time seen (kept with the checkpoint): when every input is

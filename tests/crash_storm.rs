@@ -2,7 +2,9 @@
 //! notifications of the same alerts, as Alertmanager replicas send them) with the APM of
 //! four services over four partitions, killed and restarted 20 times, ends with every result
 //! table *and every engine checkpoint* (correlation and SLA bytes) identical to those of an
-//! uninterrupted run of the same input.
+//! uninterrupted run of the same input. Checkpoints are incremental (each batch writes the
+//! items it changed, src/engine/changelog.rs): what is compared is the state their rows
+//! assemble into, snapshotted whole (`checkpoints`).
 //!
 //! Why checkpoints used to differ by a few bytes while the tables matched, two causes. First,
 //! a clock moved without a record: when an input went idle and the clock followed the other
@@ -184,24 +186,57 @@ async fn tables(client: &tokio_postgres::Client) -> Vec<String> {
 }
 
 /// A checkpoint: partition number (the scope without its group), correlation and SLA bytes,
-/// latest event time.
+/// latest event time. The bytes are those of the state the stored rows assemble into: each
+/// scope's heads and items (incremental checkpoints) restored as a restarted worker restores
+/// them (`pipeline::restore_stored`), then snapshotted whole; so the comparison is of the
+/// state itself, as before incremental checkpoints, whatever batches wrote which rows.
 type Checkpoint = (String, Vec<u8>, Vec<u8>, Option<i64>);
 
-async fn checkpoints(client: &tokio_postgres::Client) -> Vec<Checkpoint> {
+async fn checkpoints(client: &tokio_postgres::Client, config: &slaflow::config::Config) -> Vec<Checkpoint> {
+    use slaflow::sinks::{StateItem, StoredState};
+    // One statement, one snapshot of the database: heads and items of the same batches.
     let rows = client
         .query(
-            "SELECT scope, correlate, sla, latest_event_ns FROM engine_checkpoints ORDER BY scope",
+            "SELECT scope, NULL::text, NULL::text, correlate, sla, latest_event_ns, layout FROM engine_checkpoints
+             UNION ALL
+             SELECT scope, engine, kind, key, value, NULL::bigint, NULL::smallint FROM engine_state",
             &[],
         )
         .await
         .unwrap();
-    rows.iter()
-        .map(|r| {
-            let scope: String = r.get(0);
-            let partition = scope.rsplit('/').next().unwrap_or_default().to_string();
-            (partition, r.get(1), r.get(2), r.get(3))
-        })
-        .collect()
+    type Heads = (Vec<u8>, Vec<u8>, Option<i64>, i16);
+    let mut scopes: std::collections::BTreeMap<String, (Option<Heads>, [Vec<StateItem>; 2])> = Default::default();
+    for r in &rows {
+        let entry = scopes.entry(r.get(0)).or_default();
+        match r.get::<_, Option<String>>(1) {
+            None => entry.0 = Some((r.get(3), r.get(4), r.get(5), r.get(6))),
+            Some(engine) => entry.1[usize::from(engine != "correlate")].push(StateItem {
+                kind: r.get(2),
+                key: r.get(3),
+                value: r.get(4),
+            }),
+        }
+    }
+    let mut out = Vec::new();
+    for (scope, (heads, [c, s])) in scopes {
+        let Some((correlate, sla, latest, layout)) = heads else {
+            continue;
+        };
+        let state = if layout == 1 {
+            StoredState::Whole { correlate, sla }
+        } else {
+            StoredState::Items {
+                correlate: (correlate, c),
+                sla: (sla, s),
+            }
+        };
+        let (correlate, sla) = slaflow::pipeline::restore_stored(config, &state)
+            .map(|e| e.snapshot())
+            .unwrap_or_else(|e| (format!("does not restore: {e}").into_bytes(), Vec::new()));
+        let partition = scope.rsplit('/').next().unwrap_or_default().to_string();
+        out.push((partition, correlate, sla, latest));
+    }
+    out
 }
 
 /// Where two checkpoint sets differ, with both states decoded, for the failure message.
@@ -262,12 +297,13 @@ async fn settle(
     target: Option<&[Checkpoint]>,
 ) -> (Vec<String>, Vec<Checkpoint>) {
     let log = config.with_extension("log");
+    let service_config = slaflow::config::Config::load(config).unwrap();
     wait_for_offsets(client, group, total, &log).await;
-    let (mut last, mut since) = (checkpoints(client).await, Instant::now());
+    let (mut last, mut since) = (checkpoints(client, &service_config).await, Instant::now());
     let deadline = Instant::now() + Duration::from_secs(60);
     while since.elapsed() < SETTLED && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let now = checkpoints(client).await;
+        let now = checkpoints(client, &service_config).await;
         if target.is_some_and(|t| t == now.as_slice()) {
             break;
         }
@@ -276,7 +312,7 @@ async fn settle(
         }
     }
     assert_eq!(terminate(child), 0, "SIGTERM drains and exits cleanly");
-    (tables(client).await, checkpoints(client).await)
+    (tables(client).await, checkpoints(client, &service_config).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

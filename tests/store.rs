@@ -23,7 +23,9 @@ use slaflow::engine::correlate::Output;
 use slaflow::engine::sla::{Finding, Report, SlaOutput};
 use slaflow::replay::{replay, Input, Record};
 use slaflow::sinks::postgres::PostgresSink;
-use slaflow::sinks::{Batch, Checkpoint, DeadLetter, Offset, SinkError, Store};
+use slaflow::sinks::{
+    Batch, Changes, Checkpoint, DeadLetter, Offset, SinkError, StateItem, Store, StoredCheckpoint, StoredState,
+};
 use support::TestDb;
 
 fn root() -> &'static Path {
@@ -190,6 +192,23 @@ impl Backend {
                 let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
                 rows.collect::<Result<_, _>>().unwrap()
             }
+        }
+    }
+
+    /// Runs `sql` (statements without results).
+    async fn execute(&self, sql: &str) {
+        match self {
+            Backend::Postgres { client, .. } => client.batch_execute(sql).await.unwrap(),
+            Backend::Sqlite { conn, .. } => conn.execute_batch(sql).unwrap(),
+        }
+    }
+
+    /// A byte string as a literal of the backend's SQL.
+    fn blob(&self, bytes: &[u8]) -> String {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        match self {
+            Backend::Postgres { .. } => format!("decode('{hex}', 'hex')"),
+            Backend::Sqlite { .. } => format!("x'{hex}'"),
         }
     }
 
@@ -506,12 +525,15 @@ async fn a_batch_that_fails_halfway_leaves_nothing_and_checkpoints_read_back(b: 
         received_ns: 1,
         ..DeadLetter::default()
     });
-    batch.checkpoint = Some(Checkpoint {
-        scope: "g/alerts/0".into(),
-        correlate: vec![1, 2, 3],
-        sla: vec![4],
-        latest_event_ns: Some(1_773_129_600_000_000_000),
-    });
+    batch.checkpoint = Some(checkpoint(
+        "g/alerts/0",
+        true,
+        (
+            &[1, 2, 3],
+            vec![item("alert", "a/1", b"x"), item("incident", "INC-1", b"y")],
+        ),
+        (&[4], vec![item("service", "webshop", b"z")]),
+    ));
     batch.offsets.push(Offset {
         group: "g".into(),
         topic: "poison".into(),
@@ -531,21 +553,32 @@ async fn a_batch_that_fails_halfway_leaves_nothing_and_checkpoints_read_back(b: 
     batch.offsets[0].topic = "alerts".into();
     store.write(&batch).await.unwrap();
     assert_eq!(b.count("SELECT count(*) FROM dead_letters").await, 1);
-    let checkpoint = store.load_checkpoint("g/alerts/0").await.unwrap().unwrap();
+    let stored = store.load_checkpoint("g/alerts/0").await.unwrap().unwrap();
+    assert_eq!(stored.latest_event_ns, Some(1_773_129_600_000_000_000));
     assert_eq!(
-        (checkpoint.correlate, checkpoint.sla, checkpoint.latest_event_ns),
-        (vec![1, 2, 3], vec![4], Some(1_773_129_600_000_000_000))
+        assembled(stored),
+        (
+            (
+                vec![1, 2, 3],
+                vec![item("alert", "a/1", b"x"), item("incident", "INC-1", b"y")]
+            ),
+            (vec![4], vec![item("service", "webshop", b"z")])
+        )
     );
     assert_eq!(store.load_offsets("g", "alerts").await.unwrap().get(&0), Some(&8));
 
-    // A later batch moves the checkpoint and the offsets forward, and adds partitions.
+    // A later batch writes only what changed: one item changed, one removed, one added;
+    // the others stay as they were.
     batch.dead_letters.clear();
-    batch.checkpoint = Some(Checkpoint {
-        scope: "g/alerts/0".into(),
-        correlate: vec![9],
-        sla: vec![],
-        latest_event_ns: None,
-    });
+    let mut next = checkpoint(
+        "g/alerts/0",
+        false,
+        (&[9], vec![item("alert", "a/1", b"x2"), item("alert", "a/2", b"n")]),
+        (&[], vec![]),
+    );
+    next.correlate.removed = vec![("incident".into(), b"INC-1".to_vec())];
+    next.latest_event_ns = None;
+    batch.checkpoint = Some(next);
     batch.offsets = vec![
         Offset {
             group: "g".into(),
@@ -561,10 +594,14 @@ async fn a_batch_that_fails_halfway_leaves_nothing_and_checkpoints_read_back(b: 
         },
     ];
     store.write(&batch).await.unwrap();
-    let checkpoint = store.load_checkpoint("g/alerts/0").await.unwrap().unwrap();
+    let stored = store.load_checkpoint("g/alerts/0").await.unwrap().unwrap();
+    assert_eq!(stored.latest_event_ns, None);
     assert_eq!(
-        (checkpoint.correlate, checkpoint.sla, checkpoint.latest_event_ns),
-        (vec![9], vec![], None)
+        assembled(stored),
+        (
+            (vec![9], vec![item("alert", "a/1", b"x2"), item("alert", "a/2", b"n")]),
+            (vec![], vec![item("service", "webshop", b"z")])
+        )
     );
     assert_eq!(
         store.load_offsets("g", "alerts").await.unwrap(),
@@ -573,6 +610,46 @@ async fn a_batch_that_fails_halfway_leaves_nothing_and_checkpoints_read_back(b: 
     assert!(store.load_offsets("other", "alerts").await.unwrap().is_empty());
     drop(store);
     b.finish().await;
+}
+
+/// An item of engine state.
+fn item(kind: &str, key: &str, value: &[u8]) -> StateItem {
+    StateItem {
+        kind: kind.into(),
+        key: key.as_bytes().to_vec(),
+        value: value.to_vec(),
+    }
+}
+
+/// A checkpoint of scope `scope`: each engine's head, upserts and removals.
+fn checkpoint(scope: &str, full: bool, correlate: (&[u8], Vec<StateItem>), sla: (&[u8], Vec<StateItem>)) -> Checkpoint {
+    let changes = |(head, upserts): (&[u8], Vec<StateItem>)| Changes {
+        full,
+        head: head.to_vec(),
+        upserts,
+        removed: Vec::new(),
+    };
+    Checkpoint {
+        scope: scope.into(),
+        correlate: changes(correlate),
+        sla: changes(sla),
+        latest_event_ns: Some(1_773_129_600_000_000_000),
+    }
+}
+
+/// One engine's head and items as stored.
+type EngineRows = (Vec<u8>, Vec<StateItem>);
+
+/// The stored items of each engine, sorted, and the heads.
+fn assembled(c: StoredCheckpoint) -> (EngineRows, EngineRows) {
+    match c.state {
+        StoredState::Items { mut correlate, mut sla } => {
+            correlate.1.sort_by(|a, b| (&a.kind, &a.key).cmp(&(&b.kind, &b.key)));
+            sla.1.sort_by(|a, b| (&a.kind, &a.key).cmp(&(&b.kind, &b.key)));
+            (correlate, sla)
+        }
+        other => panic!("not in layout 2: {other:?}"),
+    }
 }
 
 /// An incident opened on a service whose name holds a NUL character.
@@ -604,12 +681,12 @@ async fn a_refused_record_becomes_a_dead_letter_and_the_rest_of_its_batch_is_wri
         received_ns: 1,
         ..DeadLetter::default()
     });
-    clean.checkpoint = Some(Checkpoint {
-        scope: "g/0".into(),
-        correlate: vec![1, 2, 3],
-        sla: vec![4],
-        latest_event_ns: Some(1_773_129_600_000_000_000),
-    });
+    clean.checkpoint = Some(checkpoint(
+        "g/0",
+        true,
+        (&[1, 2, 3], vec![item("alert", "a/1", b"x")]),
+        (&[4], vec![]),
+    ));
     clean.offsets = vec![Offset {
         group: "g".into(),
         topic: "alerts".into(),
@@ -683,8 +760,11 @@ async fn a_refused_record_becomes_a_dead_letter_and_the_rest_of_its_batch_is_wri
         .bytes("SELECT payload FROM dead_letters WHERE format = 'slaflow-record'")
         .await;
     assert_eq!(stored, d.payload);
-    let checkpoint = store.load_checkpoint("g/0").await.unwrap().unwrap();
-    assert_eq!((checkpoint.correlate, checkpoint.sla), (vec![1, 2, 3], vec![4]));
+    let stored = store.load_checkpoint("g/0").await.unwrap().unwrap();
+    assert_eq!(
+        assembled(stored),
+        ((vec![1, 2, 3], vec![item("alert", "a/1", b"x")]), (vec![4], vec![]))
+    );
     assert_eq!(store.load_offsets("g", "alerts").await.unwrap().get(&0), Some(&8));
 
     // Writing the same batch again (a retry after a crash) changes nothing.
@@ -697,6 +777,71 @@ async fn a_refused_record_becomes_a_dead_letter_and_the_rest_of_its_batch_is_wri
             .await,
         d.reason
     );
+    drop(store);
+    b.finish().await;
+}
+
+/// The upgrade path: a checkpoint written before incremental checkpoints (layout 1, a
+/// whole snapshot per engine, here inserted as that version wrote it) still restores, and
+/// the next batch rewrites the scope as heads and items, which restore the same state.
+async fn a_whole_snapshot_checkpoint_restores_and_its_next_batch_rewrites_it_as_items(b: Backend) {
+    let mut store = b.open().await;
+    store.migrate().await.unwrap();
+    let config = Config::default();
+    let mut engines = slaflow::replay::Engines::new(&config).unwrap();
+    for (i, fp) in ["a", "b", "c"].iter().enumerate() {
+        let alert = slaflow::model::AlertEvent {
+            source: "am".into(),
+            fingerprint: (*fp).into(),
+            ci: "db-1".into(),
+            alert_name: "down".into(),
+            severity: 4,
+            status: slaflow::model::AlertStatus::Firing as i32,
+            time_ns: 1_773_129_600_000_000_000 + i as i64 * 60_000_000_000,
+            ..Default::default()
+        };
+        engines.process(slaflow::model::Event::Alert(alert), &mut |_| {});
+    }
+    let (correlate, sla) = engines.snapshot();
+    b.execute(&format!(
+        "INSERT INTO engine_checkpoints (scope, correlate, sla, latest_event_ns) VALUES ('g/up', {}, {}, 7)",
+        b.blob(&correlate),
+        b.blob(&sla)
+    ))
+    .await;
+    let old = store.load_checkpoint("g/up").await.unwrap().unwrap();
+    assert_eq!(
+        old.state,
+        StoredState::Whole {
+            correlate: correlate.clone(),
+            sla: sla.clone()
+        }
+    );
+    let mut restored = slaflow::pipeline::restore_stored(&config, &old.state).unwrap();
+    assert_eq!(restored.snapshot(), (correlate.clone(), sla.clone()));
+
+    let (c, s) = restored.take_changes();
+    assert!(c.full && s.full, "the first batch after lists every item");
+    let batch = Batch {
+        checkpoint: Some(Checkpoint {
+            scope: "g/up".into(),
+            correlate: c,
+            sla: s,
+            latest_event_ns: Some(7),
+        }),
+        ..Batch::default()
+    };
+    store.write(&batch).await.unwrap();
+    let new = store.load_checkpoint("g/up").await.unwrap().unwrap();
+    assert!(matches!(new.state, StoredState::Items { .. }), "{:?}", new.state);
+    let cached = i64::try_from(restored.correlator.cached_alerts()).unwrap();
+    assert!(cached >= 2, "alerts past the lateness are cached: {cached}");
+    assert_eq!(
+        b.count("SELECT count(*) FROM engine_state WHERE kind = 'alert'").await,
+        cached
+    );
+    let again = slaflow::pipeline::restore_stored(&config, &new.state).unwrap();
+    assert_eq!(again.snapshot(), (correlate, sla));
     drop(store);
     b.finish().await;
 }
@@ -733,6 +878,7 @@ for_both_stores! {
     a_final_report_replaces_an_on_demand_one_never_the_reverse => "store_final",
     a_batch_that_fails_halfway_leaves_nothing_and_checkpoints_read_back => "store_atomic",
     a_refused_record_becomes_a_dead_letter_and_the_rest_of_its_batch_is_written => "store_poison",
+    a_whole_snapshot_checkpoint_restores_and_its_next_batch_rewrites_it_as_items => "store_upgrade",
 }
 
 /// SQLite stores a NUL character in text and reads it back intact: what Postgres refuses

@@ -8,6 +8,7 @@
 //! service's configuration file (`crate::config`) composes and validates them from the top;
 //! nothing under `engine` imports it, or the sources, sinks and metrics.
 
+pub mod changelog;
 pub mod correlate;
 pub mod reorder;
 pub mod sla;

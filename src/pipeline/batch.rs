@@ -25,7 +25,7 @@ use super::PipelineError;
 use crate::config::Config;
 use crate::metrics::metrics;
 use crate::replay::{Engines, Record};
-use crate::sinks::{Batch, DeadLetter, Offset, SinkError, Store};
+use crate::sinks::{Batch, DeadLetter, Offset, SinkError, Store, StoredState};
 use crate::sources::kafka::Context;
 
 /// A worker's batch in the making: records, dead letters and the callers waiting for it;
@@ -97,7 +97,10 @@ impl Batcher {
             return None;
         }
         engines.running_reports(last, &mut self.emit());
-        let (correlate, sla) = engines.snapshot();
+        // The state this batch changed, not all of it: the store writes these rows in the
+        // batch's transaction. A batch that is not stored ends the worker, so the next one
+        // never goes without the changes of this one.
+        let (correlate, sla) = engines.take_changes();
         let mut batch = std::mem::take(&mut self.batch);
         batch.checkpoint = Some(crate::sinks::Checkpoint {
             scope: self.scope.clone(),
@@ -301,9 +304,20 @@ pub(super) fn commit_to_kafka(consumer: &OnceLock<Weak<StreamConsumer<Context>>>
 /// The engines of a scope: restored from its checkpoint, or new.
 pub(super) async fn restore(link: &StoreLink, config: &Config, scope: &str) -> Result<Engines, PipelineError> {
     Ok(match link.store.load_checkpoint(scope).await? {
-        Some(c) => Engines::restore(config, &c.correlate, &c.sla)?.with_latest_event(c.latest_event_ns),
+        Some(c) => restore_stored(config, &c.state)?.with_latest_event(c.latest_event_ns),
         None => Engines::new(config)?,
     })
+}
+
+/// The engines of a stored checkpoint of either layout: a whole snapshot (written before
+/// incremental checkpoints; the next batch then writes every item), or heads and items.
+pub fn restore_stored(config: &Config, state: &StoredState) -> Result<Engines, crate::replay::ReplayError> {
+    match state {
+        StoredState::Whole { correlate, sla } => Engines::restore(config, correlate, sla),
+        StoredState::Items { correlate, sla } => {
+            Engines::restore_items(config, (&correlate.0, &correlate.1), (&sla.0, &sla.1))
+        }
+    }
 }
 
 /// A worker's connection to the store: connects and writes with bounded retries and

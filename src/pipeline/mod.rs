@@ -32,6 +32,7 @@ use tokio::time::Instant;
 use crate::config::Config;
 use crate::replay::{Engines, ReplayError};
 use crate::sinks::SinkError;
+pub use batch::restore_stored;
 use batch::{Batcher, StoreLink};
 pub use clock::request_close;
 pub use consumer::{run_observed, Readiness};

@@ -13,6 +13,7 @@ pub mod store;
 pub use self::dead_letters::{DeadLetterFilter, DeadLetterRow};
 pub use self::store::Store;
 
+pub use crate::engine::changelog::{Changes, Item as StateItem};
 use crate::engine::correlate::Output;
 use crate::engine::sla::{Finding, SlaOutput};
 
@@ -43,15 +44,50 @@ pub struct DeadLetter {
     pub received_ns: i64,
 }
 
-/// Engine state for one scope (a partition, or a replay).
+/// What a batch writes of the engines' state for one scope (a partition, or a replay): an
+/// incremental checkpoint, each engine's head and the items it changed or removed
+/// ([`Changes`]). The heads go to `engine_checkpoints` (layout 2), the items to
+/// `engine_state`, in the batch's transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
     pub scope: String,
-    pub correlate: Vec<u8>,
-    pub sla: Vec<u8>,
+    pub correlate: Changes,
+    pub sla: Changes,
+    /// The latest event time the engines had seen.
+    pub latest_event_ns: Option<i64>,
+}
+
+/// A scope's engine state as stored, read back by `Store::load_checkpoint`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    pub scope: String,
+    pub state: StoredState,
     /// The latest event time the engines had seen (None in checkpoints written before it
     /// was kept).
     pub latest_event_ns: Option<i64>,
+}
+
+/// The two layouts of stored engine state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredState {
+    /// Layout 1, written before incremental checkpoints: each engine's whole snapshot.
+    /// Still restored; the first batch after rewrites the scope in layout 2 (`full`).
+    Whole { correlate: Vec<u8>, sla: Vec<u8> },
+    /// Layout 2: each engine's head and all its items.
+    Items {
+        correlate: (Vec<u8>, Vec<StateItem>),
+        sla: (Vec<u8>, Vec<StateItem>),
+    },
+}
+
+/// The `engine` column of `engine_state` for each engine's items.
+pub const ENGINES: [&str; 2] = ["correlate", "sla"];
+
+impl Checkpoint {
+    /// Each engine's name (as in `engine_state.engine`) and changes.
+    pub fn engines(&self) -> [(&'static str, &Changes); 2] {
+        [(ENGINES[0], &self.correlate), (ENGINES[1], &self.sla)]
+    }
 }
 
 /// The next offset to read of one partition.

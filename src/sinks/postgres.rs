@@ -11,7 +11,10 @@ use tokio_postgres::{Client, NoTls, Row, Transaction};
 
 use super::dead_letters::{where_clause, Dialect, Param, LIST_COLUMNS, PAYLOAD_COLUMNS};
 use super::postgres_errors::{classify, connect_error};
-use super::{Batch, Checkpoint, DeadLetter, DeadLetterFilter, DeadLetterRow, IncidentRow, Item, SinkError};
+use super::{
+    Batch, Checkpoint, DeadLetter, DeadLetterFilter, DeadLetterRow, IncidentRow, Item, SinkError, StateItem,
+    StoredCheckpoint, StoredState, ENGINES,
+};
 use crate::engine::correlate::Output;
 use crate::engine::sla::{BurnAlert, Finding, Report, SlaOutput, Window};
 
@@ -106,22 +109,22 @@ impl PostgresSink {
         Ok(refused)
     }
 
-    /// The checkpoint of a scope, if one was written.
-    pub async fn load_checkpoint(&self, scope: &str) -> Result<Option<Checkpoint>, SinkError> {
-        let row = self
+    /// The engine state of a scope, if a checkpoint was written: its row and its items read
+    /// by one statement, so both come from the same committed batch.
+    pub async fn load_checkpoint(&self, scope: &str) -> Result<Option<StoredCheckpoint>, SinkError> {
+        let rows = self
             .client
-            .query_opt(
-                "SELECT correlate, sla, latest_event_ns FROM engine_checkpoints WHERE scope = $1",
+            .query(
+                "SELECT NULL::text, NULL::text, correlate, sla, latest_event_ns, layout
+                   FROM engine_checkpoints WHERE scope = $1
+                 UNION ALL
+                 SELECT engine, kind, key, value, NULL::bigint, NULL::smallint
+                   FROM engine_state WHERE scope = $1",
                 &[&scope],
             )
             .await
             .map_err(classify)?;
-        Ok(row.map(|r| Checkpoint {
-            scope: scope.to_string(),
-            correlate: r.get(0),
-            sla: r.get(1),
-            latest_event_ns: r.get(2),
-        }))
+        stored_checkpoint(scope, &rows)
     }
 
     /// The stored next offsets of a group's partitions of a topic.
@@ -297,14 +300,7 @@ async fn write_dead_letter(tx: &Transaction<'_>, d: &DeadLetter) -> Result<(), t
 /// The batch's checkpoint and next offsets: what makes its effect exactly-once.
 async fn write_progress(tx: &Transaction<'_>, batch: &Batch) -> Result<(), SinkError> {
     if let Some(c) = &batch.checkpoint {
-        tx.execute(
-            "INSERT INTO engine_checkpoints (scope, correlate, sla, latest_event_ns) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (scope) DO UPDATE SET correlate = EXCLUDED.correlate, sla = EXCLUDED.sla,
-                latest_event_ns = EXCLUDED.latest_event_ns, updated_at = now()",
-            &[&c.scope, &c.correlate, &c.sla, &c.latest_event_ns],
-        )
-        .await
-        .map_err(classify)?;
+        write_checkpoint(tx, c).await.map_err(classify)?;
     }
     for o in &batch.offsets {
         tx.execute(
@@ -316,6 +312,91 @@ async fn write_progress(tx: &Transaction<'_>, batch: &Batch) -> Result<(), SinkE
         .map_err(classify)?;
     }
     Ok(())
+}
+
+/// An incremental checkpoint: each engine's items (all replaced when `full`, else the
+/// changed upserted and the removed deleted, one statement each, whatever their number),
+/// and the heads in layout 2.
+async fn write_checkpoint(tx: &Transaction<'_>, c: &Checkpoint) -> Result<(), tokio_postgres::Error> {
+    for (engine, changes) in c.engines() {
+        if changes.full {
+            tx.execute(
+                "DELETE FROM engine_state WHERE scope = $1 AND engine = $2",
+                &[&c.scope, &engine],
+            )
+            .await?;
+        }
+        if !changes.removed.is_empty() {
+            let kinds: Vec<&str> = changes.removed.iter().map(|(k, _)| k.as_str()).collect();
+            let keys: Vec<&[u8]> = changes.removed.iter().map(|(_, k)| k.as_slice()).collect();
+            tx.execute(
+                "DELETE FROM engine_state s USING UNNEST($3::text[], $4::bytea[]) AS r(kind, key)
+                 WHERE s.scope = $1 AND s.engine = $2 AND s.kind = r.kind AND s.key = r.key",
+                &[&c.scope, &engine, &kinds, &keys],
+            )
+            .await?;
+        }
+        if !changes.upserts.is_empty() {
+            let kinds: Vec<&str> = changes.upserts.iter().map(|i| i.kind.as_str()).collect();
+            let keys: Vec<&[u8]> = changes.upserts.iter().map(|i| i.key.as_slice()).collect();
+            let values: Vec<&[u8]> = changes.upserts.iter().map(|i| i.value.as_slice()).collect();
+            tx.execute(
+                "INSERT INTO engine_state (scope, engine, kind, key, value)
+                 SELECT $1, $2, * FROM UNNEST($3::text[], $4::bytea[], $5::bytea[])
+                 ON CONFLICT (scope, engine, kind, key) DO UPDATE SET value = EXCLUDED.value",
+                &[&c.scope, &engine, &kinds, &keys, &values],
+            )
+            .await?;
+        }
+    }
+    tx.execute(
+        "INSERT INTO engine_checkpoints (scope, correlate, sla, latest_event_ns, layout) VALUES ($1, $2, $3, $4, 2)
+         ON CONFLICT (scope) DO UPDATE SET correlate = EXCLUDED.correlate, sla = EXCLUDED.sla,
+            latest_event_ns = EXCLUDED.latest_event_ns, layout = 2, updated_at = now()",
+        &[&c.scope, &c.correlate.head, &c.sla.head, &c.latest_event_ns],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A scope's checkpoint row and items, from the rows of `load_checkpoint`'s one statement
+/// (one snapshot of the database): the row has no engine, each item one.
+fn stored_checkpoint(scope: &str, rows: &[Row]) -> Result<Option<StoredCheckpoint>, SinkError> {
+    let mut head = None;
+    let mut items: [Vec<StateItem>; 2] = [Vec::new(), Vec::new()];
+    for r in rows {
+        let engine: Option<String> = r.try_get(0).map_err(corrupt)?;
+        let (a, b): (Vec<u8>, Vec<u8>) = (r.try_get(2).map_err(corrupt)?, r.try_get(3).map_err(corrupt)?);
+        match engine {
+            None => {
+                let latest: Option<i64> = r.try_get(4).map_err(corrupt)?;
+                let layout: Option<i16> = r.try_get(5).map_err(corrupt)?;
+                head = Some((a, b, latest, layout.unwrap_or(1)));
+            }
+            Some(engine) => items[usize::from(engine != ENGINES[0])].push(StateItem {
+                kind: r.try_get::<_, Option<String>>(1).map_err(corrupt)?.unwrap_or_default(),
+                key: a,
+                value: b,
+            }),
+        }
+    }
+    let Some((correlate, sla, latest_event_ns, layout)) = head else {
+        return Ok(None);
+    };
+    let [c, s] = items;
+    let state = if layout == 1 {
+        StoredState::Whole { correlate, sla }
+    } else {
+        StoredState::Items {
+            correlate: (correlate, c),
+            sla: (sla, s),
+        }
+    };
+    Ok(Some(StoredCheckpoint {
+        scope: scope.to_string(),
+        state,
+        latest_event_ns,
+    }))
 }
 
 fn corrupt(e: tokio_postgres::Error) -> SinkError {

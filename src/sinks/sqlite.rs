@@ -11,7 +11,10 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 
 use super::dead_letters::{where_clause, Dialect, Param, LIST_COLUMNS, PAYLOAD_COLUMNS};
 use super::sqlite_errors::{at, classify, directory_error, open_error};
-use super::{Batch, Checkpoint, DeadLetter, DeadLetterFilter, DeadLetterRow, IncidentRow, Item, SinkError};
+use super::{
+    Batch, Checkpoint, DeadLetter, DeadLetterFilter, DeadLetterRow, IncidentRow, Item, SinkError, StateItem,
+    StoredCheckpoint, StoredState, ENGINES,
+};
 use crate::engine::correlate::Output;
 use crate::engine::sla::{BurnAlert, Finding, Report, SlaOutput, Window};
 
@@ -124,26 +127,11 @@ impl SqliteSink {
         self.call(move |conn| write_batch_isolating(conn, &batch)).await
     }
 
-    /// The checkpoint of a scope, if one was written.
-    pub async fn load_checkpoint(&self, scope: &str) -> Result<Option<Checkpoint>, SinkError> {
+    /// The engine state of a scope, if a checkpoint was written.
+    pub async fn load_checkpoint(&self, scope: &str) -> Result<Option<StoredCheckpoint>, SinkError> {
         let scope = scope.to_string();
-        self.call(move |conn| {
-            let row = conn
-                .query_row(
-                    "SELECT correlate, sla, latest_event_ns FROM engine_checkpoints WHERE scope = ?1",
-                    params![scope],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()
-                .map_err(classify)?;
-            Ok(row.map(|(correlate, sla, latest_event_ns)| Checkpoint {
-                scope,
-                correlate,
-                sla,
-                latest_event_ns,
-            }))
-        })
-        .await
+        self.call(move |conn| read_checkpoint(conn, &scope).map_err(classify))
+            .await
     }
 
     /// The stored next offsets of a group's partitions of a topic.
@@ -421,12 +409,7 @@ fn write_dead_letter(tx: &Connection, d: &DeadLetter) -> rusqlite::Result<()> {
 /// The batch's checkpoint and next offsets: what makes its effect exactly-once.
 fn write_progress(tx: &Connection, batch: &Batch) -> rusqlite::Result<()> {
     if let Some(c) = &batch.checkpoint {
-        tx.prepare_cached(
-            "INSERT INTO engine_checkpoints (scope, correlate, sla, latest_event_ns) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (scope) DO UPDATE SET correlate = excluded.correlate, sla = excluded.sla,
-                latest_event_ns = excluded.latest_event_ns, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-        )?
-        .execute(params![c.scope, c.correlate, c.sla, c.latest_event_ns])?;
+        write_checkpoint(tx, c)?;
     }
     for o in &batch.offsets {
         tx.prepare_cached(
@@ -436,6 +419,80 @@ fn write_progress(tx: &Connection, batch: &Batch) -> rusqlite::Result<()> {
         .execute(params![o.group, o.topic, o.partition, o.next_offset])?;
     }
     Ok(())
+}
+
+/// An incremental checkpoint: each engine's items (all replaced when `full`, else the
+/// changed upserted and the removed deleted), and the heads in layout 2.
+fn write_checkpoint(tx: &Connection, c: &Checkpoint) -> rusqlite::Result<()> {
+    for (engine, changes) in c.engines() {
+        if changes.full {
+            tx.prepare_cached("DELETE FROM engine_state WHERE scope = ?1 AND engine = ?2")?
+                .execute(params![c.scope, engine])?;
+        }
+        let mut delete =
+            tx.prepare_cached("DELETE FROM engine_state WHERE scope = ?1 AND engine = ?2 AND kind = ?3 AND key = ?4")?;
+        for (kind, key) in &changes.removed {
+            delete.execute(params![c.scope, engine, kind, key])?;
+        }
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO engine_state (scope, engine, kind, key, value) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (scope, engine, kind, key) DO UPDATE SET value = excluded.value",
+        )?;
+        for item in &changes.upserts {
+            upsert.execute(params![c.scope, engine, item.kind, item.key, item.value])?;
+        }
+    }
+    tx.prepare_cached(
+        "INSERT INTO engine_checkpoints (scope, correlate, sla, latest_event_ns, layout) VALUES (?1, ?2, ?3, ?4, 2)
+         ON CONFLICT (scope) DO UPDATE SET correlate = excluded.correlate, sla = excluded.sla,
+            latest_event_ns = excluded.latest_event_ns, layout = 2,
+            updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+    )?
+    .execute(params![c.scope, c.correlate.head, c.sla.head, c.latest_event_ns])?;
+    Ok(())
+}
+
+/// A checkpoint row: the two engines' bytes, the latest event time, the layout.
+type CheckpointRow = (Vec<u8>, Vec<u8>, Option<i64>, i64);
+
+/// A scope's stored engine state: its checkpoint row and, in layout 2, its items.
+fn read_checkpoint(conn: &Connection, scope: &str) -> rusqlite::Result<Option<StoredCheckpoint>> {
+    let row: Option<CheckpointRow> = conn
+        .query_row(
+            "SELECT correlate, sla, latest_event_ns, layout FROM engine_checkpoints WHERE scope = ?1",
+            params![scope],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    let Some((correlate, sla, latest_event_ns, layout)) = row else {
+        return Ok(None);
+    };
+    let state = if layout == 1 {
+        StoredState::Whole { correlate, sla }
+    } else {
+        let mut items: [Vec<StateItem>; 2] = [Vec::new(), Vec::new()];
+        let mut query = conn.prepare_cached("SELECT engine, kind, key, value FROM engine_state WHERE scope = ?1")?;
+        let mut rows = query.query(params![scope])?;
+        while let Some(r) = rows.next()? {
+            let engine: String = r.get(0)?;
+            let item = StateItem {
+                kind: r.get(1)?,
+                key: r.get(2)?,
+                value: r.get(3)?,
+            };
+            items[usize::from(engine != ENGINES[0])].push(item);
+        }
+        let [c, s] = items;
+        StoredState::Items {
+            correlate: (correlate, c),
+            sla: (sla, s),
+        }
+    };
+    Ok(Some(StoredCheckpoint {
+        scope: scope.to_string(),
+        state,
+        latest_event_ns,
+    }))
 }
 
 // The statements below mirror src/sinks/postgres.rs one for one (LEAST/GREATEST are

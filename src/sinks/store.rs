@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::postgres::PostgresSink;
 use super::sqlite::SqliteSink;
-use super::{Batch, Checkpoint, DeadLetter, DeadLetterFilter, DeadLetterRow, IncidentRow, SinkError};
+use super::{Batch, DeadLetter, DeadLetterFilter, DeadLetterRow, IncidentRow, SinkError, StoredCheckpoint};
 use crate::config::{Config, StoreKind};
 use crate::engine::sla::{Finding, Report};
 
@@ -80,8 +80,8 @@ impl Store {
         }
     }
 
-    /// The checkpoint of a scope, if one was written.
-    pub async fn load_checkpoint(&self, scope: &str) -> Result<Option<Checkpoint>, SinkError> {
+    /// The engine state of a scope, if a checkpoint was written (either layout).
+    pub async fn load_checkpoint(&self, scope: &str) -> Result<Option<StoredCheckpoint>, SinkError> {
         match self {
             Store::Postgres(s) => s.load_checkpoint(scope).await,
             Store::Sqlite(s) => s.load_checkpoint(scope).await,

@@ -3,6 +3,7 @@
 //! priority, major incidents, flapping and maintenance suppression. Pure and synchronous:
 //! `apply` buffers an event, `advance` moves the watermark and emits what happened.
 
+mod checkpoint;
 pub mod config;
 pub mod maintenance;
 pub mod output;
@@ -17,12 +18,15 @@ use self::config::{CorrelateConfig, Criticality};
 use self::maintenance::MaintenanceWindow;
 pub use self::output::Output;
 use self::topology::Cmdb;
+use super::changelog::{self, Changes, Item, Tracked};
 use super::reorder::{event_time, Fnv, ReorderBuffer};
 use super::Catalog;
 use crate::model::{AlertEvent, AlertStatus, ChangeEvent, Event, MaintenanceAction, MaintenanceEvent};
 
 /// Version of the snapshot layout; a snapshot of another version is refused, not misread.
 const SNAPSHOT_VERSION: u32 = 1;
+/// Version of an incremental checkpoint's head and items (`take_changes`).
+const HEAD_VERSION: u32 = 1;
 
 /// The engine could not be set up or restored.
 #[derive(Debug, thiserror::Error)]
@@ -162,7 +166,7 @@ struct SourceWindow {
 /// Serialises the alert map in key order, so that a snapshot's bytes are a function of the
 /// state alone (postcard writes a map as its length and entries: the format is unchanged,
 /// and snapshots written in hash order still read).
-fn sorted<S: serde::Serializer>(alerts: &HashMap<String, AlertState>, s: S) -> Result<S::Ok, S::Error> {
+fn sorted<S: serde::Serializer>(alerts: &Tracked<HashMap<String, AlertState>>, s: S) -> Result<S::Ok, S::Error> {
     s.collect_map(alerts.iter().collect::<BTreeMap<_, _>>())
 }
 
@@ -179,20 +183,20 @@ struct State {
     /// hash seed, so equal states would give other bytes in another process (a restarted
     /// worker's checkpoint would differ from an uninterrupted one's by swapped entries).
     #[serde(serialize_with = "sorted")]
-    alerts: HashMap<String, AlertState>,
+    alerts: Tracked<HashMap<String, AlertState>>,
     /// (last seen, seq) of every alert, oldest first, for TTL and size eviction.
     lru: BTreeSet<(i64, u64)>,
     seq_keys: BTreeMap<u64, String>,
     next_seq: u64,
-    incidents: BTreeMap<String, Incident>,
+    incidents: Tracked<BTreeMap<String, Incident>>,
     /// Service → incidents not yet pruned (open, or resolved but still reopenable).
     by_service: BTreeMap<String, BTreeSet<String>>,
     /// CI → open incidents with an alert on it.
     open_by_ci: BTreeMap<String, BTreeSet<String>>,
     /// CI → (time, "source/change_id"), sorted by time.
-    changes: BTreeMap<String, Vec<(i64, String)>>,
+    changes: Tracked<BTreeMap<String, Vec<(i64, String)>>>,
     timers: BTreeSet<(i64, Timer)>,
-    source_windows: BTreeMap<String, SourceWindow>,
+    source_windows: Tracked<BTreeMap<String, SourceWindow>>,
     stats: Stats,
 }
 
@@ -202,16 +206,16 @@ impl Default for State {
             frontier: i64::MIN,
             watermark: i64::MIN,
             pending: ReorderBuffer::default(),
-            alerts: HashMap::new(),
+            alerts: Tracked::default(),
             lru: BTreeSet::new(),
             seq_keys: BTreeMap::new(),
             next_seq: 0,
-            incidents: BTreeMap::new(),
+            incidents: Tracked::default(),
             by_service: BTreeMap::new(),
             open_by_ci: BTreeMap::new(),
-            changes: BTreeMap::new(),
+            changes: Tracked::default(),
             timers: BTreeSet::new(),
-            source_windows: BTreeMap::new(),
+            source_windows: Tracked::default(),
             stats: Stats::default(),
         }
     }
@@ -224,6 +228,9 @@ pub struct Correlator {
     state: State,
     /// Scratch space for alert keys on the duplicate path (not state).
     key_buf: String,
+    /// The next checkpoint lists every item (`checkpoint.rs`): true for a new engine and
+    /// one restored from a whole snapshot, whose rows the store may not hold.
+    full: bool,
 }
 
 impl Correlator {
@@ -233,6 +240,7 @@ impl Correlator {
             rules: Rules::new(config, catalog)?,
             state: State::default(),
             key_buf: String::new(),
+            full: true,
         })
     }
 
@@ -353,6 +361,7 @@ impl Correlator {
             rules: Rules::new(config, catalog)?,
             state,
             key_buf: String::new(),
+            full: true,
         })
     }
 
@@ -1088,7 +1097,7 @@ impl Correlator {
     fn on_change(&mut self, c: &ChangeEvent) {
         let t = c.implemented_at_ns;
         let horizon = self.state.frontier.saturating_sub(self.rules.lookback);
-        let list = self.state.changes.entry(c.ci.clone()).or_default();
+        let list = self.state.changes.entry_or_insert_with(c.ci.clone(), Vec::new);
         list.retain(|(when, _)| *when >= horizon);
         let at = list.partition_point(|(when, _)| *when <= t);
         list.insert(at, (t, format!("{}/{}", c.source, c.change_id)));

@@ -187,7 +187,16 @@ impl SlaEngine {
         burn: Vec<(String, BurnAlert)>,
         out: &mut Vec<SlaOutput>,
     ) {
-        let Some(st) = self.state.services.get_mut(service) else {
+        // Marked changed only when a finding is new or an alert changes: judged every
+        // minute, a service usually has nothing new, and is then no checkpoint row.
+        let Some(st) = self.state.services.get_mut_untracked(service) else {
+            return;
+        };
+        if burn.is_empty() && findings.iter().all(|(_, f)| st.emitted.contains(&f.key)) {
+            return;
+        }
+        self.state.services.touch(service);
+        let Some(st) = self.state.services.get_mut_untracked(service) else {
             return;
         };
         for (is_breach, f) in findings {
@@ -242,6 +251,14 @@ impl SlaEngine {
 
     /// Judges closed days for the streak objectives.
     fn judge_days(&mut self, service: &str, c: &Contract, out: &mut Vec<SlaOutput>) {
+        if self
+            .state
+            .services
+            .get(service)
+            .is_none_or(|st| st.days_to_judge.is_empty())
+        {
+            return; // nothing to judge, nothing changes (and no checkpoint row)
+        }
         let Some(st) = self.state.services.get_mut(service) else {
             return;
         };

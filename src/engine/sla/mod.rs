@@ -3,6 +3,7 @@
 //! error budgets, burn-rate alerts, breaches and monthly reports with service credits. Pure
 //! and synchronous like the correlation engine: event time only, a watermark for "now".
 
+mod checkpoint;
 pub mod config;
 pub mod histogram;
 pub mod intervals;
@@ -17,6 +18,7 @@ use self::config::{Contract, Granularity, Objective, ObjectiveKind, SlaConfig};
 use self::histogram::HistogramConfig;
 use self::intervals::IntervalSet;
 pub use self::output::{BurnAlert, Finding, ObjectiveResult, Report, SlaOutput, Window};
+use super::changelog::Tracked;
 use super::correlate::config::CorrelateConfig;
 use super::correlate::maintenance::MaintenanceWindow;
 use super::correlate::topology::Cmdb;
@@ -306,17 +308,17 @@ struct IncidentRef {
 struct State {
     /// Bins ending at or before this are closed.
     frontier: i64,
-    services: BTreeMap<String, ServiceState>,
-    incidents: BTreeMap<String, IncidentRef>,
+    services: Tracked<BTreeMap<String, ServiceState>>,
+    incidents: Tracked<BTreeMap<String, IncidentRef>>,
     /// Outage alerts firing: alert key → service.
-    alert_outages: BTreeMap<String, String>,
+    alert_outages: Tracked<BTreeMap<String, String>>,
     stats: SlaStats,
     /// Ignored spans per service not yet reported as `SpansIgnored`.
     #[serde(skip)]
     ignored_pending: BTreeMap<String, u64>,
     /// Late samples per service of its running month (its report's `late_samples`).
     #[serde(skip)]
-    late_in_month: BTreeMap<String, u64>,
+    late_in_month: Tracked<BTreeMap<String, u64>>,
 }
 
 /// The SLA engine.
@@ -324,6 +326,9 @@ struct State {
 pub struct SlaEngine {
     rules: Rules,
     state: State,
+    /// The next checkpoint lists every item (`checkpoint.rs`): true for a new engine and
+    /// one restored from a whole snapshot, whose rows the store may not hold.
+    full: bool,
 }
 
 fn floor_to(t: i64, step: i64) -> i64 {
@@ -339,6 +344,7 @@ impl SlaEngine {
                 frontier: i64::MIN,
                 ..State::default()
             },
+            full: true,
         })
     }
 
@@ -347,7 +353,7 @@ impl SlaEngine {
         let ignored = Ignored {
             total: self.state.stats.spans_ignored,
             pending: self.state.ignored_pending.clone(),
-            late_in_month: self.state.late_in_month.clone(),
+            late_in_month: (*self.state.late_in_month).clone(),
         };
         postcard::to_stdvec(&(SNAPSHOT_VERSION, &self.state, &ignored)).unwrap_or_default()
     }
@@ -367,7 +373,7 @@ impl SlaEngine {
                 let ignored: Ignored = postcard::from_bytes(rest).map_err(|e| SlaError::Snapshot(e.to_string()))?;
                 state.stats.spans_ignored = ignored.total;
                 state.ignored_pending = ignored.pending;
-                state.late_in_month = ignored.late_in_month;
+                state.late_in_month = Tracked::from_map(ignored.late_in_month);
             }
             other => {
                 return Err(SlaError::Snapshot(format!(
@@ -378,6 +384,7 @@ impl SlaEngine {
         Ok(SlaEngine {
             rules: Rules::new(config, correlation, catalog)?,
             state,
+            full: true,
         })
     }
 
@@ -570,7 +577,7 @@ impl SlaEngine {
         let contract = self.rules.contracts.get(service)?;
         let tz = contract.timezone;
         let t = t.max(self.state.frontier);
-        Some(self.state.services.entry(service.to_string()).or_insert_with(|| {
+        Some(self.state.services.entry_or_insert_with(service.to_string(), || {
             let (month_start, month_end) = intervals::month_bounds(tz, t).unwrap_or((t, t));
             let mut st = ServiceState::default_for(month_start, month_end);
             st.evaluated_to = floor_to(t, MINUTE);
@@ -688,7 +695,7 @@ impl SlaEngine {
         for (k, (&t, &duration)) in run.times.iter().zip(run.durations).enumerate() {
             self.state.stats.late_samples += 1;
             if month.as_ref().is_some_and(|m| m.contains(&t)) {
-                *self.state.late_in_month.entry(service.to_string()).or_default() += 1;
+                *self.state.late_in_month.entry_or_insert_with(service.to_string(), || 0) += 1;
             }
             out.push(SlaOutput::LateSample {
                 service: service.to_string(),
@@ -770,7 +777,8 @@ impl SlaEngine {
             let boundary = next.min(target);
             self.close_through(service, boundary, out);
             self.evaluate_at(service, boundary, out);
-            if let Some(st) = self.state.services.get_mut(service) {
+            // Not a change to write: a restore derives it (`checkpoint.rs`).
+            if let Some(st) = self.state.services.get_mut_untracked(service) {
                 st.evaluated_to = boundary;
             }
             self.close_month_if_due(service, boundary, out);
@@ -792,6 +800,18 @@ impl SlaEngine {
         let Some(tz) = self.timezone(service) else { return };
         let hist_cfg = self.rules.hist.clone();
         let emit = self.rules.cfg.emit_windows.clone();
+        // A service with nothing due by the boundary does not change: left unmarked, so an
+        // idle service costs no checkpoint row as the clock moves.
+        let due = self.state.services.get(service).is_some_and(|st| {
+            st.series.values().any(|s| {
+                s.minutes.first_key_value().is_some_and(|(m, _)| m + MINUTE <= boundary)
+                    || s.hours.first_key_value().is_some_and(|(h, _)| h + HOUR <= boundary)
+                    || s.day.as_ref().is_some_and(|d| d.end <= boundary)
+            })
+        });
+        if !due {
+            return;
+        }
         let Some(st) = self.state.services.get_mut(service) else {
             return;
         };

@@ -1,0 +1,563 @@
+//! Incremental checkpoints (src/engine/changelog.rs): for random event streams and random
+//! batch boundaries, a run that commits each batch's changed rows to a model store, crashes
+//! anywhere (any number of times), restores from those rows alone and continues from the
+//! last committed input gives the outputs and the final state (snapshot bytes) of an
+//! uninterrupted run; at every commit the rows assemble into the live engine's exact state.
+//! And per engine, dirty tracking: a batch that touches one alert or one service writes
+//! that item's row, not the others.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use proptest::prelude::*;
+use slaflow::config::Config;
+use slaflow::engine::changelog::{Changes, Item};
+use slaflow::engine::correlate::priority::Level;
+use slaflow::engine::correlate::{Correlator, Output};
+use slaflow::engine::reorder::event_time;
+use slaflow::engine::sla::{SlaEngine, SlaOutput};
+use slaflow::model::{
+    AlertEvent, AlertStatus, ChangeEvent, Event, LatencySample, MaintenanceAction, MaintenanceEvent, Outcome,
+};
+
+const SEC: i64 = 1_000_000_000;
+const MIN: i64 = 60 * SEC;
+
+/// What the store holds of one engine: its head and its items by (kind, key), kept the way
+/// `write_checkpoint` keeps them (src/sinks/postgres.rs, src/sinks/sqlite.rs).
+#[derive(Debug, Default, Clone)]
+struct Rows {
+    head: Vec<u8>,
+    items: BTreeMap<(String, Vec<u8>), Vec<u8>>,
+}
+
+impl Rows {
+    fn commit(&mut self, c: Changes) {
+        if c.full {
+            self.items.clear();
+        }
+        for key in c.removed {
+            self.items.remove(&key);
+        }
+        for i in c.upserts {
+            self.items.insert((i.kind, i.key), i.value);
+        }
+        self.head = c.head;
+    }
+
+    fn items(&self) -> Vec<Item> {
+        self.items
+            .iter()
+            .map(|((kind, key), value)| Item {
+                kind: kind.clone(),
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect()
+    }
+}
+
+// ---- correlation ------------------------------------------------------------------------
+
+const T0: i64 = 1_767_225_600_000_000_000;
+
+fn correlate_config() -> Config {
+    let text = r#"
+        [correlate]
+        allowed_lateness = "120s"
+        group_window = "2m"
+        reopen_window = "5m"
+        max_incident_lifetime = "30m"
+        [correlate.flapping]
+        min_toggles = 3
+        window = "10m"
+        quiet_period = "3m"
+        [correlate.dedup]
+        max_entries = 6
+        ttl = "20m"
+
+        [[services]]
+        id = "shop"
+        criticality = "critical"
+        cis = ["web", "db"]
+        [[services]]
+        id = "net"
+        cis = ["fw"]
+        [[cis]]
+        id = "web"
+        depends_on = ["db", "fw"]
+        [[cis]]
+        id = "db"
+        [[cis]]
+        id = "fw"
+    "#;
+    Config::parse(Path::new("props.toml"), text).unwrap()
+}
+
+/// Alerts over a few fingerprints and CIs, changes and source maintenance windows, at
+/// increasing times, each with whether a batch ends after it.
+fn alert_stream() -> impl Strategy<Value = Vec<(Event, bool)>> {
+    let step = (
+        0u8..8,
+        0u8..4,
+        0u8..3,
+        0u32..6,
+        0u8..14,
+        1i64..90,
+        prop::bool::weighted(0.3),
+    );
+    prop::collection::vec(step, 1..120).prop_map(|steps| {
+        let mut t = T0;
+        steps
+            .into_iter()
+            .map(|(fp, ci, status, severity, kind, gap, commit)| {
+                t += gap * SEC;
+                let ci = ["web", "db", "fw", "elsewhere"][usize::from(ci)];
+                let event = match kind {
+                    0 => Event::Change(ChangeEvent {
+                        source: "cab".into(),
+                        ci: ci.into(),
+                        change_id: format!("CHG{}", t / SEC % 1000),
+                        implemented_at_ns: t,
+                        summary: String::new(),
+                    }),
+                    1 => Event::Maintenance(MaintenanceEvent {
+                        source: "icinga".into(),
+                        window_id: format!("w{}", fp % 3),
+                        ci: ci.into(),
+                        start_ns: t,
+                        end_ns: t + 5 * MIN,
+                        action: if status == 0 {
+                            MaintenanceAction::Removed
+                        } else {
+                            MaintenanceAction::Scheduled
+                        } as i32,
+                        time_ns: t,
+                        ..Default::default()
+                    }),
+                    _ => Event::Alert(AlertEvent {
+                        source: "prop".into(),
+                        fingerprint: format!("fp{fp}"),
+                        ci: ci.into(),
+                        alert_name: format!("check{fp}"),
+                        severity,
+                        status: [AlertStatus::Firing, AlertStatus::Acknowledged, AlertStatus::Resolved]
+                            [usize::from(status)] as i32,
+                        affected_users: (severity == 5).then_some(600),
+                        time_ns: t,
+                        ..Default::default()
+                    }),
+                };
+                (event, commit)
+            })
+            .collect()
+    })
+}
+
+fn restore_correlator(cfg: &Config, rows: &Rows) -> Correlator {
+    Correlator::restore_items(&cfg.correlate, cfg.catalog(), &rows.head, &rows.items()).unwrap()
+}
+
+fn step_correlator(engine: &mut Correlator, event: Event, out: &mut Vec<Output>) {
+    let watermark = engine.watermark().max(event_time(&event));
+    engine.apply(event, out);
+    engine.advance(watermark, out);
+}
+
+/// Runs `events`, committing after each marked one, crashing after each event index in
+/// `crashes` the first time it is reached: (committed outputs, final engine, final rows).
+fn correlate_with_crashes(cfg: &Config, events: &[(Event, bool)], crashes: &[bool]) -> (Vec<Output>, Correlator) {
+    let mut engine = Correlator::new(&cfg.correlate, cfg.catalog()).unwrap();
+    let mut rows = Rows::default();
+    let (mut committed, mut pending) = (Vec::new(), Vec::new());
+    let (mut next, mut resume_at, mut crashed_up_to) = (0usize, 0usize, 0usize);
+    while next < events.len() {
+        let (event, commit) = &events[next];
+        step_correlator(&mut engine, event.clone(), &mut pending);
+        next += 1;
+        if *commit {
+            rows.commit(engine.take_changes());
+            committed.append(&mut pending);
+            resume_at = next;
+            assert_eq!(
+                restore_correlator(cfg, &rows).snapshot(),
+                engine.snapshot(),
+                "rows after event {next}"
+            );
+        }
+        if crashes[next - 1] && next > crashed_up_to {
+            // Killed: what was not committed is lost; the input is read again from there.
+            crashed_up_to = next;
+            pending.clear();
+            engine = if rows.head.is_empty() {
+                Correlator::new(&cfg.correlate, cfg.catalog()).unwrap()
+            } else {
+                restore_correlator(cfg, &rows)
+            };
+            next = resume_at;
+        }
+    }
+    engine.flush(&mut pending);
+    committed.append(&mut pending);
+    rows.commit(engine.take_changes());
+    assert_eq!(
+        restore_correlator(cfg, &rows).snapshot(),
+        engine.snapshot(),
+        "final rows"
+    );
+    (committed, engine)
+}
+
+// ---- SLA ----------------------------------------------------------------------------------
+
+const M0: i64 = 1_772_323_200_000_000_000; // 2026-03-01T00:00:00Z
+
+fn sla_config() -> Config {
+    let mut text = String::from("[sla]\nallowed_lateness = \"1m\"\nemit_windows = [\"hour\", \"day\", \"month\"]\n");
+    for service in ["a", "b", "c"] {
+        text.push_str(&format!(
+            r#"
+            [[sla.contracts]]
+            service = "{service}"
+            timezone = "Europe/Paris"
+            operations = ["op1"]
+            outage_alerts = ["down"]
+            [[sla.contracts.objectives]]
+            name = "p90"
+            kind = "latency_percentile"
+            percentile = 90.0
+            threshold = "500ms"
+            operation = "op1"
+            [[sla.contracts.objectives]]
+            name = "streak"
+            kind = "streak"
+            threshold = "300ms"
+            days = 2
+            [[sla.contracts.objectives]]
+            name = "avail"
+            kind = "availability"
+            target = 99.0
+            [[sla.contracts.objectives]]
+            name = "requests"
+            kind = "request_availability"
+            target = 95.0
+            "#
+        ));
+    }
+    Config::parse(Path::new("props.toml"), &text).unwrap()
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Sample {
+        service: u8,
+        op: bool,
+        duration_ms: i64,
+        error: bool,
+    },
+    Outage {
+        service: u8,
+        minutes: i64,
+    },
+    /// An outage alert firing (true) or resolving, of one of two fingerprints.
+    Alert {
+        service: u8,
+        fp: u8,
+        firing: bool,
+    },
+    /// A sample of a service without a contract.
+    Stranger,
+}
+
+/// Steps over about five weeks (months and days close), each with whether a batch ends after.
+fn sla_stream() -> impl Strategy<Value = Vec<(i64, Step, bool)>> {
+    let step = prop_oneof![
+        8 => (0u8..3, any::<bool>(), 1i64..2000, prop::bool::weighted(0.1))
+            .prop_map(|(service, op, duration_ms, error)| Step::Sample { service, op, duration_ms, error }),
+        1 => (0u8..3, 1i64..90).prop_map(|(service, minutes)| Step::Outage { service, minutes }),
+        1 => (0u8..3, 0u8..2, any::<bool>()).prop_map(|(service, fp, firing)| Step::Alert { service, fp, firing }),
+        1 => Just(Step::Stranger),
+    ];
+    prop::collection::vec((1i64..600, step, prop::bool::weighted(0.3)), 1..120).prop_map(|steps| {
+        let mut t = M0;
+        steps
+            .into_iter()
+            .map(|(gap, s, commit)| {
+                t += gap * MIN / 3;
+                (t, s, commit)
+            })
+            .collect()
+    })
+}
+
+const SERVICES: [&str; 3] = ["a", "b", "c"];
+
+fn apply_step(engine: &mut SlaEngine, index: usize, (t, step): (i64, &Step), out: &mut Vec<SlaOutput>) {
+    match step {
+        Step::Sample {
+            service,
+            op,
+            duration_ms,
+            error,
+        } => {
+            let sample = LatencySample {
+                service: SERVICES[usize::from(*service)].into(),
+                operation: if *op { "op1" } else { "op2" }.into(),
+                time_ns: t,
+                duration_ns: duration_ms * 1_000_000,
+                outcome: if *error { Outcome::Error } else { Outcome::Ok } as i32,
+                ..Default::default()
+            };
+            engine.apply(&Event::Sample(sample), out);
+        }
+        Step::Stranger => {
+            let sample = LatencySample {
+                service: "nobody".into(),
+                time_ns: t,
+                duration_ns: 1,
+                ..Default::default()
+            };
+            engine.apply(&Event::Sample(sample), out);
+        }
+        Step::Outage { service, minutes } => {
+            let (id, service) = (format!("INC-{index}"), SERVICES[usize::from(*service)].to_string());
+            engine.apply_correlation(&Output::IncidentOpened {
+                incident: id.clone(),
+                service: service.clone(),
+                alert: "x".into(),
+                ci: "c".into(),
+                time_ns: t,
+                priority: 1,
+                impact: Level::High,
+                urgency: Level::High,
+                suspected_changes: vec![],
+            });
+            engine.apply_correlation(&Output::IncidentResolved {
+                incident: id,
+                service,
+                opened_ns: t,
+                time_ns: t + minutes * MIN,
+                reason: "alerts_resolved".into(),
+            });
+        }
+        Step::Alert { service, fp, firing } => {
+            let alert = AlertEvent {
+                source: "am".into(),
+                fingerprint: format!("f{fp}"),
+                service: SERVICES[usize::from(*service)].into(),
+                alert_name: "down".into(),
+                status: if *firing {
+                    AlertStatus::Firing
+                } else {
+                    AlertStatus::Resolved
+                } as i32,
+                time_ns: t,
+                ..Default::default()
+            };
+            engine.apply(&Event::Alert(alert), out);
+        }
+    }
+    engine.advance(t, out);
+}
+
+fn restore_sla(cfg: &Config, rows: &Rows) -> SlaEngine {
+    SlaEngine::restore_items(&cfg.sla, &cfg.correlate, cfg.catalog(), &rows.head, &rows.items()).unwrap()
+}
+
+fn new_sla(cfg: &Config) -> SlaEngine {
+    SlaEngine::new(&cfg.sla, &cfg.correlate, cfg.catalog()).unwrap()
+}
+
+fn finish_sla(engine: &mut SlaEngine, steps: &[(i64, Step, bool)], out: &mut Vec<SlaOutput>) {
+    let last = steps.last().map_or(M0, |s| s.0);
+    engine.advance(last + 40 * 24 * 60 * MIN, out);
+}
+
+/// As `correlate_with_crashes`, for the SLA engine.
+fn sla_with_crashes(cfg: &Config, steps: &[(i64, Step, bool)], crashes: &[bool]) -> (Vec<SlaOutput>, SlaEngine) {
+    let mut engine = new_sla(cfg);
+    let mut rows = Rows::default();
+    let (mut committed, mut pending) = (Vec::new(), Vec::new());
+    let (mut next, mut resume_at, mut crashed_up_to) = (0usize, 0usize, 0usize);
+    while next < steps.len() {
+        let (t, step, commit) = &steps[next];
+        apply_step(&mut engine, next, (*t, step), &mut pending);
+        next += 1;
+        if *commit {
+            rows.commit(engine.take_changes());
+            committed.append(&mut pending);
+            resume_at = next;
+            assert_eq!(
+                restore_sla(cfg, &rows).snapshot(),
+                engine.snapshot(),
+                "rows after step {next}"
+            );
+        }
+        if crashes[next - 1] && next > crashed_up_to {
+            crashed_up_to = next;
+            pending.clear();
+            engine = if rows.head.is_empty() {
+                new_sla(cfg)
+            } else {
+                restore_sla(cfg, &rows)
+            };
+            next = resume_at;
+        }
+    }
+    finish_sla(&mut engine, steps, &mut pending);
+    committed.append(&mut pending);
+    rows.commit(engine.take_changes());
+    assert_eq!(restore_sla(cfg, &rows).snapshot(), engine.snapshot(), "final rows");
+    (committed, engine)
+}
+
+/// SLA cases replay weeks of minutes, and every commit is checked by a restore: 12 by
+/// default (about 2 min in a debug build on a shared machine); PROPTEST_CASES=N runs more.
+fn sla_cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12)
+}
+
+proptest! {
+    #[test]
+    fn correlation_crash_anywhere_restore_from_rows_equals_uninterrupted(
+        events in alert_stream(),
+        crashes in prop::collection::vec(prop::bool::weighted(0.1), 120),
+    ) {
+        let cfg = correlate_config();
+        let mut calm = Correlator::new(&cfg.correlate, cfg.catalog()).unwrap();
+        let mut expected = Vec::new();
+        for (e, _) in &events {
+            step_correlator(&mut calm, e.clone(), &mut expected);
+        }
+        calm.flush(&mut expected);
+        let (out, engine) = correlate_with_crashes(&cfg, &events, &crashes);
+        prop_assert_eq!(out, expected);
+        prop_assert_eq!(engine.snapshot(), calm.snapshot());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(sla_cases()))]
+
+    #[test]
+    fn sla_crash_anywhere_restore_from_rows_equals_uninterrupted(
+        steps in sla_stream(),
+        crashes in prop::collection::vec(prop::bool::weighted(0.1), 120),
+    ) {
+        let cfg = sla_config();
+        let mut calm = new_sla(&cfg);
+        let mut expected = Vec::new();
+        for (i, (t, s, _)) in steps.iter().enumerate() {
+            apply_step(&mut calm, i, (*t, s), &mut expected);
+        }
+        finish_sla(&mut calm, &steps, &mut expected);
+        let (out, engine) = sla_with_crashes(&cfg, &steps, &crashes);
+        prop_assert_eq!(out, expected);
+        prop_assert_eq!(engine.snapshot(), calm.snapshot());
+    }
+}
+
+// ---- dirty tracking -------------------------------------------------------------------------
+
+fn rows_of<'a>(c: &'a Changes, kind: &str) -> Vec<&'a str> {
+    c.upserts
+        .iter()
+        .filter(|i| i.kind == kind)
+        .map(|i| std::str::from_utf8(&i.key).unwrap_or("?"))
+        .collect()
+}
+
+fn firing(fp: &str, ci: &str, t: i64) -> Event {
+    Event::Alert(AlertEvent {
+        source: "prop".into(),
+        fingerprint: fp.into(),
+        ci: ci.into(),
+        alert_name: fp.into(),
+        severity: 3,
+        status: AlertStatus::Firing as i32,
+        time_ns: t,
+        ..Default::default()
+    })
+}
+
+#[test]
+fn a_duplicate_of_one_alert_writes_that_alert_row_alone() {
+    let cfg = correlate_config();
+    let mut engine = Correlator::new(&cfg.correlate, cfg.catalog()).unwrap();
+    let mut out = Vec::new();
+    step_correlator(&mut engine, firing("fp1", "web", T0), &mut out);
+    step_correlator(&mut engine, firing("fp2", "fw", T0 + SEC), &mut out);
+    step_correlator(&mut engine, Event::Alert(AlertEvent::default()), &mut out);
+    engine.advance(T0 + 10 * MIN, &mut out);
+    let first = engine.take_changes();
+    assert!(first.full, "a new engine's first checkpoint lists everything");
+    assert_eq!(rows_of(&first, "alert"), ["prop/fp1", "prop/fp2"]);
+    assert_eq!(rows_of(&first, "incident").len(), 2);
+
+    engine.apply(firing("fp1", "web", T0 + 11 * MIN), &mut out);
+    engine.advance(T0 + 20 * MIN, &mut out);
+    let second = engine.take_changes();
+    assert!(!second.full);
+    assert_eq!(
+        rows_of(&second, "alert"),
+        ["prop/fp1"],
+        "one alert touched, one alert row"
+    );
+    assert!(
+        rows_of(&second, "incident").is_empty(),
+        "a duplicate leaves its incident alone"
+    );
+    assert!(second.removed.is_empty());
+
+    let nothing = engine.take_changes();
+    assert!(
+        nothing.upserts.is_empty() && nothing.removed.is_empty(),
+        "no change, no rows"
+    );
+}
+
+fn sample(service: &str, t: i64) -> Event {
+    Event::Sample(LatencySample {
+        service: service.into(),
+        operation: "op1".into(),
+        time_ns: t,
+        duration_ns: 100_000_000,
+        ..Default::default()
+    })
+}
+
+#[test]
+fn a_sample_of_one_service_writes_that_service_row_alone_and_an_idle_clock_none() {
+    let cfg = sla_config();
+    let mut engine = new_sla(&cfg);
+    let mut out = Vec::new();
+    for s in SERVICES {
+        engine.apply(&sample(s, M0), &mut out);
+    }
+    engine.advance(M0 + 3 * MIN, &mut out);
+    let first = engine.take_changes();
+    assert_eq!(rows_of(&first, "service"), SERVICES);
+
+    // Minutes pass with nothing due in any service: walked, not changed.
+    engine.advance(M0 + 20 * MIN, &mut out);
+    let idle = engine.take_changes();
+    assert!(rows_of(&idle, "service").is_empty(), "{:?}", rows_of(&idle, "service"));
+
+    engine.apply(&sample("b", M0 + 21 * MIN), &mut out);
+    let second = engine.take_changes();
+    assert_eq!(
+        rows_of(&second, "service"),
+        ["b"],
+        "one service touched, one service row"
+    );
+
+    // The rows restore the engine exactly, the walked services' clocks included.
+    let mut rows = Rows::default();
+    for c in [first, idle, second] {
+        rows.commit(c);
+    }
+    assert_eq!(restore_sla(&cfg, &rows).snapshot(), engine.snapshot());
+}
