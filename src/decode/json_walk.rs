@@ -209,10 +209,14 @@ impl<'a> Reader<'a> {
     /// past meta's strings costs.
     fn string_stop(&mut self) -> Option<u8> {
         while let Some(word) = self.b.get(self.at..).and_then(<[u8]>::first_chunk::<8>) {
-            let hits = stops(u64::from_le_bytes(*word));
+            let word = u64::from_le_bytes(*word);
+            let hits = stops(word);
             if hits != 0 {
-                self.at += (hits.trailing_zeros() / 8) as usize;
-                return self.b.get(self.at).copied();
+                let bit = hits.trailing_zeros() & !7;
+                self.at += (bit / 8) as usize;
+                // The stopping byte from the word in hand: reading it again from the
+                // payload was a dependent load that cost more than the scan.
+                return Some((word >> bit) as u8);
             }
             self.at += 8;
         }
