@@ -60,7 +60,8 @@ pub fn dead_payload(refused: &[Refused]) -> (Vec<u8>, String) {
 
 /// Cleans every event's values in place; the events that break a hard limit are refused.
 /// The kept events stay in the vector they came in (in order): moving each into a new one
-/// was a tenth of decoding a span payload, events being several hundred bytes.
+/// copied every event again, and events are several hundred bytes (a span payload's
+/// samples are thousands of them).
 pub fn clean(mut events: Vec<Event>, limits: &Limits) -> (Vec<Event>, Vec<Refused>) {
     let mut refused = Vec::new();
     events.retain_mut(|event| match clean_event(event, limits) {
