@@ -59,20 +59,26 @@ pub fn dead_payload(refused: &[Refused]) -> (Vec<u8>, String) {
 }
 
 /// Cleans every event's values in place; the events that break a hard limit are refused.
-pub fn clean(events: Vec<Event>, limits: &Limits) -> (Vec<Event>, Vec<Refused>) {
-    let mut kept = Vec::with_capacity(events.len());
+/// The kept events stay in the vector they came in (in order): moving each into a new one
+/// copied every event again, and events are several hundred bytes (a span payload's
+/// samples are thousands of them).
+pub fn clean(mut events: Vec<Event>, limits: &Limits) -> (Vec<Event>, Vec<Refused>) {
     let mut refused = Vec::new();
-    for mut event in events {
-        match clean_event(&mut event, limits) {
-            Ok(()) => kept.push(event),
-            Err(reason) => refused.push(Refused {
+    events.retain_mut(|event| match clean_event(event, limits) {
+        Ok(()) => true,
+        Err(reason) => {
+            // The refused event leaves; an empty sample (no allocation) takes its place
+            // until `retain_mut` drops it.
+            let event = std::mem::replace(event, Event::Sample(Default::default()));
+            refused.push(Refused {
                 event,
                 reason,
                 class: "over_limit",
-            }),
+            });
+            false
         }
-    }
-    (kept, refused)
+    });
+    (events, refused)
 }
 
 /// One event: `Err` names the field, its size and the limit.
@@ -194,6 +200,13 @@ fn is_bad(c: char) -> bool {
 /// (U+0080–U+009F) are 0xC2 followed by 0x80–0x9F.
 fn needs_cleaning(s: &str) -> bool {
     let b = s.as_bytes();
+    // Printable ASCII throughout (nearly every service and operation name): nothing to
+    // replace. Tested without an early exit, which the compiler turns into wide compares.
+    if b.iter()
+        .fold(true, |printable, &c| printable & (c.wrapping_sub(0x20) < 0x5f))
+    {
+        return false;
+    }
     b.iter().enumerate().any(|(i, &c)| match c {
         b'\t' | b'\n' | b'\r' => false,
         0x00..=0x1f | 0x7f => true,

@@ -163,37 +163,47 @@ impl<'de> Deserialize<'de> for Metrics {
     }
 }
 
-/// The roles of a chunk's spans, in order (see the module's rules).
-fn roles(spans: &[Span]) -> Vec<SpanRole> {
-    let by_id: Option<HashMap<u64, &str>> =
-        (spans.len() > SCAN_LIMIT).then(|| spans.iter().filter_map(|s| Some((s.span_id?.0, s.service()))).collect());
-    let parent_service = |id: u64| -> Option<&str> {
-        match &by_id {
+/// Where a chunk's spans find their parents' services (see the module's rules): a scan of
+/// the chunk, or past `SCAN_LIMIT` spans a map.
+struct Parents<'c, 'a> {
+    spans: &'c [Span<'a>],
+    by_id: Option<HashMap<u64, &'c str>>,
+}
+
+impl<'c, 'a> Parents<'c, 'a> {
+    fn of(spans: &'c [Span<'a>]) -> Self {
+        let by_id = (spans.len() > SCAN_LIMIT)
+            .then(|| spans.iter().filter_map(|s| Some((s.span_id?.0, s.service()))).collect());
+        Parents { spans, by_id }
+    }
+
+    fn service(&self, id: u64) -> Option<&str> {
+        match &self.by_id {
             Some(map) => map.get(&id).copied(),
-            None => spans
+            None => self
+                .spans
                 .iter()
                 .find(|s| s.span_id.is_some_and(|x| x.0 == id))
                 .map(Span::service),
         }
-    };
-    spans
-        .iter()
-        .map(|span| {
-            let parent = span.parent();
-            if parent == 0 {
-                return SpanRole::Root;
-            }
-            let entry = match span.metrics.top_level {
-                Some(top) => top,
-                None => parent_service(parent).is_none_or(|p| p != span.service()),
-            };
-            if entry {
-                SpanRole::Entry
-            } else {
-                SpanRole::Internal
-            }
-        })
-        .collect()
+    }
+
+    /// The role of one of the chunk's spans.
+    fn role(&self, span: &Span) -> SpanRole {
+        let parent = span.parent();
+        if parent == 0 {
+            return SpanRole::Root;
+        }
+        let entry = match span.metrics.top_level {
+            Some(top) => top,
+            None => self.service(parent).is_none_or(|p| p != span.service()),
+        };
+        if entry {
+            SpanRole::Entry
+        } else {
+            SpanRole::Internal
+        }
+    }
 }
 
 /// A span's semantic check: the field and what is wrong with it.
@@ -213,11 +223,11 @@ pub(super) fn check(span: &Span) -> Result<(), (&'static str, String)> {
     Ok(())
 }
 
-fn sample(span: Span, role: SpanRole) -> LatencySample {
-    let service = span.service().to_string();
-    let operation = match (span.resource, span.name) {
-        (Some(r), _) if !r.is_empty() => r.into_owned(),
-        (_, Some(n)) => n.into_owned(),
+fn sample(span: &Span, role: SpanRole) -> LatencySample {
+    let service = span.service().to_owned();
+    let operation = match (&span.resource, &span.name) {
+        (Some(r), _) if !r.is_empty() => r.as_ref().to_owned(),
+        (_, Some(n)) => n.as_ref().to_owned(),
         _ => String::new(),
     };
     LatencySample {
@@ -232,10 +242,11 @@ fn sample(span: Span, role: SpanRole) -> LatencySample {
 }
 
 /// A chunk's spans as samples, with their roles.
-pub(super) fn push_chunk(spans: Vec<Span>, out: &mut Vec<Event>) {
-    let roles = roles(&spans);
-    for (span, role) in spans.into_iter().zip(roles) {
-        out.push(Event::Sample(sample(span, role)));
+pub(super) fn push_chunk(spans: &[Span], out: &mut Vec<Event>) {
+    let parents = Parents::of(spans);
+    out.reserve(spans.len());
+    for span in spans {
+        out.push(Event::Sample(sample(span, parents.role(span))));
     }
 }
 
@@ -262,7 +273,7 @@ impl<'de> Visitor<'de> for Traces<'_> {
             if spans.iter().any(|s| check(s).is_err()) {
                 return Err(de::Error::custom("invalid span"));
             }
-            push_chunk(spans, self.out);
+            push_chunk(&spans, self.out);
         }
         Ok(())
     }
@@ -272,16 +283,32 @@ impl<'de> Visitor<'de> for Traces<'_> {
 /// Three paths, each the fallback of the one before: the in-place reader (`json_walk`),
 /// serde over the whole payload, serde span by span.
 pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
-    if let Some(chunks) = super::json_walk::traces(bytes) {
-        if chunks.iter().flatten().all(|s| check(s).is_ok()) {
-            let mut out = Vec::new();
-            for chunk in chunks {
-                push_chunk(chunk, &mut out);
-            }
-            return Ok(Decoded::all(out));
+    // Samples are made chunk by chunk as the reader goes; a bad span (or anything the
+    // reader leaves) throws them away and the serde paths start again from the bytes.
+    let mut out = Vec::new();
+    let read = super::json_walk::traces(bytes, |spans, read| {
+        if out.is_empty() {
+            out.reserve(expected_spans(spans.len(), read, bytes.len()));
         }
+        spans
+            .iter()
+            .all(|s| check(s).is_ok())
+            .then(|| push_chunk(spans, &mut out))
+    });
+    match read {
+        Some(()) => Ok(Decoded::all(out)),
+        None => decode_serde(bytes),
     }
-    decode_serde(bytes)
+}
+
+/// How many spans a payload of `total` bytes holds, judged from its first chunk (`spans` in
+/// its first `read` bytes), a little over: the events are reserved once instead of growing
+/// by doubling, each growth a copy of every event so far (events are several hundred
+/// bytes). Never more than one per 64 bytes, so that a small first chunk cannot make a
+/// large payload reserve far more than its spans could need.
+fn expected_spans(spans: usize, read: usize, total: usize) -> usize {
+    let estimate = spans.saturating_mul(total) / read.max(1);
+    (estimate + estimate / 16 + 1).min(total / 64 + 1)
 }
 
 /// `decode` without the in-place reader: what that reader must agree with. Public (hidden)
@@ -330,7 +357,7 @@ fn span_by_span(bytes: &[u8]) -> Result<Decoded, DecodeError> {
         if !bad.is_empty() {
             dead.push(format!("[{}]", bad.join(",")));
         }
-        push_chunk(good, &mut decoded.events);
+        push_chunk(&good, &mut decoded.events);
     }
     if !dead.is_empty() {
         decoded.rejected_payload = Some(format!("[{}]", dead.join(",")).into_bytes());
@@ -545,6 +572,16 @@ mod tests {
         assert_eq!(decoded.rejected[0].error.field, "[0][1]");
         let err = decode(&payload.as_bytes()[..payload.len() - 3]).unwrap_err();
         assert_eq!(err.reason(), "syntax");
+    }
+
+    #[test]
+    fn the_reservation_follows_the_first_chunk_within_a_bound() {
+        // 10 spans in the first 4 500 of 450 000 bytes: about 1 000, a little over.
+        let n = expected_spans(10, 4_500, 450_000);
+        assert!((1_000..=1_070).contains(&n), "{n}");
+        // A tiny first chunk before a huge payload reserves no more than one per 64 bytes.
+        assert_eq!(expected_spans(1, 30, 6_400_000), 100_001);
+        assert_eq!(expected_spans(0, 0, 0), 1);
     }
 
     #[test]

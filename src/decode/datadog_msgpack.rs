@@ -48,7 +48,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
         Some(chunks) if chunks.iter().flatten().all(|s| check(s).is_ok()) => {
             let mut decoded = Decoded::default();
             for chunk in chunks {
-                push_chunk(chunk, &mut decoded.events);
+                push_chunk(&chunk, &mut decoded.events);
             }
             Ok(decoded)
         }
@@ -201,7 +201,7 @@ fn span_by_span(bytes: &[u8], v05: bool) -> Result<Decoded, DecodeError> {
                 }),
             }
         }
-        push_chunk(good, &mut decoded.events);
+        push_chunk(&good, &mut decoded.events);
     }
     if !decoded.rejected.is_empty() {
         decoded.rejected_payload = Some(only(table_bytes, &decoded.rejected));

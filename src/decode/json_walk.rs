@@ -18,15 +18,24 @@ use super::span_fields::{field, finished, Seen, Values};
 /// Deepest nesting stepped over in a value read past.
 const MAX_DEPTH: u32 = 16;
 
-/// The payload's chunks of spans, or `None`.
-pub(super) fn traces(bytes: &[u8]) -> Option<Vec<Vec<Span<'_>>>> {
-    let text = std::str::from_utf8(bytes).ok()?.as_bytes();
-    let mut r = Reader { b: text, at: 0 };
-    let mut chunks = Vec::new();
+/// Reads the payload's chunks of spans, handing each to `each` with how many of the
+/// payload's bytes are read (the spans in one buffer, reused from chunk to chunk, so that a
+/// payload costs no vector per chunk); `None` when the reader does not take the payload, or
+/// when `each` answers `None`.
+pub(super) fn traces<'a>(bytes: &'a [u8], mut each: impl FnMut(&mut Vec<Span<'a>>, usize) -> Option<()>) -> Option<()> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut r = Reader {
+        s: text,
+        b: text.as_bytes(),
+        at: 0,
+    };
+    let mut spans = Vec::new();
     r.open(b'[')?;
     if !r.close(b']')? {
         loop {
-            chunks.push(chunk(&mut r)?);
+            spans.clear();
+            chunk(&mut r, &mut spans)?;
+            each(&mut spans, r.at)?;
             if r.close(b']')? {
                 break;
             }
@@ -34,19 +43,18 @@ pub(super) fn traces(bytes: &[u8]) -> Option<Vec<Vec<Span<'_>>>> {
         }
     }
     r.ws();
-    (r.at == r.b.len()).then_some(chunks)
+    (r.at == r.b.len()).then_some(())
 }
 
-fn chunk<'a>(r: &mut Reader<'a>) -> Option<Vec<Span<'a>>> {
-    let mut spans = Vec::new();
+fn chunk<'a>(r: &mut Reader<'a>, spans: &mut Vec<Span<'a>>) -> Option<()> {
     r.open(b'[')?;
     if r.close(b']')? {
-        return Some(spans);
+        return Some(());
     }
     loop {
         spans.push(span(r)?);
         if r.close(b']')? {
-            return Some(spans);
+            return Some(());
         }
         r.expect(b',')?;
     }
@@ -86,7 +94,7 @@ fn meta(r: &mut Reader) -> Option<Meta> {
     }
     r.object(|r, key| {
         if key == b"http.status_code" {
-            meta.status_code = std::str::from_utf8(r.string()?).ok()?.trim().parse().ok();
+            meta.status_code = r.str()?.trim().parse().ok();
             Some(())
         } else {
             r.skip(0)
@@ -102,7 +110,8 @@ fn metrics(r: &mut Reader) -> Option<Metrics> {
     }
     r.object(|r, key| {
         if key == b"_top_level" || key == b"_dd.top_level" {
-            let value: f64 = std::str::from_utf8(r.number()?).ok()?.parse().ok()?;
+            let token = r.number()?;
+            let value: f64 = r.s.get(token)?.parse().ok()?;
             // Rust reads a number past f64's range as infinity, serde_json rejects it: leave
             // it to the serde path (found by fuzzing, datadog_apm_diff).
             if !value.is_finite() {
@@ -117,10 +126,27 @@ fn metrics(r: &mut Reader) -> Option<Metrics> {
     Some(metrics)
 }
 
-/// A position in the payload.
+/// A position in the payload: its text (checked UTF-8 once, so that slices between ASCII
+/// delimiters are `str`s without another check) and the same bytes.
 struct Reader<'a> {
+    s: &'a str,
     b: &'a [u8],
     at: usize,
+}
+
+/// Eight bytes of 0x01 and of 0x80: the constants of the word-at-a-time byte tests.
+const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+
+/// The bytes of `word` (read little-endian) that end or interrupt a string: a quote, a
+/// backslash or a control character, each marked by its high bit. Only the lowest marked
+/// byte is exact (a borrow may mark a byte above it), which is all `string_stop` reads.
+fn stops(word: u64) -> u64 {
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let quote = zero(word ^ (ONES * u64::from(b'"')));
+    let backslash = zero(word ^ (ONES * u64::from(b'\\')));
+    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+    quote | backslash | control
 }
 
 impl<'a> Reader<'a> {
@@ -178,28 +204,60 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A string without escapes: its bytes between the quotes.
-    fn string(&mut self) -> Option<&'a [u8]> {
-        self.expect(b'"')?;
-        let start = self.at;
-        loop {
-            match *self.b.get(self.at)? {
-                b'"' => break,
-                b'\\' => return None,
-                c if c < 0x20 => return None,
-                _ => self.at += 1,
+    /// Moves to the first quote, backslash or control character from here on (the end of a
+    /// string or what interrupts it): eight bytes at a time, which is most of what reading
+    /// past meta's strings costs.
+    fn string_stop(&mut self) -> Option<u8> {
+        while let Some(word) = self.b.get(self.at..).and_then(<[u8]>::first_chunk::<8>) {
+            let word = u64::from_le_bytes(*word);
+            let hits = stops(word);
+            if hits != 0 {
+                let bit = hits.trailing_zeros() & !7;
+                self.at += (bit / 8) as usize;
+                // The stopping byte from the word in hand: reading it again from the
+                // payload was a dependent load that cost more than the scan.
+                return Some((word >> bit) as u8);
             }
+            self.at += 8;
         }
-        self.at += 1;
-        Some(&self.b[start..self.at - 1])
+        loop {
+            let c = *self.b.get(self.at)?;
+            if c == b'"' || c == b'\\' || c < 0x20 {
+                return Some(c);
+            }
+            self.at += 1;
+        }
     }
 
-    /// A kept string (the payload is UTF-8, so its slices between quotes are), or null.
+    /// A string without escapes: its bytes between the quotes.
+    fn string(&mut self) -> Option<&'a [u8]> {
+        Some(&self.b[self.string_span()?])
+    }
+
+    /// Where a string without escapes lies between its quotes, the quotes consumed.
+    fn string_span(&mut self) -> Option<std::ops::Range<usize>> {
+        self.expect(b'"')?;
+        let start = self.at;
+        if self.string_stop()? != b'"' {
+            return None;
+        }
+        self.at += 1;
+        Some(start..self.at - 1)
+    }
+
+    /// A string without escapes as text (the payload is UTF-8 and the quotes are ASCII, so
+    /// the slice between them is text too).
+    fn str(&mut self) -> Option<&'a str> {
+        let span = self.string_span()?;
+        self.s.get(span)
+    }
+
+    /// A kept string, or null.
     fn text(&mut self) -> Option<Option<Cow<'a, str>>> {
         if self.null() {
             return Some(None);
         }
-        Some(Some(Cow::Borrowed(std::str::from_utf8(self.string()?).ok()?)))
+        Some(Some(Cow::Borrowed(self.str()?)))
     }
 
     /// A span id: an unsigned integer, a decimal string, or null.
@@ -208,26 +266,48 @@ impl<'a> Reader<'a> {
             return Some(None);
         }
         let v = if self.peek()? == b'"' {
-            std::str::from_utf8(self.string()?).ok()?.parse().ok()?
+            self.str()?.parse().ok()?
         } else {
             u64::try_from(self.int()?).ok()?
         };
         Some(Some(FlexU64(v)))
     }
 
-    /// A number that is a plain integer.
+    /// A number that is a plain integer, its value accumulated as its digits are read
+    /// (what parsing the token as text after checking its grammar cost twice over).
     fn int(&mut self) -> Option<i128> {
-        let token = self.number()?;
-        // serde_json reads `-0` as the float -0.0, which the serde path rejects where an
-        // integer is required: leave it to that path (found by fuzzing, datadog_apm_diff).
-        if token.iter().any(|c| matches!(c, b'.' | b'e' | b'E')) || token == b"-0" {
+        self.ws();
+        let negative = self.b.get(self.at) == Some(&b'-');
+        if negative {
+            self.at += 1;
+        }
+        let first = self.at;
+        let mut magnitude: u64 = 0;
+        while let Some(d) = self.b.get(self.at).filter(|c| c.is_ascii_digit()) {
+            // Past u64 no field takes it: the serde path says so.
+            magnitude = magnitude.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+            self.at += 1;
+        }
+        let digits = self.at - first;
+        // No digits, a leading zero (not JSON), or a fraction or exponent (a float, which
+        // the serde path rejects where an integer is required).
+        if digits == 0
+            || (digits > 1 && self.b[first] == b'0')
+            || matches!(self.b.get(self.at), Some(b'.' | b'e' | b'E'))
+        {
             return None;
         }
-        std::str::from_utf8(token).ok()?.parse().ok()
+        // serde_json reads `-0` as the float -0.0, which the serde path rejects where an
+        // integer is required: leave it to that path (found by fuzzing, datadog_apm_diff).
+        if negative && magnitude == 0 {
+            return None;
+        }
+        let value = i128::from(magnitude);
+        Some(if negative { -value } else { value })
     }
 
-    /// A number's text, checked against JSON's grammar.
-    fn number(&mut self) -> Option<&'a [u8]> {
+    /// Where a number's text lies, checked against JSON's grammar.
+    fn number(&mut self) -> Option<std::ops::Range<usize>> {
         self.ws();
         let start = self.at;
         let digits = |r: &mut Reader| {
@@ -255,14 +335,14 @@ impl<'a> Reader<'a> {
             }
             digits(self).then_some(())?;
         }
-        Some(&self.b[start..self.at])
+        Some(start..self.at)
     }
 
     /// A string with any escapes, checked as serde_json checks them.
     fn skip_string(&mut self) -> Option<()> {
         self.expect(b'"')?;
         loop {
-            match *self.b.get(self.at)? {
+            match self.string_stop()? {
                 b'"' => {
                     self.at += 1;
                     return Some(());
@@ -280,8 +360,8 @@ impl<'a> Reader<'a> {
                         _ => return None,
                     }
                 }
-                c if c < 0x20 => return None,
-                _ => self.at += 1,
+                // A control character: JSON strings may not hold one raw.
+                _ => return None,
             }
         }
     }
@@ -337,12 +417,22 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
+    /// The chunks the reader hands over, collected.
+    fn read(bytes: &[u8]) -> Option<Vec<Vec<Span<'_>>>> {
+        let mut chunks = Vec::new();
+        traces(bytes, |spans, _| {
+            chunks.push(std::mem::take(spans));
+            Some(())
+        })?;
+        Some(chunks)
+    }
+
     const SPAN: &str = r#"{"service":"orders","resource":"POST /orders","span_id":"18446744073709551615","parent_id":null,"start":1796167400000000000,"duration":13879519,"error":1,"type":"web","meta":{"component":"fl\u00e4sk \"q\"","http.status_code":" 503 "},"metrics":{"process_id":4711.5e0,"_dd.top_level":1,"x":[true,false,null,{"a":[-0.5E+3]}]}}"#;
 
     #[test]
     fn reads_what_it_keeps_and_steps_over_every_other_value() {
         let payload = format!(" [ [ {SPAN} ] , [ ] ]\n");
-        let chunks = traces(payload.as_bytes()).unwrap();
+        let chunks = read(payload.as_bytes()).unwrap();
         assert_eq!(chunks.len(), 2);
         let s = &chunks[0][0];
         assert_eq!(s.service.as_deref(), Some("orders"));
@@ -356,6 +446,52 @@ mod tests {
             (1_796_167_400_000_000_000, 13_879_519, 1)
         );
         assert_eq!((s.meta.status_code, s.metrics.top_level), (Some(503), Some(true)));
+    }
+
+    #[test]
+    fn the_word_scan_stops_where_a_byte_scan_does() {
+        // Each stopping byte (and a UTF-8 letter that must not stop) at every offset of a
+        // string longer than two words, from each starting point: the word-at-a-time scan
+        // must find the same first stop as a byte-at-a-time one, or run out where it does.
+        for stop in [b'"', b'\\', 0x00, 0x1f, 0x7f, 0xc3] {
+            for at in 0..20 {
+                let mut text = vec![b'a'; 20];
+                text[at] = stop;
+                text[(at + 5) % 20] = b'"';
+                for from in 0..text.len() {
+                    let mut r = Reader {
+                        s: "",
+                        b: &text,
+                        at: from,
+                    };
+                    let expected = text[from..]
+                        .iter()
+                        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+                        .map(|i| (from + i, text[from + i]));
+                    let found = r.string_stop().map(|c| (r.at, c));
+                    assert_eq!(found, expected, "stop {stop:#x} at {at}, from {from}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn integers_are_read_as_serde_reads_them_or_left() {
+        let int = |text: &str| {
+            let mut r = Reader {
+                s: text,
+                b: text.as_bytes(),
+                at: 0,
+            };
+            r.int().filter(|_| r.at == text.len())
+        };
+        assert_eq!(int("0"), Some(0));
+        assert_eq!(int(" 42"), Some(42));
+        assert_eq!(int("-9223372036854775808"), Some(i128::from(i64::MIN)));
+        assert_eq!(int("18446744073709551615"), Some(i128::from(u64::MAX)));
+        for left in ["18446744073709551616", "-0", "01", "-", "", "1.0", "1e3", "2E1", "+1"] {
+            assert_eq!(int(left), None, "{left:?}");
+        }
     }
 
     #[test]
@@ -400,14 +536,14 @@ mod tests {
             ),
         ];
         for (span, what) in &cases {
-            assert!(traces(one(span).as_bytes()).is_none(), "{what}");
+            assert!(read(one(span).as_bytes()).is_none(), "{what}");
         }
-        assert!(traces(format!("{} x", one(SPAN)).as_bytes()).is_none(), "trailing text");
-        assert!(traces(&one(SPAN).as_bytes()[..50]).is_none(), "truncated");
+        assert!(read(format!("{} x", one(SPAN)).as_bytes()).is_none(), "trailing text");
+        assert!(read(&one(SPAN).as_bytes()[..50]).is_none(), "truncated");
         assert!(
-            traces(b"[[{\"start\":1,\"duration\":2,\"k\":\"\xff\"}]]").is_none(),
+            read(b"[[{\"start\":1,\"duration\":2,\"k\":\"\xff\"}]]").is_none(),
             "not UTF-8"
         );
-        assert!(traces(one(SPAN).as_bytes()).is_some(), "the span itself is read");
+        assert!(read(one(SPAN).as_bytes()).is_some(), "the span itself is read");
     }
 }
