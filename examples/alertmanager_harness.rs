@@ -60,6 +60,7 @@ fn main() -> Result<(), BoxError> {
                 }
             }
         }
+        let (am_order, sf_order) = (thousands(&am_rates), thousands(&sf_rates));
         let (a, s) = (median(&mut am_rates), median(&mut sf_rates));
         println!(
             "store {store}: {BODIES} bodies × {PER_BODY} alerts, {SENDERS} senders, median of {rounds} rounds: \
@@ -68,11 +69,7 @@ fn main() -> Result<(), BoxError> {
             s / 1e3,
             s / a
         );
-        println!(
-            "  rounds: Alertmanager {:?} k/s, slaflow {:?} k/s",
-            thousands(&am_rates),
-            thousands(&sf_rates)
-        );
+        println!("  rounds in order: Alertmanager {am_order:?} k/s, slaflow {sf_order:?} k/s");
         for (who, port) in [("alertmanager", am.port), ("slaflow", slaflow.port)] {
             let (p50, p99) = sequential(port, who)?;
             println!("  {who}: {SEQUENTIAL} single-alert webhooks one after another: p50 {p50:.2} ms, p99 {p99:.2} ms");
