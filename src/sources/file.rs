@@ -90,7 +90,14 @@ impl FileRecords<File> {
             path: path.to_path_buf(),
             source,
         })?;
-        Ok(FileRecords::new(file, path, framing, chunk))
+        let mut records = FileRecords::new(file, path, framing, chunk);
+        if framing == Framing::Document {
+            // Held whole: one allocation of its size (and a read's worth past it, where the
+            // end is found) rather than doublings up to twice its size.
+            let len = usize::try_from(size(path)).unwrap_or(0);
+            records.buf.reserve_exact(len.saturating_add(records.chunk));
+        }
+        Ok(records)
     }
 }
 
