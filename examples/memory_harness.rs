@@ -3,8 +3,13 @@
 //! - `files`: `slaflow decode` and `slaflow replay` of a generated 500 MB Zabbix export
 //!   NDJSON file (written to target/memory_harness/, kept for later runs), the built binary
 //!   run as a child whose peak is polled from /proc/<pid>/status;
-//! - `sla [N]`: the SLA engine holding N services (10 000 and 100 000 without N, each in a
-//!   fresh process) with contracts and a month of history: resident memory per service;
+//! - `sla [N] [--burn-rates]`: the SLA engine holding N services (10 000 and 100 000 without
+//!   N, each in a fresh process) with contracts and a month of history: resident memory per
+//!   service. Burn-rate alerts are off unless `--burn-rates`: with them (the default rules'
+//!   longest window is 3 days) every service with traffic is evaluated every minute, and a
+//!   month of 100 000 services is hours of CPU; without them a service is evaluated at its
+//!   bins' and windows' ends. What is held per service is the same either way but for the
+//!   burn-rate state.
 //! - `flood [N [MAX]]`: N distinct alert fingerprints (1 000 000) through the correlation
 //!   engine with `[correlate.dedup] max_entries = MAX` (100 000): alerts held, evictions,
 //!   resident memory.
@@ -65,7 +70,7 @@ fn main() -> ExitCode {
     let number = |i: usize, default: u64| positional.get(i).and_then(|n| n.parse().ok()).unwrap_or(default);
     let result = match positional.first().map(|s| s.as_str()).unwrap_or("all") {
         "files" => files(flag("--bin"), flag("--mb").and_then(|m| m.parse().ok()).unwrap_or(500)),
-        "sla" if positional.len() > 1 => sla(number(1, 10_000) as usize),
+        "sla" if positional.len() > 1 => sla(number(1, 10_000) as usize, args.iter().any(|a| a == "--burn-rates")),
         "sla" => again(&["sla", "10000"]).and_then(|()| again(&["sla", "100000"])),
         "flood" => flood(number(1, 1_000_000), number(2, 100_000) as usize),
         "all" => files(flag("--bin"), 500)
@@ -188,8 +193,9 @@ fn files(bin: Option<String>, megabytes: u64) -> Result<(), String> {
 
 // ---- (b) the SLA engine holding many services -----------------------------------------------
 
-/// The bench's contract (four objectives), for `services` services `svc-0`.. `svc-(N-1)`.
-fn sla_config(services: usize) -> Result<Config, String> {
+/// The bench's contract (four objectives), for `services` services `svc-0`.. `svc-(N-1)`;
+/// the default burn-rate alerts when `burn_rates`, else none.
+fn sla_config(services: usize, burn_rates: bool) -> Result<Config, String> {
     let mut config = Config::parse(
         Path::new("harness.toml"),
         r#"
@@ -215,7 +221,10 @@ fn sla_config(services: usize) -> Result<Config, String> {
         "#,
     )
     .map_err(|e| e.to_string())?;
-    let contract = config.sla.contracts[0].clone();
+    if !burn_rates {
+        config.sla.burn_rate_alerts.clear();
+    }
+    let contract = config.sla.contracts.first().cloned().ok_or("no contract parsed")?;
     config.sla.contracts = (0..services)
         .map(|i| {
             let mut c = contract.clone();
@@ -243,9 +252,9 @@ fn batch(service: &str, start: i64, step: i64, n: i64, seed: i64) -> Event {
 /// (b): `services` services, each with a month of history: March to the 31st at 12:00, a
 /// batch of 20 samples every 6 hours, then the open hour (60 samples over 0.002..0.9 s, the
 /// range that sizes its counters, as in `cargo bench --bench sla`).
-fn sla(services: usize) -> Result<(), String> {
+fn sla(services: usize, burn_rates: bool) -> Result<(), String> {
     let (rss0, _) = own();
-    let config = sla_config(services)?;
+    let config = sla_config(services, burn_rates)?;
     let mut engine = SlaEngine::new(&config.sla, &config.correlate, config.catalog()).map_err(|e| e.to_string())?;
     let (rss_config, _) = own();
     let names: Vec<String> = (0..services).map(|i| format!("svc-{i}")).collect();
@@ -272,7 +281,8 @@ fn sla(services: usize) -> Result<(), String> {
     let samples = engine.stats().samples;
     let live = engine.live_histogram_bytes();
     println!(
-        "sla: {services} services, {samples} samples in {:.1} s; RSS {:.1} MiB (peak {:.1}), {:.1} MiB before the history ({:.1} MiB the process alone)",
+        "sla: {services} services (burn-rate alerts {}), {samples} samples in {:.1} s; RSS {:.1} MiB (peak {:.1}), {:.1} MiB before the history ({:.1} MiB the process alone)",
+        if burn_rates { "on" } else { "off" },
         started.elapsed().as_secs_f64(),
         mib(rss),
         mib(hwm),
