@@ -9,7 +9,8 @@
 //!   longest window is 3 days) every service with traffic is evaluated every minute, and a
 //!   month of 100 000 services is hours of CPU; without them a service is evaluated at its
 //!   bins' and windows' ends. What is held per service is the same either way but for the
-//!   burn-rate state.
+//!   burn-rate state. `--days D` shortens the history to D days before the open hour (0: the
+//!   open hour alone), for a quick figure where a month costs too much CPU.
 //! - `flood [N [MAX]]`: N distinct alert fingerprints (1 000 000) through the correlation
 //!   engine with `[correlate.dedup] max_entries = MAX` (100 000): alerts held, evictions,
 //!   resident memory.
@@ -70,7 +71,11 @@ fn main() -> ExitCode {
     let number = |i: usize, default: u64| positional.get(i).and_then(|n| n.parse().ok()).unwrap_or(default);
     let result = match positional.first().map(|s| s.as_str()).unwrap_or("all") {
         "files" => files(flag("--bin"), flag("--mb").and_then(|m| m.parse().ok()).unwrap_or(500)),
-        "sla" if positional.len() > 1 => sla(number(1, 10_000) as usize, args.iter().any(|a| a == "--burn-rates")),
+        "sla" if positional.len() > 1 => sla(
+            number(1, 10_000) as usize,
+            args.iter().any(|a| a == "--burn-rates"),
+            flag("--days").and_then(|d| d.parse().ok()).unwrap_or(30),
+        ),
         "sla" => again(&["sla", "10000"]).and_then(|()| again(&["sla", "100000"])),
         "flood" => flood(number(1, 1_000_000), number(2, 100_000) as usize),
         "all" => files(flag("--bin"), 500)
@@ -252,7 +257,7 @@ fn batch(service: &str, start: i64, step: i64, n: i64, seed: i64) -> Event {
 /// (b): `services` services, each with a month of history: March to the 31st at 12:00, a
 /// batch of 20 samples every 6 hours, then the open hour (60 samples over 0.002..0.9 s, the
 /// range that sizes its counters, as in `cargo bench --bench sla`).
-fn sla(services: usize, burn_rates: bool) -> Result<(), String> {
+fn sla(services: usize, burn_rates: bool, days: i64) -> Result<(), String> {
     let (rss0, _) = own();
     let config = sla_config(services, burn_rates)?;
     let mut engine = SlaEngine::new(&config.sla, &config.correlate, config.catalog()).map_err(|e| e.to_string())?;
@@ -261,10 +266,15 @@ fn sla(services: usize, burn_rates: bool) -> Result<(), String> {
     let mut out = Vec::new();
     let started = Instant::now();
     let end = T0_NS + 30 * 24 * HOUR_NS + 12 * HOUR_NS;
-    let mut t = T0_NS;
+    let mut t = if days >= 30 {
+        T0_NS
+    } else {
+        end - days * 24 * HOUR_NS - HOUR_NS
+    };
+    let last_hours = if days == 0 { HOUR_NS } else { 6 * HOUR_NS };
     let mut seed = 0;
     while t < end {
-        let (step, n) = if t + 6 * HOUR_NS >= end {
+        let (step, n) = if t + last_hours >= end {
             (HOUR_NS, 60)
         } else {
             (6 * HOUR_NS, 20)
@@ -281,7 +291,7 @@ fn sla(services: usize, burn_rates: bool) -> Result<(), String> {
     let samples = engine.stats().samples;
     let live = engine.live_histogram_bytes();
     println!(
-        "sla: {services} services (burn-rate alerts {}), {samples} samples in {:.1} s; RSS {:.1} MiB (peak {:.1}), {:.1} MiB before the history ({:.1} MiB the process alone)",
+        "sla: {services} services (burn-rate alerts {}, {days} days of history), {samples} samples in {:.1} s; RSS {:.1} MiB (peak {:.1}), {:.1} MiB before the history ({:.1} MiB the process alone)",
         if burn_rates { "on" } else { "off" },
         started.elapsed().as_secs_f64(),
         mib(rss),
