@@ -1,6 +1,10 @@
 //! Replay: recorded files → decoders → engines, in the order given (or in event-time order).
 //! The dry run operators use to try their rules on a recorded stream, and the test bed of
 //! the whole data path: the same records as the service gives for the same arrivals.
+//! In arrival order the files are streamed (`stream`); `--order event-time` sorts every
+//! event and so holds the recording, as `read_events` reads it.
+
+mod stream;
 
 use std::path::PathBuf;
 
@@ -13,7 +17,7 @@ use crate::engine::reorder::event_time;
 use crate::engine::sla::{SlaEngine, SlaError, SlaOutput, SlaStats};
 use crate::model::Event;
 use crate::sinks::DeadLetter;
-use crate::sources::file;
+use crate::sources::file::{self, FileError};
 
 /// One input file and its format.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,8 +62,9 @@ pub enum Record {
 /// A replay that could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
-    #[error("{path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    /// An input file could not be opened or read (file, and line and offset when read).
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error(transparent)]
     Correlate(#[from] CorrelateError),
     #[error(transparent)]
@@ -97,7 +102,7 @@ pub fn read_events(
 ) -> Result<Vec<(usize, Event)>, ReplayError> {
     let mut arrivals = Vec::new();
     for (i, (input, clock)) in inputs.iter().zip(clocks(inputs)).enumerate() {
-        let content = std::fs::read(&input.path).map_err(|source| ReplayError::Read {
+        let content = std::fs::read(&input.path).map_err(|source| FileError::Open {
             path: input.path.clone(),
             source,
         })?;
@@ -206,23 +211,32 @@ fn admit_recorded(
 
 /// A dead part of a record of `input` at `line`: the record's parts are numbered by `seq`.
 fn keep_dead(summary: &mut Summary, input: &Input, line: u64, part: DeadPart) {
+    let seq = seq_after(summary.dead_letters.iter().rev(), input, line);
+    summary.dead_letters.push(dead_letter(input, line, part, seq));
+}
+
+/// The number of a new dead part of `input` at `line`: how many of the dead letters kept
+/// last (`newest_first`) are of the same record.
+fn seq_after<'a>(newest_first: impl Iterator<Item = &'a DeadLetter>, input: &Input, line: u64) -> i32 {
     let origin = input.path.display().to_string();
-    let seq = summary
-        .dead_letters
-        .iter()
-        .rev()
+    let same = newest_first
         .take_while(|d| d.origin == origin && d.offset == line as i64)
         .count();
-    summary.dead_letters.push(DeadLetter {
-        origin,
+    i32::try_from(same).unwrap_or(i32::MAX)
+}
+
+/// The dead letter of `part`, the `seq`-th of the record of `input` at `line`.
+fn dead_letter(input: &Input, line: u64, part: DeadPart, seq: i32) -> DeadLetter {
+    DeadLetter {
+        origin: input.path.display().to_string(),
         partition: -1,
         offset: line as i64,
-        seq: seq as i32,
+        seq,
         format: part.format.name().to_string(),
         reason: part.reason,
         payload: part.payload,
         ..DeadLetter::default()
-    });
+    }
 }
 
 /// Both engines wired together, as every path runs them (replay, Kafka workers, HTTP
@@ -527,20 +541,87 @@ pub fn replay(
     replay_observed(config, inputs, Order::Arrival, until, emit, |_, _| {})
 }
 
-/// `replay` in `order`, telling `progress` (events processed, events in all) every 4096
-/// events and at the end: what a progress bar shows.
+/// `replay` in `order`, telling `progress` (bytes of the input files read, bytes of all of
+/// them) every MiB and at the end: what a progress bar shows, and its ETA. In arrival order
+/// the files are streamed (`replay_streamed`); in event-time order they are read whole.
 pub fn replay_observed(
     config: &Config,
     inputs: &[Input],
     order: Order,
     until: Option<i64>,
+    emit: impl FnMut(&Record),
+    progress: impl FnMut(u64, u64),
+) -> Result<(Summary, SlaEngine), ReplayError> {
+    replay_streamed(config, inputs, order, until, file::READ_BUFFER, emit, progress)
+}
+
+/// `replay_observed` reading files `chunk` bytes at a time: the records and summary are the
+/// same whatever `chunk` is (tests pick tiny ones, so that records straddle reads).
+pub fn replay_streamed(
+    config: &Config,
+    inputs: &[Input],
+    order: Order,
+    until: Option<i64>,
+    chunk: usize,
     mut emit: impl FnMut(&Record),
     mut progress: impl FnMut(u64, u64),
 ) -> Result<(Summary, SlaEngine), ReplayError> {
     let decoders = Decoders::new(config.decoders.clone());
-    let mut summary = Summary::default();
     let bounds = config.decoders.time_bounds(config.correlate.allowed_lateness);
-    let mut events = read_events(&decoders, &bounds, inputs, &mut summary)?;
+    let mut summary = Summary::default();
+    let mut sink = |record: Record| emit(&record);
+    let engines = match order {
+        Order::Arrival => {
+            let sources = clocks(inputs).into_iter().max().map_or(1, |n| n + 1);
+            let mut engines = Engines::new(config)?.with_inputs(sources);
+            let reading = stream::Reading {
+                decoders: &decoders,
+                bounds: &bounds,
+                inputs,
+                chunk,
+            };
+            stream::replay_streaming(&reading, &mut engines, &mut summary, &mut sink, &mut progress)?;
+            engines
+        }
+        Order::EventTime => {
+            let events = read_events(&decoders, &bounds, inputs, &mut summary)?;
+            let engines = process_in_memory(config, inputs, events, order, &mut sink)?;
+            let total = inputs.iter().map(|i| file::size(&i.path)).sum();
+            progress(total, total);
+            engines
+        }
+    };
+    Ok(finish(engines, until, summary, &mut sink))
+}
+
+/// The whole-recording replay: every event read into memory first (`read_events`), then
+/// processed. What `replay` did before it streamed, kept as the reference the streaming
+/// replay is checked against (`tests/streaming.rs`); it holds the whole recording.
+pub fn replay_in_memory(
+    config: &Config,
+    inputs: &[Input],
+    order: Order,
+    until: Option<i64>,
+    mut emit: impl FnMut(&Record),
+) -> Result<(Summary, SlaEngine), ReplayError> {
+    let decoders = Decoders::new(config.decoders.clone());
+    let bounds = config.decoders.time_bounds(config.correlate.allowed_lateness);
+    let mut summary = Summary::default();
+    let mut sink = |record: Record| emit(&record);
+    let events = read_events(&decoders, &bounds, inputs, &mut summary)?;
+    let engines = process_in_memory(config, inputs, events, order, &mut sink)?;
+    Ok(finish(engines, until, summary, &mut sink))
+}
+
+/// Events of `inputs` read whole (each with its source) through fresh engines in `order`:
+/// a source ends (no longer holds the clock) after its last event.
+fn process_in_memory(
+    config: &Config,
+    inputs: &[Input],
+    mut events: Vec<(usize, Event)>,
+    order: Order,
+    sink: &mut impl FnMut(Record),
+) -> Result<Engines, ReplayError> {
     let mut engines = match order {
         Order::Arrival => {
             let sources = clocks(inputs).into_iter().max().map_or(1, |n| n + 1);
@@ -554,8 +635,6 @@ pub fn replay_observed(
             Engines::new(config)?
         }
     };
-    let mut sink = |record: Record| emit(&record);
-    let total = events.len() as u64;
     // Where each source's last event is: past it the source has ended, and no longer holds
     // the clock (as a quiet topic is declared idle).
     let mut last_of = Vec::new();
@@ -566,20 +645,26 @@ pub fn replay_observed(
         last_of[*input] = i;
     }
     for (i, (input, event)) in events.into_iter().enumerate() {
-        engines.process_from(input, event, &mut sink);
+        engines.process_from(input, event, sink);
         if last_of[input] == i {
-            engines.input_idle(input, &mut sink);
-        }
-        if i % 4096 == 4095 {
-            progress(i as u64 + 1, total);
+            engines.input_idle(input, sink);
         }
     }
-    progress(total, total);
-    engines.finish(until, &mut sink);
+    Ok(engines)
+}
+
+/// End of input: the engines finish (`Engines::finish`) and the summary takes their stats.
+fn finish(
+    mut engines: Engines,
+    until: Option<i64>,
+    mut summary: Summary,
+    sink: &mut impl FnMut(Record),
+) -> (Summary, SlaEngine) {
+    engines.finish(until, sink);
     summary.correlate = engines.correlator.stats().clone();
     summary.sla = engines.sla.stats().clone();
     summary.last_event_ns = engines.last_event_ns();
-    Ok((summary, engines.sla))
+    (summary, engines.sla)
 }
 
 #[cfg(test)]

@@ -81,9 +81,11 @@ fn replay(
     // its summary; the error is returned after.
     let mut write_error = None;
     let mut kept = Vec::new();
+    // Bytes of the input files read against their sizes: the ETA holds whatever the
+    // records' sizes, and needs no count of events up front (which would mean reading all).
     let bar = slaflow::term::progress_bar(
         0,
-        "{spinner} replay [{bar:40}] {human_pos}/{human_len} events  {per_sec}  ETA {eta}",
+        "{spinner} replay [{bar:40}] {binary_bytes}/{binary_total_bytes}  {binary_bytes_per_sec}  ETA {eta}",
     );
     let (summary, _) = slaflow::replay::replay_observed(
         config,
