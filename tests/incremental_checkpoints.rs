@@ -519,6 +519,38 @@ fn a_duplicate_of_one_alert_writes_that_alert_row_alone() {
     );
 }
 
+/// Events held for the allowed lateness are written once, when they arrive, and deleted
+/// once, when released: a batch's bytes follow what it brought, not what is held.
+#[test]
+fn held_events_are_written_when_pushed_and_deleted_when_released_not_per_batch() {
+    let cfg = correlate_config();
+    let mut engine = Correlator::new(&cfg.correlate, cfg.catalog()).unwrap();
+    let mut out = Vec::new();
+    for i in 0..1000 {
+        engine.apply(firing(&format!("fp{i}"), "web", T0 + i * SEC / 10), &mut out);
+    }
+    engine.advance(T0 + 100 * SEC, &mut out);
+    let first = engine.take_changes();
+    assert_eq!(
+        rows_of(&first, "held").len(),
+        1000,
+        "all within the lateness (120 s): held"
+    );
+    engine.apply(firing("late-comer", "web", T0 + 100 * SEC), &mut out);
+    engine.advance(T0 + 100 * SEC, &mut out);
+    let second = engine.take_changes();
+    assert_eq!(rows_of(&second, "held").len(), 1, "the one event this batch brought");
+    assert!(second.removed.is_empty());
+    assert!(second.bytes() < 1000, "{} bytes for one held event", second.bytes());
+    assert_eq!(second.head.len(), first.head.len(), "the head does not hold the buffer");
+    // Releasing the first half: their rows are deleted, the incidents they open written.
+    engine.advance(T0 + 120 * SEC + 50 * SEC, &mut out);
+    let third = engine.take_changes();
+    let released = third.removed.iter().filter(|(kind, _)| kind == "held").count();
+    assert_eq!(released, 501, "events up to T0 + 50 s released");
+    assert!(rows_of(&third, "held").is_empty());
+}
+
 fn sample(service: &str, t: i64) -> Event {
     Event::Sample(LatencySample {
         service: service.into(),

@@ -50,11 +50,15 @@ impl Changes {
 /// the last [`Tracked::take`]. Only shared access derefs to the map, so every mutation goes
 /// through a method here and cannot escape the tracking. It serialises as the bare map: a
 /// whole snapshot's bytes are as before.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Tracked<M: Map> {
     map: M,
     changed: BTreeSet<M::Key>,
     removed: BTreeSet<M::Key>,
+    /// Keys inserted since the last take that the store does not hold (absent then): one
+    /// removed again before the next take needs no delete. Events held for reordering are
+    /// mostly pushed and popped between two checkpoints on a busy partition.
+    fresh: BTreeSet<M::Key>,
 }
 
 /// The map types [`Tracked`] wraps.
@@ -112,6 +116,13 @@ macro_rules! map_impl {
 map_impl!(BTreeMap);
 map_impl!(HashMap);
 
+/// By hand: a derived `Default` would require the key type to have one.
+impl<M: Map> Default for Tracked<M> {
+    fn default() -> Self {
+        Tracked::from_map(M::default())
+    }
+}
+
 impl<M: Map> std::ops::Deref for Tracked<M> {
     type Target = M;
     fn deref(&self) -> &M {
@@ -166,12 +177,28 @@ impl<M: Map> Tracked<M> {
         }
     }
 
-    /// Inserts (or replaces) `key`.
-    pub fn insert(&mut self, key: M::Key, value: M::Value) -> Option<M::Value> {
-        self.removed.remove(&key);
-        if !self.changed.contains(&key) {
+    /// Marks `key`, about to be inserted, changed; and fresh when the store cannot hold it
+    /// (absent from the map, and not removed since the last take).
+    fn mark_inserted(&mut self, key: &M::Key) {
+        if self.map.get_(key).is_none() && !self.removed.remove(key) {
+            self.fresh.insert(key.clone());
+        }
+        if !self.changed.contains(key) {
             self.changed.insert(key.clone());
         }
+    }
+
+    /// Records `key` removed: a delete for the store unless it never held it.
+    fn mark_removed(&mut self, key: M::Key) {
+        self.changed.remove(&key);
+        if !self.fresh.remove(&key) {
+            self.removed.insert(key);
+        }
+    }
+
+    /// Inserts (or replaces) `key`.
+    pub fn insert(&mut self, key: M::Key, value: M::Value) -> Option<M::Value> {
+        self.mark_inserted(&key);
         self.map.insert_(key, value)
     }
 
@@ -182,17 +209,13 @@ impl<M: Map> Tracked<M> {
         Q: Ord + Hash + Eq + ToOwned<Owned = M::Key> + ?Sized,
     {
         let value = self.map.remove_(key)?;
-        self.changed.remove(key);
-        self.removed.insert(key.to_owned());
+        self.mark_removed(key.to_owned());
         Some(value)
     }
 
     /// The value of `key`, created with `make` when absent; marked changed.
     pub fn entry_or_insert_with(&mut self, key: M::Key, make: impl FnOnce() -> M::Value) -> &mut M::Value {
-        self.removed.remove(&key);
-        if !self.changed.contains(&key) {
-            self.changed.insert(key.clone());
-        }
+        self.mark_inserted(&key);
         self.map.entry_(key, make)
     }
 
@@ -206,16 +229,14 @@ impl<M: Map> Tracked<M> {
             .collect();
         for k in gone {
             self.map.remove_(&k);
-            self.changed.remove(&k);
-            self.removed.insert(k);
+            self.mark_removed(k);
         }
     }
 
     /// Takes every entry (as `std::mem::take` of the map), recording them removed.
     pub fn take_all(&mut self) -> M {
         for k in self.map.keys_() {
-            self.changed.remove(&k);
-            self.removed.insert(k);
+            self.mark_removed(k);
         }
         std::mem::take(&mut self.map)
     }
@@ -224,10 +245,12 @@ impl<M: Map> Tracked<M> {
     pub fn mark_all(&mut self) {
         self.changed = self.map.keys_().into_iter().collect();
         self.removed.clear();
+        self.fresh.clear();
     }
 
     /// The keys changed and removed since the last take; tracking starts afresh.
     pub fn take(&mut self) -> (BTreeSet<M::Key>, BTreeSet<M::Key>) {
+        self.fresh.clear();
         (std::mem::take(&mut self.changed), std::mem::take(&mut self.removed))
     }
 
@@ -237,7 +260,17 @@ impl<M: Map> Tracked<M> {
             map,
             changed: BTreeSet::new(),
             removed: BTreeSet::new(),
+            fresh: BTreeSet::new(),
         }
+    }
+}
+
+impl<K: Ord + Clone + Hash + Eq, V> Tracked<BTreeMap<K, V>> {
+    /// Removes and returns the first entry (the least key).
+    pub fn pop_first(&mut self) -> Option<(K, V)> {
+        let (key, value) = self.map.pop_first()?;
+        self.mark_removed(key.clone());
+        Some((key, value))
     }
 }
 
@@ -253,23 +286,40 @@ impl<'de, M: Map + Deserialize<'de>> Deserialize<'de> for Tracked<M> {
     }
 }
 
-/// Adds to `changes` the items of one map: the changed keys with their current value
-/// (postcard), and the removed ones.
+/// Adds to `changes` the items of one map keyed by strings: the changed keys with their
+/// current value (postcard), and the removed ones.
 pub fn collect<V: Serialize>(changes: &mut Changes, kind: &str, map: &mut Tracked<impl Map<Key = String, Value = V>>) {
+    // Serialising plain data into a Vec cannot fail.
+    collect_encoded(
+        changes,
+        kind,
+        map,
+        |k| k.as_bytes().to_vec(),
+        |v| postcard::to_stdvec(v).unwrap_or_default(),
+    );
+}
+
+/// Adds to `changes` the items of one map, its keys and values written by `key` and `value`.
+pub fn collect_encoded<M: Map>(
+    changes: &mut Changes,
+    kind: &str,
+    map: &mut Tracked<M>,
+    key: impl Fn(&M::Key) -> Vec<u8>,
+    value: impl Fn(&M::Value) -> Vec<u8>,
+) {
     let (changed, removed) = map.take();
-    for key in changed {
-        if let Some(value) = map.get_(&key) {
+    for k in changed {
+        if let Some(v) = map.get_(&k) {
             changes.upserts.push(Item {
                 kind: kind.to_string(),
-                // Serialising plain data into a Vec cannot fail.
-                value: postcard::to_stdvec(value).unwrap_or_default(),
-                key: key.into_bytes(),
+                key: key(&k),
+                value: value(v),
             });
         }
     }
     changes
         .removed
-        .extend(removed.into_iter().map(|k| (kind.to_string(), k.into_bytes())));
+        .extend(removed.iter().map(|k| (kind.to_string(), key(k))));
 }
 
 /// Reads one item back into its map; `Err` names what did not read.
@@ -309,6 +359,22 @@ mod tests {
         assert_eq!((changed.len(), removed.len()), (1, 0), "re-added: an upsert only");
         m.retain(|k, _| k != "a");
         assert_eq!(m.take().1.into_iter().collect::<Vec<_>>(), ["a"]);
+        m.insert("new".into(), 5);
+        m.remove("new");
+        assert_eq!(
+            m.take(),
+            (BTreeSet::new(), BTreeSet::new()),
+            "never stored: nothing to write"
+        );
+        m.remove("b");
+        m.insert("b".into(), 6);
+        m.remove("b");
+        let (changed, removed) = m.take();
+        assert_eq!(
+            (changed.len(), removed.len()),
+            (0, 1),
+            "stored, then re-added and removed: a delete"
+        );
         assert_eq!(postcard::to_stdvec(&m).unwrap(), postcard::to_stdvec(&*m).unwrap());
     }
 }

@@ -4,21 +4,28 @@
 
 use std::collections::BTreeMap;
 
+use prost::Message;
 use serde::{Deserialize, Serialize};
 
-use crate::model::Event;
+use super::changelog::{self, Changes, Item, Tracked};
+use crate::model::{Envelope, Event};
 
 /// Sort key: event time, then a hash of the event's identity (ties between different events
 /// at the same nanosecond are broken by content, not arrival), then arrival order.
 type Key = (i64, u64, u64);
 
+/// The item kind of a held event in an incremental checkpoint.
+pub const HELD: &str = "held";
+
 /// Buffer of events not yet released.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ReorderBuffer {
     /// Boxed: B-tree nodes shift their entries on insert, and an inline `Event` is hundreds
-    /// of bytes (profiling showed a quarter of the engine's time in that memmove).
+    /// of bytes (profiling showed a quarter of the engine's time in that memmove). Tracked:
+    /// a checkpoint writes the events pushed and deletes those popped since the last one,
+    /// not every event held for the allowed lateness.
     #[serde(with = "as_protobuf")]
-    pending: BTreeMap<Key, Box<Event>>,
+    pending: Tracked<BTreeMap<Key, Box<Event>>>,
     arrivals: u64,
 }
 
@@ -28,39 +35,64 @@ pub struct ReorderBuffer {
 mod as_protobuf {
     use std::collections::BTreeMap;
 
-    use prost::Message;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    use super::Key;
-    use crate::model::{Envelope, Event};
+    use super::{envelope_bytes, event_from, Key, Tracked};
+    use crate::model::Event;
 
-    pub fn serialize<S: Serializer>(pending: &BTreeMap<Key, Box<Event>>, s: S) -> Result<S::Ok, S::Error> {
-        // The oneof encoded on its own is the `Envelope` holding it (its only field), without
-        // cloning the event into one: the clone was a quarter of a busy ingest's profile.
-        let encoded: Vec<(&Key, Vec<u8>)> = pending
-            .iter()
-            .map(|(k, e)| {
-                let mut bytes = Vec::with_capacity(e.encoded_len());
-                e.encode(&mut bytes);
-                (k, bytes)
-            })
-            .collect();
+    pub fn serialize<S: Serializer>(pending: &Tracked<BTreeMap<Key, Box<Event>>>, s: S) -> Result<S::Ok, S::Error> {
+        let encoded: Vec<(&Key, Vec<u8>)> = pending.iter().map(|(k, e)| (k, envelope_bytes(e))).collect();
         encoded.serialize(s)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<Key, Box<Event>>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Tracked<BTreeMap<Key, Box<Event>>>, D::Error> {
         let encoded: Vec<(Key, Vec<u8>)> = Vec::deserialize(d)?;
-        encoded
+        let pending = encoded
             .into_iter()
-            .map(|(k, bytes)| {
-                let envelope = Envelope::decode(bytes.as_slice()).map_err(serde::de::Error::custom)?;
-                let event = envelope
-                    .event
-                    .ok_or_else(|| serde::de::Error::custom("held event without content"))?;
-                Ok((k, Box::new(event)))
-            })
-            .collect()
+            .map(|(k, bytes)| Ok((k, Box::new(event_from(&bytes).map_err(serde::de::Error::custom)?))))
+            .collect::<Result<BTreeMap<_, _>, D::Error>>()?;
+        Ok(Tracked::from_map(pending))
     }
+}
+
+/// The `Envelope` holding `event`, encoded. The oneof encoded on its own is that envelope
+/// (its only field), without cloning the event into one: the clone was a quarter of a busy
+/// ingest's profile.
+fn envelope_bytes(event: &Event) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(event.encoded_len());
+    event.encode(&mut bytes);
+    bytes
+}
+
+/// The event of an encoded `Envelope`.
+fn event_from(bytes: &[u8]) -> Result<Event, String> {
+    let envelope = Envelope::decode(bytes).map_err(|e| e.to_string())?;
+    envelope.event.ok_or_else(|| "held event without content".to_string())
+}
+
+/// A key as stored: 24 big-endian bytes (the time with its sign bit flipped), so the
+/// stored order is the buffer's.
+fn key_bytes(&(t, hash, arrival): &Key) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(24);
+    bytes.extend_from_slice(&((t as u64) ^ (1 << 63)).to_be_bytes());
+    bytes.extend_from_slice(&hash.to_be_bytes());
+    bytes.extend_from_slice(&arrival.to_be_bytes());
+    bytes
+}
+
+/// The key of [`key_bytes`].
+fn key_from(bytes: &[u8]) -> Result<Key, String> {
+    let word = |i: usize| -> Result<u64, String> {
+        let b: [u8; 8] = bytes
+            .get(i * 8..i * 8 + 8)
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(|| format!("held event key of {} bytes, expected 24", bytes.len()))?;
+        Ok(u64::from_be_bytes(b))
+    };
+    if bytes.len() != 24 {
+        return Err(format!("held event key of {} bytes, expected 24", bytes.len()));
+    }
+    Ok(((word(0)? ^ (1 << 63)) as i64, word(1)?, word(2)?))
 }
 
 impl ReorderBuffer {
@@ -73,8 +105,11 @@ impl ReorderBuffer {
 
     /// The earliest held event with time ≤ `frontier`, if any (boxed, as held).
     pub fn pop_until(&mut self, frontier: i64) -> Option<Box<Event>> {
-        let entry = self.pending.first_entry()?;
-        (entry.key().0 <= frontier).then(|| entry.remove())
+        let (&(t, _, _), _) = self.pending.first_key_value()?;
+        if t > frontier {
+            return None;
+        }
+        self.pending.pop_first().map(|(_, event)| event)
     }
 
     /// Number of held events.
@@ -85,6 +120,38 @@ impl ReorderBuffer {
     /// True when nothing is held.
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
+    }
+
+    /// Events pushed so far (the arrival counter of the next key): part of a checkpoint's head.
+    pub fn arrivals(&self) -> u64 {
+        self.arrivals
+    }
+
+    /// Marks every held event changed: the next [`ReorderBuffer::collect`] lists them all.
+    pub fn mark_all(&mut self) {
+        self.pending.mark_all();
+    }
+
+    /// Adds to `changes` the events pushed (items of kind [`HELD`]) and popped since the
+    /// last call.
+    pub fn collect(&mut self, changes: &mut Changes) {
+        changelog::collect_encoded(changes, HELD, &mut self.pending, key_bytes, |e| envelope_bytes(e));
+    }
+
+    /// A buffer holding the `held` items, whose next arrival is numbered `arrivals`.
+    pub fn restore<'a>(arrivals: u64, held: impl IntoIterator<Item = &'a Item>) -> Result<ReorderBuffer, String> {
+        let pending = held
+            .into_iter()
+            .map(|item| {
+                let key = key_from(&item.key)?;
+                let event = event_from(&item.value).map_err(|e| format!("held event {key:?}: {e}"))?;
+                Ok((key, Box::new(event)))
+            })
+            .collect::<Result<BTreeMap<_, _>, String>>()?;
+        Ok(ReorderBuffer {
+            pending: Tracked::from_map(pending),
+            arrivals,
+        })
     }
 }
 
@@ -158,8 +225,7 @@ impl Fnv {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{AlertEvent, Envelope};
-    use prost::Message;
+    use crate::model::AlertEvent;
 
     fn alert(t: i64, fp: &str) -> Event {
         Event::Alert(AlertEvent {
@@ -184,6 +250,58 @@ mod tests {
         assert_eq!(held.0[0].1, envelope);
         let mut back: ReorderBuffer = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(back.pop_until(7).map(|e| *e), Some(alert(7, "fp")));
+    }
+
+    /// A checkpoint lists the events pushed and popped since the last one, not all held;
+    /// the items restore the buffer, which then releases as the original.
+    #[test]
+    fn a_checkpoint_lists_the_events_pushed_and_popped_since_the_last_and_restores() {
+        let mut buf = ReorderBuffer::default();
+        for (t, fp) in [(-5, "neg"), (3, "a"), (7, "b")] {
+            buf.push(alert(t, fp));
+        }
+        let mut first = Changes::default();
+        buf.collect(&mut first);
+        assert_eq!((first.upserts.len(), first.removed.len()), (3, 0));
+        assert_eq!(buf.pop_until(0).map(|e| *e), Some(alert(-5, "neg")));
+        buf.push(alert(9, "c"));
+        buf.push(alert(1, "gone"));
+        assert_eq!(buf.pop_until(1).map(|e| *e), Some(alert(1, "gone")));
+        let mut second = Changes::default();
+        buf.collect(&mut second);
+        assert_eq!(second.upserts.len(), 1, "only the event pushed and still held");
+        assert_eq!(
+            second.upserts[0].value,
+            Envelope {
+                event: Some(alert(9, "c"))
+            }
+            .encode_to_vec()
+        );
+        assert_eq!(second.removed, [(HELD.to_string(), first.upserts[0].key.clone())]);
+        // The store's rows after both checkpoints: the first's upserts, minus the deletes, plus the second's.
+        let mut rows: BTreeMap<Vec<u8>, Item> = first.upserts.into_iter().map(|i| (i.key.clone(), i)).collect();
+        for (_, key) in &second.removed {
+            rows.remove(key);
+        }
+        rows.extend(second.upserts.into_iter().map(|i| (i.key.clone(), i)));
+        let mut back = ReorderBuffer::restore(buf.arrivals(), rows.values()).unwrap();
+        assert_eq!(postcard::to_stdvec(&back).unwrap(), postcard::to_stdvec(&buf).unwrap());
+        back.push(alert(8, "d"));
+        buf.push(alert(8, "d"));
+        let drain =
+            |b: &mut ReorderBuffer| std::iter::from_fn(|| b.pop_until(i64::MAX).map(|e| *e)).collect::<Vec<_>>();
+        assert_eq!(drain(&mut back), drain(&mut buf));
+    }
+
+    #[test]
+    fn stored_keys_sort_as_the_buffer() {
+        let keys = [(i64::MIN, 9, 0), (-1, 0, 5), (0, 0, 0), (0, 1, 0), (i64::MAX, 0, 0)];
+        let bytes: Vec<Vec<u8>> = keys.iter().map(key_bytes).collect();
+        assert!(bytes.windows(2).all(|w| w[0] < w[1]));
+        for (k, b) in keys.iter().zip(&bytes) {
+            assert_eq!(key_from(b).as_ref(), Ok(k));
+        }
+        assert!(key_from(&[0; 23]).unwrap_err().contains("23 bytes"));
     }
 
     #[test]

@@ -1,31 +1,38 @@
-//! The correlation engine's incremental checkpoint: a head (clocks, the reorder buffer,
-//! timers, the alert sequence, counters) and one item per alert, incident, CI's recent
-//! changes and source-announced maintenance window. A batch writes the head and the items
-//! it changed ([`Correlator::take_changes`]); a restore reads them back into exactly the
-//! state a whole snapshot gives ([`Correlator::restore_items`]), rebuilding the indexes.
+//! The correlation engine's incremental checkpoint: a head (clocks, the alert sequence,
+//! counters) and one item per alert, incident, CI's recent changes, source-announced
+//! maintenance window, timer and event held for reordering. A batch writes the head and the
+//! items it changed ([`Correlator::take_changes`]); a restore reads them back into exactly
+//! the state a whole snapshot gives ([`Correlator::restore_items`]), rebuilding the indexes.
+//!
+//! Head version 1 (the first incremental layout) held the reorder buffer and the timers in
+//! the head, rewritten by every batch: with a minute's lateness on a busy webhook that was
+//! most of the bytes. It still reads; the next checkpoint after it writes every item.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::*;
+use crate::engine::reorder::HELD;
 
 /// Item kinds, as stored.
 const ALERT: &str = "alert";
 const INCIDENT: &str = "incident";
 const CHANGE: &str = "change";
 const WINDOW: &str = "window";
+const TIMER: &str = "timer";
 
-/// The head as written: borrowed, so the reorder buffer is not copied per batch.
-type HeadRef<'a> = (
-    u32,
-    i64,
-    i64,
-    &'a ReorderBuffer,
-    u64,
-    &'a BTreeSet<(i64, Timer)>,
-    &'a Stats,
-);
-/// The head as read.
-type Head = (u32, i64, i64, ReorderBuffer, u64, BTreeSet<(i64, Timer)>, Stats);
+/// The head after its version: frontier, watermark, the reorder buffer's arrival counter,
+/// the next alert seq, counters.
+type HeadRef<'a> = (i64, i64, u64, u64, &'a Stats);
+type Head = (i64, i64, u64, u64, Stats);
+/// Head version 1 after its version: frontier, watermark, the reorder buffer, the next
+/// alert seq, the timers, counters.
+type HeadV1 = (i64, i64, ReorderBuffer, u64, BTreeSet<(i64, Timer)>, Stats);
+
+/// A timer as stored: its postcard bytes are its key; it has no value.
+fn timer_key(timer: &(i64, Timer)) -> Vec<u8> {
+    // Serialising plain data into a Vec cannot fail.
+    postcard::to_stdvec(timer).unwrap_or_default()
+}
 
 impl Correlator {
     /// What changed since the last call: the head, the items touched (with their current
@@ -40,26 +47,22 @@ impl Correlator {
             s.incidents.mark_all();
             s.changes.mark_all();
             s.source_windows.mark_all();
+            s.timers.mark_all();
+            s.pending.mark_all();
         }
-        let head: HeadRef<'_> = (
-            HEAD_VERSION,
-            s.frontier,
-            s.watermark,
-            &s.pending,
-            s.next_seq,
-            &s.timers,
-            &s.stats,
-        );
+        let head: HeadRef<'_> = (s.frontier, s.watermark, s.pending.arrivals(), s.next_seq, &s.stats);
         let mut changes = Changes {
             full,
             // Serialising plain data structures into a Vec cannot fail.
-            head: postcard::to_stdvec(&head).unwrap_or_default(),
+            head: postcard::to_stdvec(&(HEAD_VERSION, head)).unwrap_or_default(),
             ..Changes::default()
         };
         changelog::collect(&mut changes, ALERT, &mut s.alerts);
         changelog::collect(&mut changes, INCIDENT, &mut s.incidents);
         changelog::collect(&mut changes, CHANGE, &mut s.changes);
         changelog::collect(&mut changes, WINDOW, &mut s.source_windows);
+        changelog::collect_encoded(&mut changes, TIMER, &mut s.timers, timer_key, |()| Vec::new());
+        s.pending.collect(&mut changes);
         changes
     }
 
@@ -78,33 +81,64 @@ impl Correlator {
         items: &[Item],
     ) -> Result<Correlator, CorrelateError> {
         let bad = |e: String| CorrelateError::Snapshot(e);
-        let (version, frontier, watermark, pending, next_seq, timers, stats): Head =
-            postcard::from_bytes(head).map_err(|e| bad(format!("head: {e}")))?;
-        if version != HEAD_VERSION {
-            return Err(bad(format!("head version {version}, this build reads {HEAD_VERSION}")));
-        }
+        let (version, rest): (u32, &[u8]) = postcard::take_from_bytes(head).map_err(|e| bad(format!("head: {e}")))?;
         let mut alerts = HashMap::new();
         let mut incidents = BTreeMap::new();
         let mut changes = BTreeMap::new();
         let mut windows = BTreeMap::new();
+        let mut timers = BTreeMap::new();
+        let mut held = Vec::new();
         for item in items {
             match item.kind.as_str() {
                 ALERT => changelog::restore_into(&mut alerts, item),
                 INCIDENT => changelog::restore_into(&mut incidents, item),
                 CHANGE => changelog::restore_into(&mut changes, item),
                 WINDOW => changelog::restore_into(&mut windows, item),
+                TIMER => postcard::from_bytes(&item.key)
+                    .map(|timer| {
+                        timers.insert(timer, ());
+                    })
+                    .map_err(|e| format!("timer: {e}")),
+                HELD => {
+                    held.push(item);
+                    Ok(())
+                }
                 other => Err(format!("unknown item kind {other:?}")),
             }
             .map_err(bad)?;
         }
-        let mut state = State {
-            frontier,
-            watermark,
-            pending,
-            next_seq,
-            timers,
-            stats,
-            ..State::default()
+        let mut state = match version {
+            HEAD_VERSION => {
+                let (frontier, watermark, arrivals, next_seq, stats): Head =
+                    postcard::from_bytes(rest).map_err(|e| bad(format!("head: {e}")))?;
+                State {
+                    frontier,
+                    watermark,
+                    pending: ReorderBuffer::restore(arrivals, held).map_err(bad)?,
+                    next_seq,
+                    timers: Tracked::from_map(timers),
+                    stats,
+                    ..State::default()
+                }
+            }
+            1 => {
+                let (frontier, watermark, pending, next_seq, timers, stats): HeadV1 =
+                    postcard::from_bytes(rest).map_err(|e| bad(format!("head: {e}")))?;
+                State {
+                    frontier,
+                    watermark,
+                    pending,
+                    next_seq,
+                    timers: Tracked::from_map(timers.into_iter().map(|t| (t, ())).collect()),
+                    stats,
+                    ..State::default()
+                }
+            }
+            other => {
+                return Err(bad(format!(
+                    "head version {other}, this build reads 1 and {HEAD_VERSION}"
+                )))
+            }
         };
         index_alerts(&mut state, &alerts);
         index_incidents(&mut state, &incidents);
@@ -116,7 +150,8 @@ impl Correlator {
             rules: Rules::new(config, catalog)?,
             state,
             key_buf: String::new(),
-            full: false,
+            // After a version-1 head the store holds no timer or held-event rows.
+            full: version != HEAD_VERSION,
         })
     }
 }
@@ -142,5 +177,70 @@ fn index_incidents(state: &mut State, incidents: &BTreeMap<String, Incident>) {
                 state.open_by_ci.entry(ci.clone()).or_default().insert(id.clone());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::model::AlertEvent;
+
+    fn alert(fp: &str, status: AlertStatus, t: i64) -> Event {
+        Event::Alert(AlertEvent {
+            source: "t".into(),
+            fingerprint: fp.into(),
+            service: "shop".into(),
+            ci: "db".into(),
+            alert_name: fp.into(),
+            severity: 3,
+            status: status as i32,
+            time_ns: t,
+            ..Default::default()
+        })
+    }
+
+    /// A version-1 head (reorder buffer and timers inside) with its items restores the same
+    /// state, and the checkpoint after it lists every item, timers and held events included.
+    #[test]
+    fn a_version_1_head_restores_and_the_next_checkpoint_writes_everything() {
+        let config = Config::parse(
+            Path::new("t.toml"),
+            "[correlate]\nallowed_lateness = \"60s\"\nreopen_window = \"10m\"\n",
+        )
+        .unwrap();
+        let mut engine = Correlator::new(&config.correlate, config.catalog()).unwrap();
+        let mut out = Vec::new();
+        let s = crate::time::NS_PER_SEC;
+        // A resolved incident leaves a prune timer; "b", within the lateness, stays held.
+        engine.apply(alert("a", AlertStatus::Firing, 0), &mut out);
+        engine.apply(alert("a", AlertStatus::Resolved, 10 * s), &mut out);
+        engine.advance(100 * s, &mut out);
+        engine.apply(alert("b", AlertStatus::Firing, 95 * s), &mut out);
+        let changes = engine.take_changes();
+        assert!(!engine.state.timers.is_empty() && !engine.state.pending.is_empty());
+        let st = &engine.state;
+        let timers: BTreeSet<(i64, Timer)> = st.timers.keys().cloned().collect();
+        let v1 = postcard::to_stdvec(&(
+            1u32,
+            (st.frontier, st.watermark, &st.pending, st.next_seq, &timers, &st.stats),
+        ))
+        .unwrap();
+        let items: Vec<Item> = changes
+            .upserts
+            .into_iter()
+            .filter(|i| i.kind != TIMER && i.kind != HELD)
+            .collect();
+        let mut back = Correlator::restore_items(&config.correlate, config.catalog(), &v1, &items).unwrap();
+        assert_eq!(back.snapshot(), engine.snapshot());
+        let next = back.take_changes();
+        assert!(next.full);
+        let kinds: BTreeSet<&str> = next.upserts.iter().map(|i| i.kind.as_str()).collect();
+        assert!(kinds.contains(TIMER) && kinds.contains(HELD), "{kinds:?}");
+        let bad = postcard::to_stdvec(&(7u32, 0u8)).unwrap();
+        let err = Correlator::restore_items(&config.correlate, config.catalog(), &bad, &[]).unwrap_err();
+        assert!(err.to_string().contains("head version 7"), "{err}");
     }
 }

@@ -26,7 +26,7 @@ use crate::model::{AlertEvent, AlertStatus, ChangeEvent, Event, MaintenanceActio
 /// Version of the snapshot layout; a snapshot of another version is refused, not misread.
 const SNAPSHOT_VERSION: u32 = 1;
 /// Version of an incremental checkpoint's head and items (`take_changes`).
-const HEAD_VERSION: u32 = 1;
+const HEAD_VERSION: u32 = 2;
 
 /// The engine could not be set up or restored.
 #[derive(Debug, thiserror::Error)]
@@ -147,7 +147,7 @@ struct Incident {
     cis: BTreeSet<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 enum Timer {
     /// A flapping alert may have settled.
     FlapQuiet(String),
@@ -195,7 +195,9 @@ struct State {
     open_by_ci: BTreeMap<String, BTreeSet<String>>,
     /// CI → (time, "source/change_id"), sorted by time.
     changes: Tracked<BTreeMap<String, Vec<(i64, String)>>>,
-    timers: BTreeSet<(i64, Timer)>,
+    /// A set, as a map to `()` so that it is tracked: postcard writes a map to `()` as the
+    /// set it is (a length, then the keys), so whole snapshots read as before.
+    timers: Tracked<BTreeMap<(i64, Timer), ()>>,
     source_windows: Tracked<BTreeMap<String, SourceWindow>>,
     stats: Stats,
 }
@@ -214,7 +216,7 @@ impl Default for State {
             by_service: BTreeMap::new(),
             open_by_ci: BTreeMap::new(),
             changes: Tracked::default(),
-            timers: BTreeSet::new(),
+            timers: Tracked::default(),
             source_windows: Tracked::default(),
             stats: Stats::default(),
         }
@@ -759,9 +761,10 @@ impl Correlator {
             });
         }
         if st.flapping {
-            self.state
-                .timers
-                .insert((t.saturating_add(self.rules.quiet), Timer::FlapQuiet(key.to_string())));
+            self.state.timers.insert(
+                (t.saturating_add(self.rules.quiet), Timer::FlapQuiet(key.to_string())),
+                (),
+            );
         }
     }
 
@@ -975,7 +978,7 @@ impl Correlator {
             .max(inc.opened_ns.saturating_add(self.rules.group));
         self.state
             .timers
-            .insert((keep_until, Timer::Prune(incident.to_string())));
+            .insert((keep_until, Timer::Prune(incident.to_string())), ());
         out.push(Output::IncidentResolved {
             incident: incident.to_string(),
             service: inc.service.clone(),
@@ -996,11 +999,11 @@ impl Correlator {
                 .lru
                 .first()
                 .map(|&(seen, seq)| (seen.saturating_add(self.rules.ttl), seq));
-            let timer = self.state.timers.first().map(|(due, _)| *due);
+            let timer = self.state.timers.first_key_value().map(|((due, _), ())| *due);
             match (eviction, timer) {
                 (Some((due, seq)), t) if due <= now && t.is_none_or(|t| due <= t) => self.evict(seq, due, out),
                 (_, Some(due)) if due <= now => {
-                    let Some((due, timer)) = self.state.timers.pop_first() else {
+                    let Some(((due, timer), ())) = self.state.timers.pop_first() else {
                         break;
                     };
                     self.fire(due, timer, out);
