@@ -1,9 +1,11 @@
 //! Compiles `proto/` with prost. protox parses the .proto files in Rust, so a fresh machine
-//! needs no system `protoc`.
+//! needs no system `protoc`. Also makes a new or changed migration rebuild the crate:
+//! refinery embeds `migrations/` at compile time, which cargo does not otherwise track.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto = "proto/slaflow/v1/events.proto";
     println!("cargo:rerun-if-changed={proto}");
+    println!("cargo:rerun-if-changed=migrations");
     let descriptors = protox::compile([proto], ["proto"])?;
 
     let mut config = prost_build::Config::new();

@@ -3,7 +3,10 @@
 //! /api/v2/alerts`, its in-memory store) and to `slaflow run` (`POST /v1/ingest/alertmanager`,
 //! the webhook form of the same alerts, each body answered once its batch is committed to
 //! the store: durable). Prints both alerts/s and the ratio, then the latency of single
-//! webhooks sent one after another (p50, p99), for each store asked for.
+//! webhooks sent one after another (p50, p99), for each store asked for, twice: with the
+//! default `allowed_lateness` (alerts are stored durably, held for reordering, and grouped
+//! into incidents once released) and with none (each body's incidents are stored before it
+//! is answered: the whole of slaflow's work inside the timed round).
 //!
 //!     cargo build --release && cargo run --release --example alertmanager_harness -- [sqlite|postgres|both] [ROUNDS]
 //!
@@ -11,7 +14,8 @@
 //! senders over keep-alive connections; ROUNDS (default 5) repeats it with new alerts, each
 //! round timed on its own, and the median round is reported. Postgres: 127.0.0.1:5432, user
 //! postgres (`scripts/setup.sh` starts it); a database `slaflow_am_harness` is created and
-//! dropped.
+//! dropped. `HARNESS_LOG=slaflow=debug` sets slaflow's log filter (its log, with one line per
+//! batch written, is in the run's temporary directory); `HARNESS_KEEP=1` keeps that directory.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -26,6 +30,13 @@ const PER_BODY: usize = 1000;
 const SENDERS: usize = 4;
 const SERVICES: usize = 20;
 const SEQUENTIAL: usize = 300;
+/// slaflow's `[correlate] allowed_lateness` for a run, and what it means for the figure.
+type Lateness = (Option<&'static str>, &'static str);
+/// The default (60 s): each body is answered once its alerts are stored, held for reordering;
+/// they are grouped into incidents when released (after the lateness, or a quiet spell).
+const LATENESS_DEFAULT: Lateness = (None, "default lateness (alerts stored, held 60 s)");
+/// None: each body is answered once its alerts are grouped and its incidents stored.
+const LATENESS_ZERO: Lateness = (Some("0s"), "lateness 0 s (incidents stored with each body)");
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -41,8 +52,11 @@ fn main() -> Result<(), BoxError> {
     std::fs::create_dir_all(&dir)?;
     let am = Alertmanager::start(&dir)?;
     println!("{}", am.version);
-    for store in stores {
-        let slaflow = Slaflow::start(&dir, store)?;
+    let runs = stores
+        .iter()
+        .flat_map(|&store| [(store, LATENESS_DEFAULT), (store, LATENESS_ZERO)]);
+    for (store, lateness) in runs {
+        let slaflow = Slaflow::start(&dir, store, lateness)?;
         let (mut am_rates, mut sf_rates) = (Vec::new(), Vec::new());
         for round in 0..rounds {
             // Alternate who goes first, so neither always meets a warmer machine.
@@ -63,8 +77,9 @@ fn main() -> Result<(), BoxError> {
         let (am_order, sf_order) = (thousands(&am_rates), thousands(&sf_rates));
         let (a, s) = (median(&mut am_rates), median(&mut sf_rates));
         println!(
-            "store {store}: {BODIES} bodies × {PER_BODY} alerts, {SENDERS} senders, median of {rounds} rounds: \
+            "store {store}, {}: {BODIES} bodies × {PER_BODY} alerts, {SENDERS} senders, median of {rounds} rounds: \
              Alertmanager {:.1} k alerts/s, slaflow {:.1} k alerts/s, slaflow/Alertmanager {:.2}×",
+            lateness.1,
             a / 1e3,
             s / 1e3,
             s / a
@@ -75,11 +90,13 @@ fn main() -> Result<(), BoxError> {
             println!("  {who}: {SEQUENTIAL} single-alert webhooks one after another: p50 {p50:.2} ms, p99 {p99:.2} ms");
         }
         let stored = slaflow.stored_incidents()?;
-        println!("  slaflow stored {stored} incidents (alerts grouped per service and round)");
+        println!("  slaflow stored {stored} incidents so far (alerts grouped per service; none while held)");
         drop(slaflow);
     }
     drop(am);
-    let _ = std::fs::remove_dir_all(&dir);
+    if std::env::var_os("HARNESS_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(())
 }
 
@@ -357,7 +374,7 @@ const PG_ADMIN: &str = "host=127.0.0.1 user=postgres dbname=postgres";
 const PG_DB: &str = "slaflow_am_harness";
 
 impl Slaflow {
-    fn start(dir: &Path, store: &str) -> Result<Slaflow, BoxError> {
+    fn start(dir: &Path, store: &str, (lateness, _): Lateness) -> Result<Slaflow, BoxError> {
         let exe = std::env::current_exe()?;
         let binary = exe
             .parent()
@@ -385,6 +402,9 @@ impl Slaflow {
             }
         };
         text.push_str(&store_section);
+        if let Some(lateness) = lateness {
+            text.push_str(&format!("[correlate]\nallowed_lateness = \"{lateness}\"\n"));
+        }
         text.push_str(&format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\nauth = \"none\"\nmax_body_bytes = 4194304\n"
         ));
@@ -393,7 +413,10 @@ impl Slaflow {
         let mut child = Command::new(binary)
             .args(["run", "--config"])
             .arg(&config)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("HARNESS_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join(format!("slaflow-{store}.log")))?)
             .spawn()?;

@@ -551,6 +551,52 @@ fn held_events_are_written_when_pushed_and_deleted_when_released_not_per_batch()
     assert!(rows_of(&third, "held").is_empty());
 }
 
+/// An alert joining an incident of a thousand writes its own rows and the incident's head,
+/// not the thousand alerts already in it: the cost follows what changed.
+#[test]
+fn an_alert_joining_a_large_incident_writes_its_rows_not_the_incidents_other_alerts() {
+    let text = "[correlate]\nallowed_lateness = \"0s\"\n[[services]]\nid = \"shop\"\ncis = [\"web\"]\n";
+    let cfg = Config::parse(Path::new("big.toml"), text).unwrap();
+    let mut engine = Correlator::new(&cfg.correlate, cfg.catalog()).unwrap();
+    let mut out = Vec::new();
+    for i in 0..1000 {
+        step_correlator(
+            &mut engine,
+            firing(&format!("fp{i}"), "web", T0 + i * SEC / 100),
+            &mut out,
+        );
+    }
+    let first = engine.take_changes();
+    assert_eq!(
+        rows_of(&first, "incident").len(),
+        1,
+        "one incident: {:?}",
+        rows_of(&first, "incident")
+    );
+    assert_eq!(
+        (rows_of(&first, "member").len(), rows_of(&first, "firing").len()),
+        (1000, 1000)
+    );
+    step_correlator(&mut engine, firing("newcomer", "web", T0 + 20 * SEC), &mut out);
+    let second = engine.take_changes();
+    let kinds: Vec<&str> = second.upserts.iter().map(|i| i.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["alert", "incident", "member", "firing"],
+        "the newcomer's rows and the head"
+    );
+    assert!(second.bytes() < 1000, "{} bytes", second.bytes());
+    let mut rows = Rows::default();
+    rows.commit(first);
+    rows.commit(second);
+    let back = restore_correlator(&cfg, &rows);
+    assert_eq!(
+        back.snapshot(),
+        engine.snapshot(),
+        "the rows restore the incident with all its alerts"
+    );
+}
+
 fn sample(service: &str, t: i64) -> Event {
     Event::Sample(LatencySample {
         service: service.into(),

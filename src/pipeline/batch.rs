@@ -267,7 +267,16 @@ type Writing = std::pin::Pin<Box<dyn Future<Output = (StoreLink, Sealed, Written
 /// Starts writing `sealed`: the link travels with the write and comes back with the answer.
 fn write_sealed(mut link: StoreLink, sealed: Sealed) -> Writing {
     Box::pin(async move {
+        let started = std::time::Instant::now();
         let written = link.write(&sealed.batch).await;
+        let b = &sealed.batch;
+        tracing::debug!(
+            callers = sealed.acks.len(),
+            records = b.correlate.len() + b.sla.len(),
+            checkpoint_bytes = b.checkpoint.as_ref().map_or(0, |c| c.correlate.bytes() + c.sla.bytes()),
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "batch written"
+        );
         (link, sealed, written)
     })
 }

@@ -1,6 +1,7 @@
 //! The correlation engine's incremental checkpoint: a head (clocks, the alert sequence,
-//! counters) and one item per alert, incident, CI's recent changes, source-announced
-//! maintenance window, timer and event held for reordering. A batch writes the head and the
+//! counters) and one item per alert, incident (without its alerts), alert of an incident
+//! (joined, and firing), CI's recent changes, source-announced maintenance window, timer and
+//! event held for reordering. A batch writes the head and the
 //! items it changed ([`Correlator::take_changes`]); a restore reads them back into exactly
 //! the state a whole snapshot gives ([`Correlator::restore_items`]), rebuilding the indexes.
 //!
@@ -19,6 +20,134 @@ const INCIDENT: &str = "incident";
 const CHANGE: &str = "change";
 const WINDOW: &str = "window";
 const TIMER: &str = "timer";
+/// An alert that joined an incident; one that fires in it. Key: [`member_key`].
+const MEMBER: &str = "member";
+const FIRING: &str = "firing";
+
+/// An incident as its item holds it: all but its alerts, which are items of their own.
+#[derive(Serialize)]
+struct IncidentHeadRef<'a> {
+    id: &'a str,
+    service: &'a str,
+    opened_ns: i64,
+    status: IncidentStatus,
+    resolved_ns: i64,
+    priority: u8,
+    affected_users: u64,
+    major: bool,
+    cis: &'a BTreeSet<String>,
+}
+
+#[derive(Deserialize)]
+struct IncidentHead {
+    id: String,
+    service: String,
+    opened_ns: i64,
+    status: IncidentStatus,
+    resolved_ns: i64,
+    priority: u8,
+    affected_users: u64,
+    major: bool,
+    cis: BTreeSet<String>,
+}
+
+impl Incident {
+    fn head(&self) -> IncidentHeadRef<'_> {
+        IncidentHeadRef {
+            id: &self.id,
+            service: &self.service,
+            opened_ns: self.opened_ns,
+            status: self.status,
+            resolved_ns: self.resolved_ns,
+            priority: self.priority,
+            affected_users: self.affected_users,
+            major: self.major,
+            cis: &self.cis,
+        }
+    }
+
+    fn from_head(h: IncidentHead) -> Incident {
+        Incident {
+            id: h.id,
+            service: h.service,
+            opened_ns: h.opened_ns,
+            status: h.status,
+            resolved_ns: h.resolved_ns,
+            priority: h.priority,
+            affected_users: h.affected_users,
+            major: h.major,
+            members: Tracked::default(),
+            active: Tracked::default(),
+            cis: h.cis,
+        }
+    }
+
+    /// The item keys of all its alerts the store may hold (what a prune deletes): those it
+    /// has, and those it lost since the last checkpoint (a resolved alert no longer firing).
+    pub(super) fn alert_keys(mut self) -> Vec<(String, Vec<u8>)> {
+        let mut keys = Vec::new();
+        for (kind, set) in [(MEMBER, &mut self.members), (FIRING, &mut self.active)] {
+            let (_, removed) = set.take();
+            for alert in set.keys().chain(&removed) {
+                keys.push((kind.to_string(), member_key(&self.id, alert)));
+            }
+        }
+        keys
+    }
+}
+
+/// An incident's alert as stored: the incident id's length (4 bytes, big-endian), the id,
+/// the alert key; unambiguous whatever bytes either holds.
+fn member_key(incident: &str, alert: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(4 + incident.len() + alert.len());
+    key.extend_from_slice(&(incident.len() as u32).to_be_bytes());
+    key.extend_from_slice(incident.as_bytes());
+    key.extend_from_slice(alert.as_bytes());
+    key
+}
+
+/// The (incident, alert) of [`member_key`].
+fn member_of(key: &[u8]) -> Result<(String, String), String> {
+    let bad = || format!("incident alert key of {} bytes does not read", key.len());
+    let (len, rest) = key.split_first_chunk::<4>().ok_or_else(bad)?;
+    let len = u32::from_be_bytes(*len) as usize;
+    let (incident, alert) = (rest.get(..len).ok_or_else(bad)?, rest.get(len..).ok_or_else(bad)?);
+    let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|e| format!("incident alert key: {e}"));
+    Ok((text(incident)?, text(alert)?))
+}
+
+/// Adds the incidents' items: each changed incident's head and its alerts that joined, left,
+/// started or stopped firing; the removed incidents, with all their alerts' rows.
+fn collect_incidents(
+    changes: &mut Changes,
+    incidents: &mut Tracked<BTreeMap<String, Incident>>,
+    pruned: Vec<Vec<(String, Vec<u8>)>>,
+    full: bool,
+) {
+    let (changed, removed) = incidents.take();
+    for id in changed {
+        let Some(inc) = incidents.get_mut_untracked(&id) else {
+            continue;
+        };
+        // Serialising plain data into a Vec cannot fail.
+        changes.upserts.push(Item {
+            kind: INCIDENT.to_string(),
+            key: id.as_bytes().to_vec(),
+            value: postcard::to_stdvec(&inc.head()).unwrap_or_default(),
+        });
+        if full {
+            inc.members.mark_all();
+            inc.active.mark_all();
+        }
+        let key = |alert: &String| member_key(&id, alert);
+        changelog::collect_encoded(changes, MEMBER, &mut inc.members, key, |()| Vec::new());
+        changelog::collect_encoded(changes, FIRING, &mut inc.active, key, |()| Vec::new());
+    }
+    changes
+        .removed
+        .extend(removed.into_iter().map(|id| (INCIDENT.to_string(), id.into_bytes())));
+    changes.removed.extend(pruned.into_iter().flatten());
+}
 
 /// The head after its version: frontier, watermark, the reorder buffer's arrival counter,
 /// the next alert seq, counters.
@@ -58,7 +187,7 @@ impl Correlator {
             ..Changes::default()
         };
         changelog::collect(&mut changes, ALERT, &mut s.alerts);
-        changelog::collect(&mut changes, INCIDENT, &mut s.incidents);
+        collect_incidents(&mut changes, &mut s.incidents, std::mem::take(&mut s.pruned), full);
         changelog::collect(&mut changes, CHANGE, &mut s.changes);
         changelog::collect(&mut changes, WINDOW, &mut s.source_windows);
         changelog::collect_encoded(&mut changes, TIMER, &mut s.timers, timer_key, |()| Vec::new());
@@ -84,6 +213,7 @@ impl Correlator {
         let (version, rest): (u32, &[u8]) = postcard::take_from_bytes(head).map_err(|e| bad(format!("head: {e}")))?;
         let mut alerts = HashMap::new();
         let mut incidents = BTreeMap::new();
+        let mut alerts_of = Vec::new();
         let mut changes = BTreeMap::new();
         let mut windows = BTreeMap::new();
         let mut timers = BTreeMap::new();
@@ -91,7 +221,17 @@ impl Correlator {
         for item in items {
             match item.kind.as_str() {
                 ALERT => changelog::restore_into(&mut alerts, item),
-                INCIDENT => changelog::restore_into(&mut incidents, item),
+                // Version 1 wrote an incident whole, its alerts inside.
+                INCIDENT if version == 1 => changelog::restore_into(&mut incidents, item),
+                INCIDENT => postcard::from_bytes::<IncidentHead>(&item.value)
+                    .map(|head| {
+                        incidents.insert(head.id.clone(), Incident::from_head(head));
+                    })
+                    .map_err(|e| format!("incident {:?}: {e}", String::from_utf8_lossy(&item.key))),
+                MEMBER | FIRING => {
+                    alerts_of.push(item);
+                    Ok(())
+                }
                 CHANGE => changelog::restore_into(&mut changes, item),
                 WINDOW => changelog::restore_into(&mut windows, item),
                 TIMER => postcard::from_bytes(&item.key)
@@ -140,6 +280,7 @@ impl Correlator {
                 )))
             }
         };
+        restore_alerts_of(&mut incidents, alerts_of).map_err(bad)?;
         index_alerts(&mut state, &alerts);
         index_incidents(&mut state, &incidents);
         state.alerts = Tracked::from_map(alerts);
@@ -154,6 +295,29 @@ impl Correlator {
             full: version != HEAD_VERSION,
         })
     }
+}
+
+/// The incidents' alerts (joined, firing) from their items.
+fn restore_alerts_of(incidents: &mut BTreeMap<String, Incident>, items: Vec<&Item>) -> Result<(), String> {
+    let mut sets: BTreeMap<String, (BTreeMap<String, ()>, BTreeMap<String, ()>)> = BTreeMap::new();
+    for item in items {
+        let (incident, alert) = member_of(&item.key)?;
+        if !incidents.contains_key(&incident) {
+            return Err(format!(
+                "{} {alert:?} of incident {incident:?}, which is not stored",
+                item.kind
+            ));
+        }
+        let (members, firing) = sets.entry(incident).or_default();
+        if item.kind == MEMBER { members } else { firing }.insert(alert, ());
+    }
+    for (id, (members, firing)) in sets {
+        if let Some(inc) = incidents.get_mut(&id) {
+            inc.members = Tracked::from_map(members);
+            inc.active = Tracked::from_map(firing);
+        }
+    }
+    Ok(())
 }
 
 /// `lru` and `seq_keys` from the alerts.
@@ -192,7 +356,7 @@ mod tests {
         Event::Alert(AlertEvent {
             source: "t".into(),
             fingerprint: fp.into(),
-            service: "shop".into(),
+            service: if fp == "other" { "billing" } else { "shop" }.into(),
             ci: "db".into(),
             alert_name: fp.into(),
             severity: 3,
@@ -214,9 +378,11 @@ mod tests {
         let mut engine = Correlator::new(&config.correlate, config.catalog()).unwrap();
         let mut out = Vec::new();
         let s = crate::time::NS_PER_SEC;
-        // A resolved incident leaves a prune timer; "b", within the lateness, stays held.
+        // A resolved incident leaves a prune timer; "other" fires in an incident of its own;
+        // "b", within the lateness, stays held.
         engine.apply(alert("a", AlertStatus::Firing, 0), &mut out);
         engine.apply(alert("a", AlertStatus::Resolved, 10 * s), &mut out);
+        engine.apply(alert("other", AlertStatus::Firing, 20 * s), &mut out);
         engine.advance(100 * s, &mut out);
         engine.apply(alert("b", AlertStatus::Firing, 95 * s), &mut out);
         let changes = engine.take_changes();
@@ -228,17 +394,25 @@ mod tests {
             (st.frontier, st.watermark, &st.pending, st.next_seq, &timers, &st.stats),
         ))
         .unwrap();
-        let items: Vec<Item> = changes
+        // Version 1's items: alerts as today, incidents whole (their alerts inside).
+        let mut items: Vec<Item> = changes
             .upserts
             .into_iter()
-            .filter(|i| i.kind != TIMER && i.kind != HELD)
+            .filter(|i| ![TIMER, HELD, MEMBER, FIRING, INCIDENT].contains(&i.kind.as_str()))
             .collect();
+        items.extend(st.incidents.iter().map(|(id, inc)| Item {
+            kind: INCIDENT.to_string(),
+            key: id.as_bytes().to_vec(),
+            value: postcard::to_stdvec(inc).unwrap(),
+        }));
         let mut back = Correlator::restore_items(&config.correlate, config.catalog(), &v1, &items).unwrap();
         assert_eq!(back.snapshot(), engine.snapshot());
         let next = back.take_changes();
         assert!(next.full);
         let kinds: BTreeSet<&str> = next.upserts.iter().map(|i| i.kind.as_str()).collect();
-        assert!(kinds.contains(TIMER) && kinds.contains(HELD), "{kinds:?}");
+        for kind in [TIMER, HELD, MEMBER, FIRING, INCIDENT] {
+            assert!(kinds.contains(kind), "{kind} missing from {kinds:?}");
+        }
         let bad = postcard::to_stdvec(&(7u32, 0u8)).unwrap();
         let err = Correlator::restore_items(&config.correlate, config.catalog(), &bad, &[]).unwrap_err();
         assert!(err.to_string().contains("head version 7"), "{err}");

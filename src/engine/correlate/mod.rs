@@ -142,8 +142,12 @@ struct Incident {
     priority: u8,
     affected_users: u64,
     major: bool,
-    members: BTreeSet<String>,
-    active: BTreeSet<String>,
+    /// Keys of the alerts that joined it, and of those firing. Sets, as maps to `()` so that
+    /// they are tracked: a checkpoint writes an incident's alerts as items of their own
+    /// (`checkpoint.rs`), those that joined or left since the last one, not all of them
+    /// with every change (postcard writes a map to `()` as the set it is).
+    members: Tracked<BTreeMap<String, ()>>,
+    active: Tracked<BTreeMap<String, ()>>,
     cis: BTreeSet<String>,
 }
 
@@ -200,6 +204,9 @@ struct State {
     timers: Tracked<BTreeMap<(i64, Timer), ()>>,
     source_windows: Tracked<BTreeMap<String, SourceWindow>>,
     stats: Stats,
+    /// The alert item keys of incidents pruned since the last checkpoint, to delete.
+    #[serde(skip)]
+    pruned: Vec<Vec<(String, Vec<u8>)>>,
 }
 
 impl Default for State {
@@ -219,6 +226,7 @@ impl Default for State {
             timers: Tracked::default(),
             source_windows: Tracked::default(),
             stats: Stats::default(),
+            pruned: Vec::new(),
         }
     }
 }
@@ -727,7 +735,7 @@ impl Correlator {
         let Some(inc) = self.state.incidents.get_mut(&incident) else {
             return;
         };
-        inc.active.remove(&key);
+        inc.active.remove(key.as_str());
         if !inc.active.is_empty() || self.any_flapping(&incident) {
             // Other alerts still fire, or a flapping alert holds the incident open.
             out.push(Output::AlertResolved {
@@ -771,7 +779,7 @@ impl Correlator {
     fn any_flapping(&self, incident: &str) -> bool {
         self.state.incidents.get(incident).is_some_and(|inc| {
             inc.members
-                .iter()
+                .keys()
                 .any(|m| self.state.alerts.get(m).is_some_and(|a| a.flapping))
         })
     }
@@ -807,8 +815,8 @@ impl Correlator {
             st.incident = incident.to_string();
         }
         if let Some(inc) = self.state.incidents.get_mut(incident) {
-            inc.members.insert(key.to_string());
-            inc.active.insert(key.to_string());
+            inc.members.insert(key.to_string(), ());
+            inc.active.insert(key.to_string(), ());
             inc.cis.insert(ci.to_string());
         }
         self.state
@@ -888,8 +896,8 @@ impl Correlator {
                 priority,
                 affected_users: users,
                 major: false,
-                members: BTreeSet::new(),
-                active: BTreeSet::new(),
+                members: Tracked::default(),
+                active: Tracked::default(),
                 cis: BTreeSet::new(),
             },
         );
@@ -1033,6 +1041,8 @@ impl Correlator {
                                 self.state.by_service.remove(&inc.service);
                             }
                         }
+                        // Its alerts' rows go with it (the store deletes items by key).
+                        self.state.pruned.push(inc.alert_keys());
                     }
                 }
             }
@@ -1064,7 +1074,7 @@ impl Correlator {
             // resolving and reopening on every toggle.
             let last_resolved = self.state.incidents.get(&incident).map_or(due, |inc| {
                 inc.members
-                    .iter()
+                    .keys()
                     .filter_map(|m| self.state.alerts.get(m))
                     .map(|a| a.resolved_at)
                     .max()
@@ -1087,7 +1097,7 @@ impl Correlator {
             return;
         }
         let empty = self.state.incidents.get_mut(&st.incident).is_some_and(|inc| {
-            inc.active.remove(&key);
+            inc.active.remove(key.as_str());
             inc.active.is_empty() && inc.status != IncidentStatus::Resolved
         });
         if empty {
