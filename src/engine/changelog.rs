@@ -265,6 +265,19 @@ impl<M: Map> Tracked<M> {
     }
 }
 
+impl<K: Ord + Clone + Hash + Eq> Tracked<BTreeMap<K, ()>> {
+    /// Adds `key` to this set (a map to `()`); a key already there is no change.
+    pub fn add<Q>(&mut self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Ord + ToOwned<Owned = K> + ?Sized,
+    {
+        if !self.map.contains_key(key) {
+            self.insert(key.to_owned(), ());
+        }
+    }
+}
+
 impl<K: Ord + Clone + Hash + Eq, V> Tracked<BTreeMap<K, V>> {
     /// Removes and returns the first entry (the least key).
     pub fn pop_first(&mut self) -> Option<(K, V)> {

@@ -1,7 +1,7 @@
 //! The correlation engine's incremental checkpoint: a head (clocks, the alert sequence,
-//! counters) and one item per alert, incident (without its alerts), alert of an incident
-//! (joined, and firing), CI's recent changes, source-announced maintenance window, timer and
-//! event held for reordering. A batch writes the head and the
+//! counters) and one item per alert, incident (without its alerts and CIs), alert of an
+//! incident (joined, firing), CI of an incident, CI's recent changes, source-announced
+//! maintenance window, timer and event held for reordering. A batch writes the head and the
 //! items it changed ([`Correlator::take_changes`]); a restore reads them back into exactly
 //! the state a whole snapshot gives ([`Correlator::restore_items`]), rebuilding the indexes.
 //!
@@ -23,6 +23,8 @@ const TIMER: &str = "timer";
 /// An alert that joined an incident; one that fires in it. Key: [`member_key`].
 const MEMBER: &str = "member";
 const FIRING: &str = "firing";
+/// A CI an incident's alerts came from. Key: [`member_key`].
+const CI: &str = "ci";
 
 /// An incident as its item holds it: all but its alerts, which are items of their own.
 #[derive(Serialize)]
@@ -35,7 +37,6 @@ struct IncidentHeadRef<'a> {
     priority: u8,
     affected_users: u64,
     major: bool,
-    cis: &'a BTreeSet<String>,
 }
 
 #[derive(Deserialize)]
@@ -48,7 +49,6 @@ struct IncidentHead {
     priority: u8,
     affected_users: u64,
     major: bool,
-    cis: BTreeSet<String>,
 }
 
 impl Incident {
@@ -62,7 +62,6 @@ impl Incident {
             priority: self.priority,
             affected_users: self.affected_users,
             major: self.major,
-            cis: &self.cis,
         }
     }
 
@@ -78,7 +77,7 @@ impl Incident {
             major: h.major,
             members: Tracked::default(),
             active: Tracked::default(),
-            cis: h.cis,
+            cis: Tracked::default(),
         }
     }
 
@@ -86,7 +85,11 @@ impl Incident {
     /// has, and those it lost since the last checkpoint (a resolved alert no longer firing).
     pub(super) fn alert_keys(mut self) -> Vec<(String, Vec<u8>)> {
         let mut keys = Vec::new();
-        for (kind, set) in [(MEMBER, &mut self.members), (FIRING, &mut self.active)] {
+        for (kind, set) in [
+            (MEMBER, &mut self.members),
+            (FIRING, &mut self.active),
+            (CI, &mut self.cis),
+        ] {
             let (_, removed) = set.take();
             for alert in set.keys().chain(&removed) {
                 keys.push((kind.to_string(), member_key(&self.id, alert)));
@@ -135,13 +138,16 @@ fn collect_incidents(
             key: id.as_bytes().to_vec(),
             value: postcard::to_stdvec(&inc.head()).unwrap_or_default(),
         });
-        if full {
-            inc.members.mark_all();
-            inc.active.mark_all();
+        for (kind, set) in [
+            (MEMBER, &mut inc.members),
+            (FIRING, &mut inc.active),
+            (CI, &mut inc.cis),
+        ] {
+            if full {
+                set.mark_all();
+            }
+            changelog::collect_encoded(changes, kind, set, |k| member_key(&id, k), |()| Vec::new());
         }
-        let key = |alert: &String| member_key(&id, alert);
-        changelog::collect_encoded(changes, MEMBER, &mut inc.members, key, |()| Vec::new());
-        changelog::collect_encoded(changes, FIRING, &mut inc.active, key, |()| Vec::new());
     }
     changes
         .removed
@@ -228,7 +234,7 @@ impl Correlator {
                         incidents.insert(head.id.clone(), Incident::from_head(head));
                     })
                     .map_err(|e| format!("incident {:?}: {e}", String::from_utf8_lossy(&item.key))),
-                MEMBER | FIRING => {
+                MEMBER | FIRING | CI => {
                     alerts_of.push(item);
                     Ok(())
                 }
@@ -297,9 +303,10 @@ impl Correlator {
     }
 }
 
-/// The incidents' alerts (joined, firing) from their items.
+/// The incidents' alerts (joined, firing) and CIs from their items.
 fn restore_alerts_of(incidents: &mut BTreeMap<String, Incident>, items: Vec<&Item>) -> Result<(), String> {
-    let mut sets: BTreeMap<String, (BTreeMap<String, ()>, BTreeMap<String, ()>)> = BTreeMap::new();
+    type Sets = [BTreeMap<String, ()>; 3];
+    let mut sets: BTreeMap<String, Sets> = BTreeMap::new();
     for item in items {
         let (incident, alert) = member_of(&item.key)?;
         if !incidents.contains_key(&incident) {
@@ -308,13 +315,19 @@ fn restore_alerts_of(incidents: &mut BTreeMap<String, Incident>, items: Vec<&Ite
                 item.kind
             ));
         }
-        let (members, firing) = sets.entry(incident).or_default();
-        if item.kind == MEMBER { members } else { firing }.insert(alert, ());
+        let [members, firing, cis] = sets.entry(incident).or_default();
+        match item.kind.as_str() {
+            MEMBER => members,
+            FIRING => firing,
+            _ => cis,
+        }
+        .insert(alert, ());
     }
-    for (id, (members, firing)) in sets {
+    for (id, [members, firing, cis]) in sets {
         if let Some(inc) = incidents.get_mut(&id) {
             inc.members = Tracked::from_map(members);
             inc.active = Tracked::from_map(firing);
+            inc.cis = Tracked::from_map(cis);
         }
     }
     Ok(())
@@ -337,7 +350,7 @@ fn index_incidents(state: &mut State, incidents: &BTreeMap<String, Incident>) {
             .or_default()
             .insert(id.clone());
         if inc.status != IncidentStatus::Resolved {
-            for ci in &inc.cis {
+            for ci in inc.cis.keys() {
                 state.open_by_ci.entry(ci.clone()).or_default().insert(id.clone());
             }
         }
@@ -398,7 +411,7 @@ mod tests {
         let mut items: Vec<Item> = changes
             .upserts
             .into_iter()
-            .filter(|i| ![TIMER, HELD, MEMBER, FIRING, INCIDENT].contains(&i.kind.as_str()))
+            .filter(|i| ![TIMER, HELD, MEMBER, FIRING, CI, INCIDENT].contains(&i.kind.as_str()))
             .collect();
         items.extend(st.incidents.iter().map(|(id, inc)| Item {
             kind: INCIDENT.to_string(),
@@ -410,7 +423,7 @@ mod tests {
         let next = back.take_changes();
         assert!(next.full);
         let kinds: BTreeSet<&str> = next.upserts.iter().map(|i| i.kind.as_str()).collect();
-        for kind in [TIMER, HELD, MEMBER, FIRING, INCIDENT] {
+        for kind in [TIMER, HELD, MEMBER, FIRING, CI, INCIDENT] {
             assert!(kinds.contains(kind), "{kind} missing from {kinds:?}");
         }
         let bad = postcard::to_stdvec(&(7u32, 0u8)).unwrap();

@@ -148,7 +148,8 @@ struct Incident {
     /// with every change (postcard writes a map to `()` as the set it is).
     members: Tracked<BTreeMap<String, ()>>,
     active: Tracked<BTreeMap<String, ()>>,
-    cis: BTreeSet<String>,
+    /// The CIs its alerts came from (as many as its alerts, in a storm over many hosts).
+    cis: Tracked<BTreeMap<String, ()>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -815,9 +816,9 @@ impl Correlator {
             st.incident = incident.to_string();
         }
         if let Some(inc) = self.state.incidents.get_mut(incident) {
-            inc.members.insert(key.to_string(), ());
-            inc.active.insert(key.to_string(), ());
-            inc.cis.insert(ci.to_string());
+            inc.members.add(key);
+            inc.active.add(key);
+            inc.cis.add(ci);
         }
         self.state
             .open_by_ci
@@ -851,8 +852,12 @@ impl Correlator {
     fn reopen(&mut self, incident: &str, key: &str, ci: &str, t: i64, out: &mut Vec<Output>) {
         if let Some(inc) = self.state.incidents.get_mut(incident) {
             inc.status = IncidentStatus::Open;
-            for c in inc.cis.clone() {
-                self.state.open_by_ci.entry(c).or_default().insert(incident.to_string());
+            for c in inc.cis.keys() {
+                self.state
+                    .open_by_ci
+                    .entry(c.clone())
+                    .or_default()
+                    .insert(incident.to_string());
             }
         }
         self.activate(incident, key, ci);
@@ -898,7 +903,7 @@ impl Correlator {
                 major: false,
                 members: Tracked::default(),
                 active: Tracked::default(),
-                cis: BTreeSet::new(),
+                cis: Tracked::default(),
             },
         );
         self.state
@@ -973,7 +978,7 @@ impl Correlator {
         };
         inc.status = IncidentStatus::Resolved;
         inc.resolved_ns = t;
-        for ci in &inc.cis {
+        for ci in inc.cis.keys() {
             if let Some(set) = self.state.open_by_ci.get_mut(ci) {
                 set.remove(incident);
                 if set.is_empty() {
