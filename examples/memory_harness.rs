@@ -13,7 +13,8 @@
 //!   open hour alone), for a quick figure where a month costs too much CPU.
 //! - `flood [N [MAX]]`: N distinct alert fingerprints (1 000 000) through the correlation
 //!   engine with `[correlate.dedup] max_entries = MAX` (100 000): alerts held, evictions,
-//!   resident memory.
+//!   the alert keys the incidents hold, resident memory. `--batch B` takes the engine's
+//!   changes every B alerts as the service's batches do (1 000; 0: never, as `replay`).
 //!
 //!     cargo build --release && cargo run --release --example memory_harness -- [files|sla|flood|all] [--bin PATH] [--mb N]
 //!
@@ -77,7 +78,11 @@ fn main() -> ExitCode {
             flag("--days").and_then(|d| d.parse().ok()).unwrap_or(30),
         ),
         "sla" => again(&["sla", "10000"]).and_then(|()| again(&["sla", "100000"])),
-        "flood" => flood(number(1, 1_000_000), number(2, 100_000) as usize),
+        "flood" => flood(
+            number(1, 1_000_000),
+            number(2, 100_000) as usize,
+            flag("--batch").and_then(|b| b.parse().ok()).unwrap_or(1000),
+        ),
         "all" => files(flag("--bin"), 500)
             .and_then(|()| again(&["sla", "10000"]))
             .and_then(|()| again(&["sla", "100000"]))
@@ -327,8 +332,10 @@ fn alert(fingerprint: u64, time_ns: i64) -> Event {
 }
 
 /// (c): `n` distinct fingerprints, 10 ms apart, through the correlation engine holding at
-/// most `max_entries` alerts.
-fn flood(n: u64, max_entries: usize) -> Result<(), String> {
+/// most `max_entries` alerts. Every `batch` alerts the engine's changes are taken, as a
+/// batch of the service takes them for its checkpoint (0: never, as `slaflow replay`, whose
+/// engine then remembers every key changed or removed since it started).
+fn flood(n: u64, max_entries: usize, batch: u64) -> Result<(), String> {
     let (rss0, _) = own();
     let toml = format!("[correlate.dedup]\nmax_entries = {max_entries}\n");
     let config = Config::parse(Path::new("flood.toml"), &toml).map_err(|e| e.to_string())?;
@@ -336,6 +343,7 @@ fn flood(n: u64, max_entries: usize) -> Result<(), String> {
     let mut out = Vec::new();
     let mut outputs = 0usize;
     let mut peak_held = 0;
+    let mut peak_keys = 0;
     let started = Instant::now();
     for i in 0..n {
         let t = T0_NS + i as i64 * 10_000_000;
@@ -343,19 +351,24 @@ fn flood(n: u64, max_entries: usize) -> Result<(), String> {
         engine.advance(t, &mut out);
         outputs += out.len();
         out.clear();
+        if batch > 0 && (i + 1) % batch == 0 {
+            drop(engine.take_changes());
+        }
         if i % 10_000 == 0 {
             peak_held = peak_held.max(engine.cached_alerts());
+            peak_keys = peak_keys.max(engine.held_member_keys());
         }
     }
     engine.flush(&mut out);
     let (rss, hwm) = own();
     let stats = engine.stats();
     println!(
-        "flood: {n} distinct fingerprints in {:.1} s, max_entries {max_entries}: {} alerts held (at most {peak_held} seen), {} evictions, {} open incidents, {outputs} outputs",
+        "flood: {n} distinct fingerprints in {:.1} s, max_entries {max_entries}, changes taken every {batch} alerts: {} alerts held (at most {peak_held} seen), {} evictions, {} open incidents, {} member keys held by incidents (at most {peak_keys} seen), {outputs} outputs",
         started.elapsed().as_secs_f64(),
         engine.cached_alerts(),
         stats.evictions,
         engine.open_incidents(),
+        engine.held_member_keys(),
     );
     println!(
         "flood: RSS {:.1} MiB (peak {:.1}), {:.1} MiB before; snapshot {:.1} MiB",

@@ -110,8 +110,12 @@ pub fn read_events(
         for record in file::records(&content, input.format.framing()) {
             summary.records += 1;
             let decoded = decoders.decode(input.format, record.bytes);
-            for part in crate::decode::dead_parts(input.format, record.bytes, &decoded) {
-                keep_dead(summary, input, record.line, part);
+            let dead = crate::decode::dead_parts(input.format, record.bytes, &decoded);
+            // The record's parts of reading are 0, 1, ...; its part of judging, if any,
+            // the next (`Arrival::dead_parts`).
+            let dead_parts = i32::try_from(dead.len()).unwrap_or(i32::MAX);
+            for (seq, part) in (0..).zip(dead) {
+                summary.dead_letters.push(dead_letter(input, record.line, part, seq));
             }
             match decoded {
                 Ok(decoded) => {
@@ -131,6 +135,7 @@ pub fn read_events(
                         clock,
                         input: i,
                         line: record.line,
+                        dead_parts,
                         events,
                     });
                 }
@@ -151,6 +156,9 @@ struct Arrival {
     clock: usize,
     input: usize,
     line: u64,
+    /// The record's dead parts of reading (rejected items, events refused by the limits):
+    /// its dead letter of judging is numbered after them.
+    dead_parts: i32,
     events: Vec<Event>,
 }
 
@@ -198,7 +206,10 @@ fn admit_recorded(
                 payload,
                 reason,
             };
-            keep_dead(summary, &inputs[a.input], a.line, part);
+            // After the record's own parts of reading, whatever other records' dead letters
+            // were kept since: a record's letters never share a `seq` (the store's key).
+            let letter = dead_letter(&inputs[a.input], a.line, part, a.dead_parts);
+            summary.dead_letters.push(letter);
         }
         for event in kept {
             let t = event_time(&event);
@@ -207,12 +218,6 @@ fn admit_recorded(
         }
     }
     events
-}
-
-/// A dead part of a record of `input` at `line`: the record's parts are numbered by `seq`.
-fn keep_dead(summary: &mut Summary, input: &Input, line: u64, part: DeadPart) {
-    let seq = seq_after(summary.dead_letters.iter().rev(), input, line);
-    summary.dead_letters.push(dead_letter(input, line, part, seq));
 }
 
 /// The number of a new dead part of `input` at `line`: how many of the dead letters kept
@@ -839,6 +844,7 @@ threshold = "5s"
             clock,
             input: 0,
             line,
+            dead_parts: 0,
             events: vec![sample(at)],
         };
         let arrivals = vec![
@@ -867,6 +873,70 @@ threshold = "5s"
         let dead = &summary.dead_letters[0];
         assert_eq!((dead.format.as_str(), dead.offset), ("protobuf", 2));
         assert!(dead.reason.contains("more than max_future = 10m"), "{}", dead.reason);
+    }
+}
+
+#[cfg(test)]
+mod dead_letter_tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// Three Alertmanager files of one source: an alert two years ahead; one a year ahead
+    /// and a bad one; one of now and a bad one. Both replays (whole recording and
+    /// streamed) number the second record's dead letters 0 (its rejected alert) and 1 (its
+    /// refused one), though other records' letters are kept before and between them.
+    #[test]
+    fn a_record_s_rejected_and_refused_parts_have_distinct_seqs_on_both_paths() {
+        let dir = std::env::temp_dir().join(format!("slaflow-replay-seq-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let alert = |name: &str, starts: &str| {
+            format!(r#"{{"status":"firing","labels":{{"alertname":"{name}"}},"startsAt":"{starts}"}}"#)
+        };
+        let docs = [
+            vec![alert("A", "2028-03-10T10:00:00Z")],
+            vec![alert("B", "2027-03-10T10:00:00Z"), alert("C", "soon")],
+            vec![alert("D", "2026-03-10T10:00:00Z"), alert("E", "later")],
+        ];
+        let inputs: Vec<Input> = docs
+            .iter()
+            .enumerate()
+            .map(|(i, alerts)| {
+                let path = dir.join(format!("{i}.json"));
+                std::fs::write(&path, format!(r#"{{"version":"4","alerts":[{}]}}"#, alerts.join(","))).unwrap();
+                Input {
+                    format: Format::Alertmanager,
+                    path,
+                }
+            })
+            .collect();
+        let config = Config::default();
+        let keys = |summary: Summary| -> Vec<(String, i64, i32, String)> {
+            let file = |d: &DeadLetter| Path::new(&d.origin).file_name().unwrap().to_string_lossy().into_owned();
+            let mut keys: Vec<_> = summary
+                .dead_letters
+                .iter()
+                .map(|d| (file(d), d.offset, d.seq, d.format.clone()))
+                .collect();
+            keys.sort();
+            keys
+        };
+        let whole = replay_in_memory(&config, &inputs, Order::Arrival, None, |_| {})
+            .unwrap()
+            .0;
+        let streamed = replay_streamed(&config, &inputs, Order::Arrival, None, 7, |_| {}, |_, _| {})
+            .unwrap()
+            .0;
+        let expected = [
+            ("0.json", 1, 0, "protobuf"),
+            ("1.json", 1, 0, "alertmanager"),
+            ("1.json", 1, 1, "protobuf"),
+            ("2.json", 1, 0, "alertmanager"),
+        ]
+        .map(|(f, o, s, k)| (f.to_string(), o, s, k.to_string()));
+        assert_eq!(keys(whole), expected, "whole recording");
+        assert_eq!(keys(streamed), expected, "streamed");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 

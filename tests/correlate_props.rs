@@ -3,58 +3,26 @@
 //! as an uninterrupted run; and events shuffled within the allowed lateness give the same
 //! output as events in order.
 
-use std::path::Path;
+mod support;
 
 use proptest::prelude::*;
-use slaflow::config::Config;
 use slaflow::engine::correlate::{Correlator, Output};
 use slaflow::engine::reorder::event_time;
-use slaflow::model::{AlertEvent, AlertStatus, ChangeEvent, Event};
+use slaflow::model::Event;
+use support::engines::{correlate_config, prop_alert, prop_change, step_correlator, CIS, LATENESS_SECS, SEC, T0};
 
-const T0: i64 = 1_767_225_600_000_000_000;
-const SEC: i64 = 1_000_000_000;
-const LATENESS_SECS: i64 = 120;
-
-fn config() -> Config {
-    let text = format!(
+/// The shared correlation config, with a daily maintenance window on `db`.
+fn config() -> slaflow::config::Config {
+    correlate_config(
         r#"
-        [correlate]
-        allowed_lateness = "{LATENESS_SECS}s"
-        group_window = "2m"
-        reopen_window = "5m"
-        max_incident_lifetime = "30m"
-        [correlate.flapping]
-        min_toggles = 3
-        window = "10m"
-        quiet_period = "3m"
-        [correlate.dedup]
-        max_entries = 6
-        ttl = "20m"
-
-        [[services]]
-        id = "shop"
-        criticality = "critical"
-        cis = ["web", "db"]
-        [[services]]
-        id = "net"
-        cis = ["fw"]
-        [[cis]]
-        id = "web"
-        depends_on = ["db", "fw"]
-        [[cis]]
-        id = "db"
-        [[cis]]
-        id = "fw"
-
         [[maintenance]]
         name = "nightly"
         cis = ["db"]
         start = "2026-01-01T00:20:00"
         duration = "5m"
         recurrence = "daily"
-        "#
-    );
-    Config::parse(Path::new("props.toml"), &text).unwrap()
+        "#,
+    )
 }
 
 /// A random stream: alerts over a few fingerprints and CIs, with occasional changes, at
@@ -68,26 +36,9 @@ fn stream() -> impl Strategy<Value = Vec<Event>> {
             .map(|(fp, ci, status, severity, kind, gap)| {
                 t += gap * SEC;
                 if kind == 0 {
-                    return Event::Change(ChangeEvent {
-                        source: "cab".into(),
-                        ci: ["web", "db", "fw"][usize::from(ci % 3)].into(),
-                        change_id: format!("CHG{}", t / SEC % 1000),
-                        implemented_at_ns: t,
-                        summary: String::new(),
-                    });
+                    return prop_change(CIS[usize::from(ci % 3)], t);
                 }
-                Event::Alert(AlertEvent {
-                    source: "prop".into(),
-                    fingerprint: format!("fp{fp}"),
-                    ci: ["web", "db", "fw", "elsewhere"][usize::from(ci)].into(),
-                    alert_name: format!("check{fp}"),
-                    severity,
-                    status: [AlertStatus::Firing, AlertStatus::Acknowledged, AlertStatus::Resolved][usize::from(status)]
-                        as i32,
-                    affected_users: (severity == 5).then_some(600),
-                    time_ns: t,
-                    ..Default::default()
-                })
+                prop_alert(fp, CIS[usize::from(ci)], status, severity, t)
             })
             .collect()
     })
@@ -96,11 +47,8 @@ fn stream() -> impl Strategy<Value = Vec<Event>> {
 /// Runs `events` in the given arrival order, the watermark being the latest time seen.
 fn run(engine: &mut Correlator, events: impl IntoIterator<Item = Event>) -> Vec<Output> {
     let mut out = Vec::new();
-    let mut watermark = i64::MIN;
     for e in events {
-        watermark = watermark.max(event_time(&e));
-        engine.apply(e, &mut out);
-        engine.advance(watermark, &mut out);
+        step_correlator(engine, e, &mut out);
     }
     engine.flush(&mut out);
     out
@@ -125,22 +73,12 @@ proptest! {
         let cut = cut.index(events.len() + 1);
         let mut first = Correlator::new(&cfg.correlate, cfg.catalog()).unwrap();
         let mut out = Vec::new();
-        let mut watermark = i64::MIN;
         for e in events[..cut].iter().cloned() {
-            watermark = watermark.max(event_time(&e));
-            first.apply(e, &mut out);
-            first.advance(watermark, &mut out);
+            step_correlator(&mut first, e, &mut out);
         }
-        let mut second = Correlator::restore(&cfg.correlate, cfg.catalog(), &first.snapshot()).unwrap();
         // The restored engine has seen the same watermark through its state.
-        let mut rest = Vec::new();
-        for e in events[cut..].iter().cloned() {
-            watermark = watermark.max(event_time(&e));
-            second.apply(e, &mut rest);
-            second.advance(watermark, &mut rest);
-        }
-        second.flush(&mut rest);
-        out.extend(rest);
+        let mut second = Correlator::restore(&cfg.correlate, cfg.catalog(), &first.snapshot()).unwrap();
+        out.extend(run(&mut second, events[cut..].iter().cloned()));
         prop_assert_eq!(out, expected);
     }
 

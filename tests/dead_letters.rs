@@ -638,6 +638,64 @@ async fn replay_stores_what_decodes_now_and_keeps_what_still_fails(b: Backend) {
     b.finish().await;
 }
 
+/// `slaflow replay --sink store` of three Alertmanager files, one source: the first holds an
+/// alert two years ahead, the second one a year ahead and a rejected one, the third one of
+/// now and a rejected one. Judged by the next record's time, the first two records' early
+/// alerts are refused. The second record has two dead letters (its rejected alert, read, and
+/// its refused one, judged), which must have two `seq`s, also with other records' dead
+/// letters kept before and between them (before, both were seq 0 and the store, which keys a
+/// dead letter by origin, offset and seq, kept one). A second replay writes no new row.
+async fn a_record_s_rejected_and_refused_parts_are_two_rows_replay_after_replay(b: Backend) {
+    let config = b.config(free_port());
+    let doc = |alerts: &[String]| format!(r#"{{"version":"4","alerts":[{}]}}"#, alerts.join(","));
+    let files: Vec<PathBuf> = [
+        doc(&[alert("A", "2028-03-10T10:00:00Z")]),
+        doc(&[alert("B", "2027-03-10T10:00:00Z"), alert("C", "soon")]),
+        doc(&[alert("D", "2026-03-10T10:00:00Z"), alert("E", "later")]),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, content)| {
+        let path = b.dir.join(format!("notifications-{i}.json"));
+        std::fs::write(&path, content).unwrap();
+        path
+    })
+    .collect();
+    let replay = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_slaflow"))
+            .args(["replay", "--config", config.to_str().unwrap()])
+            .args(["--format", "alertmanager", "--sink", "store"])
+            .args(&files)
+            .env_remove("SLAFLOW_POSTGRES_URL")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let store = b.store().await;
+    let origin = |i: usize| files[i].display().to_string();
+    for round in 0..2 {
+        let err = replay();
+        let rows = store.dead_letters(&DeadLetterFilter::default()).await.unwrap();
+        let mut keys: Vec<(Key, &str)> = rows
+            .iter()
+            .map(|r| (key(&r.letter), r.letter.format.as_str()))
+            .collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                ((origin(0), 1, 0), "protobuf"),
+                ((origin(1), 1, 0), "alertmanager"),
+                ((origin(1), 1, 1), "protobuf"),
+                ((origin(2), 1, 0), "alertmanager"),
+            ],
+            "round {round}: {err}"
+        );
+    }
+    drop(store);
+    b.finish().await;
+}
+
 macro_rules! for_both_stores {
     ($($test:ident => $db:literal),* $(,)?) => {
         mod postgres {
@@ -666,4 +724,5 @@ for_both_stores! {
     rows_of_an_older_schema_survive_the_migration => "dl_migrate",
     http_dead_letters_record_endpoint_and_remote_address => "dl_http",
     replay_stores_what_decodes_now_and_keeps_what_still_fails => "dl_replay",
+    a_record_s_rejected_and_refused_parts_are_two_rows_replay_after_replay => "dl_seq",
 }

@@ -6,22 +6,20 @@
 //! And per engine, dirty tracking: a batch that touches one alert or one service writes
 //! that item's row, not the others.
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use proptest::prelude::*;
 use slaflow::config::Config;
 use slaflow::engine::changelog::{Changes, Item};
-use slaflow::engine::correlate::priority::Level;
 use slaflow::engine::correlate::{Correlator, Output};
-use slaflow::engine::reorder::event_time;
 use slaflow::engine::sla::{SlaEngine, SlaOutput};
-use slaflow::model::{
-    AlertEvent, AlertStatus, ChangeEvent, Event, LatencySample, MaintenanceAction, MaintenanceEvent, Outcome,
+use slaflow::model::{AlertEvent, AlertStatus, Event, LatencySample, MaintenanceAction, MaintenanceEvent};
+use support::engines::{
+    apply_outage, cases, correlate_config, finish_sla, latency, prop_alert, prop_change, sla_contract, step_correlator,
+    CIS, M0, MIN, SEC, T0,
 };
-
-const SEC: i64 = 1_000_000_000;
-const MIN: i64 = 60 * SEC;
 
 /// What the store holds of one engine: its head and its items by (kind, key), kept the way
 /// `write_checkpoint` keeps them (src/sinks/postgres.rs, src/sinks/sqlite.rs).
@@ -59,41 +57,6 @@ impl Rows {
 
 // ---- correlation ------------------------------------------------------------------------
 
-const T0: i64 = 1_767_225_600_000_000_000;
-
-fn correlate_config() -> Config {
-    let text = r#"
-        [correlate]
-        allowed_lateness = "120s"
-        group_window = "2m"
-        reopen_window = "5m"
-        max_incident_lifetime = "30m"
-        [correlate.flapping]
-        min_toggles = 3
-        window = "10m"
-        quiet_period = "3m"
-        [correlate.dedup]
-        max_entries = 6
-        ttl = "20m"
-
-        [[services]]
-        id = "shop"
-        criticality = "critical"
-        cis = ["web", "db"]
-        [[services]]
-        id = "net"
-        cis = ["fw"]
-        [[cis]]
-        id = "web"
-        depends_on = ["db", "fw"]
-        [[cis]]
-        id = "db"
-        [[cis]]
-        id = "fw"
-    "#;
-    Config::parse(Path::new("props.toml"), text).unwrap()
-}
-
 /// Alerts over a few fingerprints and CIs, changes and source maintenance windows, at
 /// increasing times, each with whether a batch ends after it.
 fn alert_stream() -> impl Strategy<Value = Vec<(Event, bool)>> {
@@ -112,15 +75,9 @@ fn alert_stream() -> impl Strategy<Value = Vec<(Event, bool)>> {
             .into_iter()
             .map(|(fp, ci, status, severity, kind, gap, commit)| {
                 t += gap * SEC;
-                let ci = ["web", "db", "fw", "elsewhere"][usize::from(ci)];
+                let ci = CIS[usize::from(ci)];
                 let event = match kind {
-                    0 => Event::Change(ChangeEvent {
-                        source: "cab".into(),
-                        ci: ci.into(),
-                        change_id: format!("CHG{}", t / SEC % 1000),
-                        implemented_at_ns: t,
-                        summary: String::new(),
-                    }),
+                    0 => prop_change(ci, t),
                     1 => Event::Maintenance(MaintenanceEvent {
                         source: "icinga".into(),
                         window_id: format!("w{}", fp % 3),
@@ -135,18 +92,7 @@ fn alert_stream() -> impl Strategy<Value = Vec<(Event, bool)>> {
                         time_ns: t,
                         ..Default::default()
                     }),
-                    _ => Event::Alert(AlertEvent {
-                        source: "prop".into(),
-                        fingerprint: format!("fp{fp}"),
-                        ci: ci.into(),
-                        alert_name: format!("check{fp}"),
-                        severity,
-                        status: [AlertStatus::Firing, AlertStatus::Acknowledged, AlertStatus::Resolved]
-                            [usize::from(status)] as i32,
-                        affected_users: (severity == 5).then_some(600),
-                        time_ns: t,
-                        ..Default::default()
-                    }),
+                    _ => prop_alert(fp, ci, status, severity, t),
                 };
                 (event, commit)
             })
@@ -156,12 +102,6 @@ fn alert_stream() -> impl Strategy<Value = Vec<(Event, bool)>> {
 
 fn restore_correlator(cfg: &Config, rows: &Rows) -> Correlator {
     Correlator::restore_items(&cfg.correlate, cfg.catalog(), &rows.head, &rows.items()).unwrap()
-}
-
-fn step_correlator(engine: &mut Correlator, event: Event, out: &mut Vec<Output>) {
-    let watermark = engine.watermark().max(event_time(&event));
-    engine.apply(event, out);
-    engine.advance(watermark, out);
 }
 
 /// Runs `events`, committing after each marked one, crashing after each event index in
@@ -210,41 +150,13 @@ fn correlate_with_crashes(cfg: &Config, events: &[(Event, bool)], crashes: &[boo
 
 // ---- SLA ----------------------------------------------------------------------------------
 
-const M0: i64 = 1_772_323_200_000_000_000; // 2026-03-01T00:00:00Z
-
+/// Three contracts, of `a`, `b` and `c`, with the shared objectives and outage alerts.
 fn sla_config() -> Config {
     let mut text = String::from("[sla]\nallowed_lateness = \"1m\"\nemit_windows = [\"hour\", \"day\", \"month\"]\n");
-    for service in ["a", "b", "c"] {
-        text.push_str(&format!(
-            r#"
-            [[sla.contracts]]
-            service = "{service}"
-            timezone = "Europe/Paris"
-            operations = ["op1"]
-            outage_alerts = ["down"]
-            [[sla.contracts.objectives]]
-            name = "p90"
-            kind = "latency_percentile"
-            percentile = 90.0
-            threshold = "500ms"
-            operation = "op1"
-            [[sla.contracts.objectives]]
-            name = "streak"
-            kind = "streak"
-            threshold = "300ms"
-            days = 2
-            [[sla.contracts.objectives]]
-            name = "avail"
-            kind = "availability"
-            target = 99.0
-            [[sla.contracts.objectives]]
-            name = "requests"
-            kind = "request_availability"
-            target = 95.0
-            "#
-        ));
+    for service in SERVICES {
+        text.push_str(&sla_contract(service, "outage_alerts = [\"down\"]", ""));
     }
-    Config::parse(Path::new("props.toml"), &text).unwrap()
+    Config::parse(std::path::Path::new("props.toml"), &text).unwrap()
 }
 
 #[derive(Debug, Clone)]
@@ -299,17 +211,10 @@ fn apply_step(engine: &mut SlaEngine, index: usize, (t, step): (i64, &Step), out
             op,
             duration_ms,
             error,
-        } => {
-            let sample = LatencySample {
-                service: SERVICES[usize::from(*service)].into(),
-                operation: if *op { "op1" } else { "op2" }.into(),
-                time_ns: t,
-                duration_ns: duration_ms * 1_000_000,
-                outcome: if *error { Outcome::Error } else { Outcome::Ok } as i32,
-                ..Default::default()
-            };
-            engine.apply(&Event::Sample(sample), out);
-        }
+        } => engine.apply(
+            &latency(SERVICES[usize::from(*service)], *op, t, *duration_ms, *error),
+            out,
+        ),
         Step::Stranger => {
             let sample = LatencySample {
                 service: "nobody".into(),
@@ -319,27 +224,13 @@ fn apply_step(engine: &mut SlaEngine, index: usize, (t, step): (i64, &Step), out
             };
             engine.apply(&Event::Sample(sample), out);
         }
-        Step::Outage { service, minutes } => {
-            let (id, service) = (format!("INC-{index}"), SERVICES[usize::from(*service)].to_string());
-            engine.apply_correlation(&Output::IncidentOpened {
-                incident: id.clone(),
-                service: service.clone(),
-                alert: "x".into(),
-                ci: "c".into(),
-                time_ns: t,
-                priority: 1,
-                impact: Level::High,
-                urgency: Level::High,
-                suspected_changes: vec![],
-            });
-            engine.apply_correlation(&Output::IncidentResolved {
-                incident: id,
-                service,
-                opened_ns: t,
-                time_ns: t + minutes * MIN,
-                reason: "alerts_resolved".into(),
-            });
-        }
+        Step::Outage { service, minutes } => apply_outage(
+            engine,
+            format!("INC-{index}"),
+            SERVICES[usize::from(*service)],
+            t,
+            *minutes,
+        ),
         Step::Alert { service, fp, firing } => {
             let alert = AlertEvent {
                 source: "am".into(),
@@ -366,11 +257,6 @@ fn restore_sla(cfg: &Config, rows: &Rows) -> SlaEngine {
 
 fn new_sla(cfg: &Config) -> SlaEngine {
     SlaEngine::new(&cfg.sla, &cfg.correlate, cfg.catalog()).unwrap()
-}
-
-fn finish_sla(engine: &mut SlaEngine, steps: &[(i64, Step, bool)], out: &mut Vec<SlaOutput>) {
-    let last = steps.last().map_or(M0, |s| s.0);
-    engine.advance(last + 40 * 24 * 60 * MIN, out);
 }
 
 /// As `correlate_with_crashes`, for the SLA engine.
@@ -404,7 +290,7 @@ fn sla_with_crashes(cfg: &Config, steps: &[(i64, Step, bool)], crashes: &[bool])
             next = resume_at;
         }
     }
-    finish_sla(&mut engine, steps, &mut pending);
+    finish_sla(&mut engine, steps.last().map(|s| s.0), &mut pending);
     committed.append(&mut pending);
     rows.commit(engine.take_changes());
     assert_eq!(restore_sla(cfg, &rows).snapshot(), engine.snapshot(), "final rows");
@@ -413,12 +299,7 @@ fn sla_with_crashes(cfg: &Config, steps: &[(i64, Step, bool)], crashes: &[bool])
 
 /// SLA cases replay weeks of minutes, and every commit is checked by a restore: 12 by
 /// default (about 2 min in a debug build on a shared machine); PROPTEST_CASES=N runs more.
-fn sla_cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(12)
-}
+const SLA_CASES: u32 = 12;
 
 proptest! {
     #[test]
@@ -426,7 +307,7 @@ proptest! {
         events in alert_stream(),
         crashes in prop::collection::vec(prop::bool::weighted(0.1), 120),
     ) {
-        let cfg = correlate_config();
+        let cfg = correlate_config("");
         let mut calm = Correlator::new(&cfg.correlate, cfg.catalog()).unwrap();
         let mut expected = Vec::new();
         for (e, _) in &events {
@@ -440,7 +321,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(sla_cases()))]
+    #![proptest_config(ProptestConfig::with_cases(cases(SLA_CASES)))]
 
     #[test]
     fn sla_crash_anywhere_restore_from_rows_equals_uninterrupted(
@@ -453,7 +334,7 @@ proptest! {
         for (i, (t, s, _)) in steps.iter().enumerate() {
             apply_step(&mut calm, i, (*t, s), &mut expected);
         }
-        finish_sla(&mut calm, &steps, &mut expected);
+        finish_sla(&mut calm, steps.last().map(|s| s.0), &mut expected);
         let (out, engine) = sla_with_crashes(&cfg, &steps, &crashes);
         prop_assert_eq!(out, expected);
         prop_assert_eq!(engine.snapshot(), calm.snapshot());
@@ -485,7 +366,7 @@ fn firing(fp: &str, ci: &str, t: i64) -> Event {
 
 #[test]
 fn a_duplicate_of_one_alert_writes_that_alert_row_alone() {
-    let cfg = correlate_config();
+    let cfg = correlate_config("");
     let mut engine = Correlator::new(&cfg.correlate, cfg.catalog()).unwrap();
     let mut out = Vec::new();
     step_correlator(&mut engine, firing("fp1", "web", T0), &mut out);
@@ -523,7 +404,7 @@ fn a_duplicate_of_one_alert_writes_that_alert_row_alone() {
 /// once, when released: a batch's bytes follow what it brought, not what is held.
 #[test]
 fn held_events_are_written_when_pushed_and_deleted_when_released_not_per_batch() {
-    let cfg = correlate_config();
+    let cfg = correlate_config("");
     let mut engine = Correlator::new(&cfg.correlate, cfg.catalog()).unwrap();
     let mut out = Vec::new();
     for i in 0..1000 {
@@ -556,7 +437,7 @@ fn held_events_are_written_when_pushed_and_deleted_when_released_not_per_batch()
 #[test]
 fn an_alert_joining_a_large_incident_writes_its_rows_not_the_incidents_other_alerts() {
     let text = "[correlate]\nallowed_lateness = \"0s\"\n[[services]]\nid = \"shop\"\ncis = [\"web\"]\n";
-    let cfg = Config::parse(Path::new("big.toml"), text).unwrap();
+    let cfg = Config::parse(std::path::Path::new("big.toml"), text).unwrap();
     let mut engine = Correlator::new(&cfg.correlate, cfg.catalog()).unwrap();
     let mut out = Vec::new();
     for i in 0..1000 {
@@ -598,13 +479,7 @@ fn an_alert_joining_a_large_incident_writes_its_rows_not_the_incidents_other_ale
 }
 
 fn sample(service: &str, t: i64) -> Event {
-    Event::Sample(LatencySample {
-        service: service.into(),
-        operation: "op1".into(),
-        time_ns: t,
-        duration_ns: 100_000_000,
-        ..Default::default()
-    })
+    latency(service, true, t, 100, false)
 }
 
 #[test]

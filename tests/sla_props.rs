@@ -4,54 +4,20 @@
 //! (Percentile accuracy and per-minute merging are properties of the histogram module,
 //! tested next to it.)
 
+mod support;
+
 use std::path::Path;
 
 use proptest::prelude::*;
 use slaflow::config::Config;
-use slaflow::engine::correlate::priority::Level;
-use slaflow::engine::correlate::Output;
 use slaflow::engine::sla::{SlaEngine, SlaOutput};
-use slaflow::model::{Event, LatencySample, Outcome};
+use support::engines::{apply_outage, cases, finish_sla, latency, sla_contract, M0 as T0, MIN};
 
-const T0: i64 = 1_772_323_200_000_000_000; // 2026-03-01T00:00:00Z
-const MIN: i64 = 60_000_000_000;
-
+/// One contract, of `svc`: the shared objectives and at most 20 minutes of downtime.
 fn config() -> Config {
-    Config::parse(
-        Path::new("props.toml"),
-        r#"
-        [sla]
-        allowed_lateness = "1m"
-        [[sla.contracts]]
-        service = "svc"
-        timezone = "Europe/Paris"
-        operations = ["op1"]
-        [[sla.contracts.objectives]]
-        name = "p90"
-        kind = "latency_percentile"
-        percentile = 90.0
-        threshold = "500ms"
-        operation = "op1"
-        [[sla.contracts.objectives]]
-        name = "streak"
-        kind = "streak"
-        threshold = "300ms"
-        days = 2
-        [[sla.contracts.objectives]]
-        name = "avail"
-        kind = "availability"
-        target = 99.0
-        [[sla.contracts.objectives]]
-        name = "requests"
-        kind = "request_availability"
-        target = 95.0
-        [[sla.contracts.objectives]]
-        name = "downtime"
-        kind = "max_downtime"
-        threshold = "20m"
-        "#,
-    )
-    .unwrap()
+    let more = "[[sla.contracts.objectives]]\nname = \"downtime\"\nkind = \"max_downtime\"\nthreshold = \"20m\"\n";
+    let text = format!("[sla]\nallowed_lateness = \"1m\"\n{}", sla_contract("svc", "", more));
+    Config::parse(Path::new("props.toml"), &text).unwrap()
 }
 
 #[derive(Debug, Clone)]
@@ -83,46 +49,16 @@ fn run(engine: &mut SlaEngine, steps: &[(i64, Step)], first_index: usize, out: &
     for (i, (t, step)) in steps.iter().enumerate() {
         match step {
             Step::Sample { op, duration_ms, error } => {
-                let sample = Event::Sample(LatencySample {
-                    service: "svc".into(),
-                    operation: if *op { "op1" } else { "op2" }.into(),
-                    time_ns: *t,
-                    duration_ns: duration_ms * 1_000_000,
-                    outcome: if *error { Outcome::Error } else { Outcome::Ok } as i32,
-                    status_code: None,
-                    role: 0,
-                });
-                engine.apply(&sample, out);
+                engine.apply(&latency("svc", *op, *t, *duration_ms, *error), out)
             }
-            Step::Outage { minutes } => {
-                let id = format!("INC-{}", first_index + i);
-                engine.apply_correlation(&Output::IncidentOpened {
-                    incident: id.clone(),
-                    service: "svc".into(),
-                    alert: "a".into(),
-                    ci: "c".into(),
-                    time_ns: *t,
-                    priority: 1,
-                    impact: Level::High,
-                    urgency: Level::High,
-                    suspected_changes: vec![],
-                });
-                engine.apply_correlation(&Output::IncidentResolved {
-                    incident: id,
-                    service: "svc".into(),
-                    opened_ns: *t,
-                    time_ns: t + minutes * MIN,
-                    reason: "alerts_resolved".into(),
-                });
-            }
+            Step::Outage { minutes } => apply_outage(engine, format!("INC-{}", first_index + i), "svc", *t, *minutes),
         }
         engine.advance(*t, out);
     }
 }
 
 fn finish(engine: &mut SlaEngine, steps: &[(i64, Step)], out: &mut Vec<SlaOutput>) {
-    let last = steps.last().map_or(T0, |(t, _)| *t);
-    engine.advance(last + 40 * 24 * 60 * MIN, out);
+    finish_sla(engine, steps.last().map(|s| s.0), out);
 }
 
 fn keys(out: &[SlaOutput]) -> Vec<String> {
@@ -137,15 +73,10 @@ fn keys(out: &[SlaOutput]) -> Vec<String> {
 
 /// Each case replays weeks of minutes, so the default is 24 cases (about 20 s in a debug
 /// build); PROPTEST_CASES=N runs more.
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(24)
-}
+const CASES: u32 = 24;
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases()))]
+    #![proptest_config(ProptestConfig::with_cases(cases(CASES)))]
 
     #[test]
     fn replaying_twice_gives_the_same_records_and_breach_keys(steps in stream()) {

@@ -7,13 +7,15 @@
 //! lines that give no events, blank and CRLF lines, a bad line, untimed events. The binary
 //! is checked too, on a file larger than its read buffer.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use slaflow::config::Config;
 use slaflow::decode::{Decoders, Format};
 use slaflow::replay::{replay_in_memory, replay_streamed, Input, Order, Summary};
 use slaflow::sources::file::{self, FileRecords};
+use support::slaflow;
 
 const T0: i64 = 1_772_409_600; // 2026-03-02T00:00:00Z, in seconds
 const YEAR: i64 = 365 * 86_400;
@@ -206,19 +208,6 @@ fn streamed_framing_decodes_to_the_whole_file_s_events_whatever_the_read_size() 
         }
         assert!(String::from_utf8(out).unwrap() == whole, "read size {chunk}");
     }
-}
-
-fn slaflow(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_slaflow"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
 }
 
 #[test]

@@ -295,9 +295,11 @@ impl Ledger {
         self.read.push(dead_letter(input, line, part, seq));
     }
 
+    /// After the record's parts of reading, which are the last read (its effects are
+    /// applied just before it is processed): not after the judged letters of other
+    /// records, which would stop the count at 0 and give two letters of a record one `seq`.
     fn judged(&mut self, input: &Input, line: u64, part: DeadPart) {
-        let tail = self.judged.iter().rev().chain(self.read.iter().rev());
-        let seq = super::seq_after(tail, input, line);
+        let seq = super::seq_after(self.read.iter().rev(), input, line);
         self.judged.push(dead_letter(input, line, part, seq));
     }
 }

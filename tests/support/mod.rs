@@ -1,12 +1,28 @@
-//! Shared by the integration tests that need services: a fresh Postgres database per test.
-//! A test that needs Postgres fails loudly when it is not there, saying how to start it.
+//! Shared by the integration tests: a fresh Postgres database per test (a test that needs
+//! Postgres fails loudly when it is not there, saying how to start it), the binary run as a
+//! user runs it, and (`engines`) what the engines' property tests feed them.
 
 #![allow(dead_code)]
 
+pub mod engines;
 pub mod http;
 pub mod kafka;
 
 use tokio_postgres::NoTls;
+
+/// `slaflow ARGS` in the crate's directory: exit code, stdout, stderr.
+pub fn slaflow(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_slaflow"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
 
 /// The admin connection tests create their databases with (SLAFLOW_TEST_POSTGRES overrides).
 pub fn admin_url() -> String {

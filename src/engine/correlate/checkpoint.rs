@@ -37,6 +37,8 @@ struct IncidentHeadRef<'a> {
     priority: u8,
     affected_users: u64,
     major: bool,
+    joined: u64,
+    dropped: u64,
 }
 
 #[derive(Deserialize)]
@@ -49,6 +51,8 @@ struct IncidentHead {
     priority: u8,
     affected_users: u64,
     major: bool,
+    joined: u64,
+    dropped: u64,
 }
 
 impl Incident {
@@ -62,6 +66,8 @@ impl Incident {
             priority: self.priority,
             affected_users: self.affected_users,
             major: self.major,
+            joined: self.joined,
+            dropped: self.dropped,
         }
     }
 
@@ -78,6 +84,8 @@ impl Incident {
             members: Tracked::default(),
             active: Tracked::default(),
             cis: Tracked::default(),
+            joined: h.joined,
+            dropped: h.dropped,
         }
     }
 
@@ -220,6 +228,7 @@ impl Correlator {
         let mut alerts = HashMap::new();
         let mut incidents = BTreeMap::new();
         let mut alerts_of = Vec::new();
+        let mut incidents_v1: BTreeMap<String, IncidentV1> = BTreeMap::new();
         let mut changes = BTreeMap::new();
         let mut windows = BTreeMap::new();
         let mut timers = BTreeMap::new();
@@ -227,8 +236,8 @@ impl Correlator {
         for item in items {
             match item.kind.as_str() {
                 ALERT => changelog::restore_into(&mut alerts, item),
-                // Version 1 wrote an incident whole, its alerts inside.
-                INCIDENT if version == 1 => changelog::restore_into(&mut incidents, item),
+                // Version 1 wrote an incident whole, its alerts inside, without counts.
+                INCIDENT if version == 1 => changelog::restore_into(&mut incidents_v1, item),
                 INCIDENT => postcard::from_bytes::<IncidentHead>(&item.value)
                     .map(|head| {
                         incidents.insert(head.id.clone(), Incident::from_head(head));
@@ -286,6 +295,7 @@ impl Correlator {
                 )))
             }
         };
+        incidents.extend(incidents_v1.into_iter().map(|(id, old)| (id, old.upgrade(&alerts))));
         restore_alerts_of(&mut incidents, alerts_of).map_err(bad)?;
         index_alerts(&mut state, &alerts);
         index_incidents(&mut state, &incidents);
@@ -416,7 +426,7 @@ mod tests {
         items.extend(st.incidents.iter().map(|(id, inc)| Item {
             kind: INCIDENT.to_string(),
             key: id.as_bytes().to_vec(),
-            value: postcard::to_stdvec(inc).unwrap(),
+            value: postcard::to_stdvec(&inc.as_v1()).unwrap(),
         }));
         let mut back = Correlator::restore_items(&config.correlate, config.catalog(), &v1, &items).unwrap();
         assert_eq!(back.snapshot(), engine.snapshot());

@@ -24,8 +24,15 @@ use super::Catalog;
 use crate::model::{AlertEvent, AlertStatus, ChangeEvent, Event, MaintenanceAction, MaintenanceEvent};
 
 /// Version of the snapshot layout; a snapshot of another version is refused, not misread.
-const SNAPSHOT_VERSION: u32 = 1;
-/// Version of an incremental checkpoint's head and items (`take_changes`).
+/// 2: an incident holds the keys of its cached alerts only, and counts its members
+/// (`Incident::joined`, `Incident::dropped`). Version 1 snapshots (layout 1 checkpoints
+/// written by earlier builds) still restore, upgraded (`upgrade_v1`).
+const SNAPSHOT_VERSION: u32 = 2;
+/// The snapshot version before incidents counted their members.
+const SNAPSHOT_V1: u32 = 1;
+/// Version of an incremental checkpoint's head and items (`take_changes`). 2: events held
+/// for reordering, timers, and an incident's alerts and CIs are items of their own, and
+/// incident items carry the member counts. Version 1 still reads (`checkpoint.rs`).
 const HEAD_VERSION: u32 = 2;
 
 /// The engine could not be set up or restored.
@@ -142,14 +149,52 @@ struct Incident {
     priority: u8,
     affected_users: u64,
     major: bool,
-    /// Keys of the alerts that joined it, and of those firing. Sets, as maps to `()` so that
-    /// they are tracked: a checkpoint writes an incident's alerts as items of their own
-    /// (`checkpoint.rs`), those that joined or left since the last one, not all of them
-    /// with every change (postcard writes a map to `()` as the set it is).
+    /// The keys of this incident's alerts that are still in the dedup cache: an alert's key
+    /// leaves when the alert is evicted, or when it fires again into another incident. So
+    /// the keys held by all incidents together never exceed `[correlate.dedup] max_entries`
+    /// however many alerts ever joined. The store keeps the whole membership (one row per
+    /// `incident_opened`/`alert_joined`/`incident_reopened` record). With the keys of those
+    /// firing and the CIs they came from: sets, as maps to `()` so that they are tracked: a
+    /// checkpoint writes them as items of their own (`checkpoint.rs`), those added or removed
+    /// since the last one, not all of them with every change (postcard writes a map to `()`
+    /// as the set it is, so snapshots read as before).
     members: Tracked<BTreeMap<String, ()>>,
     active: Tracked<BTreeMap<String, ()>>,
-    /// The CIs its alerts came from (as many as its alerts, in a storm over many hosts).
     cis: Tracked<BTreeMap<String, ()>>,
+    /// Alerts that became members, each counted once per membership (an alert evicted and
+    /// seen again, or that left and came back, is counted again): `members.len() ==
+    /// joined - dropped`.
+    joined: u64,
+    /// Member keys let go: evicted from the dedup cache, or moved to another incident.
+    dropped: u64,
+}
+
+/// An incident as version 1 snapshots hold it: every alert key that ever joined, no counts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct IncidentV1 {
+    id: String,
+    service: String,
+    opened_ns: i64,
+    status: IncidentStatus,
+    resolved_ns: i64,
+    priority: u8,
+    affected_users: u64,
+    major: bool,
+    members: BTreeSet<String>,
+    active: BTreeSet<String>,
+    cis: BTreeSet<String>,
+}
+
+/// How many alert keys an incident holds, and how many alerts it ever had (see
+/// [`Correlator::incident_members`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MemberCounts {
+    /// Keys held: the incident's alerts still in the dedup cache.
+    pub held: usize,
+    /// Alerts that joined (each membership once): `held + dropped`.
+    pub joined: u64,
+    /// Keys let go when their alert was evicted or moved to another incident.
+    pub dropped: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -175,9 +220,10 @@ fn sorted<S: serde::Serializer>(alerts: &Tracked<HashMap<String, AlertState>>, s
     s.collect_map(alerts.iter().collect::<BTreeMap<_, _>>())
 }
 
-/// Everything the engine remembers; what a snapshot holds.
+/// Everything the engine remembers; what a snapshot holds. Generic in the incident only to
+/// read version 1 snapshots (`State<IncidentV1>`); the engine's state is `State<Incident>`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct State {
+struct State<I = Incident> {
     /// Events up to this event time have been processed.
     frontier: i64,
     /// The latest watermark passed to `advance` (restored with the state, so a restored
@@ -193,7 +239,7 @@ struct State {
     lru: BTreeSet<(i64, u64)>,
     seq_keys: BTreeMap<u64, String>,
     next_seq: u64,
-    incidents: Tracked<BTreeMap<String, Incident>>,
+    incidents: Tracked<BTreeMap<String, I>>,
     /// Service → incidents not yet pruned (open, or resolved but still reopenable).
     by_service: BTreeMap<String, BTreeSet<String>>,
     /// CI → open incidents with an alert on it.
@@ -210,7 +256,7 @@ struct State {
     pruned: Vec<Vec<(String, Vec<u8>)>>,
 }
 
-impl Default for State {
+impl<I> Default for State<I> {
     fn default() -> Self {
         State {
             frontier: i64::MIN,
@@ -336,6 +382,21 @@ impl Correlator {
         self.state.alerts.len()
     }
 
+    /// The member counts of an incident the engine still keeps (open, or resolved and not
+    /// yet pruned).
+    pub fn incident_members(&self, incident: &str) -> Option<MemberCounts> {
+        self.state.incidents.get(incident).map(|inc| MemberCounts {
+            held: inc.members.len(),
+            joined: inc.joined,
+            dropped: inc.dropped,
+        })
+    }
+
+    /// Alert keys held by all the incidents kept: never more than the alerts cached.
+    pub fn held_member_keys(&self) -> usize {
+        self.state.incidents.values().map(|inc| inc.members.len()).sum()
+    }
+
     /// Maintenance intervals (configured and announced by sources) that cover a service or
     /// CI within [from, to), for the SLA engine to exclude.
     pub fn maintenance_intervals(&self, service: &str, ci: &str, from_ns: i64, to_ns: i64) -> Vec<(i64, i64)> {
@@ -359,15 +420,24 @@ impl Correlator {
         postcard::to_stdvec(&(SNAPSHOT_VERSION, &self.state)).unwrap_or_default()
     }
 
-    /// An engine with the given config and the state of a snapshot.
+    /// An engine with the given config and the state of a snapshot (this version's, or a
+    /// version 1 snapshot, upgraded).
     pub fn restore(config: &CorrelateConfig, catalog: Catalog, snapshot: &[u8]) -> Result<Correlator, CorrelateError> {
-        let (version, state): (u32, State) =
-            postcard::from_bytes(snapshot).map_err(|e| CorrelateError::Snapshot(e.to_string()))?;
-        if version != SNAPSHOT_VERSION {
-            return Err(CorrelateError::Snapshot(format!(
-                "version {version}, this build reads {SNAPSHOT_VERSION}"
-            )));
-        }
+        let bad = |e: postcard::Error| CorrelateError::Snapshot(e.to_string());
+        let (version, _): (u32, &[u8]) = postcard::take_from_bytes(snapshot).map_err(bad)?;
+        let state = match version {
+            SNAPSHOT_VERSION => postcard::from_bytes::<(u32, State)>(snapshot).map_err(bad)?.1,
+            SNAPSHOT_V1 => upgrade_v1(
+                postcard::from_bytes::<(u32, State<IncidentV1>)>(snapshot)
+                    .map_err(bad)?
+                    .1,
+            ),
+            _ => {
+                return Err(CorrelateError::Snapshot(format!(
+                    "version {version}, this build reads {SNAPSHOT_V1} and {SNAPSHOT_VERSION}"
+                )))
+            }
+        };
         Ok(Correlator {
             rules: Rules::new(config, catalog)?,
             state,
@@ -813,10 +883,18 @@ impl Correlator {
 
     fn activate(&mut self, incident: &str, key: &str, ci: &str) {
         if let Some(st) = self.state.alerts.get_mut(key) {
-            st.incident = incident.to_string();
+            let before = std::mem::replace(&mut st.incident, incident.to_string());
+            if !before.is_empty() && before != incident {
+                // Fired again into another incident (its own was resolved for good): the
+                // key leaves the old one, whose alerts it no longer is.
+                self.drop_member(&before, key);
+            }
         }
         if let Some(inc) = self.state.incidents.get_mut(incident) {
-            inc.members.add(key);
+            if !inc.members.contains_key(key) {
+                inc.members.add(key);
+                inc.joined += 1;
+            }
             inc.active.add(key);
             inc.cis.add(ci);
         }
@@ -904,6 +982,8 @@ impl Correlator {
                 members: Tracked::default(),
                 active: Tracked::default(),
                 cis: Tracked::default(),
+                joined: 0,
+                dropped: 0,
             },
         );
         self.state
@@ -1098,15 +1178,30 @@ impl Correlator {
         };
         self.state.lru.remove(&(st.last_seen, seq));
         self.state.stats.evictions += 1;
-        if !st.active {
+        // The key goes with the alert: what an incident holds is bounded by the cache.
+        self.drop_member(&st.incident, &key);
+        let Some(inc) = self.state.incidents.get_mut(&st.incident) else {
+            return;
+        };
+        let was_active = inc.active.remove(&key);
+        if inc.status == IncidentStatus::Resolved || !inc.active.is_empty() {
             return;
         }
-        let empty = self.state.incidents.get_mut(&st.incident).is_some_and(|inc| {
-            inc.active.remove(key.as_str());
-            inc.active.is_empty() && inc.status != IncidentStatus::Resolved
-        });
-        if empty {
+        // An incident with no active alert left resolves: when its last active alert goes
+        // (as before), or when no cached alert of it flaps any more, as when the flapping
+        // alert that held it open goes, whose quiet-period timer then finds no alert to
+        // settle (the incident would stay open for ever).
+        if was_active.is_some() || !self.any_flapping(&st.incident) {
             self.resolve_incident(&st.incident, now, "alerts_expired", out);
+        }
+    }
+
+    /// Lets go of an alert's key in an incident, counting it.
+    fn drop_member(&mut self, incident: &str, key: &str) {
+        if let Some(inc) = self.state.incidents.get_mut(incident) {
+            if inc.members.remove(key).is_some() {
+                inc.dropped += 1;
+            }
         }
     }
 
@@ -1171,6 +1266,102 @@ impl Correlator {
                 w.ci == ci && (w.service.is_empty() || w.service == alert_name) && (w.start_ns..w.end_ns).contains(&t)
             })
             .map(|(id, _)| id.clone())
+    }
+}
+
+/// A version 1 state in this version's terms: each incident keeps the keys of its alerts
+/// still cached (those whose alert names it), and counts every key it listed as joined and
+/// the others as dropped. Nothing else differs between the versions.
+fn upgrade_v1(v1: State<IncidentV1>) -> State {
+    let State {
+        frontier,
+        watermark,
+        pending,
+        alerts,
+        lru,
+        seq_keys,
+        next_seq,
+        mut incidents,
+        by_service,
+        open_by_ci,
+        changes,
+        timers,
+        source_windows,
+        stats,
+        pruned,
+    } = v1;
+    let incidents = incidents
+        .take_all()
+        .into_iter()
+        .map(|(id, old)| (id, old.upgrade(&alerts)))
+        .collect();
+    State {
+        frontier,
+        watermark,
+        pending,
+        alerts,
+        lru,
+        seq_keys,
+        next_seq,
+        incidents: Tracked::from_map(incidents),
+        by_service,
+        open_by_ci,
+        changes,
+        timers,
+        source_windows,
+        stats,
+        pruned,
+    }
+}
+
+impl Incident {
+    /// This incident as a version 1 snapshot held it (for the upgrade tests).
+    #[cfg(test)]
+    fn as_v1(&self) -> IncidentV1 {
+        let set = |t: &Tracked<BTreeMap<String, ()>>| t.keys().cloned().collect::<BTreeSet<_>>();
+        IncidentV1 {
+            id: self.id.clone(),
+            service: self.service.clone(),
+            opened_ns: self.opened_ns,
+            status: self.status,
+            resolved_ns: self.resolved_ns,
+            priority: self.priority,
+            affected_users: self.affected_users,
+            major: self.major,
+            members: set(&self.members),
+            active: set(&self.active),
+            cis: set(&self.cis),
+        }
+    }
+}
+
+impl IncidentV1 {
+    /// This incident in this version's terms, given the alerts cached (`upgrade_v1`).
+    fn upgrade(self, alerts: &HashMap<String, AlertState>) -> Incident {
+        let joined = self.members.len() as u64;
+        let members: BTreeMap<String, ()> = self
+            .members
+            .into_iter()
+            .filter(|m| alerts.get(m).is_some_and(|a| a.incident == self.id))
+            .map(|m| (m, ()))
+            .collect();
+        let dropped = joined - members.len() as u64;
+        let set = |keys: BTreeSet<String>| Tracked::from_map(keys.into_iter().map(|k| (k, ())).collect());
+        Incident {
+            id: self.id,
+            service: self.service,
+            opened_ns: self.opened_ns,
+            status: self.status,
+            resolved_ns: self.resolved_ns,
+            priority: self.priority,
+            affected_users: self.affected_users,
+            major: self.major,
+            members: Tracked::from_map(members),
+            active: set(self.active),
+            cis: set(self.cis),
+            joined,
+            dropped,
+        }
     }
 }
 

@@ -608,6 +608,209 @@ fn dedup_cache_is_bounded_by_size_and_ttl_and_evictions_are_counted() {
     assert_eq!(e.cached_alerts(), 1);
 }
 
+/// The member counts of every incident kept, checked against the cache: the keys an
+/// incident holds are its cached alerts (so all together no more than the cache holds), and
+/// `held == joined - dropped`.
+fn check_members(e: &Correlator, max_entries: usize) {
+    let mut total = 0;
+    for (id, inc) in e.state.incidents.iter() {
+        let counts = e.incident_members(id).unwrap();
+        let cached = e.state.alerts.values().filter(|a| &a.incident == id).count();
+        assert_eq!(counts.held, cached, "{id}: the keys held are its cached alerts");
+        assert!(counts.held <= max_entries, "{id} holds {} keys", counts.held);
+        assert_eq!(counts.held as u64, counts.joined - counts.dropped, "{id}: {counts:?}");
+        assert!(inc.members.keys().all(|m| e.state.alerts.contains_key(m)));
+        total += counts.held;
+    }
+    assert!(
+        total <= e.cached_alerts(),
+        "{total} keys held, {} alerts cached",
+        e.cached_alerts()
+    );
+    assert_eq!(total, e.held_member_keys());
+}
+
+/// A flood of distinct fingerprints into ten long-open incidents: each holds at most the
+/// cache's bound of keys at every step, and counts every alert that joined it and every key
+/// it let go, exactly (before, each kept all 2 000 of its keys).
+#[test]
+fn a_flood_leaves_each_incident_holding_at_most_the_cached_keys_with_exact_counts() {
+    let mut e = engine("[correlate.dedup]\nmax_entries = 50\n");
+    let mut out = Vec::new();
+    for i in 0..20_000i64 {
+        let event = firing(
+            &format!("fp-{i}"),
+            &format!("s{}", i % 10),
+            &format!("h{}", i % 7),
+            3,
+            i,
+        );
+        engine_step(&mut e, event, &mut out);
+        if i % 997 == 0 {
+            check_members(&e, 50);
+        }
+    }
+    e.flush(&mut out);
+    check_members(&e, 50);
+    assert_eq!(e.stats().evictions, 20_000 - 50);
+    assert_eq!(
+        e.stats().incidents_opened,
+        10,
+        "one incident per service, open throughout"
+    );
+    // Every alert joined once (opened or joined its service's incident), every evicted one
+    // was let go once.
+    let mut joins: BTreeMap<&str, u64> = BTreeMap::new();
+    for o in &out {
+        if let Output::IncidentOpened { incident, .. } | Output::AlertJoined { incident, .. } = o {
+            *joins.entry(incident).or_default() += 1;
+        }
+    }
+    let (mut joined, mut dropped) = (0, 0);
+    for (id, n) in joins {
+        let counts = e.incident_members(id).unwrap();
+        assert_eq!(counts.joined, n, "{id}");
+        assert_eq!(counts.held, 5, "{id}: its five cached alerts");
+        joined += counts.joined;
+        dropped += counts.dropped;
+    }
+    assert_eq!(joined, 20_000);
+    assert_eq!(dropped, e.stats().evictions);
+}
+
+fn engine_step(e: &mut Correlator, event: Event, out: &mut Vec<Output>) {
+    let t = event_time(&event);
+    e.apply(event, out);
+    e.advance(t, out);
+}
+
+/// A member evicted while other alerts of its incident still fire neither resolves the
+/// incident (resolution follows the active alerts, which a dropped key never is) nor keeps
+/// it open after the last of those resolves.
+#[test]
+fn an_evicted_resolved_member_neither_resolves_nor_holds_its_incident() {
+    let mut e = engine("[correlate.dedup]\nmax_entries = 2\n");
+    let out = run(
+        &mut e,
+        [
+            firing("a", "shop", "c", 3, 0),
+            firing("b", "shop", "c", 3, 10),
+            resolved("a", 20),
+            firing("b", "shop", "c", 3, 25),  // a duplicate: b is now the newer
+            firing("x", "other", "d", 3, 30), // evicts a
+        ],
+    );
+    let Output::IncidentOpened { incident: shop, .. } = &out[0] else {
+        panic!("{out:?}")
+    };
+    let shop = shop.clone();
+    assert_eq!(e.stats().evictions, 1);
+    assert_eq!(
+        e.incident_members(&shop),
+        Some(MemberCounts {
+            held: 1,
+            joined: 2,
+            dropped: 1
+        })
+    );
+    assert_eq!(e.open_incidents(), 2, "b still fires");
+    let out = run(&mut e, [resolved("b", 40)]);
+    assert!(
+        matches!(&out[..], [Output::IncidentResolved { incident, reason, time_ns, .. }]
+            if *incident == shop && reason == "alerts_resolved" && *time_ns == at(40)),
+        "{out:?}"
+    );
+}
+
+/// A flapping alert holds its incident open after its last resolve; evicted before its quiet
+/// period ends, its timer finds no alert to settle. The incident resolves when it goes, not
+/// never (before, it stayed open with no alert at all).
+#[test]
+fn an_incident_held_open_by_a_flapping_alert_resolves_when_that_alert_is_evicted() {
+    let mut e = engine(
+        "[correlate.dedup]\nmax_entries = 1\n[correlate.flapping]\nmin_toggles = 4\nwindow = \"30m\"\nquiet_period = \"10m\"\n",
+    );
+    let mut events = Vec::new();
+    for i in 0..4 {
+        events.push(firing("jitter", "shop", "lb", 3, i * 120));
+        events.push(resolved("jitter", i * 120 + 60));
+    }
+    let out = run(&mut e, events);
+    assert_eq!(count(&out, "flapping_started"), 1);
+    assert_eq!(e.open_incidents(), 1, "held open by the flapping alert");
+    let out = run(&mut e, [firing("other", "elsewhere", "x", 3, 480)]); // evicts jitter
+    assert_eq!(e.stats().evictions, 1);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::IncidentResolved { reason, time_ns, .. }
+            if reason == "alerts_expired" && *time_ns == at(480))),
+        "{out:?}"
+    );
+    assert_eq!(e.open_incidents(), 1, "only the other service's");
+    // Well past the quiet period nothing more happens to it.
+    let out = run(&mut e, [firing("other", "elsewhere", "x", 3, 7200)]);
+    assert_eq!(kinds(&out), ["duplicate"]);
+}
+
+/// A version 1 snapshot (every key an incident ever had, no counts) restores into this
+/// version's state: the keys of evicted alerts dropped and counted, the rest as a version 2
+/// engine that saw the same events holds them (the same snapshot bytes).
+#[test]
+fn a_version_1_snapshot_restores_with_its_evicted_keys_dropped_and_counted() {
+    let cfg = config("[correlate.dedup]\nmax_entries = 2\n");
+    let mut e = Correlator::new(&cfg.correlate, cfg.catalog()).unwrap();
+    run(
+        &mut e,
+        [
+            firing("a", "shop", "c", 3, 0),
+            firing("b", "shop", "c", 3, 10),
+            firing("c", "shop", "c", 3, 20), // evicts a
+        ],
+    );
+    let s = e.state.clone();
+    let incidents: BTreeMap<String, IncidentV1> = s
+        .incidents
+        .iter()
+        .map(|(id, inc)| {
+            let mut old = inc.as_v1();
+            old.members.insert("test/a".into()); // what version 1 kept of the evicted alert
+            (id.clone(), old)
+        })
+        .collect();
+    let v1 = State::<IncidentV1> {
+        frontier: s.frontier,
+        watermark: s.watermark,
+        pending: s.pending,
+        alerts: s.alerts,
+        lru: s.lru,
+        seq_keys: s.seq_keys,
+        next_seq: s.next_seq,
+        incidents: Tracked::from_map(incidents),
+        by_service: s.by_service,
+        open_by_ci: s.open_by_ci,
+        changes: s.changes,
+        timers: s.timers,
+        source_windows: s.source_windows,
+        stats: s.stats,
+        pruned: Vec::new(),
+    };
+    let bytes = postcard::to_stdvec(&(SNAPSHOT_V1, &v1)).unwrap();
+    let restored = Correlator::restore(&cfg.correlate, cfg.catalog(), &bytes).unwrap();
+    let id = e.state.incidents.keys().next().unwrap().clone();
+    assert_eq!(
+        restored.incident_members(&id),
+        Some(MemberCounts {
+            held: 2,
+            joined: 3,
+            dropped: 1
+        })
+    );
+    assert!(restored.snapshot() == e.snapshot(), "the state a version 2 engine has");
+    let future = postcard::to_stdvec(&(SNAPSHOT_VERSION + 1, &e.state)).unwrap();
+    let err = Correlator::restore(&cfg.correlate, cfg.catalog(), &future).unwrap_err();
+    assert!(err.to_string().contains("version 3"), "{err}");
+}
+
 #[test]
 fn snapshot_restore_continues_identically() {
     let cfg = config(NETWORK);
