@@ -432,9 +432,17 @@ fn dead_letter_row(r: &Row, payload: bool) -> Result<DeadLetterRow, SinkError> {
     })
 }
 
+/// A batch's correlation records. A storm is thousands of records per batch, and one
+/// statement each is a round trip each: the lifecycle rows go in one statement, and so does
+/// each run of alerts joining; the rest, in order, one at a time. The rows of either bulk
+/// statement are independent of the other records' (no foreign keys; `incident_events` by
+/// natural key, `incident_alerts` by (incident, alert), the first one written kept, as one
+/// at a time would).
 async fn write_correlation(tx: &Transaction<'_>, records: &[Output]) -> Result<(), tokio_postgres::Error> {
+    write_events(tx, records).await?;
     // A storm's duplicates become one update per alert per batch: the highest count wins.
     let mut duplicates: BTreeMap<(&str, &str), (u64, i64)> = BTreeMap::new();
+    let mut joins = Joins::default();
     for record in records {
         match record {
             Output::Duplicate {
@@ -449,18 +457,107 @@ async fn write_correlation(tx: &Transaction<'_>, records: &[Output]) -> Result<(
                 entry.0 = entry.0.max(*occurrences);
                 entry.1 = entry.1.max(*time_ns);
             }
-            _ => write_output(tx, record).await?,
+            Output::AlertJoined {
+                incident,
+                alert,
+                ci,
+                time_ns,
+                symptom,
+                root_cause_ci,
+            } => joins.push(incident, alert, ci, *time_ns, *symptom, root_cause_ci.as_deref()),
+            _ => {
+                joins.write(tx).await?;
+                write_change(tx, record).await?;
+            }
         }
     }
+    joins.write(tx).await?;
     for ((incident, alert), (occurrences, last_seen)) in duplicates {
         write_duplicates(tx, incident, alert, occurrences, last_seen).await?;
     }
     Ok(())
 }
 
+/// The lifecycle rows of `records` (those with a natural key), in one statement.
+async fn write_events(tx: &Transaction<'_>, records: &[Output]) -> Result<(), tokio_postgres::Error> {
+    let (mut keys, mut kinds, mut incidents, mut times, mut bodies) = (vec![], vec![], vec![], vec![], vec![]);
+    for record in records {
+        if let Some(key) = record.key() {
+            keys.push(key);
+            kinds.push(record.kind());
+            incidents.push(record.incident());
+            times.push(record.time_ns());
+            bodies.push(json(record));
+        }
+    }
+    if keys.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        "INSERT INTO incident_events (key, type, incident, time_ns, record)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::jsonb[])
+         ON CONFLICT (key) DO NOTHING",
+        &[&keys, &kinds, &incidents, &times, &bodies],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A run of alerts joining incidents, written as one statement.
+#[derive(Default)]
+struct Joins<'a> {
+    incidents: Vec<&'a str>,
+    alerts: Vec<&'a str>,
+    cis: Vec<&'a str>,
+    times: Vec<i64>,
+    symptoms: Vec<bool>,
+    roots: Vec<Option<&'a str>>,
+}
+
+impl<'a> Joins<'a> {
+    fn push(
+        &mut self,
+        incident: &'a str,
+        alert: &'a str,
+        ci: &'a str,
+        time_ns: i64,
+        symptom: bool,
+        root: Option<&'a str>,
+    ) {
+        self.incidents.push(incident);
+        self.alerts.push(alert);
+        self.cis.push(ci);
+        self.times.push(time_ns);
+        self.symptoms.push(symptom);
+        self.roots.push(root);
+    }
+
+    /// Writes the run (`join`'s statement for each, in order), and starts a new one.
+    async fn write(&mut self, tx: &Transaction<'_>) -> Result<(), tokio_postgres::Error> {
+        if self.alerts.is_empty() {
+            return Ok(());
+        }
+        let run = std::mem::take(self);
+        tx.execute(
+            "INSERT INTO incident_alerts (incident, alert, ci, joined_ns, symptom, root_cause_ci, last_seen_ns)
+             SELECT i, a, c, t, s, r, t
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bool[], $6::text[]) AS u(i, a, c, t, s, r)
+             ON CONFLICT (incident, alert) DO NOTHING",
+            &[&run.incidents, &run.alerts, &run.cis, &run.times, &run.symptoms, &run.roots],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
 /// One correlation record on its own: its lifecycle row and its change to the incident.
 async fn write_output(tx: &Transaction<'_>, record: &Output) -> Result<(), tokio_postgres::Error> {
     write_event(tx, record).await?;
+    write_change(tx, record).await
+}
+
+/// A correlation record's change to its incident (and its alerts).
+async fn write_change(tx: &Transaction<'_>, record: &Output) -> Result<(), tokio_postgres::Error> {
     match record {
         Output::IncidentOpened { .. } | Output::AlertJoined { .. } | Output::IncidentReopened { .. } => {
             write_membership(tx, record).await
