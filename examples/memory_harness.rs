@@ -11,6 +11,8 @@
 //!   bins' and windows' ends. What is held per service is the same either way but for the
 //!   burn-rate state. `--days D` shortens the history to D days before the open hour (0: the
 //!   open hour alone), for a quick figure where a month costs too much CPU.
+//!   It also prints the live heap (this harness's allocator counts what it hands out),
+//!   resident memory after `malloc_trim(0)` and the engine's accounting (`SlaEngine::memory`).
 //! - `flood [N [MAX]]`: N distinct alert fingerprints (1 000 000) through the correlation
 //!   engine with `[correlate.dedup] max_entries = MAX` (100 000): alerts held, evictions,
 //!   resident memory.

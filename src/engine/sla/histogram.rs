@@ -200,8 +200,8 @@ impl Layout {
 }
 
 /// The histogram of an open window (an hour being recorded): the counts of an HdrHistogram
-/// with 32-bit counters, held in whichever of two forms is smaller, and 64-bit counters once a
-/// bucket would pass `u32::MAX`.
+/// with 32-bit counters, held sparse while that takes at most a quarter of the dense counters'
+/// bytes and dense after, and 64-bit counters once a bucket would pass `u32::MAX`.
 ///
 /// A service's open hour sees a few hundred distinct buckets at typical traffic, while dense
 /// counters cover every bucket up to the largest latency seen (11 264 of them, 44 KiB, for
