@@ -11,6 +11,8 @@
 //!   bins' and windows' ends. What is held per service is the same either way but for the
 //!   burn-rate state. `--days D` shortens the history to D days before the open hour (0: the
 //!   open hour alone), for a quick figure where a month costs too much CPU.
+//!   It also prints the live heap (this harness's allocator counts what it hands out),
+//!   resident memory after `malloc_trim(0)` and the engine's accounting (`SlaEngine::memory`).
 //! - `flood [N [MAX]]`: N distinct alert fingerprints (1 000 000) through the correlation
 //!   engine with `[correlate.dedup] max_entries = MAX` (100 000): alerts held, evictions,
 //!   the alert keys the incidents hold, resident memory. `--batch B` takes the engine's
@@ -21,9 +23,11 @@
 //! `--bin` picks the slaflow binary for `files` (default target/release/slaflow; another
 //! build, an older one say, gives its figures for the same file); `--mb` the file's size.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use slaflow::config::Config;
@@ -34,6 +38,66 @@ use slaflow::model::{AlertEvent, AlertStatus, Event, LatencyBatch};
 const T0_NS: i64 = 1_772_323_200_000_000_000; // 2026-03-01T00:00:00Z
 const MIN_NS: i64 = 60_000_000_000;
 const HOUR_NS: i64 = 60 * MIN_NS;
+
+/// The system allocator, counting the bytes it has handed out and not yet got back: the live
+/// heap, to set against resident memory (what the allocator holds besides, freed or not).
+struct Counting;
+
+static LIVE_HEAP: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded to `System` unchanged; the counter is bookkeeping only.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = System.alloc(layout);
+        if !p.is_null() {
+            LIVE_HEAP.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = System.alloc_zeroed(layout);
+        if !p.is_null() {
+            LIVE_HEAP.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout);
+        LIVE_HEAP.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = System.realloc(ptr, layout, new_size);
+        if !p.is_null() {
+            LIVE_HEAP.fetch_sub(layout.size(), Ordering::Relaxed);
+            LIVE_HEAP.fetch_add(new_size, Ordering::Relaxed);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Bytes of live heap allocations, in KiB.
+fn live_heap_kib() -> u64 {
+    LIVE_HEAP.load(Ordering::Relaxed) as u64 / 1024
+}
+
+/// Asks glibc to hand freed heap back to the system (`malloc_trim(0)`): resident memory
+/// after it, against before, is what the allocator kept of freed memory.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim() {
+    extern "C" {
+        fn malloc_trim(pad: usize) -> std::ffi::c_int;
+    }
+    // SAFETY: malloc_trim takes no pointers and may be called at any time.
+    unsafe {
+        malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim() {}
 
 /// A field of /proc/<pid>/status in KiB (`VmRSS`, `VmHWM`); none once the process is gone.
 fn status_kib(pid: &str, field: &str) -> Option<u64> {
@@ -267,6 +331,7 @@ fn sla(services: usize, burn_rates: bool, days: i64) -> Result<(), String> {
     let config = sla_config(services, burn_rates)?;
     let mut engine = SlaEngine::new(&config.sla, &config.correlate, config.catalog()).map_err(|e| e.to_string())?;
     let (rss_config, _) = own();
+    let heap_config = live_heap_kib();
     let names: Vec<String> = (0..services).map(|i| format!("svc-{i}")).collect();
     let mut out = Vec::new();
     let started = Instant::now();
@@ -310,6 +375,26 @@ fn sla(services: usize, burn_rates: bool, days: i64) -> Result<(), String> {
         (rss - rss_config) as f64 / services as f64,
         live as f64 / 1024.0 / services as f64,
         engine.snapshot().len() / services.max(1),
+    );
+    let held = engine.memory();
+    println!(
+        "sla: the engine's accounting: {} series, {} open hours holding {:.2} KiB of counts per service, {} day/month accumulators holding {:.2} KiB compressed per service, {} open minutes",
+        held.series,
+        held.open_hours,
+        held.open_hour_bytes as f64 / 1024.0 / services as f64,
+        held.accumulators,
+        held.accumulator_bytes as f64 / 1024.0 / services as f64,
+        held.open_minutes,
+    );
+    let heap = live_heap_kib();
+    trim();
+    let (trimmed, _) = own();
+    println!(
+        "sla: live heap {:.1} MiB, {:.1} KiB per service beyond the contracts; RSS after malloc_trim {:.1} MiB, {:.1} KiB per service",
+        mib(heap),
+        heap.saturating_sub(heap_config) as f64 / services as f64,
+        mib(trimmed),
+        (trimmed - rss0) as f64 / services as f64,
     );
     Ok(())
 }

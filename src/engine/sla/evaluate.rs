@@ -470,7 +470,7 @@ impl SlaEngine {
         };
         let accs: Vec<&Acc> = [&series.month, &series.day].into_iter().flatten().collect();
         let bins: Vec<&HourBin> = series.hours.range(..end).map(|(_, b)| b).collect();
-        let hist = histogram::merge_all(
+        let hist = histogram::merge_all_open(
             &self.rules.hist,
             accs.iter().map(|a| a.bytes.as_slice()),
             bins.iter().map(|b| &b.hist.0),

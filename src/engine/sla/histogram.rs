@@ -50,16 +50,15 @@ impl HistogramConfig {
         Ok(h)
     }
 
-    /// A histogram for an open window: 32-bit counters that start at the smallest size and
-    /// grow with the largest latency recorded, so memory follows the data (a service whose
-    /// requests stay under a second needs 44 KiB, not the 184 KiB of a 1-hour range). Record
-    /// into it with [`record_live`], which clamps at the configured highest trackable value.
-    pub fn new_live(&self) -> Result<Live, HistogramError> {
+    /// The histogram of an open window: empty, sparse until the buckets it holds would cost
+    /// more than dense 32-bit counters (see [`Open`]). Record into it with [`Open::record`],
+    /// which clamps at the configured highest trackable value.
+    pub fn new_open(&self) -> Result<Open, HistogramError> {
         self.validate().map_err(HistogramError::Config)?;
-        let mut h = Histogram::new_with_bounds(1, 2, self.significant_digits)
-            .map_err(|e| HistogramError::Config(format!("histogram bounds rejected: {e}")))?;
-        h.auto(true);
-        Ok(h)
+        Ok(Open {
+            repr: Repr::Sparse(Vec::new()),
+            layout: Layout::new(self.significant_digits),
+        })
     }
 
     /// Checks the config; the error message names the offending field.
@@ -134,36 +133,298 @@ pub fn record_ns(h: &mut Histogram<u64>, duration_ns: i64, count: u64) -> bool {
     clamped
 }
 
-/// A live histogram of an open window (see [`HistogramConfig::new_live`]).
-pub type Live = Histogram<u32>;
+// ---- the open window's histogram ------------------------------------------------------------
 
-/// Records one duration (ns) into a live histogram, clamped at `cfg`'s highest trackable
-/// value; returns true if it was clamped. A bucket saturates at u32::MAX instead of wrapping.
-pub fn record_live(cfg: &HistogramConfig, h: &mut Live, duration_ns: i64, count: u32) -> bool {
-    if count == 0 {
-        return false;
-    }
-    let us = ns_to_us(duration_ns);
-    let high = cfg.highest_trackable_us();
-    // `record_n` grows an auto-resizing histogram; `saturating_record_n` would clamp to its
-    // current (small) range instead. It fails only if growing is impossible, and then the
-    // saturating form keeps the count.
-    let value = us.min(high);
-    if h.record_n(value, count).is_err() {
-        h.saturating_record_n(value, count);
-    }
-    us > high
+/// Where HdrHistogram (lowest discernible value 1) counts a value: the index of its bucket in
+/// the counts array, which is also its position in the V2 encoding (the format's layout, the
+/// same in every implementation), and back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Layout {
+    /// Significant decimal digits (1..=5).
+    digits: u8,
+    /// log2 of half the sub-bucket count: 10 at 3 significant digits (2 048 sub-buckets).
+    half_magnitude: u32,
 }
 
-/// Reads a live histogram back from its V2 encoding (snapshots), resizable again.
-pub fn decode_live(bytes: &[u8]) -> Result<Live, HistogramError> {
-    check_header(bytes)?;
-    let mut reader = bytes;
-    let mut h: Live = Deserializer::new()
-        .deserialize::<u32, _>(&mut reader)
-        .map_err(|e| HistogramError::Decode(e.to_string()))?;
+impl Layout {
+    fn new(significant_digits: u8) -> Layout {
+        // Single-unit resolution up to 2·10^digits, rounded up to a power of two.
+        let largest = 2 * 10u64.pow(u32::from(significant_digits));
+        let magnitude = u64::BITS - (largest - 1).leading_zeros();
+        Layout {
+            digits: significant_digits,
+            half_magnitude: magnitude.saturating_sub(1),
+        }
+    }
+
+    /// The counts index of `value`.
+    fn index_of(self, value: u64) -> u32 {
+        let magnitude = self.half_magnitude + 1;
+        let mask = (1u64 << magnitude) - 1;
+        let bucket = (u64::BITS - magnitude) - (value | mask).leading_zeros();
+        let sub_bucket = value >> bucket;
+        // At most (64 - magnitude + 2) · 2^half_magnitude, 6.3 M at 5 digits: fits in u32.
+        let index = ((u64::from(bucket) + 1) << self.half_magnitude) + sub_bucket - (1u64 << self.half_magnitude);
+        u32::try_from(index).unwrap_or(u32::MAX)
+    }
+
+    /// The lowest value counted at `index`.
+    fn value_of(self, index: u32) -> u64 {
+        let half = 1u64 << self.half_magnitude;
+        let index = u64::from(index);
+        let bucket = index >> self.half_magnitude;
+        let sub_bucket = (index & (half - 1)) + half;
+        if bucket == 0 {
+            sub_bucket - half
+        } else {
+            sub_bucket << (bucket - 1)
+        }
+    }
+
+    /// Most buckets held sparse when the highest is counted at `index`: an eighth of the dense
+    /// counters, so a quarter of their bytes (8 bytes a bucket, 4 a counter). Past it, dense
+    /// costs at most four times what sparse would, and recording stays fast: a sample is a
+    /// binary search over at most 1 408 buckets (11 KiB, for latencies up to 0.9 s at 3
+    /// digits), a new bucket an insert into them, and an hour busy enough to fill its
+    /// buckets goes dense after a few thousand samples.
+    fn sparse_limit(self, index: u32) -> usize {
+        self.dense_len(index) / 8
+    }
+
+    /// Counters of a dense histogram whose highest recorded value is counted at `index`: the
+    /// buckets up to that one, as HdrHistogram allocates them (two halves at least).
+    fn dense_len(self, index: u32) -> usize {
+        let halves = (index >> self.half_magnitude) as usize + 1;
+        halves.max(2) << self.half_magnitude
+    }
+}
+
+/// The histogram of an open window (an hour being recorded): the counts of an HdrHistogram
+/// with 32-bit counters, held sparse while that takes at most a quarter of the dense counters'
+/// bytes and dense after, and 64-bit counters once a bucket would pass `u32::MAX`.
+///
+/// A service's open hour sees a few hundred distinct buckets at typical traffic, while dense
+/// counters cover every bucket up to the largest latency seen (11 264 of them, 44 KiB, for
+/// 0.9 s at 3 digits; 92 KiB for the 1-hour range): sparse, 8 bytes a bucket recorded, it is
+/// a few KiB. It turns dense when the sparse form would take a quarter of the dense counters'
+/// bytes (fast recording matters more than the rest of that quarter), so it never holds more
+/// than the dense counters would. Either way the counts are exactly those of recording every
+/// value into one HdrHistogram, and [`Open::encode`] gives the bytes that histogram encodes to.
+#[derive(Debug, Clone)]
+pub struct Open {
+    repr: Repr,
+    layout: Layout,
+}
+
+#[derive(Debug, Clone)]
+enum Repr {
+    /// (counts index, count) of each bucket recorded, sorted by index, no zero counts.
+    Sparse(Vec<(u32, u32)>),
+    /// Counters up to the largest value seen, grown as values arrive (auto-resize).
+    Dense(Box<Histogram<u32>>),
+    /// A bucket's count passed `u32::MAX` (4.3 billion samples of one bucket in the window,
+    /// 1.2 M a second for an hour): 64-bit counters rather than a count that saturates.
+    Wide(Box<Histogram<u64>>),
+}
+
+impl Open {
+    /// Records `count` samples of a duration (ns), clamped at `cfg`'s highest trackable value
+    /// and rounded up to µs like [`record_ns`]; returns true if it was clamped.
+    pub fn record(&mut self, cfg: &HistogramConfig, duration_ns: i64, count: u32) -> bool {
+        if count == 0 {
+            return false;
+        }
+        let us = ns_to_us(duration_ns);
+        let high = cfg.highest_trackable_us();
+        let value = us.min(high);
+        let layout = self.layout;
+        match &mut self.repr {
+            Repr::Sparse(buckets) => {
+                let index = layout.index_of(value);
+                match buckets.binary_search_by_key(&index, |&(i, _)| i) {
+                    Ok(at) => match buckets[at].1.checked_add(count) {
+                        Some(sum) => buckets[at].1 = sum,
+                        None => {
+                            self.widen();
+                            return self.record(cfg, duration_ns, count);
+                        }
+                    },
+                    Err(at) => {
+                        let last = buckets.last().map_or(index, |&(i, _)| i.max(index));
+                        let limit = layout.sparse_limit(last);
+                        if buckets.len() >= limit {
+                            if let Some(dense) = dense_of(layout, buckets) {
+                                self.repr = Repr::Dense(Box::new(dense));
+                                return self.record(cfg, duration_ns, count);
+                            }
+                        }
+                        // Grow by a quarter rather than doubling (the capacity is the memory
+                        // held, and a bucket is added far less often than a sample), never
+                        // past the limit.
+                        if buckets.len() == buckets.capacity() {
+                            let more = (buckets.len() / 4)
+                                .max(8)
+                                .min(limit.saturating_sub(buckets.len()).max(1));
+                            buckets.reserve_exact(more);
+                        }
+                        buckets.insert(at, (index, count));
+                    }
+                }
+            }
+            Repr::Dense(h) => {
+                if h.count_at(value).checked_add(count).is_none() {
+                    self.widen();
+                    return self.record(cfg, duration_ns, count);
+                }
+                // `record_n` grows the auto-resizing histogram; it fails only if growing is
+                // impossible, and then the saturating form keeps the count.
+                if h.record_n(value, count).is_err() {
+                    h.saturating_record_n(value, count);
+                }
+            }
+            Repr::Wide(h) => {
+                if h.record_n(value, u64::from(count)).is_err() {
+                    h.saturating_record_n(value, u64::from(count));
+                }
+            }
+        }
+        us > high
+    }
+
+    /// Switches to 64-bit counters, keeping every count.
+    fn widen(&mut self) {
+        let Ok(mut wide) = Histogram::<u64>::new_with_bounds(1, 2, self.layout.digits) else {
+            return;
+        };
+        wide.auto(true);
+        let mut put = |value: u64, count: u64| {
+            if wide.record_n(value, count).is_err() {
+                wide.saturating_record_n(value, count);
+            }
+        };
+        match &self.repr {
+            Repr::Sparse(buckets) => {
+                for &(index, count) in buckets.iter().rev() {
+                    put(self.layout.value_of(index), u64::from(count));
+                }
+            }
+            Repr::Dense(h) => {
+                for v in h.iter_recorded() {
+                    put(
+                        h.lowest_equivalent(v.value_iterated_to()),
+                        u64::from(v.count_at_value()),
+                    );
+                }
+            }
+            Repr::Wide(_) => return,
+        }
+        self.repr = Repr::Wide(Box::new(wide));
+    }
+
+    /// Adds the counts into `dst`, values above `dst.high()` clamped to it (as [`add_clamped`]).
+    fn add_to(&self, dst: &mut Histogram<u64>) {
+        match &self.repr {
+            Repr::Sparse(buckets) => {
+                let high = dst.high();
+                for &(index, count) in buckets {
+                    dst.saturating_record_n(self.layout.value_of(index).min(high), u64::from(count));
+                }
+            }
+            Repr::Dense(h) => add_clamped(dst, h.as_ref()),
+            Repr::Wide(h) => add_clamped(dst, h.as_ref()),
+        }
+    }
+
+    /// Samples recorded.
+    pub fn len(&self) -> u64 {
+        match &self.repr {
+            Repr::Sparse(buckets) => buckets.iter().map(|&(_, c)| u64::from(c)).sum(),
+            Repr::Dense(h) => h.len(),
+            Repr::Wide(h) => h.len(),
+        }
+    }
+
+    /// True if nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Heap bytes the counts take: the sparse form's capacity, or the dense counters.
+    pub fn heap_bytes(&self) -> usize {
+        match &self.repr {
+            Repr::Sparse(buckets) => buckets.capacity() * std::mem::size_of::<(u32, u32)>(),
+            Repr::Dense(h) => h.distinct_values() * std::mem::size_of::<u32>() + std::mem::size_of::<Histogram<u32>>(),
+            Repr::Wide(h) => h.distinct_values() * std::mem::size_of::<u64>() + std::mem::size_of::<Histogram<u64>>(),
+        }
+    }
+
+    /// True if held sparse.
+    pub fn is_sparse(&self) -> bool {
+        matches!(self.repr, Repr::Sparse(_))
+    }
+
+    /// V2 compressed bytes: those of an HdrHistogram with 32-bit counters (64-bit once wide)
+    /// into which every value had been recorded, grown with them like the live histograms
+    /// snapshots held before; [`Open::decode`] reads them back.
+    pub fn encode(&self) -> Result<Vec<u8>, HistogramError> {
+        match &self.repr {
+            Repr::Sparse(buckets) => {
+                let dense = dense_of(self.layout, buckets)
+                    .ok_or_else(|| HistogramError::Encode("significant digits out of range".into()))?;
+                encode(&dense)
+            }
+            Repr::Dense(h) => encode(h.as_ref()),
+            Repr::Wide(h) => encode(h.as_ref()),
+        }
+    }
+
+    /// Reads [`Open::encode`]'s bytes (or any V2 encoding) back, in the form recording the
+    /// same counts would have left.
+    pub fn decode(bytes: &[u8]) -> Result<Open, HistogramError> {
+        let h = decode(bytes)?;
+        let sigfig = h.sigfig();
+        if !(1..=5).contains(&sigfig) {
+            return Err(HistogramError::Decode(format!("{sigfig} significant digits")));
+        }
+        let layout = Layout::new(sigfig);
+        let mut buckets = Vec::new();
+        for v in h.iter_recorded() {
+            let Ok(count) = u32::try_from(v.count_at_value()) else {
+                let mut wide = h;
+                wide.auto(true);
+                return Ok(Open {
+                    repr: Repr::Wide(Box::new(wide)),
+                    layout,
+                });
+            };
+            buckets.push((layout.index_of(v.value_iterated_to()), count));
+        }
+        let last = buckets.last().map_or(0, |&(i, _)| i);
+        let repr = if buckets.len() > layout.sparse_limit(last) {
+            Repr::Dense(Box::new(
+                dense_of(layout, &buckets).ok_or_else(|| HistogramError::Decode("bounds".into()))?,
+            ))
+        } else {
+            buckets.shrink_to_fit();
+            Repr::Sparse(buckets)
+        };
+        Ok(Open { repr, layout })
+    }
+}
+
+/// The dense live histogram of sparse counts: 32-bit counters grown (auto-resize) to the
+/// largest value, exactly as recording the values one by one leaves it.
+fn dense_of(layout: Layout, buckets: &[(u32, u32)]) -> Option<Histogram<u32>> {
+    let mut h = Histogram::<u32>::new_with_bounds(1, 2, layout.digits).ok()?;
     h.auto(true);
-    Ok(h)
+    // The largest first: one resize, to the final size.
+    for &(index, count) in buckets.iter().rev() {
+        let value = layout.value_of(index);
+        if h.record_n(value, count).is_err() {
+            h.saturating_record_n(value, count);
+        }
+    }
+    Some(h)
 }
 
 /// V2 compressed (deflate) bytes.
@@ -175,6 +436,8 @@ pub fn encode<T: Counter>(h: &Histogram<T>) -> Result<Vec<u8>, HistogramError> {
     V2DeflateSerializer::new()
         .serialize(h, &mut out)
         .map_err(|e| HistogramError::Encode(e.to_string()))?;
+    // Accumulators hold these bytes for a day or a month: no spare capacity.
+    out.shrink_to_fit();
     Ok(out)
 }
 
@@ -292,6 +555,31 @@ pub fn merge_all<'a, T: Counter + 'static>(
     }
     for h in live {
         add_clamped(&mut merged, h);
+    }
+    Ok(merged)
+}
+
+/// [`merge_into`] for an open window's histogram: `open` added into the compressed `acc`.
+pub fn merge_open_into(cfg: &HistogramConfig, acc: &mut Vec<u8>, open: &Open) -> Result<(), HistogramError> {
+    let mut merged = cfg.new_histogram()?;
+    if !acc.is_empty() {
+        add_clamped(&mut merged, &decode(acc)?);
+    }
+    open.add_to(&mut merged);
+    *acc = encode(&merged)?;
+    Ok(())
+}
+
+/// [`merge_all`] for open windows' histograms: the encoded ones and `open` in one histogram
+/// with the bounds of cfg.
+pub fn merge_all_open<'a>(
+    cfg: &HistogramConfig,
+    encoded: impl IntoIterator<Item = &'a [u8]>,
+    open: impl IntoIterator<Item = &'a Open>,
+) -> Result<Histogram<u64>, HistogramError> {
+    let mut merged = merge_all::<u64>(cfg, encoded, [])?;
+    for h in open {
+        h.add_to(&mut merged);
     }
     Ok(merged)
 }
@@ -904,29 +1192,178 @@ mod tests {
     }
 }
 #[cfg(test)]
-mod live_tests {
+mod open_tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// What the open hour held before: a live HdrHistogram with 32-bit counters, grown with
+    /// the values (auto-resize), each value clamped at the configured maximum first.
+    fn reference(cfg: &HistogramConfig) -> Histogram<u32> {
+        let mut h = Histogram::<u32>::new_with_bounds(1, 2, cfg.significant_digits).unwrap();
+        h.auto(true);
+        h
+    }
+
+    fn record_reference(cfg: &HistogramConfig, h: &mut Histogram<u32>, ns: i64) {
+        h.record(ns_to_us(ns).min(cfg.highest_trackable_us())).unwrap();
+    }
 
     #[test]
-    fn live_histograms_grow_with_the_data_and_clamp_at_the_configured_maximum() {
+    fn layout_is_hdrhistograms_index() {
+        for digits in 1..=5u8 {
+            let layout = Layout::new(digits);
+            let h = Histogram::<u8>::new_with_bounds(1, 2, digits).unwrap();
+            let mut previous = 0;
+            let mut values: Vec<u64> = (0..5000).collect();
+            for shift in 0..62 {
+                let base = 1u64 << shift;
+                values.extend([base - 1, base, base + 1, base + base / 3, base * 3 / 2]);
+            }
+            values.sort_unstable();
+            for v in values {
+                let index = layout.index_of(v);
+                assert_eq!(
+                    layout.value_of(index),
+                    h.lowest_equivalent(v),
+                    "{digits} digits, value {v}"
+                );
+                assert!(index >= previous, "monotone at {v}");
+                previous = index;
+            }
+        }
+        // The counts array of a 1-hour range at 3 digits: 23 buckets of 1 024 plus the lower half.
+        let layout = Layout::new(3);
+        let hour = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
+        assert_eq!(layout.dense_len(layout.index_of(3_600_000_000)), hour.distinct_values());
+        assert_eq!(hour.distinct_values(), 23 * 1024);
+    }
+
+    #[test]
+    fn sixty_samples_are_held_sparse_in_a_few_hundred_bytes() {
         let cfg = HistogramConfig::default();
-        let mut h = cfg.new_live().unwrap();
-        let small = h.distinct_values();
-        assert!(!record_live(&cfg, &mut h, 900_000_000, 1));
-        assert!(h.distinct_values() > small, "grew to hold 0.9 s");
-        let grown = h.distinct_values();
-        assert!(grown * 4 < 184 * 1024, "smaller than the full 1-hour range");
-        assert_eq!(
-            percentile_ns(&merge_all::<u32>(&cfg, [], [&h]).unwrap(), 100.0) / 1_000_000,
-            900
+        let mut open = cfg.new_open().unwrap();
+        let mut dense = reference(&cfg);
+        for i in 0..60i64 {
+            let ns = 2_000_000 + (i * 7_919_000) % 900_000_000;
+            assert!(!open.record(&cfg, ns, 1));
+            record_reference(&cfg, &mut dense, ns);
+        }
+        assert!(open.is_sparse());
+        assert_eq!(open.len(), 60);
+        // 60 buckets at 8 bytes, capacity grown by a quarter: under 100 buckets' worth.
+        assert!(open.heap_bytes() <= 100 * 8, "{} bytes", open.heap_bytes());
+        // The dense counters it replaces: the largest value, 469.2 ms, is in bucket 8
+        // ([2^18, 2^19) µs), so (8 + 2) · 1 024 counters of 4 bytes.
+        assert_eq!(dense.distinct_values(), 10 * 1024);
+        assert_eq!(open.encode().unwrap(), encode(&dense).unwrap(), "the same V2 bytes");
+    }
+
+    #[test]
+    fn turns_dense_when_sparse_would_be_larger_and_never_holds_more_than_dense() {
+        let cfg = HistogramConfig::default();
+        let mut open = cfg.new_open().unwrap();
+        let mut dense = reference(&cfg);
+        // 1..=3000 µs: every bucket of the first 3 000 values distinct.
+        for us in 1..=3000i64 {
+            open.record(&cfg, us * 1000, 1);
+            record_reference(&cfg, &mut dense, us * 1000);
+            let dense_bytes = dense.distinct_values() * 4 + std::mem::size_of::<Histogram<u32>>();
+            if open.is_sparse() {
+                // Sparse: at most an eighth of the counters' count, 8 bytes each.
+                assert!(
+                    open.heap_bytes() <= dense.distinct_values(),
+                    "{us}: {}",
+                    open.heap_bytes()
+                );
+            }
+            assert!(
+                open.heap_bytes() <= dense_bytes,
+                "{us}: {} > {dense_bytes}",
+                open.heap_bytes()
+            );
+        }
+        assert!(
+            !open.is_sparse(),
+            "3 000 buckets, past an eighth of 3 072 counters: dense"
         );
-        // Over the configured 1 h: clamped to it, and reported.
-        assert!(record_live(&cfg, &mut h, 2 * 3_600_000_000_000, 1));
-        assert_eq!(h.max(), h.highest_equivalent(cfg.highest_trackable_us()));
-        // A snapshot round trip keeps it resizable.
-        let mut back = decode_live(&encode(&h).unwrap()).unwrap();
-        assert_eq!(back.len(), 2);
-        let _ = record_live(&cfg, &mut back, 1, 1);
-        assert_eq!(back.len(), 3);
+        assert_eq!(open.encode().unwrap(), encode(&dense).unwrap());
+        let back = Open::decode(&open.encode().unwrap()).unwrap();
+        assert!(!back.is_sparse());
+        assert_eq!(back.encode().unwrap(), encode(&dense).unwrap());
+    }
+
+    #[test]
+    fn a_bucket_passing_u32_max_widens_instead_of_saturating() {
+        let cfg = HistogramConfig::default();
+        for dense_first in [false, true] {
+            let mut open = cfg.new_open().unwrap();
+            if dense_first {
+                for us in 1..=3000i64 {
+                    open.record(&cfg, us * 1000, 1);
+                }
+                assert!(!open.is_sparse());
+            }
+            open.record(&cfg, 5_000_000, u32::MAX - 1);
+            open.record(&cfg, 5_000_000, 3);
+            let extra = if dense_first { 3000 } else { 0 };
+            assert_eq!(open.len(), u64::from(u32::MAX) + 2 + extra);
+            let back = Open::decode(&open.encode().unwrap()).unwrap();
+            assert_eq!(back.len(), open.len(), "kept through a snapshot");
+            let merged = merge_all_open(&cfg, [], [&back]).unwrap();
+            assert_eq!(merged.count_at(5000), u64::from(u32::MAX) + 2);
+        }
+    }
+
+    #[test]
+    fn clamps_at_the_configured_maximum_and_reads_old_live_snapshots() {
+        let cfg = HistogramConfig::default();
+        let mut open = cfg.new_open().unwrap();
+        assert!(!open.record(&cfg, 900_000_000, 1));
+        assert!(
+            open.record(&cfg, 2 * 3_600_000_000_000, 1),
+            "over 1 h: clamped, reported"
+        );
+        let merged = merge_all_open(&cfg, [], [&open]).unwrap();
+        assert_eq!(merged.max(), merged.highest_equivalent(cfg.highest_trackable_us()));
+        assert_eq!(percentile_ns(&merged, 50.0) / 1_000_000, 900);
+        // A snapshot of the former live histogram (32-bit, auto-resized) reads as sparse.
+        let mut old = reference(&cfg);
+        record_reference(&cfg, &mut old, 900_000_000);
+        record_reference(&cfg, &mut old, 2 * 3_600_000_000_000);
+        let back = Open::decode(&encode(&old).unwrap()).unwrap();
+        assert!(back.is_sparse());
+        assert_eq!(back.encode().unwrap(), encode(&old).unwrap());
+        assert_eq!(back.encode().unwrap(), open.encode().unwrap());
+        assert!(matches!(Open::decode(b"garbage!"), Err(HistogramError::Decode(_))));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn open_counts_equal_one_histogram(
+            samples in prop::collection::vec((0i64..=5_000_000_000_000, 1u32..4), 0..800),
+            digits in 1u8..=4,
+        ) {
+            let cfg = HistogramConfig { significant_digits: digits, ..HistogramConfig::default() };
+            let mut open = cfg.new_open().unwrap();
+            let mut dense = reference(&cfg);
+            let mut whole = cfg.new_histogram().unwrap();
+            for &(ns, count) in &samples {
+                let a = open.record(&cfg, ns, count);
+                prop_assert_eq!(a, record_ns(&mut whole, ns, u64::from(count)));
+                dense.record_n(ns_to_us(ns).min(cfg.highest_trackable_us()), count).unwrap();
+            }
+            let bytes = open.encode().unwrap();
+            prop_assert_eq!(&bytes, &encode(&dense).unwrap());
+            prop_assert_eq!(Open::decode(&bytes).unwrap().encode().unwrap(), bytes);
+            let merged = merge_all_open(&cfg, [], [&open]).unwrap();
+            prop_assert!(merged == whole);
+            prop_assert_eq!(summarize(&merged), summarize(&whole));
+            let mut acc = Vec::new();
+            merge_open_into(&cfg, &mut acc, &open).unwrap();
+            prop_assert!(decode(&acc).unwrap() == whole);
+            prop_assert_eq!(open.len(), whole.len());
+        }
     }
 }

@@ -67,6 +67,25 @@ pub struct SlaStats {
     pub spans_ignored: u64,
 }
 
+/// What the SLA engine holds for its windows ([`SlaEngine::memory`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SlaMemory {
+    /// Contracted services with state.
+    pub services: usize,
+    /// Series (the whole service, and each operation with its own objectives).
+    pub series: usize,
+    /// Open minutes (counters only, no histogram).
+    pub open_minutes: usize,
+    /// Open hours, each with a histogram.
+    pub open_hours: usize,
+    /// Heap bytes of the open hours' histogram counts.
+    pub open_hour_bytes: usize,
+    /// Days and months being accumulated from closed hours, held compressed.
+    pub accumulators: usize,
+    /// Heap bytes of their compressed (V2 deflate) histograms.
+    pub accumulator_bytes: usize,
+}
+
 /// The counts a snapshot carries after the state (version 2): ignored spans, and the late
 /// samples of each service's running month.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,7 +173,7 @@ impl Run<'_> {
         let slot = match series.hours.entry(floor_to(self.bin, HOUR)) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => e.insert(HourBin {
-                hist: LiveHist(hist_cfg.new_live().ok()?),
+                hist: LiveHist(hist_cfg.new_open().ok()?),
                 count: 0,
                 errors: 0,
                 sum_ns: 0,
@@ -168,7 +187,7 @@ impl Run<'_> {
                 continue;
             }
             let d = self.durations[idx].max(0);
-            if histogram::record_live(hist_cfg, &mut slot.hist.0, d, 1) {
+            if slot.hist.0.record(hist_cfg, d, 1) {
                 clamped += 1;
             }
             slot.count += 1;
@@ -186,22 +205,21 @@ impl Run<'_> {
     }
 }
 
-/// A live histogram, snapshotted in its V2 compressed encoding.
+/// An open hour's histogram, snapshotted in its V2 compressed encoding (the bytes of the
+/// dense live histogram it stands for, so snapshots read both ways across the change).
 #[derive(Debug, Clone)]
-struct LiveHist(histogram::Live);
+struct LiveHist(histogram::Open);
 
 impl Serialize for LiveHist {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        histogram::encode(&self.0)
-            .map_err(serde::ser::Error::custom)?
-            .serialize(s)
+        self.0.encode().map_err(serde::ser::Error::custom)?.serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for LiveHist {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let bytes = Vec::<u8>::deserialize(d)?;
-        histogram::decode_live(&bytes)
+        histogram::Open::decode(&bytes)
             .map(LiveHist)
             .map_err(serde::de::Error::custom)
     }
@@ -245,9 +263,10 @@ impl Acc {
     }
 }
 
-/// Windows of one service or one operation of it. Hours are live histograms (usually one
-/// open at a time); days and months are held compressed and merged into once per hour and
-/// once per day, which keeps a service's memory to about one live histogram.
+/// Windows of one service or one operation of it. Hours are open histograms
+/// ([`histogram::Open`]: the buckets recorded, sparse, usually one hour open at a time);
+/// days and months are held compressed and merged into once per hour and once per day, so a
+/// service holds no dense histogram between its windows' closes.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Series {
     minutes: BTreeMap<i64, Minute>,
@@ -417,16 +436,29 @@ impl SlaEngine {
             .collect()
     }
 
-    /// Bytes held by the counters of open-hour histograms (the bulk of resident state).
+    /// Bytes held by the counts of open-hour histograms (sparse or dense, [`histogram::Open`]).
     pub fn live_histogram_bytes(&self) -> usize {
-        let per = std::mem::size_of::<u32>();
-        self.state
-            .services
-            .values()
-            .flat_map(|s| s.series.values())
-            .flat_map(|series| series.hours.values())
-            .map(|h| h.hist.0.distinct_values() * per)
-            .sum()
+        self.memory().open_hour_bytes
+    }
+
+    /// What the engine holds for its windows, by its own accounting: counts and heap bytes
+    /// of the open hours' histograms and of the closed windows' compressed accumulators.
+    pub fn memory(&self) -> SlaMemory {
+        let mut m = SlaMemory {
+            services: self.state.services.len(),
+            ..SlaMemory::default()
+        };
+        for series in self.state.services.values().flat_map(|s| s.series.values()) {
+            m.series += 1;
+            m.open_minutes += series.minutes.len();
+            m.open_hours += series.hours.len();
+            m.open_hour_bytes += series.hours.values().map(|h| h.hist.0.heap_bytes()).sum::<usize>();
+            for acc in [&series.day, &series.month].into_iter().flatten() {
+                m.accumulators += 1;
+                m.accumulator_bytes += acc.bytes.capacity();
+            }
+        }
+        m
     }
 
     /// The configured time zone of a service's contract.
@@ -888,7 +920,7 @@ impl Closing<'_> {
                 break;
             }
             let bin = entry.remove();
-            let bytes = histogram::encode(&bin.hist.0).unwrap_or_default();
+            let bytes = bin.hist.0.encode().unwrap_or_default();
             let acc = Acc {
                 start,
                 end: start + HOUR,
@@ -916,7 +948,7 @@ impl Closing<'_> {
                 ..Acc::default()
             });
             // Our own bytes failing to merge would mean corruption; the counts still count.
-            let _ = histogram::merge_into(self.hist_cfg, &mut day.bytes, &bin.hist.0);
+            let _ = histogram::merge_open_into(self.hist_cfg, &mut day.bytes, &bin.hist.0);
             day.count += acc.count;
             day.errors += acc.errors;
             day.sum_ns += acc.sum_ns;
