@@ -262,39 +262,7 @@ impl Correlator {
             }
             .map_err(bad)?;
         }
-        let mut state = match version {
-            HEAD_VERSION => {
-                let (frontier, watermark, arrivals, next_seq, stats): Head =
-                    postcard::from_bytes(rest).map_err(|e| bad(format!("head: {e}")))?;
-                State {
-                    frontier,
-                    watermark,
-                    pending: ReorderBuffer::restore(arrivals, held).map_err(bad)?,
-                    next_seq,
-                    timers: Tracked::from_map(timers),
-                    stats,
-                    ..State::default()
-                }
-            }
-            1 => {
-                let (frontier, watermark, pending, next_seq, timers, stats): HeadV1 =
-                    postcard::from_bytes(rest).map_err(|e| bad(format!("head: {e}")))?;
-                State {
-                    frontier,
-                    watermark,
-                    pending,
-                    next_seq,
-                    timers: Tracked::from_map(timers.into_iter().map(|t| (t, ())).collect()),
-                    stats,
-                    ..State::default()
-                }
-            }
-            other => {
-                return Err(bad(format!(
-                    "head version {other}, this build reads 1 and {HEAD_VERSION}"
-                )))
-            }
-        };
+        let mut state = state_of_head(version, rest, held, timers).map_err(bad)?;
         incidents.extend(incidents_v1.into_iter().map(|(id, old)| (id, old.upgrade(&alerts))));
         restore_alerts_of(&mut incidents, alerts_of).map_err(bad)?;
         index_alerts(&mut state, &alerts);
@@ -310,6 +278,45 @@ impl Correlator {
             // After a version-1 head the store holds no timer or held-event rows.
             full: version != HEAD_VERSION,
         })
+    }
+}
+
+/// The state a head (after its `version`) holds, with the held events and timers of a
+/// version-2 checkpoint's items (version 1 held them in the head).
+fn state_of_head(
+    version: u32,
+    head: &[u8],
+    held: Vec<&Item>,
+    timers: BTreeMap<(i64, Timer), ()>,
+) -> Result<State, String> {
+    let bad = |e: postcard::Error| format!("head: {e}");
+    match version {
+        HEAD_VERSION => {
+            let (frontier, watermark, arrivals, next_seq, stats): Head = postcard::from_bytes(head).map_err(bad)?;
+            Ok(State {
+                frontier,
+                watermark,
+                pending: ReorderBuffer::restore(arrivals, held)?,
+                next_seq,
+                timers: Tracked::from_map(timers),
+                stats,
+                ..State::default()
+            })
+        }
+        1 => {
+            let (frontier, watermark, pending, next_seq, timers, stats): HeadV1 =
+                postcard::from_bytes(head).map_err(bad)?;
+            Ok(State {
+                frontier,
+                watermark,
+                pending,
+                next_seq,
+                timers: Tracked::from_map(timers.into_iter().map(|t| (t, ())).collect()),
+                stats,
+                ..State::default()
+            })
+        }
+        other => Err(format!("head version {other}, this build reads 1 and {HEAD_VERSION}")),
     }
 }
 
