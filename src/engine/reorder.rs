@@ -82,17 +82,15 @@ fn key_bytes(&(t, hash, arrival): &Key) -> Vec<u8> {
 
 /// The key of [`key_bytes`].
 fn key_from(bytes: &[u8]) -> Result<Key, String> {
-    let word = |i: usize| -> Result<u64, String> {
-        let b: [u8; 8] = bytes
-            .get(i * 8..i * 8 + 8)
-            .and_then(|s| s.try_into().ok())
-            .ok_or_else(|| format!("held event key of {} bytes, expected 24", bytes.len()))?;
-        Ok(u64::from_be_bytes(b))
+    let words: [u8; 24] = bytes
+        .try_into()
+        .map_err(|_| format!("held event key of {} bytes, expected 24", bytes.len()))?;
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&words[i * 8..i * 8 + 8]);
+        u64::from_be_bytes(w)
     };
-    if bytes.len() != 24 {
-        return Err(format!("held event key of {} bytes, expected 24", bytes.len()));
-    }
-    Ok(((word(0)? ^ (1 << 63)) as i64, word(1)?, word(2)?))
+    Ok(((word(0) ^ (1 << 63)) as i64, word(1), word(2)))
 }
 
 impl ReorderBuffer {

@@ -705,13 +705,11 @@ async fn join(
     time_ns: i64,
     symptom: bool,
     root_cause_ci: Option<&str>,
-) -> Result<u64, tokio_postgres::Error> {
-    tx.execute(
-        "INSERT INTO incident_alerts (incident, alert, ci, joined_ns, symptom, root_cause_ci, last_seen_ns)
-         VALUES ($1, $2, $3, $4, $5, $6, $4) ON CONFLICT (incident, alert) DO NOTHING",
-        &[&incident, &alert, &ci, &time_ns, &symptom, &root_cause_ci],
-    )
-    .await
+) -> Result<(), tokio_postgres::Error> {
+    // One statement for one alert joining and for a run of them (`Joins`).
+    let mut one = Joins::default();
+    one.push(incident, alert, ci, time_ns, symptom, root_cause_ci);
+    one.write(tx).await
 }
 
 async fn write_sla(tx: &Transaction<'_>, records: &[SlaOutput]) -> Result<(), tokio_postgres::Error> {
