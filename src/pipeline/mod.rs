@@ -11,7 +11,8 @@
 //! of their own, answered once their batch is stored.
 //!
 //! The rooms: `consumer.rs`, the consumer loop and the rebalance hooks that start and stop
-//! the workers; `partition.rs`, the partition worker; `ingest.rs`, the webhook ingest
+//! the workers; `partition.rs`, the partition worker; `decoding.rs`, its decode stage, which
+//! decodes the next messages while the worker runs the current ones; `ingest.rs`, the webhook ingest
 //! worker; `batch.rs`, the commit protocol both workers share (batch → one transaction with
 //! the checkpoint and offsets → Kafka's informational commit); `clock.rs`, the clocks that
 //! move without events. This file holds the public entry points and the small helpers both
@@ -20,6 +21,7 @@
 mod batch;
 mod clock;
 mod consumer;
+mod decoding;
 mod ingest;
 mod partition;
 
@@ -71,7 +73,10 @@ pub async fn migrate(config: &Config) -> Result<usize, PipelineError> {
 }
 
 /// Declares idle the inputs last seen `idle_release` ago or earlier (`None` from then on):
-/// they stop holding the clock, which may move and close what they held.
+/// they stop holding the clock, which may move and close what they held. When the last one
+/// goes idle (the worker has caught up), the running reports are written as of everything
+/// processed: they otherwise go hourly in event time, and the store would answer with a
+/// report that lags what it holds for as long as the worker stays quiet.
 fn declare_idle(
     last_seen: &mut [Option<Instant>],
     idle_release: Duration,
@@ -79,14 +84,20 @@ fn declare_idle(
     batcher: &mut Batcher,
 ) {
     let now = Instant::now();
+    let mut declared = false;
     for (input, seen) in last_seen.iter_mut().enumerate() {
         if seen.is_some_and(|t| t + idle_release <= now) {
             *seen = None;
+            declared = true;
             tracing::debug!(input, "input idle: the clock follows the others");
             if engines.input_idle(input, &mut batcher.emit()) {
                 batcher.changed();
             }
         }
+    }
+    if declared && last_seen.iter().all(Option::is_none) && engines.sla.services() > 0 {
+        engines.running_reports(true, &mut batcher.emit());
+        batcher.changed();
     }
 }
 

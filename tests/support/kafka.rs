@@ -154,7 +154,11 @@ impl Drop for Running {
 pub fn start(config: &Path) -> Running {
     let child = Command::new(env!("CARGO_BIN_EXE_slaflow"))
         .args(["run", "--config", config.to_str().unwrap()])
-        .env("RUST_LOG", "slaflow=info")
+        // SLAFLOW_TEST_RUST_LOG=slaflow=debug puts the workers' batches in the log a failure shows.
+        .env(
+            "RUST_LOG",
+            std::env::var("SLAFLOW_TEST_RUST_LOG").unwrap_or_else(|_| "slaflow=info".into()),
+        )
         .stderr(std::fs::File::create(config.with_extension("log")).unwrap())
         .spawn()
         .unwrap();
