@@ -26,66 +26,23 @@ const FIRING: &str = "firing";
 /// A CI an incident's alerts came from. Key: [`member_key`].
 const CI: &str = "ci";
 
-/// An incident as its item holds it: all but its alerts, which are items of their own.
-#[derive(Serialize)]
-struct IncidentHeadRef<'a> {
-    id: &'a str,
-    service: &'a str,
-    opened_ns: i64,
-    status: IncidentStatus,
-    resolved_ns: i64,
-    priority: u8,
-    affected_users: u64,
-    major: bool,
-    joined: u64,
-    dropped: u64,
-}
-
-#[derive(Deserialize)]
-struct IncidentHead {
-    id: String,
-    service: String,
-    opened_ns: i64,
-    status: IncidentStatus,
-    resolved_ns: i64,
-    priority: u8,
-    affected_users: u64,
-    major: bool,
-    joined: u64,
-    dropped: u64,
-}
+/// An incident as its item holds it: its head and counts; its alerts are items of their own.
+type IncidentItemRef<'a> = (&'a IncidentHead, u64, u64);
+type IncidentItem = (IncidentHead, u64, u64);
 
 impl Incident {
-    fn head(&self) -> IncidentHeadRef<'_> {
-        IncidentHeadRef {
-            id: &self.id,
-            service: &self.service,
-            opened_ns: self.opened_ns,
-            status: self.status,
-            resolved_ns: self.resolved_ns,
-            priority: self.priority,
-            affected_users: self.affected_users,
-            major: self.major,
-            joined: self.joined,
-            dropped: self.dropped,
-        }
+    fn item(&self) -> IncidentItemRef<'_> {
+        (&self.head, self.joined, self.dropped)
     }
 
-    fn from_head(h: IncidentHead) -> Incident {
+    fn from_item((head, joined, dropped): IncidentItem) -> Incident {
         Incident {
-            id: h.id,
-            service: h.service,
-            opened_ns: h.opened_ns,
-            status: h.status,
-            resolved_ns: h.resolved_ns,
-            priority: h.priority,
-            affected_users: h.affected_users,
-            major: h.major,
+            head,
             members: Tracked::default(),
             active: Tracked::default(),
             cis: Tracked::default(),
-            joined: h.joined,
-            dropped: h.dropped,
+            joined,
+            dropped,
         }
     }
 
@@ -100,7 +57,7 @@ impl Incident {
         ] {
             let (_, removed) = set.take();
             for alert in set.keys().chain(&removed) {
-                keys.push((kind.to_string(), member_key(&self.id, alert)));
+                keys.push((kind.to_string(), member_key(&self.head.id, alert)));
             }
         }
         keys
@@ -144,7 +101,7 @@ fn collect_incidents(
         changes.upserts.push(Item {
             kind: INCIDENT.to_string(),
             key: id.as_bytes().to_vec(),
-            value: postcard::to_stdvec(&inc.head()).unwrap_or_default(),
+            value: postcard::to_stdvec(&inc.item()).unwrap_or_default(),
         });
         for (kind, set) in [
             (MEMBER, &mut inc.members),
@@ -238,9 +195,9 @@ impl Correlator {
                 ALERT => changelog::restore_into(&mut alerts, item),
                 // Version 1 wrote an incident whole, its alerts inside, without counts.
                 INCIDENT if version == 1 => changelog::restore_into(&mut incidents_v1, item),
-                INCIDENT => postcard::from_bytes::<IncidentHead>(&item.value)
-                    .map(|head| {
-                        incidents.insert(head.id.clone(), Incident::from_head(head));
+                INCIDENT => postcard::from_bytes::<IncidentItem>(&item.value)
+                    .map(|item| {
+                        incidents.insert(item.0.id.clone(), Incident::from_item(item));
                     })
                     .map_err(|e| format!("incident {:?}: {e}", String::from_utf8_lossy(&item.key))),
                 MEMBER | FIRING | CI => {
@@ -363,10 +320,10 @@ fn index_incidents(state: &mut State, incidents: &BTreeMap<String, Incident>) {
     for (id, inc) in incidents {
         state
             .by_service
-            .entry(inc.service.clone())
+            .entry(inc.head.service.clone())
             .or_default()
             .insert(id.clone());
-        if inc.status != IncidentStatus::Resolved {
+        if inc.head.status != IncidentStatus::Resolved {
             for ci in inc.cis.keys() {
                 state.open_by_ci.entry(ci.clone()).or_default().insert(id.clone());
             }

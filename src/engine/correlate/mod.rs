@@ -139,8 +139,12 @@ enum IncidentStatus {
     Resolved,
 }
 
+/// An incident but its alerts and counts: what its checkpoint item holds (with the counts)
+/// and what every version of the snapshot holds first. Postcard writes a struct as its
+/// fields in order, so an `Incident` holding this reads and writes the bytes it did when
+/// these were its own fields.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Incident {
+struct IncidentHead {
     id: String,
     service: String,
     opened_ns: i64,
@@ -149,6 +153,11 @@ struct Incident {
     priority: u8,
     affected_users: u64,
     major: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Incident {
+    head: IncidentHead,
     /// The keys of this incident's alerts that are still in the dedup cache: an alert's key
     /// leaves when the alert is evicted, or when it fires again into another incident. So
     /// the keys held by all incidents together never exceed `[correlate.dedup] max_entries`
@@ -172,14 +181,7 @@ struct Incident {
 /// An incident as version 1 snapshots hold it: every alert key that ever joined, no counts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct IncidentV1 {
-    id: String,
-    service: String,
-    opened_ns: i64,
-    status: IncidentStatus,
-    resolved_ns: i64,
-    priority: u8,
-    affected_users: u64,
-    major: bool,
+    head: IncidentHead,
     members: BTreeSet<String>,
     active: BTreeSet<String>,
     cis: BTreeSet<String>,
@@ -362,7 +364,7 @@ impl Correlator {
         self.state
             .incidents
             .values()
-            .filter(|i| i.status != IncidentStatus::Resolved)
+            .filter(|i| i.head.status != IncidentStatus::Resolved)
             .count()
     }
 
@@ -370,8 +372,8 @@ impl Correlator {
     pub fn open_by_priority(&self) -> [u64; 5] {
         let mut counts = [0u64; 5];
         for i in self.state.incidents.values() {
-            if i.status != IncidentStatus::Resolved {
-                counts[usize::from(i.priority.clamp(1, 5)) - 1] += 1;
+            if i.head.status != IncidentStatus::Resolved {
+                counts[usize::from(i.head.priority.clamp(1, 5)) - 1] += 1;
             }
         }
         counts
@@ -634,8 +636,8 @@ impl Correlator {
         if ack && !st.acked {
             st.acked = true;
             if let Some(inc) = self.state.incidents.get_mut(&incident) {
-                if inc.status == IncidentStatus::Open {
-                    inc.status = IncidentStatus::Acknowledged;
+                if inc.head.status == IncidentStatus::Open {
+                    inc.head.status = IncidentStatus::Acknowledged;
                 }
             }
             out.push(Output::Acknowledged {
@@ -687,7 +689,12 @@ impl Correlator {
         st.ci = ci.to_string();
         let incident = st.incident.clone();
         self.toggle(key, t, out);
-        match self.state.incidents.get(&incident).map(|i| (i.status, i.resolved_ns)) {
+        match self
+            .state
+            .incidents
+            .get(&incident)
+            .map(|i| (i.head.status, i.head.resolved_ns))
+        {
             Some((IncidentStatus::Open | IncidentStatus::Acknowledged, _)) => {
                 self.activate(&incident, key, ci);
                 out.push(Output::AlertRefired {
@@ -735,7 +742,7 @@ impl Correlator {
                 .state
                 .incidents
                 .get(&incident)
-                .is_some_and(|i| i.status == IncidentStatus::Resolved)
+                .is_some_and(|i| i.head.status == IncidentStatus::Resolved)
             {
                 self.reopen(&incident, key, ci, t, out);
             } else {
@@ -870,12 +877,13 @@ impl Correlator {
         let incidents = ids.iter().filter_map(|id| self.state.incidents.get(id));
         let mut grouped = None;
         for inc in incidents {
-            let age = t - inc.opened_ns;
-            if inc.status != IncidentStatus::Resolved && age <= self.rules.lifetime {
-                return Some(inc.id.clone());
+            let age = t - inc.head.opened_ns;
+            if inc.head.status != IncidentStatus::Resolved && age <= self.rules.lifetime {
+                return Some(inc.head.id.clone());
             }
-            if inc.status == IncidentStatus::Resolved && (0..=self.rules.group).contains(&age) && grouped.is_none() {
-                grouped = Some(inc.id.clone());
+            if inc.head.status == IncidentStatus::Resolved && (0..=self.rules.group).contains(&age) && grouped.is_none()
+            {
+                grouped = Some(inc.head.id.clone());
             }
         }
         grouped
@@ -929,7 +937,7 @@ impl Correlator {
 
     fn reopen(&mut self, incident: &str, key: &str, ci: &str, t: i64, out: &mut Vec<Output>) {
         if let Some(inc) = self.state.incidents.get_mut(incident) {
-            inc.status = IncidentStatus::Open;
+            inc.head.status = IncidentStatus::Open;
             for c in inc.cis.keys() {
                 self.state
                     .open_by_ci
@@ -971,14 +979,16 @@ impl Correlator {
         self.state.incidents.insert(
             id.clone(),
             Incident {
-                id: id.clone(),
-                service: service.to_string(),
-                opened_ns: t,
-                status: IncidentStatus::Open,
-                resolved_ns: 0,
-                priority,
-                affected_users: users,
-                major: false,
+                head: IncidentHead {
+                    id: id.clone(),
+                    service: service.to_string(),
+                    opened_ns: t,
+                    status: IncidentStatus::Open,
+                    resolved_ns: 0,
+                    priority,
+                    affected_users: users,
+                    major: false,
+                },
                 members: Tracked::default(),
                 active: Tracked::default(),
                 cis: Tracked::default(),
@@ -1013,15 +1023,15 @@ impl Correlator {
         let Some(inc) = self.state.incidents.get_mut(incident) else {
             return;
         };
-        inc.affected_users = inc.affected_users.max(users);
-        if alert_priority < inc.priority {
+        inc.head.affected_users = inc.head.affected_users.max(users);
+        if alert_priority < inc.head.priority {
             out.push(Output::PriorityChanged {
                 incident: incident.to_string(),
                 time_ns: t,
-                from: inc.priority,
+                from: inc.head.priority,
                 to: alert_priority,
             });
-            inc.priority = alert_priority;
+            inc.head.priority = alert_priority;
         }
         self.check_major(incident, t, out);
     }
@@ -1030,24 +1040,24 @@ impl Correlator {
         let Some(inc) = self.state.incidents.get_mut(incident) else {
             return;
         };
-        if inc.major {
+        if inc.head.major {
             return;
         }
-        let critical = self.rules.cmdb.criticality(&inc.service) == Criticality::Critical;
+        let critical = self.rules.cmdb.criticality(&inc.head.service) == Criticality::Critical;
         let rule = self.rules.cfg.major_incident_rules.iter().find(|r| {
-            inc.priority <= r.max_priority
+            inc.head.priority <= r.max_priority
                 && (!r.critical_service || critical)
-                && r.min_affected_users.is_none_or(|min| inc.affected_users >= min)
+                && r.min_affected_users.is_none_or(|min| inc.head.affected_users >= min)
         });
         if let Some(rule) = rule {
-            inc.major = true;
+            inc.head.major = true;
             out.push(Output::MajorIncident {
                 incident: incident.to_string(),
-                service: inc.service.clone(),
+                service: inc.head.service.clone(),
                 time_ns: t,
                 rule: rule.name.clone(),
-                priority: inc.priority,
-                affected_users: inc.affected_users,
+                priority: inc.head.priority,
+                affected_users: inc.head.affected_users,
             });
         }
     }
@@ -1056,8 +1066,8 @@ impl Correlator {
         let Some(inc) = self.state.incidents.get_mut(incident) else {
             return;
         };
-        inc.status = IncidentStatus::Resolved;
-        inc.resolved_ns = t;
+        inc.head.status = IncidentStatus::Resolved;
+        inc.head.resolved_ns = t;
         for ci in inc.cis.keys() {
             if let Some(set) = self.state.open_by_ci.get_mut(ci) {
                 set.remove(incident);
@@ -1068,14 +1078,14 @@ impl Correlator {
         }
         let keep_until = t
             .saturating_add(self.rules.reopen)
-            .max(inc.opened_ns.saturating_add(self.rules.group));
+            .max(inc.head.opened_ns.saturating_add(self.rules.group));
         self.state
             .timers
             .insert((keep_until, Timer::Prune(incident.to_string())), ());
         out.push(Output::IncidentResolved {
             incident: incident.to_string(),
-            service: inc.service.clone(),
-            opened_ns: inc.opened_ns,
+            service: inc.head.service.clone(),
+            opened_ns: inc.head.opened_ns,
             time_ns: t,
             reason: reason.to_string(),
         });
@@ -1111,19 +1121,20 @@ impl Correlator {
             Timer::FlapQuiet(key) => self.flap_quiet(&key, due, out),
             Timer::Prune(id) => {
                 let prunable = self.state.incidents.get(&id).is_some_and(|inc| {
-                    inc.status == IncidentStatus::Resolved
+                    inc.head.status == IncidentStatus::Resolved
                         && inc
+                            .head
                             .resolved_ns
                             .saturating_add(self.rules.reopen)
-                            .max(inc.opened_ns.saturating_add(self.rules.group))
+                            .max(inc.head.opened_ns.saturating_add(self.rules.group))
                             <= due
                 });
                 if prunable {
                     if let Some(inc) = self.state.incidents.remove(&id) {
-                        if let Some(set) = self.state.by_service.get_mut(&inc.service) {
+                        if let Some(set) = self.state.by_service.get_mut(&inc.head.service) {
                             set.remove(&id);
                             if set.is_empty() {
-                                self.state.by_service.remove(&inc.service);
+                                self.state.by_service.remove(&inc.head.service);
                             }
                         }
                         // Its alerts' rows go with it (the store deletes items by key).
@@ -1153,7 +1164,7 @@ impl Correlator {
             .state
             .incidents
             .get(&incident)
-            .is_some_and(|inc| inc.status != IncidentStatus::Resolved && inc.active.is_empty());
+            .is_some_and(|inc| inc.head.status != IncidentStatus::Resolved && inc.active.is_empty());
         if settled && !self.any_flapping(&incident) {
             // The incident was over when its last alert resolved; the hold only kept it from
             // resolving and reopening on every toggle.
@@ -1184,7 +1195,7 @@ impl Correlator {
             return;
         };
         let was_active = inc.active.remove(&key);
-        if inc.status == IncidentStatus::Resolved || !inc.active.is_empty() {
+        if inc.head.status == IncidentStatus::Resolved || !inc.active.is_empty() {
             return;
         }
         // An incident with no active alert left resolves: when its last active alert goes
@@ -1320,14 +1331,7 @@ impl Incident {
     fn as_v1(&self) -> IncidentV1 {
         let set = |t: &Tracked<BTreeMap<String, ()>>| t.keys().cloned().collect::<BTreeSet<_>>();
         IncidentV1 {
-            id: self.id.clone(),
-            service: self.service.clone(),
-            opened_ns: self.opened_ns,
-            status: self.status,
-            resolved_ns: self.resolved_ns,
-            priority: self.priority,
-            affected_users: self.affected_users,
-            major: self.major,
+            head: self.head.clone(),
             members: set(&self.members),
             active: set(&self.active),
             cis: set(&self.cis),
@@ -1342,20 +1346,13 @@ impl IncidentV1 {
         let members: BTreeMap<String, ()> = self
             .members
             .into_iter()
-            .filter(|m| alerts.get(m).is_some_and(|a| a.incident == self.id))
+            .filter(|m| alerts.get(m).is_some_and(|a| a.incident == self.head.id))
             .map(|m| (m, ()))
             .collect();
         let dropped = joined - members.len() as u64;
         let set = |keys: BTreeSet<String>| Tracked::from_map(keys.into_iter().map(|k| (k, ())).collect());
         Incident {
-            id: self.id,
-            service: self.service,
-            opened_ns: self.opened_ns,
-            status: self.status,
-            resolved_ns: self.resolved_ns,
-            priority: self.priority,
-            affected_users: self.affected_users,
-            major: self.major,
+            head: self.head,
             members: Tracked::from_map(members),
             active: set(self.active),
             cis: set(self.cis),
