@@ -72,7 +72,7 @@ impl Readiness {
 
 impl Shared {
     /// The shared state of a new consumer: its topics' inputs, no workers yet.
-    pub(super) fn new(config: Arc<Config>) -> Shared {
+    fn new(config: Arc<Config>) -> Shared {
         Shared {
             decoders: Decoders::new(config.decoders.clone()),
             bounds: config.decoders.time_bounds(config.correlate.allowed_lateness),

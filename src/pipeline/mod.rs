@@ -11,8 +11,7 @@
 //! of their own, answered once their batch is stored.
 //!
 //! The rooms: `consumer.rs`, the consumer loop and the rebalance hooks that start and stop
-//! the workers; `partition.rs`, the partition worker; `decoding.rs`, its decode stage, which
-//! decodes the next messages while the worker runs the current ones; `ingest.rs`, the webhook ingest
+//! the workers; `partition.rs`, the partition worker; `ingest.rs`, the webhook ingest
 //! worker; `batch.rs`, the commit protocol both workers share (batch → one transaction with
 //! the checkpoint and offsets → Kafka's informational commit); `clock.rs`, the clocks that
 //! move without events. This file holds the public entry points and the small helpers both
@@ -21,7 +20,6 @@
 mod batch;
 mod clock;
 mod consumer;
-mod decoding;
 mod ingest;
 mod partition;
 

@@ -1,24 +1,26 @@
 //! The partition worker: one per assigned partition number, reading that partition of every
 //! configured topic. It owns the engine state of the services keyed there, restored from the
-//! store on start with the offsets to resume from; it runs each message its decode stage
-//! (`decoding.rs`) decoded through the engines, skipping what the store already has, and drives the commit protocol of `batch.rs` with one commit in
+//! store on start with the offsets to resume from; it decodes each message, skipping what
+//! the store already has, and drives the commit protocol of `batch.rs` with one commit in
 //! flight while the next batch fills. It also moves the clock when nothing arrives: idle
 //! inputs released, held events released, the wall clock followed, close requests applied.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::message::OwnedMessage;
+use rdkafka::message::{Message, OwnedMessage};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::batch::{commit_to_kafka, restore, Batcher, GroupCommit, StoreLink};
 use super::clock::{apply_close, close_requests, WallClock};
-use super::consumer::Shared;
-use super::decoding::{self, Decoded};
+use super::consumer::{Input, Shared};
 use super::{declare_idle, sleep_until, PipelineError};
+use crate::decode::Format;
+use crate::metrics::metrics;
 use crate::replay::Engines;
-use crate::sinks::Offset;
+use crate::sinks::{DeadLetter, Offset};
+use crate::sources::kafka;
 
 /// Messages of one partition number for its worker, in arrival order.
 pub(super) struct Run {
@@ -53,13 +55,10 @@ struct PartitionWorker {
 pub(super) async fn run_worker(
     shared: &Arc<Shared>,
     partition: i32,
-    messages: mpsc::Receiver<Run>,
+    mut messages: mpsc::Receiver<Run>,
     mut control: mpsc::UnboundedReceiver<Stop>,
 ) -> Result<(), PipelineError> {
     let mut worker = PartitionWorker::start(shared.clone(), partition).await?;
-    let (mut messages, stage) = decoding::start(shared.clone(), worker.next_offsets.clone(), messages);
-    // The stage ends with the worker, whichever way the worker returns.
-    let _stage = AbortOnDrop(stage);
     let idle_release = shared.config.kafka.idle_release;
     let mut closes = close_requests();
     if apply_close(&mut closes, &mut worker.engines, &mut worker.batcher.emit()) {
@@ -86,7 +85,7 @@ pub(super) async fn run_worker(
             run = messages.recv(), if !full => match run {
                 None => Some(None),
                 Some(run) => {
-                    worker.consume(run);
+                    worker.consume(&run);
                     // While a backlog keeps this branch ready, the biased select never
                     // reaches the idle timer: an input with nothing on this partition is
                     // released here instead, after the same quiet period.
@@ -158,22 +157,18 @@ impl PartitionWorker {
         })
     }
 
-    /// Runs a decoded run through the engines, skipping what the store already has; a
-    /// message's dead letters go with its batch, and the partition goes on.
-    fn consume(&mut self, run: Vec<Decoded>) {
+    /// Runs a run of messages through the engines, skipping what the store already has.
+    fn consume(&mut self, run: &Run) {
         self.idle_since = Instant::now();
         self.wall.heard();
-        for m in run {
-            self.last_seen[m.input] = Some(self.idle_since);
-            if m.offset >= self.next_offsets[m.input] {
-                {
-                    let mut emit = self.batcher.emit();
-                    for event in m.events {
-                        self.engines.process_from(m.input, event, &mut emit);
-                    }
-                }
-                self.batcher.batch.dead_letters.extend(m.dead_letters);
-                self.next_offsets[m.input] = m.offset + 1;
+        for m in &run.messages {
+            let Some(input) = self.shared.input(m.topic()) else {
+                continue;
+            };
+            self.last_seen[input.index] = Some(self.idle_since);
+            if m.offset() >= self.next_offsets[input.index] {
+                handle(&self.shared, &mut self.engines, input, m, &mut self.batcher);
+                self.next_offsets[input.index] = m.offset() + 1;
                 self.batcher.added();
             }
         }
@@ -252,11 +247,66 @@ fn offsets(shared: &Shared, partition: i32, next_offsets: &[i64]) -> Vec<Offset>
         .collect()
 }
 
-/// Aborts a task when dropped: a helper task that must not outlive its owner.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+/// Decodes one message and runs its events through the engines; a message that does not
+/// decode becomes a dead letter, and the partition goes on.
+fn handle(shared: &Shared, engines: &mut Engines, input: &Input, m: &OwnedMessage, batcher: &mut Batcher) {
+    let (topic, partition) = (m.topic(), m.partition());
+    let received_ns = m
+        .timestamp()
+        .to_millis()
+        .and_then(crate::time::from_millis)
+        // A message without a timestamp was received now.
+        .unwrap_or_else(crate::time::now_ns);
+    let payload = m.payload().unwrap_or_default();
+    let (endpoint, remote_addr) = kafka::http_origin(m);
+    let dead_letter = |format: Format, seq: i32, reason: String, payload: Vec<u8>| DeadLetter {
+        origin: topic.to_string(),
+        partition,
+        offset: m.offset(),
+        seq,
+        endpoint: endpoint.clone(),
+        remote_addr: remote_addr.clone(),
+        format: format.name().to_string(),
+        reason,
+        payload,
+        received_ns,
+    };
+    if let Some(reason) = kafka::dead_letter_reason(m) {
+        // A dead part of a body forwarded over HTTP: its format (a refused event's is
+        // canonical protobuf) travels in a header.
+        let format = match kafka::header_format(m) {
+            Some(Ok(format)) => format,
+            _ => input.format,
+        };
+        batcher
+            .batch
+            .dead_letters
+            .push(dead_letter(format, 0, reason, payload.to_vec()));
+        return;
+    }
+    let (format, mut decoded) = match kafka::header_format(m) {
+        None => (input.format, shared.decoders.decode(input.format, payload)),
+        Some(Ok(format)) => (format, shared.decoders.decode(format, payload)),
+        Some(Err(error)) => (input.format, Err(error)),
+    };
+    if let Ok(d) = &mut decoded {
+        shared.bounds.judge(d, received_ns);
+    }
+    metrics().count_decode(format.name(), &decoded);
+    let dead = crate::decode::dead_parts(format, payload, &decoded);
+    if let Ok(decoded) = decoded {
+        input.ingested.inc_by(decoded.events.len() as u64);
+        let mut emit = batcher.emit();
+        for event in decoded.events {
+            engines.process_from(input.index, event, &mut emit);
+        }
+    }
+    for (seq, part) in dead.into_iter().enumerate() {
+        // At warn where it was counted (metrics' `count_decode`, rate-limited); here each one.
+        tracing::debug!(topic, partition, offset = m.offset(), reason = %part.reason, "dead letter");
+        batcher
+            .batch
+            .dead_letters
+            .push(dead_letter(part.format, seq as i32, part.reason, part.payload));
     }
 }
