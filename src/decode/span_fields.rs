@@ -27,56 +27,66 @@ pub(super) trait Values<'a> {
 pub(super) struct Seen(u16);
 
 /// `start` and `duration`: the fields serde requires.
-const REQUIRED: u16 = 32 | 64;
+const REQUIRED: u16 = 1 << Field::Start as u16 | 1 << Field::Duration as u16;
+
+/// The span's fields a reader fills (any other key is stepped over).
+#[derive(Clone, Copy)]
+pub(super) enum Field {
+    Service,
+    Name,
+    Resource,
+    SpanId,
+    ParentId,
+    Start,
+    Duration,
+    Error,
+    Meta,
+    Metrics,
+}
+
+impl Field {
+    /// The field a key names.
+    fn of(key: &[u8]) -> Option<Field> {
+        Some(match key {
+            b"service" => Field::Service,
+            b"name" => Field::Name,
+            b"resource" => Field::Resource,
+            b"span_id" => Field::SpanId,
+            b"parent_id" => Field::ParentId,
+            b"start" => Field::Start,
+            b"duration" => Field::Duration,
+            b"error" => Field::Error,
+            b"meta" => Field::Meta,
+            b"metrics" => Field::Metrics,
+            _ => return None,
+        })
+    }
+}
 
 /// Reads the value of `key` into `span`; `None` when it is not as expected or comes twice.
 pub(super) fn field<'a>(span: &mut Span<'a>, seen: &mut Seen, key: &[u8], r: &mut impl Values<'a>) -> Option<()> {
-    let bit = match key {
-        b"service" => {
-            span.service = r.text()?;
-            1
-        }
-        b"name" => {
-            span.name = r.text()?;
-            2
-        }
-        b"resource" => {
-            span.resource = r.text()?;
-            4
-        }
-        b"span_id" => {
-            span.span_id = r.id()?;
-            8
-        }
-        b"parent_id" => {
-            span.parent_id = r.id()?;
-            16
-        }
-        b"start" => {
-            span.start = i64::try_from(r.int()?).ok()?;
-            32
-        }
-        b"duration" => {
-            span.duration = i64::try_from(r.int()?).ok()?;
-            64
-        }
-        b"error" => {
-            span.error = i32::try_from(r.int()?).ok()?;
-            128
-        }
-        b"meta" => {
-            span.meta = r.meta()?;
-            256
-        }
-        b"metrics" => {
-            span.metrics = r.metrics()?;
-            512
-        }
-        _ => {
-            r.skip()?;
-            0
-        }
-    };
+    match Field::of(key) {
+        Some(f) => read(span, seen, f, r),
+        None => r.skip(),
+    }
+}
+
+/// Reads the value of field `f` into `span`; `None` when it is not as expected or comes
+/// twice. For a reader that has recognised the key itself.
+pub(super) fn read<'a>(span: &mut Span<'a>, seen: &mut Seen, f: Field, r: &mut impl Values<'a>) -> Option<()> {
+    match f {
+        Field::Service => span.service = r.text()?,
+        Field::Name => span.name = r.text()?,
+        Field::Resource => span.resource = r.text()?,
+        Field::SpanId => span.span_id = r.id()?,
+        Field::ParentId => span.parent_id = r.id()?,
+        Field::Start => span.start = i64::try_from(r.int()?).ok()?,
+        Field::Duration => span.duration = i64::try_from(r.int()?).ok()?,
+        Field::Error => span.error = i32::try_from(r.int()?).ok()?,
+        Field::Meta => span.meta = r.meta()?,
+        Field::Metrics => span.metrics = r.metrics()?,
+    }
+    let bit = 1 << f as u16;
     if seen.0 & bit != 0 {
         return None;
     }
@@ -86,5 +96,12 @@ pub(super) fn field<'a>(span: &mut Span<'a>, seen: &mut Seen, key: &[u8], r: &mu
 
 /// The span, when every required field came.
 pub(super) fn finished<'a>(span: Span<'a>, seen: &Seen) -> Option<Span<'a>> {
-    (seen.0 & REQUIRED == REQUIRED).then_some(span)
+    seen.complete().then_some(span)
+}
+
+impl Seen {
+    /// Whether every required field came.
+    pub(super) fn complete(&self) -> bool {
+        self.0 & REQUIRED == REQUIRED
+    }
 }
