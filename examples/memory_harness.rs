@@ -13,6 +13,8 @@
 //!   open hour alone), for a quick figure where a month costs too much CPU.
 //!   It also prints the live heap (this harness's allocator counts what it hands out),
 //!   resident memory after `malloc_trim(0)` and the engine's accounting (`SlaEngine::memory`).
+//! - `idle [N]`: the time of a clock move over N services (100 000) with state and nothing
+//!   due (the SLA engine walks only services due by the move);
 //! - `flood [N [MAX]]`: N distinct alert fingerprints (1 000 000) through the correlation
 //!   engine with `[correlate.dedup] max_entries = MAX` (100 000): alerts held, evictions,
 //!   the alert keys the incidents hold, resident memory. `--batch B` takes the engine's
@@ -142,6 +144,7 @@ fn main() -> ExitCode {
             flag("--days").and_then(|d| d.parse().ok()).unwrap_or(30),
         ),
         "sla" => again(&["sla", "10000"]).and_then(|()| again(&["sla", "100000"])),
+        "idle" => idle(number(1, 100_000) as usize),
         "flood" => flood(
             number(1, 1_000_000),
             number(2, 100_000) as usize,
@@ -151,7 +154,9 @@ fn main() -> ExitCode {
             .and_then(|()| again(&["sla", "10000"]))
             .and_then(|()| again(&["sla", "100000"]))
             .and_then(|()| again(&["flood"])),
-        other => Err(format!("unknown case {other}: files, sla [N], flood [N [MAX]] or all")),
+        other => Err(format!(
+            "unknown case {other}: files, sla [N], idle [N], flood [N [MAX]] or all"
+        )),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -395,6 +400,36 @@ fn sla(services: usize, burn_rates: bool, days: i64) -> Result<(), String> {
         heap.saturating_sub(heap_config) as f64 / services as f64,
         mib(trimmed),
         (trimmed - rss0) as f64 / services as f64,
+    );
+    Ok(())
+}
+
+/// `idle N`: the cost of a clock move over N services that have state and nothing due:
+/// each has a batch at 00:00 of March 1st, the clock then moves to 07:00 (past the six-hour
+/// minute ring, the hour closed), and then by a minute at a time for an hour, timed.
+fn idle(services: usize) -> Result<(), String> {
+    let config = sla_config(services, false)?;
+    let mut engine = SlaEngine::new(&config.sla, &config.correlate, config.catalog()).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    let started = Instant::now();
+    for i in 0..services {
+        engine.apply(&batch(&format!("svc-{i}"), T0_NS, MIN_NS, 5, i as i64), &mut out);
+    }
+    engine.advance(T0_NS + 7 * HOUR_NS, &mut out);
+    let setup = started.elapsed();
+    out.clear();
+    let started = Instant::now();
+    let moves = 60;
+    for m in 1..=moves {
+        engine.advance(T0_NS + 7 * HOUR_NS + m * MIN_NS, &mut out);
+    }
+    let took = started.elapsed();
+    println!(
+        "idle: {services} services, set up in {:.1} s; {moves} clock moves of a minute in {:.3} s: {:.3} ms per move, {} records",
+        setup.as_secs_f64(),
+        took.as_secs_f64(),
+        took.as_secs_f64() * 1000.0 / moves as f64,
+        out.len(),
     );
     Ok(())
 }

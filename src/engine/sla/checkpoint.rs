@@ -5,10 +5,11 @@
 //! whole snapshot gives ([`SlaEngine::restore_items`]).
 //!
 //! One field is derived rather than written: a service's `evaluated_to`. Every clock move
-//! walks every service to the new frontier, so writing it would make every service a
-//! changed row every minute. After each `advance` it is `max(its value when its row was
-//! last written, frontier)` (the walk only raises it, to the target, and a service is
-//! created at or after the frontier), so the restore sets exactly that.
+//! (in effect) walks every service to the new frontier, so writing it would make every
+//! service a changed row every minute. After each `advance` it is read as `max(its value
+//! when its row was last written, frontier)` (the walk only raises it, to the target, a
+//! service is created at or after the frontier, and one not due is left behind and read so:
+//! `due.rs`), so the restore sets exactly that. The due index is derived too, rebuilt here.
 
 use super::*;
 use crate::engine::changelog::{self, Changes, Item};
@@ -100,10 +101,16 @@ impl SlaEngine {
             ignored_pending,
             late_in_month: Tracked::from_map(late),
         };
-        Ok(SlaEngine {
+        let mut engine = SlaEngine {
             rules: Rules::new(config, correlation, catalog)?,
             state,
             full: false,
-        })
+            due: BTreeSet::new(),
+            walks: 0,
+            walk_all: false,
+        };
+        // The due index is derived: every service from the restored frontier.
+        engine.rebuild_due();
+        Ok(engine)
     }
 }

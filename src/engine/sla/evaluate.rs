@@ -527,6 +527,7 @@ impl ServiceState {
             evaluated_to: month_start,
             days_to_judge: Vec::new(),
             last_judged_day: None,
+            due: super::due::unscheduled(),
         }
     }
 }

@@ -5,6 +5,7 @@
 
 mod checkpoint;
 pub mod config;
+mod due;
 pub mod histogram;
 pub mod intervals;
 pub mod output;
@@ -313,6 +314,10 @@ struct ServiceState {
     days_to_judge: Vec<(i64, i64, u64, u128)>,
     /// Local date of the last day judged for streaks.
     last_judged_day: Option<chrono::NaiveDate>,
+    /// When the clock must next walk this service: its entry in `SlaEngine::due` (derived,
+    /// not written; `due.rs`).
+    #[serde(skip, default = "due::unscheduled")]
+    due: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -323,7 +328,8 @@ struct IncidentRef {
     resolved_ns: Option<i64>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// Written through `due::SnapshotState`, which keeps these fields' order.
+#[derive(Debug, Clone, Default, Deserialize)]
 struct State {
     /// Bins ending at or before this are closed.
     frontier: i64,
@@ -348,6 +354,14 @@ pub struct SlaEngine {
     /// The next checkpoint lists every item (`checkpoint.rs`): true for a new engine and
     /// one restored from a whole snapshot, whose rows the store may not hold.
     full: bool,
+    /// (due time, service) of every service: the next instant at which walking it can
+    /// change anything (`due.rs`). Derived, rebuilt on restore. An entry whose time is no
+    /// longer its service's `due` is stale and dropped when reached.
+    due: BTreeSet<(i64, String)>,
+    /// Service walks made by clock moves ([`SlaEngine::services_walked`]).
+    walks: u64,
+    /// Walk every service at every clock move, as before the index: tests compare the two.
+    walk_all: bool,
 }
 
 fn floor_to(t: i64, step: i64) -> i64 {
@@ -364,6 +378,9 @@ impl SlaEngine {
                 ..State::default()
             },
             full: true,
+            due: BTreeSet::new(),
+            walks: 0,
+            walk_all: false,
         })
     }
 
@@ -374,7 +391,8 @@ impl SlaEngine {
             pending: self.state.ignored_pending.clone(),
             late_in_month: (*self.state.late_in_month).clone(),
         };
-        postcard::to_stdvec(&(SNAPSHOT_VERSION, &self.state, &ignored)).unwrap_or_default()
+        let state = due::SnapshotState(&self.state);
+        postcard::to_stdvec(&(SNAPSHOT_VERSION, &state, &ignored)).unwrap_or_default()
     }
 
     /// An engine with the given config and a snapshot's state.
@@ -400,11 +418,16 @@ impl SlaEngine {
                 )))
             }
         }
-        Ok(SlaEngine {
+        let mut engine = SlaEngine {
             rules: Rules::new(config, correlation, catalog)?,
             state,
             full: true,
-        })
+            due: BTreeSet::new(),
+            walks: 0,
+            walk_all: false,
+        };
+        engine.rebuild_due();
+        Ok(engine)
     }
 
     /// Counters so far.
@@ -595,10 +618,21 @@ impl SlaEngine {
     }
 
     fn outage_end(&mut self, service: &str, id: &str, t: i64) {
+        // The end of an outage the service does not have (an incident below its outage
+        // priority) changes nothing: no row to write, nothing due.
+        let ongoing = self
+            .state
+            .services
+            .get(service)
+            .is_some_and(|st| st.active.contains_key(id));
+        if !ongoing {
+            return;
+        }
         if let Some(st) = self.state.services.get_mut(service) {
             if let Some(start) = st.active.remove(id) {
                 st.downtime.insert(start, t.max(start));
             }
+            due::mark_due(&mut self.due, self.state.frontier, service, st);
         }
     }
 
@@ -608,13 +642,17 @@ impl SlaEngine {
     fn service_state(&mut self, service: &str, t: i64) -> Option<&mut ServiceState> {
         let contract = self.rules.contracts.get(service)?;
         let tz = contract.timezone;
-        let t = t.max(self.state.frontier);
-        Some(self.state.services.entry_or_insert_with(service.to_string(), || {
+        let frontier = self.state.frontier;
+        let t = t.max(frontier);
+        let st = self.state.services.entry_or_insert_with(service.to_string(), || {
             let (month_start, month_end) = intervals::month_bounds(tz, t).unwrap_or((t, t));
             let mut st = ServiceState::default_for(month_start, month_end);
             st.evaluated_to = floor_to(t, MINUTE);
             st
-        }))
+        });
+        // Whatever the caller changes, the next clock move walks the service.
+        due::mark_due(&mut self.due, frontier, service, st);
+        Some(st)
     }
 
     fn sample(&mut self, s: &LatencySample, out: &mut Vec<SlaOutput>) {
@@ -755,9 +793,10 @@ impl SlaEngine {
         for (service, count) in std::mem::take(&mut self.state.ignored_pending) {
             out.push(SlaOutput::SpansIgnored { service, count });
         }
-        let services: Vec<String> = self.state.services.keys().cloned().collect();
-        for service in services {
-            self.evaluate_until(&service, target, out);
+        // Only the services due by the target: the others would be judged at it with no
+        // output and no change (`due.rs`).
+        for service in self.take_due(target) {
+            self.walk(&service, target, out);
         }
         self.state.frontier = target;
         let reopenable = self.rules.reopenable;
@@ -773,40 +812,10 @@ impl SlaEngine {
             let Some(st) = self.state.services.get(service) else {
                 return;
             };
-            let from = st.evaluated_to;
-            if from >= target {
+            if st.evaluated_to >= target {
                 return;
             }
-            let busy = !st.active.is_empty()
-                || !st.firing.is_empty()
-                || st.minute_ring.back().is_some_and(|(m, _, _)| *m + MINUTE_RING > from)
-                || st
-                    .hour_ring
-                    .back()
-                    .is_some_and(|(h, _, _)| *h + self.longest_window() > from)
-                || st
-                    .downtime
-                    .intervals()
-                    .last()
-                    .is_some_and(|(_, end)| *end + self.longest_window() > from);
-            let next = if busy {
-                from + MINUTE
-            } else {
-                let mut next = target.min(st.month_end);
-                for series in st.series.values() {
-                    if let Some((&bin, _)) = series.minutes.first_key_value() {
-                        next = next.min(bin + MINUTE);
-                    }
-                    if let Some((&hour, _)) = series.hours.first_key_value() {
-                        next = next.min(hour + HOUR);
-                    }
-                    if let Some(day) = &series.day {
-                        next = next.min(day.end);
-                    }
-                }
-                next.max(from + MINUTE)
-            };
-            let boundary = next.min(target);
+            let boundary = self.next_step(st).min(target);
             self.close_through(service, boundary, out);
             self.evaluate_at(service, boundary, out);
             // Not a change to write: a restore derives it (`checkpoint.rs`).

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::*;
 use crate::config::Config;
+use crate::engine::changelog::Changes;
 use crate::engine::correlate::priority::Level;
 use crate::model::{AlertEvent, LatencyBatch};
 use crate::time::from_rfc3339;
@@ -687,10 +688,172 @@ fn ignored_counts_survive_a_snapshot_and_version_1_snapshots_still_restore() {
         count: 3
     }));
     // A snapshot written before ignored counts existed: the state alone, version 1.
-    let v1 = postcard::to_stdvec(&(1u32, &engine.state)).unwrap();
+    let v1 = postcard::to_stdvec(&(1u32, due::SnapshotState(&engine.state))).unwrap();
     let old = SlaEngine::restore(&cfg.sla, &cfg.correlate, cfg.catalog(), &v1).unwrap();
     assert_eq!(old.state.frontier, engine.state.frontier);
     assert_eq!(old.stats().spans_ignored, 0);
-    let future = postcard::to_stdvec(&(3u32, &engine.state)).unwrap();
+    let future = postcard::to_stdvec(&(3u32, due::SnapshotState(&engine.state))).unwrap();
     assert!(SlaEngine::restore(&cfg.sla, &cfg.correlate, cfg.catalog(), &future).is_err());
+}
+
+/// `n` contracted services `svc-0`… with request and time availability, a downtime limit
+/// and a latency objective; burn-rate alerts the defaults', or none.
+fn many(n: usize, burn_rates: bool) -> Config {
+    let mut text = String::from("[sla]\nallowed_lateness = \"1m\"\n");
+    if !burn_rates {
+        text.push_str("burn_rate_alerts = []\n");
+    }
+    for i in 0..n {
+        text.push_str(&format!(
+            r#"
+            [[sla.contracts]]
+            service = "svc-{i}"
+            timezone = "Europe/Berlin"
+            [[sla.contracts.objectives]]
+            name = "success"
+            kind = "request_availability"
+            target = 99.0
+            [[sla.contracts.objectives]]
+            name = "availability"
+            kind = "availability"
+            target = 99.9
+            [[sla.contracts.objectives]]
+            name = "downtime"
+            kind = "max_downtime"
+            threshold = "20m"
+            [[sla.contracts.objectives]]
+            name = "p95"
+            kind = "latency_percentile"
+            percentile = 95.0
+            threshold = "500ms"
+            "#
+        ));
+    }
+    config(&text)
+}
+
+fn batch_of(service: &str, start: i64, n: i64, seed: i64) -> Event {
+    Event::Batch(LatencyBatch {
+        service: service.into(),
+        operation: "get".into(),
+        times_ns: (0..n).map(|k| start + k * SEC).collect(),
+        durations_ns: (0..n)
+            .map(|k| 1_000_000 + (seed * 7 + k * 131) % 900 * 1_000_000)
+            .collect(),
+        errors: (0..n).map(|k| (seed + k) % 7 == 0).collect(),
+        status_codes: vec![],
+    })
+}
+
+#[test]
+fn an_advance_over_idle_services_walks_none_of_them() {
+    let cfg = many(300, false);
+    let mut engine = sla(&cfg).unwrap();
+    let start = t("2026-03-10T01:00:00Z");
+    let mut out = Vec::new();
+    for i in 0..300 {
+        engine.apply(&batch_of(&format!("svc-{i}"), start, 5, i), &mut out);
+    }
+    // Their minutes and hour close: every service is walked.
+    engine.advance(start + 2 * HOUR, &mut out);
+    let walked = engine.services_walked();
+    assert!(walked >= 300, "{walked}");
+    engine.take_changes();
+    // Then hours of clock with nothing due (the day closes at local midnight): no walk, no
+    // record, no changed row.
+    out.clear();
+    for m in 1..=600 {
+        engine.advance(start + 2 * HOUR + m * MINUTE, &mut out);
+    }
+    assert_eq!(engine.services_walked(), walked);
+    assert!(out.is_empty(), "{out:?}");
+    assert!(engine.take_changes().upserts.is_empty());
+    // A touched service is walked at the next move, and only it.
+    engine.apply(&batch_of("svc-7", start + 12 * HOUR + 5 * MINUTE, 1, 1), &mut out);
+    engine.advance(start + 14 * HOUR, &mut out);
+    assert_eq!(engine.services_walked(), walked + 1);
+    // A restore rebuilds the index: still nothing due.
+    let mut back = sla_restored(&cfg, &engine.snapshot()).unwrap();
+    back.advance(start + 15 * HOUR, &mut out);
+    assert_eq!(back.services_walked(), 0);
+}
+
+/// A random stream over `services` services from late March into April (so days and a
+/// month close): batches (some late), incidents that are outages, maintenance windows.
+fn random_stream(seed: u64, services: usize) -> Vec<(i64, Result<Event, Output>)> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut next = move |n: u64| {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (x >> 33) % n
+    };
+    let mut t = t("2026-03-27T00:00:00Z");
+    let mut steps = Vec::new();
+    for k in 0..400 {
+        t += next(90) as i64 * MINUTE / 2 + next(60) as i64 * SEC;
+        let service = format!("svc-{}", next(services as u64));
+        let step = match next(10) {
+            0 => Err(opened(&format!("I{k}"), &service, t, 1)),
+            1 => Err(resolved(&format!("I{}", k - 1 - next(3) as i64), &service, t - HOUR, t)),
+            2 => Err(Output::MaintenanceWindow {
+                window: format!("w{k}"),
+                service: service.clone(),
+                ci: String::new(),
+                start_ns: t + next(120) as i64 * MINUTE,
+                end_ns: t + (120 + next(240) as i64) * MINUTE,
+                removed: false,
+                time_ns: t,
+            }),
+            3 => Ok(batch_of(&service, t - 3 * MINUTE, 3, k)),
+            _ => Ok(batch_of(&service, t, 1 + next(40) as i64, k)),
+        };
+        steps.push((t, step));
+    }
+    steps
+}
+
+/// Runs a stream with the due index or walking every service: the records, and after each
+/// step the checkpoint changes and (every 50 steps) the snapshot.
+fn run_stream(
+    cfg: &Config,
+    steps: &[(i64, Result<Event, Output>)],
+    walk_all: bool,
+) -> (Vec<SlaOutput>, Vec<Changes>, Vec<Vec<u8>>) {
+    let mut engine = sla(cfg).unwrap();
+    engine.walk_all = walk_all;
+    let (mut out, mut changes, mut snapshots) = (Vec::new(), Vec::new(), Vec::new());
+    for (k, (t, step)) in steps.iter().enumerate() {
+        match step {
+            Ok(event) => engine.apply(event, &mut out),
+            Err(record) => engine.apply_correlation(record),
+        }
+        engine.advance(*t, &mut out);
+        changes.push(engine.take_changes());
+        if k % 50 == 0 {
+            snapshots.push(engine.snapshot());
+        }
+    }
+    engine.advance(t("2026-04-08T00:00:00Z"), &mut out);
+    changes.push(engine.take_changes());
+    snapshots.push(engine.snapshot());
+    (out, changes, snapshots)
+}
+
+#[test]
+fn the_due_index_gives_what_walking_every_service_gives() {
+    for burn_rates in [true, false] {
+        let cfg = many(5, burn_rates);
+        for seed in 0..3 {
+            let steps = random_stream(seed, 5);
+            let (out, changes, snapshots) = run_stream(&cfg, &steps, false);
+            let (all_out, all_changes, all_snapshots) = run_stream(&cfg, &steps, true);
+            assert!(out.iter().any(|o| matches!(o, SlaOutput::MonthlyReport(_))));
+            assert_eq!(out, all_out, "records, seed {seed}, burn rates {burn_rates}");
+            let first = changes.iter().zip(&all_changes).position(|(a, b)| a != b);
+            assert_eq!(first, None, "changes, seed {seed}, burn rates {burn_rates}");
+            assert_eq!(
+                snapshots, all_snapshots,
+                "snapshots, seed {seed}, burn rates {burn_rates}"
+            );
+        }
+    }
 }
