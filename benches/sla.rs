@@ -17,27 +17,7 @@ const MIN: i64 = 60_000_000_000;
 fn config() -> Config {
     Config::parse(
         Path::new("bench.toml"),
-        r#"
-        [[sla.contracts]]
-        service = "orders"
-        [[sla.contracts.objectives]]
-        name = "p95"
-        kind = "latency_percentile"
-        percentile = 95.0
-        threshold = "3s"
-        [[sla.contracts.objectives]]
-        name = "mean"
-        kind = "mean_latency"
-        threshold = "3s"
-        [[sla.contracts.objectives]]
-        name = "success"
-        kind = "request_availability"
-        target = 99.9
-        [[sla.contracts.objectives]]
-        name = "availability"
-        kind = "availability"
-        target = 99.9
-        "#,
+        include_str!("../tests/fixtures/sla/four_objectives.toml"),
     )
     .expect("bench config")
 }

@@ -277,27 +277,7 @@ fn files(bin: Option<String>, megabytes: u64) -> Result<(), String> {
 fn sla_config(services: usize, burn_rates: bool) -> Result<Config, String> {
     let mut config = Config::parse(
         Path::new("harness.toml"),
-        r#"
-        [[sla.contracts]]
-        service = "svc-0"
-        [[sla.contracts.objectives]]
-        name = "p95"
-        kind = "latency_percentile"
-        percentile = 95.0
-        threshold = "3s"
-        [[sla.contracts.objectives]]
-        name = "mean"
-        kind = "mean_latency"
-        threshold = "3s"
-        [[sla.contracts.objectives]]
-        name = "success"
-        kind = "request_availability"
-        target = 99.9
-        [[sla.contracts.objectives]]
-        name = "availability"
-        kind = "availability"
-        target = 99.9
-        "#,
+        include_str!("../tests/fixtures/sla/four_objectives.toml"),
     )
     .map_err(|e| e.to_string())?;
     if !burn_rates {

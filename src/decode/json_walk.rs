@@ -232,22 +232,11 @@ impl<'a> Reader<'a> {
     fn known_key(&mut self) -> Option<(Option<Field>, usize)> {
         self.ws();
         let rest = self.b.get(self.at..)?;
-        // The first letter picks the few keys to compare with.
-        let candidates: &[usize] = match rest.get(1)? {
-            b's' => &[0, 3, 5],
-            b'n' => &[1],
-            b'r' => &[2],
-            b'p' => &[4],
-            b'd' => &[6],
-            b'e' => &[7],
-            b'm' => &[8, 9],
-            b't' => &[10, 11],
-            _ => return None,
-        };
-        candidates.iter().find_map(|&i| {
-            let (key, f) = KEYS.get(i)?;
-            rest.starts_with(key).then_some((*f, key.len()))
-        })
+        // The first letter (after the quote) rules out most keys before a compare.
+        let letter = *rest.get(1)?;
+        KEYS.iter()
+            .filter(|(key, _)| key.get(1) == Some(&letter))
+            .find_map(|(key, f)| rest.starts_with(key).then_some((*f, key.len())))
     }
 
     fn ws(&mut self) {

@@ -107,3 +107,61 @@ async fn sleep_until(deadline: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::engine::sla::SlaOutput;
+    use crate::model::{Event, LatencySample};
+
+    fn reports(batcher: &Batcher) -> usize {
+        let reports = batcher.batch.sla.iter();
+        reports.filter(|o| matches!(o, SlaOutput::MonthlyReport(_))).count()
+    }
+
+    /// When the last input goes idle the running reports are written as of everything
+    /// processed, without waiting for the clock to enter a new hour; while another input
+    /// still speaks they are not.
+    #[test]
+    fn the_running_reports_are_written_when_the_last_input_goes_idle() {
+        let text = r#"
+            [[sla.contracts]]
+            service = "orders"
+            [[sla.contracts.objectives]]
+            name = "availability"
+            kind = "availability"
+            target = 99.9
+        "#;
+        let config = Config::parse(Path::new("idle.toml"), text).unwrap();
+        let mut engines = Engines::new(&config).unwrap().with_inputs(2);
+        let mut batcher = Batcher::new("test".into(), 100);
+        let sample = |t: i64| {
+            Event::Sample(LatencySample {
+                service: "orders".into(),
+                time_ns: t,
+                duration_ns: 2_000_000,
+                ..LatencySample::default()
+            })
+        };
+        let t0 = crate::time::from_rfc3339("2026-03-10T10:00:00Z").unwrap();
+        for (input, t) in [(0, t0), (1, t0), (0, t0 + 3_600_000_000_000)] {
+            engines.process_from(input, sample(t), &mut batcher.emit());
+        }
+        let before = reports(&batcher);
+        let long_ago = Instant::now() - Duration::from_secs(10);
+        let mut last_seen = vec![Some(long_ago), Some(Instant::now() + Duration::from_secs(60))];
+        declare_idle(&mut last_seen, Duration::from_secs(1), &mut engines, &mut batcher);
+        assert_eq!(reports(&batcher), before, "input 1 still speaks: no refresh");
+        last_seen[1] = Some(long_ago);
+        declare_idle(&mut last_seen, Duration::from_secs(1), &mut engines, &mut batcher);
+        assert_eq!(
+            reports(&batcher),
+            before + 1,
+            "the last input idle: one report, orders'"
+        );
+        declare_idle(&mut last_seen, Duration::from_secs(1), &mut engines, &mut batcher);
+        assert_eq!(reports(&batcher), before + 1, "no input went idle again: nothing more");
+    }
+}

@@ -107,6 +107,7 @@ impl SlaEngine {
             full: false,
             due: BTreeSet::new(),
             walks: 0,
+            #[cfg(test)]
             walk_all: false,
         };
         // The due index is derived: every service from the restored frontier.

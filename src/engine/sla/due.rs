@@ -40,7 +40,7 @@ impl SlaEngine {
     /// full walk visited them in, so the records come out in the same order). Entries left
     /// behind by a touch (the service's due time moved since) are dropped on the way.
     pub(super) fn take_due(&mut self, target: i64) -> Vec<String> {
-        if self.walk_all {
+        if self.walks_all() {
             return self.state.services.keys().cloned().collect();
         }
         let mut due = Vec::new();
@@ -58,26 +58,36 @@ impl SlaEngine {
 
     /// Walks one service due by `target` (from where the full walk would have left it)
     /// and puts it back in the index at its next due time.
-    pub(super) fn walk(&mut self, service: &str, target: i64, out: &mut Vec<SlaOutput>) {
+    pub(super) fn walk(&mut self, service: String, target: i64, out: &mut Vec<SlaOutput>) {
         self.walks += 1;
         let frontier = self.state.frontier;
         // Not a change to write: a restore derives it (`checkpoint.rs`).
-        if let Some(st) = self.state.services.get_mut_untracked(service) {
+        if let Some(st) = self.state.services.get_mut_untracked(&service) {
             st.evaluated_to = st.evaluated_to.max(frontier);
         }
-        self.evaluate_until(service, target, out);
+        self.evaluate_until(&service, target, out);
         self.schedule(service);
     }
 
-    /// Puts `service` in the index at its next due time.
-    fn schedule(&mut self, service: &str) {
-        let Some(next) = self.state.services.get(service).map(|st| self.next_step(st)) else {
+    /// Puts `service` in the index at its next due time (the name taken out of the index
+    /// goes back in: a busy service walked every minute costs no allocation).
+    fn schedule(&mut self, service: String) {
+        let Some(next) = self.state.services.get(&service).map(|st| self.next_step(st)) else {
             return;
         };
-        if let Some(st) = self.state.services.get_mut_untracked(service) {
+        if let Some(st) = self.state.services.get_mut_untracked(&service) {
             st.due = next;
-            self.due.insert((next, service.to_string()));
+            self.due.insert((next, service));
         }
+    }
+
+    /// Whether every clock move walks every service, as before the index: a test-only mode
+    /// the tests compare the index with.
+    fn walks_all(&self) -> bool {
+        #[cfg(test)]
+        return self.walk_all;
+        #[cfg(not(test))]
+        false
     }
 
     /// The next minute boundary at which walking a service (at its `evaluated_to`) can change
@@ -91,7 +101,7 @@ impl SlaEngine {
         // past that every burn rate is zero, and nothing else it is judged on moves between
         // its bins' closes. (The walk before the index kept the whole six-hour minute ring,
         // even without burn-rate alerts; `walk_all` still does, for the tests to compare.)
-        let minute_window = if self.walk_all {
+        let minute_window = if self.walks_all() {
             MINUTE_RING
         } else {
             MINUTE_RING.min(longest)
@@ -132,7 +142,7 @@ impl SlaEngine {
             if let Some(st) = self.state.services.get_mut_untracked(&service) {
                 st.evaluated_to = st.evaluated_to.max(frontier);
             }
-            self.schedule(&service);
+            self.schedule(service);
         }
     }
 

@@ -361,6 +361,7 @@ pub struct SlaEngine {
     /// Service walks made by clock moves ([`SlaEngine::services_walked`]).
     walks: u64,
     /// Walk every service at every clock move, as before the index: tests compare the two.
+    #[cfg(test)]
     walk_all: bool,
 }
 
@@ -380,6 +381,7 @@ impl SlaEngine {
             full: true,
             due: BTreeSet::new(),
             walks: 0,
+            #[cfg(test)]
             walk_all: false,
         })
     }
@@ -424,6 +426,7 @@ impl SlaEngine {
             full: true,
             due: BTreeSet::new(),
             walks: 0,
+            #[cfg(test)]
             walk_all: false,
         };
         engine.rebuild_due();
@@ -796,7 +799,7 @@ impl SlaEngine {
         // Only the services due by the target: the others would be judged at it with no
         // output and no change (`due.rs`).
         for service in self.take_due(target) {
-            self.walk(&service, target, out);
+            self.walk(service, target, out);
         }
         self.state.frontier = target;
         let reopenable = self.rules.reopenable;
