@@ -97,19 +97,12 @@ impl SlaEngine {
     pub(super) fn next_step(&self, st: &ServiceState) -> i64 {
         let from = st.evaluated_to;
         let longest = self.longest_window();
-        // Traffic makes a service busy only while some burn-rate window can still see it:
-        // past that every burn rate is zero, and nothing else it is judged on moves between
-        // its bins' closes. (The walk before the index kept the whole six-hour minute ring,
-        // even without burn-rate alerts; `walk_all` still does, for the tests to compare.)
-        let minute_window = if self.walks_all() {
-            MINUTE_RING
-        } else {
-            MINUTE_RING.min(longest)
-        };
+        // Traffic makes a service busy only while some burn-rate window can still see it
+        // (its rings are freed then: `free_rings`): past that every burn rate is zero, and
+        // nothing else it is judged on moves between its bins' closes.
         let busy = !st.active.is_empty()
             || !st.firing.is_empty()
-            || st.minute_ring.back().is_some_and(|(m, _, _)| *m + minute_window > from)
-            || st.hour_ring.back().is_some_and(|(h, _, _)| *h + longest > from)
+            || self.rules.rings.read_after(st, from)
             || st
                 .downtime
                 .intervals()

@@ -9,6 +9,8 @@ use base64::Engine as _;
 use hdrhistogram::serialization::{Deserializer, Serializer as _, V2DeflateSerializer};
 use hdrhistogram::{Counter, Histogram};
 
+mod sparse;
+
 /// Cookie of uncompressed V2 (`0x1c849303` with the 8-byte word-size nibble that every implementation writes).
 const V2_COOKIE: u32 = 0x1c84_9313;
 /// Cookie of compressed V2 (`0x1c849304` with the 8-byte word-size nibble that every implementation writes).
@@ -335,6 +337,22 @@ impl Open {
         }
     }
 
+    /// (counts index, count) of every bucket recorded, ascending.
+    fn buckets(&self) -> Vec<(u32, u64)> {
+        let dense = |values: &mut dyn Iterator<Item = (u64, u64)>| -> Vec<(u32, u64)> {
+            values.map(|(v, c)| (self.layout.index_of(v), c)).collect()
+        };
+        match &self.repr {
+            Repr::Sparse(buckets) => buckets.iter().map(|&(i, c)| (i, u64::from(c))).collect(),
+            Repr::Dense(h) => dense(
+                &mut h
+                    .iter_recorded()
+                    .map(|v| (v.value_iterated_to(), u64::from(v.count_at_value()))),
+            ),
+            Repr::Wide(h) => dense(&mut h.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value()))),
+        }
+    }
+
     /// Samples recorded.
     pub fn len(&self) -> u64 {
         match &self.repr {
@@ -560,7 +578,13 @@ pub fn merge_all<'a, T: Counter + 'static>(
 }
 
 /// [`merge_into`] for an open window's histogram: `open` added into the compressed `acc`.
+/// Bucket by bucket (`sparse.rs`) when `acc` is this engine's own form, with the same bytes
+/// as the dense merge; through dense histograms otherwise.
 pub fn merge_open_into(cfg: &HistogramConfig, acc: &mut Vec<u8>, open: &Open) -> Result<(), HistogramError> {
+    if let Some(merged) = merge_sparse(cfg, acc, || open.buckets())? {
+        *acc = merged;
+        return Ok(());
+    }
     let mut merged = cfg.new_histogram()?;
     if !acc.is_empty() {
         add_clamped(&mut merged, &decode(acc)?);
@@ -568,6 +592,42 @@ pub fn merge_open_into(cfg: &HistogramConfig, acc: &mut Vec<u8>, open: &Open) ->
     open.add_to(&mut merged);
     *acc = encode(&merged)?;
     Ok(())
+}
+
+/// [`merge_into`] for a compressed histogram (a closed day into its month), bucket by bucket
+/// as [`merge_open_into`] when both are this engine's form.
+pub fn merge_encoded_into(cfg: &HistogramConfig, acc: &mut Vec<u8>, bytes: &[u8]) -> Result<(), HistogramError> {
+    let more = match sparse::read(bytes)? {
+        Some(c) if c.digits == cfg.significant_digits => c.buckets,
+        _ => return merge_into(cfg, acc, &decode(bytes)?),
+    };
+    if let Some(merged) = merge_sparse(cfg, acc, || more.clone())? {
+        *acc = merged;
+        return Ok(());
+    }
+    merge_into(cfg, acc, &decode(bytes)?)
+}
+
+/// `acc` (empty: nothing yet) plus `more`, encoded with cfg's bounds; `None` when `acc` is
+/// not in the form the bucket-wise merge reads (another header: the dense path merges it).
+fn merge_sparse(
+    cfg: &HistogramConfig,
+    acc: &[u8],
+    more: impl FnOnce() -> Vec<(u32, u64)>,
+) -> Result<Option<Vec<u8>>, HistogramError> {
+    cfg.validate().map_err(HistogramError::Config)?;
+    let high = cfg.highest_trackable_us();
+    let held = if acc.is_empty() {
+        Vec::new()
+    } else {
+        match sparse::read(acc)? {
+            Some(c) if c.digits == cfg.significant_digits => c.buckets,
+            _ => return Ok(None),
+        }
+    };
+    let cap = Layout::new(cfg.significant_digits).index_of(high);
+    let sum = sparse::add(&held, more(), cap);
+    sparse::write(cfg.significant_digits, high, &sum).map(Some)
 }
 
 /// [`merge_all`] for open windows' histograms: the encoded ones and `open` in one histogram
@@ -1337,6 +1397,37 @@ mod open_tests {
         assert!(matches!(Open::decode(b"garbage!"), Err(HistogramError::Decode(_))));
     }
 
+    /// An accumulator written with a wider range (another configuration) still merges as
+    /// the dense path does: its values above the configured range clamped to its top.
+    #[test]
+    fn sparse_merge_clamps_a_wider_accumulator_like_the_dense_one() {
+        let cfg = HistogramConfig::default();
+        let wide = HistogramConfig {
+            highest_trackable: Duration::from_secs(7200),
+            ..cfg.clone()
+        };
+        let mut old = wide.new_histogram().unwrap();
+        record_ns(&mut old, 5_000_000_000_000, 3);
+        record_ns(&mut old, 2_000_000, 5);
+        let mut open = cfg.new_open().unwrap();
+        open.record(&cfg, 4_000_000, 2);
+        let mut acc = encode(&old).unwrap();
+        merge_open_into(&cfg, &mut acc, &open).unwrap();
+        let mut dense = cfg.new_histogram().unwrap();
+        add_clamped(&mut dense, &old);
+        open.add_to(&mut dense);
+        assert_eq!(acc, encode(&dense).unwrap());
+        assert_eq!(decode(&acc).unwrap().count_at(cfg.highest_trackable_us()), 3);
+        // Nothing recorded: the encoding of an empty histogram.
+        let mut empty = Vec::new();
+        merge_open_into(&cfg, &mut empty, &cfg.new_open().unwrap()).unwrap();
+        assert_eq!(empty, encode(&cfg.new_histogram().unwrap()).unwrap());
+        assert!(matches!(
+            merge_encoded_into(&cfg, &mut empty, b"garbage!"),
+            Err(HistogramError::Decode(_))
+        ));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -1364,6 +1455,40 @@ mod open_tests {
             merge_open_into(&cfg, &mut acc, &open).unwrap();
             prop_assert!(decode(&acc).unwrap() == whole);
             prop_assert_eq!(open.len(), whole.len());
+        }
+
+        /// The bucket-wise merges write the bytes of the dense ones: an hour into its day,
+        /// a second hour after it, and the day into a month that held another day, against
+        /// one histogram of the configured range holding every value.
+        #[test]
+        fn sparse_merges_write_the_dense_merges_bytes(
+            first in prop::collection::vec((0i64..=5_000_000_000_000, 1u32..4), 0..600),
+            second in prop::collection::vec((0i64..=50_000_000_000, 1u32..1_000), 0..600),
+            digits in 1u8..=4,
+        ) {
+            let cfg = HistogramConfig { significant_digits: digits, ..HistogramConfig::default() };
+            let (mut a, mut b) = (cfg.new_open().unwrap(), cfg.new_open().unwrap());
+            let mut whole = cfg.new_histogram().unwrap();
+            for &(ns, count) in &first {
+                a.record(&cfg, ns, count);
+                record_ns(&mut whole, ns, u64::from(count));
+            }
+            let mut day = Vec::new();
+            merge_open_into(&cfg, &mut day, &a).unwrap();
+            let mut dense_day = cfg.new_histogram().unwrap();
+            a.add_to(&mut dense_day);
+            prop_assert_eq!(&day, &encode(&dense_day).unwrap());
+            for &(ns, count) in &second {
+                b.record(&cfg, ns, count);
+                record_ns(&mut whole, ns, u64::from(count));
+            }
+            merge_open_into(&cfg, &mut day, &b).unwrap();
+            prop_assert_eq!(&day, &encode(&whole).unwrap());
+            let mut month = encode(&dense_day).unwrap();
+            merge_encoded_into(&cfg, &mut month, &day).unwrap();
+            let mut both = dense_day.clone();
+            both.add(&whole).unwrap();
+            prop_assert_eq!(&month, &encode(&both).unwrap());
         }
     }
 }

@@ -110,6 +110,50 @@ struct Rules {
     /// Shared, so that a lookup on the sample and evaluation paths copies a pointer.
     contracts: BTreeMap<String, std::sync::Arc<Contract>>,
     lateness: i64,
+    /// How far back the burn-rate windows read each ring (`Rings`).
+    rings: Rings,
+}
+
+/// How much of a service's traffic the burn-rate windows read: minute counters for the
+/// windows up to six hours, hour counters for the longer ones. A ring no window reads is
+/// never filled, and one whose newest slot every window has left is freed, so an idle
+/// service holds no counters and a service without burn-rate alerts none at all.
+#[derive(Debug, Clone, Copy, Default)]
+struct Rings {
+    /// The longest window (long or short) of at most six hours: 0, no minute ring.
+    minutes: i64,
+    /// The longest window past six hours: 0, no hour ring.
+    hours: i64,
+}
+
+impl Rings {
+    fn of(cfg: &SlaConfig) -> Rings {
+        let ns = |d: std::time::Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+        let windows = cfg.burn_rate_alerts.iter().flat_map(|r| [ns(r.long), ns(r.short)]);
+        let mut rings = Rings::default();
+        for w in windows {
+            if w <= MINUTE_RING {
+                rings.minutes = rings.minutes.max(w);
+            } else {
+                rings.hours = rings.hours.max(w);
+            }
+        }
+        rings
+    }
+
+    /// Whether a window reads a slot of either ring at a boundary after `at` (a window of
+    /// length w at boundary b sums the slots from b − w: `sum_ring`). While it does, the
+    /// service is walked every minute, its burn rates moving.
+    fn read_after(self, st: &ServiceState, at: i64) -> bool {
+        let next = at.saturating_add(MINUTE);
+        st.minute_ring
+            .back()
+            .is_some_and(|(m, _, _)| m.saturating_add(self.minutes) >= next)
+            || st
+                .hour_ring
+                .back()
+                .is_some_and(|(h, _, _)| h.saturating_add(self.hours) >= next)
+    }
 }
 
 impl Rules {
@@ -150,6 +194,7 @@ impl Rules {
             cmdb,
             windows: catalog.maintenance.to_vec(),
             contracts,
+            rings: Rings::of(config),
         })
     }
 }
@@ -826,6 +871,24 @@ impl SlaEngine {
                 st.evaluated_to = boundary;
             }
             self.close_month_if_due(service, boundary, out);
+            self.free_rings(service, boundary);
+        }
+    }
+
+    /// Frees a service's rings once no burn-rate window reads them after `at` (a change to
+    /// write: a restore must not hold them either).
+    fn free_rings(&mut self, service: &str, at: i64) {
+        let rings = self.rules.rings;
+        let stale =
+            self.state.services.get(service).is_some_and(|st| {
+                (!st.minute_ring.is_empty() || !st.hour_ring.is_empty()) && !rings.read_after(st, at)
+            });
+        if stale {
+            self.state.services.touch(service);
+            if let Some(st) = self.state.services.get_mut_untracked(service) {
+                st.minute_ring = VecDeque::new();
+                st.hour_ring = VecDeque::new();
+            }
         }
     }
 
@@ -877,18 +940,23 @@ impl SlaEngine {
                 closing.day(op, series, &mut st.days_to_judge, out);
             }
         }
+        let rings = self.rules.rings;
         for (minute, requests, errors) in ring_add {
             st.requests += requests;
             st.errors += errors;
-            push_ring(&mut st.minute_ring, minute, requests, errors, MINUTE_RING, MINUTE);
-            push_ring(
-                &mut st.hour_ring,
-                floor_to(minute, HOUR),
-                requests,
-                errors,
-                3 * 24 * HOUR,
-                HOUR,
-            );
+            if rings.minutes > 0 {
+                push_ring(&mut st.minute_ring, minute, requests, errors, rings.minutes, MINUTE);
+            }
+            if rings.hours > 0 {
+                push_ring(
+                    &mut st.hour_ring,
+                    floor_to(minute, HOUR),
+                    requests,
+                    errors,
+                    rings.hours,
+                    HOUR,
+                );
+            }
         }
     }
 }
@@ -932,16 +1000,16 @@ impl Closing<'_> {
                 break;
             }
             let bin = entry.remove();
-            let bytes = bin.hist.0.encode().unwrap_or_default();
-            let acc = Acc {
-                start,
-                end: start + HOUR,
-                bytes,
-                count: bin.count,
-                errors: bin.errors,
-                sum_ns: bin.sum_ns,
-            };
             if self.emit.contains(&Granularity::Hour) {
+                // Encoded only to be emitted: the day merges the open counts themselves.
+                let acc = Acc {
+                    start,
+                    end: start + HOUR,
+                    bytes: bin.hist.0.encode().unwrap_or_default(),
+                    count: bin.count,
+                    errors: bin.errors,
+                    sum_ns: bin.sum_ns,
+                };
                 out.push(SlaOutput::WindowClosed(window(
                     self.service,
                     op,
@@ -961,9 +1029,9 @@ impl Closing<'_> {
             });
             // Our own bytes failing to merge would mean corruption; the counts still count.
             let _ = histogram::merge_open_into(self.hist_cfg, &mut day.bytes, &bin.hist.0);
-            day.count += acc.count;
-            day.errors += acc.errors;
-            day.sum_ns += acc.sum_ns;
+            day.count += bin.count;
+            day.errors += bin.errors;
+            day.sum_ns += bin.sum_ns;
         }
     }
 
@@ -1013,9 +1081,8 @@ fn close_day(
         end,
         ..Acc::default()
     });
-    if let Ok(h) = histogram::decode(&day.bytes) {
-        let _ = histogram::merge_into(hist_cfg, &mut m.bytes, &h);
-    }
+    // Our own bytes failing to merge would mean corruption; the counts still count.
+    let _ = histogram::merge_encoded_into(hist_cfg, &mut m.bytes, &day.bytes);
     m.count += day.count;
     m.errors += day.errors;
     m.sum_ns += day.sum_ns;
