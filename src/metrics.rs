@@ -4,6 +4,7 @@
 //! topics and partitions are those assigned. Rejections are also logged where they are
 //! counted, rate-limited per format and reason (`RejectionLog`).
 
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use prometheus::core::Collector;
@@ -13,6 +14,9 @@ use prometheus::{
 
 use crate::engine::sla::config::ObjectiveKind;
 use crate::engine::sla::{ObjectiveResult, SlaOutput};
+
+/// Running incident timers near their deadline by (service, target).
+pub type NearDeadline = BTreeMap<(String, &'static str), u64>;
 
 /// Every series slaflow exports.
 pub struct Metrics {
@@ -29,6 +33,12 @@ pub struct Metrics {
     pub burn_firing: IntGaugeVec,
     /// `slaflow_open_incidents{priority}`.
     pub open_incidents: IntGaugeVec,
+    /// `slaflow_incident_sla_total{service,priority,target,outcome}`: what incident timers
+    /// did (`warning`, `breach`, `met`, `missed`).
+    pub incident_sla: IntCounterVec,
+    /// `slaflow_incident_timers_near_deadline{service,target}`: running timers past their
+    /// last warning level, not yet breached.
+    pub near_deadline: IntGaugeVec,
     /// `slaflow_events_ingested_total{format,source}`.
     pub ingested: IntCounterVec,
     /// `slaflow_events_rejected_total{format,reason}`.
@@ -176,6 +186,8 @@ impl Metrics {
             burn_firing,
             late_samples,
             spans_ignored,
+            incident_sla,
+            near_deadline,
         } = SlaSeries::register(&r)?;
         let IntakeSeries {
             ingested,
@@ -191,6 +203,8 @@ impl Metrics {
             budget_remaining,
             burn_firing,
             open_incidents,
+            incident_sla,
+            near_deadline,
             ingested,
             rejected,
             items_rejected,
@@ -275,7 +289,26 @@ impl Metrics {
                     }
                 }
             }
+            SlaOutput::IncidentSla(i) => self
+                .incident_sla
+                .with_label_values(&[&i.service, &format!("P{}", i.priority), &i.target, &i.event])
+                .inc(),
             SlaOutput::WindowClosed(_) => {}
+        }
+    }
+
+    /// Moves the near-deadline gauges from one worker's previous counts to its new ones.
+    pub fn near_deadline_changed(&self, before: &NearDeadline, after: &NearDeadline) {
+        let keys: std::collections::BTreeSet<_> = before.keys().chain(after.keys()).collect();
+        for key in keys {
+            let (b, a) = (
+                before.get(key).copied().unwrap_or(0),
+                after.get(key).copied().unwrap_or(0),
+            );
+            if a != b {
+                let delta = i64::try_from(a).unwrap_or(i64::MAX) - i64::try_from(b).unwrap_or(i64::MAX);
+                self.near_deadline.with_label_values(&[&key.0, key.1]).add(delta);
+            }
         }
     }
 
@@ -330,6 +363,8 @@ struct SlaSeries {
     burn_firing: IntGaugeVec,
     late_samples: IntCounterVec,
     spans_ignored: IntCounterVec,
+    incident_sla: IntCounterVec,
+    near_deadline: IntGaugeVec,
 }
 
 impl SlaSeries {
@@ -371,6 +406,16 @@ impl SlaSeries {
                 "slaflow_spans_ignored_total",
                 "Spans that are not samples of their service's contract (not requests), counted and left out.",
                 &["service"],
+            )?,
+            incident_sla: r.counter(
+                "slaflow_incident_sla_total",
+                "Incident respond and resolve timers: warnings, breaches, met and missed targets.",
+                &["service", "priority", "target", "outcome"],
+            )?,
+            near_deadline: r.int_gauge(
+                "slaflow_incident_timers_near_deadline",
+                "Running incident timers past their last warning level and not yet breached.",
+                &["service", "target"],
             )?,
         })
     }

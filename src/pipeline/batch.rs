@@ -39,6 +39,8 @@ pub(super) struct Batcher {
     pub(super) max_messages: usize,
     /// This worker's open incidents by priority, as last added to the gauge.
     open: [u64; 5],
+    /// This worker's incident timers near their deadline, as last added to the gauge.
+    near_deadline: crate::metrics::NearDeadline,
     /// Webhook callers, answered once the batch is stored.
     pub(super) acks: Vec<oneshot::Sender<Result<(), String>>>,
     /// The offsets of the last stored batch (for Kafka's informational commit).
@@ -54,6 +56,7 @@ impl Batcher {
             pending: 0,
             max_messages: max_messages.max(1),
             open: [0; 5],
+            near_deadline: Default::default(),
             acks: Vec::new(),
             committed: Vec::new(),
         }
@@ -139,6 +142,9 @@ impl Batcher {
         let open = engines.correlator.open_by_priority();
         m.open_incidents_changed(&self.open, &open);
         self.open = open;
+        let near = engines.sla.timers_near_deadline();
+        m.near_deadline_changed(&self.near_deadline, &near);
+        self.near_deadline = near;
         self.committed = sealed.batch.offsets;
     }
 
@@ -163,6 +169,7 @@ impl Drop for Batcher {
     /// A stopped worker's incidents are no longer its to count (the next owner counts them).
     fn drop(&mut self) {
         metrics().open_incidents_changed(&self.open, &[0; 5]);
+        metrics().near_deadline_changed(&self.near_deadline, &Default::default());
     }
 }
 

@@ -16,7 +16,7 @@ use super::{
     StoredCheckpoint, StoredState, ENGINES,
 };
 use crate::engine::correlate::Output;
-use crate::engine::sla::{BurnAlert, Finding, Report, SlaOutput, Window};
+use crate::engine::sla::{BurnAlert, Finding, IncidentSla, Report, SlaOutput, Window};
 
 mod embedded {
     refinery::embed_migrations!("migrations/postgres");
@@ -719,6 +719,7 @@ async fn write_sla(tx: &Transaction<'_>, records: &[SlaOutput]) -> Result<(), to
             SlaOutput::Warning(f) | SlaOutput::Breach(f) => write_finding(tx, record, f).await?,
             SlaOutput::BurnRateAlert(b) => write_burn_rate_alert(tx, record, b).await?,
             SlaOutput::MonthlyReport(r) => write_report(tx, r).await?,
+            SlaOutput::IncidentSla(i) => write_incident_sla(tx, record, i).await?,
             SlaOutput::LateSample { .. } | SlaOutput::SpansIgnored { .. } => {}
         }
     }
@@ -778,6 +779,35 @@ async fn write_finding(tx: &Transaction<'_>, record: &SlaOutput, f: &Finding) ->
             &f.window_start_ns,
             &f.window_end_ns,
             &f.detected_ns,
+            &json(record),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// What an incident timer did (`record`, of which `i` is the content) in `incident_sla`.
+async fn write_incident_sla(
+    tx: &Transaction<'_>,
+    record: &SlaOutput,
+    i: &IncidentSla,
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "INSERT INTO incident_sla (key, service, incident, priority, target, event, level_percent, target_ns,
+                                   elapsed_ns, opened_ns, at_ns, record)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (key) DO NOTHING",
+        &[
+            &i.key,
+            &i.service,
+            &i.incident,
+            &i16::from(i.priority),
+            &i.target,
+            &i.event,
+            &i.level_percent,
+            &i.target_ns,
+            &i.elapsed_ns,
+            &i.opened_ns,
+            &i.at_ns,
             &json(record),
         ],
     )

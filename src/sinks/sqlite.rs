@@ -16,7 +16,7 @@ use super::{
     StoredCheckpoint, StoredState, ENGINES,
 };
 use crate::engine::correlate::Output;
-use crate::engine::sla::{BurnAlert, Finding, Report, SlaOutput, Window};
+use crate::engine::sla::{BurnAlert, Finding, IncidentSla, Report, SlaOutput, Window};
 
 mod embedded {
     refinery::embed_migrations!("migrations/sqlite");
@@ -692,6 +692,7 @@ fn write_sla(tx: &Connection, records: &[SlaOutput]) -> rusqlite::Result<()> {
             SlaOutput::Warning(f) | SlaOutput::Breach(f) => write_finding(tx, record, f)?,
             SlaOutput::BurnRateAlert(b) => write_burn_rate_alert(tx, record, b)?,
             SlaOutput::MonthlyReport(r) => write_report(tx, r)?,
+            SlaOutput::IncidentSla(i) => write_incident_sla(tx, record, i)?,
             SlaOutput::LateSample { .. } | SlaOutput::SpansIgnored { .. } => {}
         }
     }
@@ -776,6 +777,30 @@ fn write_burn_rate_alert(tx: &Connection, record: &SlaOutput, b: &BurnAlert) -> 
         b.long_burn_rate,
         b.factor,
         b.detected_ns,
+        json(record)
+    ])?;
+    Ok(())
+}
+
+/// What an incident timer did (`record`, of which `i` is the content) in `incident_sla`.
+fn write_incident_sla(tx: &Connection, record: &SlaOutput, i: &IncidentSla) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO incident_sla (key, service, incident, priority, target, event, level_percent, target_ns,
+                                   elapsed_ns, opened_ns, at_ns, record)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (key) DO NOTHING",
+    )?
+    .execute(params![
+        i.key,
+        i.service,
+        i.incident,
+        i.priority,
+        i.target,
+        i.event,
+        i.level_percent,
+        i.target_ns,
+        i.elapsed_ns,
+        i.opened_ns,
+        i.at_ns,
         json(record)
     ])?;
     Ok(())

@@ -1,6 +1,6 @@
 //! The SLA engine's incremental checkpoint: a head (the frontier, counters, ignored spans
 //! not yet reported) and one item per contracted service's state, incident, firing outage
-//! alert and running month's late-sample count. A batch writes the head and the items it
+//! alert, running month's late-sample count and incident timer. A batch writes the head and the items it
 //! changed ([`SlaEngine::take_changes`]); a restore reads them back into exactly the state a
 //! whole snapshot gives ([`SlaEngine::restore_items`]).
 //!
@@ -19,6 +19,7 @@ const SERVICE: &str = "service";
 const INCIDENT: &str = "incident";
 const OUTAGE: &str = "outage";
 const LATE: &str = "late";
+const CLOCK: &str = "incident_clock";
 /// Version of the head and items.
 const HEAD_VERSION: u32 = 1;
 
@@ -37,6 +38,7 @@ impl SlaEngine {
             s.incidents.mark_all();
             s.alert_outages.mark_all();
             s.late_in_month.mark_all();
+            s.incident_clocks.mark_all();
         }
         // `spans_ignored` is not serialised with the counters (see `SlaStats`).
         let head: HeadRef<'_> = (
@@ -56,6 +58,7 @@ impl SlaEngine {
         changelog::collect(&mut changes, INCIDENT, &mut s.incidents);
         changelog::collect(&mut changes, OUTAGE, &mut s.alert_outages);
         changelog::collect(&mut changes, LATE, &mut s.late_in_month);
+        changelog::collect(&mut changes, CLOCK, &mut s.incident_clocks);
         changes
     }
 
@@ -79,12 +82,14 @@ impl SlaEngine {
         let mut incidents = BTreeMap::new();
         let mut outages = BTreeMap::new();
         let mut late = BTreeMap::new();
+        let mut clocks = BTreeMap::new();
         for item in items {
             match item.kind.as_str() {
                 SERVICE => changelog::restore_into(&mut services, item),
                 INCIDENT => changelog::restore_into(&mut incidents, item),
                 OUTAGE => changelog::restore_into(&mut outages, item),
                 LATE => changelog::restore_into(&mut late, item),
+                CLOCK => changelog::restore_into(&mut clocks, item),
                 other => Err(format!("unknown item kind {other:?}")),
             }
             .map_err(bad)?;
@@ -100,6 +105,7 @@ impl SlaEngine {
             stats,
             ignored_pending,
             late_in_month: Tracked::from_map(late),
+            incident_clocks: Tracked::from_map(clocks),
         };
         let mut engine = SlaEngine {
             rules: Rules::new(config, correlation, catalog)?,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::histogram::HistogramConfig;
+use super::incident_terms::{IncidentCredit, IncidentHours, IncidentTarget};
 use super::intervals::BusinessHours;
 
 /// `[sla]`.
@@ -120,6 +121,20 @@ pub struct Contract {
     pub samples: SampleSelection,
     /// The objectives.
     pub objectives: Vec<Objective>,
+    /// Respond and resolve targets per incident priority (`incident_terms.rs`).
+    #[serde(default)]
+    pub incident_targets: Vec<IncidentTarget>,
+    /// The time the incident timers count: `always` (default) or `business` (the contract's
+    /// `business_hours`); maintenance windows never count.
+    #[serde(default)]
+    pub incident_hours: IncidentHours,
+    /// Warning levels of the incident timers, in percent of a target (default: the
+    /// `[sla]` `budget_warnings`).
+    #[serde(default)]
+    pub incident_warnings: Option<Vec<f64>>,
+    /// Credits when too few incidents of a priority met their targets in a month.
+    #[serde(default)]
+    pub incident_credits: Vec<IncidentCredit>,
 }
 
 /// `samples` of a contract: which spans count as requests.
@@ -302,12 +317,12 @@ impl Contract {
                 }
             }
         }
-        Ok(())
+        self.check_incident_terms()
     }
 }
 
 /// `value` as a percentage of 0 to 100 (a credit).
-fn credit(field: &str, value: f64) -> Result<(), String> {
+pub(super) fn credit(field: &str, value: f64) -> Result<(), String> {
     if value.is_finite() && (0.0..=100.0).contains(&value) {
         Ok(())
     } else {

@@ -8,7 +8,7 @@ use super::*;
 impl SlaEngine {
     /// Maintenance covering the service within [from, to): configured windows and the ones
     /// sources announced.
-    fn maintenance(&self, service: &str, st: &ServiceState, from: i64, to: i64) -> IntervalSet {
+    pub(super) fn maintenance(&self, service: &str, st: &ServiceState, from: i64, to: i64) -> IntervalSet {
         let mut set = st.source_maintenance.clip(from, to);
         for (s, e) in crate::engine::correlate::maintenance::covering(&self.rules.windows, service, "", from, to) {
             set.insert(s, e);

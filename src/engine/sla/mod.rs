@@ -7,6 +7,8 @@ mod checkpoint;
 pub mod config;
 mod due;
 pub mod histogram;
+pub mod incident_terms;
+mod incident_timers;
 pub mod intervals;
 pub mod output;
 
@@ -18,7 +20,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use self::config::{Contract, Granularity, Objective, ObjectiveKind, SlaConfig};
 use self::histogram::HistogramConfig;
 use self::intervals::IntervalSet;
-pub use self::output::{BurnAlert, Finding, ObjectiveResult, Report, SlaOutput, Window};
+pub use self::output::{BurnAlert, Finding, IncidentSla, ObjectiveResult, Report, SlaOutput, Window};
 use super::changelog::Tracked;
 use super::correlate::config::CorrelateConfig;
 use super::correlate::maintenance::MaintenanceWindow;
@@ -32,8 +34,9 @@ const HOUR: i64 = 60 * MINUTE;
 /// Minute counters kept for burn rates over windows up to this long; longer windows use
 /// hour counters, so a service's burn-rate state stays a few kilobytes.
 const MINUTE_RING: i64 = 6 * HOUR;
-/// 2: the state, then the ignored-span counts; 1 (still read): the state alone.
-const SNAPSHOT_VERSION: u32 = 2;
+/// 3: the state, the ignored-span counts, the incident timers; 2 (still read): the first
+/// two; 1 (still read): the state alone.
+const SNAPSHOT_VERSION: u32 = 3;
 
 /// The engine could not be set up or restored.
 #[derive(Debug, thiserror::Error)]
@@ -389,6 +392,10 @@ struct State {
     /// Late samples per service of its running month (its report's `late_samples`).
     #[serde(skip)]
     late_in_month: Tracked<BTreeMap<String, u64>>,
+    /// Incident timers by incident (`incident_timers.rs`), after the rest in snapshots
+    /// (version 3), so that older snapshots still read.
+    #[serde(skip)]
+    incident_clocks: Tracked<BTreeMap<String, incident_timers::IncidentClock>>,
 }
 
 /// The SLA engine.
@@ -439,7 +446,8 @@ impl SlaEngine {
             late_in_month: (*self.state.late_in_month).clone(),
         };
         let state = due::SnapshotState(&self.state);
-        postcard::to_stdvec(&(SNAPSHOT_VERSION, &state, &ignored)).unwrap_or_default()
+        let clocks = &self.state.incident_clocks;
+        postcard::to_stdvec(&(SNAPSHOT_VERSION, &state, &ignored, clocks)).unwrap_or_default()
     }
 
     /// An engine with the given config and a snapshot's state.
@@ -451,17 +459,21 @@ impl SlaEngine {
     ) -> Result<SlaEngine, SlaError> {
         let ((version, mut state), rest): ((u32, State), &[u8]) =
             postcard::take_from_bytes(snapshot).map_err(|e| SlaError::Snapshot(e.to_string()))?;
+        let bad = |e: postcard::Error| SlaError::Snapshot(e.to_string());
         match version {
             1 => {}
-            SNAPSHOT_VERSION => {
-                let ignored: Ignored = postcard::from_bytes(rest).map_err(|e| SlaError::Snapshot(e.to_string()))?;
+            2 | SNAPSHOT_VERSION => {
+                let (ignored, rest): (Ignored, &[u8]) = postcard::take_from_bytes(rest).map_err(bad)?;
                 state.stats.spans_ignored = ignored.total;
                 state.ignored_pending = ignored.pending;
                 state.late_in_month = Tracked::from_map(ignored.late_in_month);
+                if version == SNAPSHOT_VERSION {
+                    state.incident_clocks = postcard::from_bytes(rest).map_err(bad)?;
+                }
             }
             other => {
                 return Err(SlaError::Snapshot(format!(
-                    "version {other}, this build reads 1 and {SNAPSHOT_VERSION}"
+                    "version {other}, this build reads 1 to {SNAPSHOT_VERSION}"
                 )))
             }
         }
@@ -578,6 +590,7 @@ impl SlaEngine {
     /// Takes a record of the correlation engine: incidents at the contract's outage priority
     /// are outages; maintenance windows announced by sources are excluded.
     pub fn apply_correlation(&mut self, record: &Output) {
+        self.clock_record(record);
         match record {
             Output::IncidentOpened {
                 incident,
@@ -846,6 +859,7 @@ impl SlaEngine {
         for service in self.take_due(target) {
             self.walk(service, target, out);
         }
+        self.advance_clocks(target, out);
         self.state.frontier = target;
         let reopenable = self.rules.reopenable;
         self.state

@@ -36,6 +36,36 @@ pub enum SlaOutput {
     SpansIgnored { service: String, count: u64 },
     /// A month's report (final at month close, or on demand for the running month).
     MonthlyReport(Report),
+    /// An incident timer passed a warning level or its target, or stopped (met or missed).
+    IncidentSla(IncidentSla),
+}
+
+/// What an incident's respond or resolve timer did (`incident_timers.rs`). `key` is its
+/// natural key: `incident_sla/{incident}/{target}/{event}[/{n}]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentSla {
+    pub key: String,
+    pub service: String,
+    pub incident: String,
+    /// The priority the target is of (the incident's at `at_ns`).
+    pub priority: u8,
+    /// `respond` or `resolve`.
+    pub target: String,
+    /// `warning` (a level of the target passed), `breach` (the target passed), `met` or
+    /// `missed` (the timer stopped within or past its target).
+    pub event: String,
+    /// Percent of the target: the warning's level, 100 for a breach, the elapsed share for
+    /// met and missed.
+    pub level_percent: f64,
+    /// The target, ns of counted time.
+    pub target_ns: i64,
+    /// Counted time (business hours when the contract counts those, maintenance excepted)
+    /// from the incident's opening to `at_ns`.
+    pub elapsed_ns: i64,
+    /// When the incident opened.
+    pub opened_ns: i64,
+    /// Event time of the level's crossing, or of the stop (acknowledgement, resolution).
+    pub at_ns: i64,
 }
 
 /// A closed window of one service (or one operation of it).
