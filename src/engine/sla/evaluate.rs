@@ -432,6 +432,10 @@ impl SlaEngine {
                 met,
             });
         }
+        let incidents = self.incident_summary(service, c, ms, end);
+        if let Some((_, credit_of_incidents)) = &incidents {
+            credit = credit.max(*credit_of_incidents);
+        }
         Report {
             service: service.to_string(),
             period: intervals::month_label(c.timezone, ms).unwrap_or_default(),
@@ -459,6 +463,7 @@ impl SlaEngine {
             credit_percent: credit,
             credit_amount: c.monthly_fee.map(|fee| fee * credit / 100.0),
             currency: c.currency.clone(),
+            incidents: incidents.map(|(summary, _)| summary),
         }
     }
 

@@ -42,6 +42,11 @@ impl IncidentClock {
             .map_or(5, |&(_, p)| p)
     }
 
+    /// The last resolution, if resolved.
+    fn resolved_ns(&self) -> Option<i64> {
+        self.runs.last().and_then(|(_, stop)| *stop)
+    }
+
     /// Whether both timers stopped and their outcomes were emitted.
     fn settled(&self) -> bool {
         let resolved = self.runs.last().is_some_and(|(_, stop)| stop.is_some());
@@ -165,6 +170,70 @@ impl SlaEngine {
         near
     }
 
+    /// The month's incidents of `service` against their targets ([`IncidentSummary`]), and
+    /// the credit their shares within target give: `None` without incident targets.
+    pub(super) fn incident_summary(
+        &self,
+        service: &str,
+        c: &Contract,
+        ms: i64,
+        me: i64,
+    ) -> Option<(IncidentSummary, f64)> {
+        if c.incident_targets.is_empty() {
+            return None;
+        }
+        let mut lines: BTreeMap<u8, Vec<(f64, f64, bool)>> = BTreeMap::new();
+        let mut breached = Vec::new();
+        let mut open_at_end = 0;
+        let mut clocks: Vec<(&String, &IncidentClock)> = self
+            .state
+            .incident_clocks
+            .iter()
+            .filter(|(_, k)| k.service == service)
+            .collect();
+        clocks.sort_by_key(|(id, k)| (k.opened_ns, id.as_str()));
+        for (id, clock) in clocks {
+            let Some(resolved) = clock.resolved_ns().filter(|r| *r < me) else {
+                open_at_end += u32::from(clock.opened_ns < me);
+                continue;
+            };
+            if resolved < ms {
+                continue;
+            }
+            let within = [TargetKind::Respond, TargetKind::Resolve].into_iter().all(|kind| {
+                let stop = clock.spans(kind).1.unwrap_or(resolved);
+                let counted = self.spans_counted(c, clock, kind, stop).0.total();
+                target_ns(c, clock.priority_at(stop), kind).is_none_or(|t| counted <= t)
+            });
+            if !within {
+                breached.push(id.clone());
+            }
+            let minutes = |t: i64| (t - clock.opened_ns) as f64 / MINUTE as f64;
+            let acked = clock.responded_ns.unwrap_or(resolved);
+            lines
+                .entry(clock.priority_at(resolved))
+                .or_default()
+                .push((minutes(acked), minutes(resolved), within));
+        }
+        let mut credit: f64 = 0.0;
+        let priorities: Vec<PriorityLine> = lines.into_iter().map(|(p, times)| priority_line(p, &times)).collect();
+        for term in &c.incident_credits {
+            let short = priorities
+                .iter()
+                .find(|l| l.priority == term.priority)
+                .is_some_and(|l| l.within_target_percent < term.min_within_target);
+            if short {
+                credit = credit.max(term.credit_percent);
+            }
+        }
+        let summary = IncidentSummary {
+            priorities,
+            breached,
+            open_at_end,
+        };
+        Some((summary, credit))
+    }
+
     fn with_clock(&mut self, incident: &str, change: impl FnOnce(&mut IncidentClock)) {
         if let Some(c) = self.state.incident_clocks.get_mut(incident) {
             change(c);
@@ -191,10 +260,12 @@ impl SlaEngine {
             }
             out.extend(records.into_iter().map(SlaOutput::IncidentSla));
         }
-        let incidents = &self.state.incidents;
-        self.state
-            .incident_clocks
-            .retain(|id, c| !c.settled() || incidents.contains_key(id));
+        // Kept for the month's report until the month of its resolution closed.
+        let (incidents, services) = (&self.state.incidents, &self.state.services);
+        self.state.incident_clocks.retain(|id, c| {
+            let month_start = services.get(&c.service).map_or(i64::MAX, |st| st.month_start);
+            !c.settled() || incidents.contains_key(id) || c.resolved_ns().is_some_and(|r| r >= month_start)
+        });
     }
 
     /// The records of one clock before `upto`, in time order.
@@ -273,6 +344,35 @@ impl SlaEngine {
             ran = ran.subtract(&self.maintenance(&clock.service, st, first, last));
         }
         (ran, stop)
+    }
+}
+
+/// One priority's line from its incidents' (minutes to acknowledge, minutes to resolve,
+/// within target).
+fn priority_line(priority: u8, times: &[(f64, f64, bool)]) -> PriorityLine {
+    let n = times.len();
+    let within = times.iter().filter(|t| t.2).count();
+    let mean = |f: fn(&(f64, f64, bool)) -> f64| times.iter().map(f).sum::<f64>() / n.max(1) as f64;
+    let p90 = |f: fn(&(f64, f64, bool)) -> f64| {
+        let mut v: Vec<f64> = times.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        // Nearest rank: the smallest value with at least 90 % of the values at or below it.
+        let rank = (0.9 * n as f64).ceil() as usize;
+        v.get(rank.max(1) - 1).copied().unwrap_or(0.0)
+    };
+    PriorityLine {
+        priority,
+        incidents: u32::try_from(n).unwrap_or(u32::MAX),
+        within_target: u32::try_from(within).unwrap_or(u32::MAX),
+        within_target_percent: if n == 0 {
+            100.0
+        } else {
+            within as f64 * 100.0 / n as f64
+        },
+        mtta_mean_minutes: mean(|t| t.0),
+        mtta_p90_minutes: p90(|t| t.0),
+        mttr_mean_minutes: mean(|t| t.1),
+        mttr_p90_minutes: p90(|t| t.1),
     }
 }
 

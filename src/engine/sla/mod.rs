@@ -20,7 +20,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use self::config::{Contract, Granularity, Objective, ObjectiveKind, SlaConfig};
 use self::histogram::HistogramConfig;
 use self::intervals::IntervalSet;
-pub use self::output::{BurnAlert, Finding, IncidentSla, ObjectiveResult, Report, SlaOutput, Window};
+pub use self::output::{
+    BurnAlert, Finding, IncidentSla, IncidentSummary, ObjectiveResult, PriorityLine, Report, SlaOutput, Window,
+};
 use super::changelog::Tracked;
 use super::correlate::config::CorrelateConfig;
 use super::correlate::maintenance::MaintenanceWindow;

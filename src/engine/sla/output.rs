@@ -172,4 +172,36 @@ pub struct Report {
     pub credit_percent: f64,
     pub credit_amount: Option<f64>,
     pub currency: String,
+    /// The month's incidents against the contract's incident targets (contracts with
+    /// `incident_targets` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incidents: Option<IncidentSummary>,
+}
+
+/// Incidents of a month against their targets: those resolved in the month (by their last
+/// resolution), per priority; times in calendar minutes from the opening.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentSummary {
+    pub priorities: Vec<PriorityLine>,
+    /// Incidents that missed a target (respond or resolve), in opening order.
+    pub breached: Vec<String>,
+    /// Incidents opened before the month's end and not resolved by then.
+    pub open_at_end: u32,
+}
+
+/// One priority's incidents of the month.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PriorityLine {
+    pub priority: u8,
+    /// Resolved in the month.
+    pub incidents: u32,
+    /// Of those, the ones that met every target they had.
+    pub within_target: u32,
+    pub within_target_percent: f64,
+    /// Mean and 90th percentile (nearest rank) time to the first acknowledgement.
+    pub mtta_mean_minutes: f64,
+    pub mtta_p90_minutes: f64,
+    /// Mean and 90th percentile time to the (last) resolution.
+    pub mttr_mean_minutes: f64,
+    pub mttr_p90_minutes: f64,
 }

@@ -302,7 +302,7 @@ fn a_reopen_resumes_the_resolve_timer() {
 }
 
 #[test]
-fn services_without_incident_terms_have_no_timers_and_settled_ones_are_forgotten() {
+fn services_without_incident_terms_have_no_timers_and_settled_ones_are_forgotten_after_their_month() {
     let mut e = engine(TERMS);
     let o = t0();
     let got = story(
@@ -319,7 +319,12 @@ fn services_without_incident_terms_have_no_timers_and_settled_ones_are_forgotten
     assert!(e.state.incident_clocks.contains_key("A"), "it can still reopen");
     let mut out = Vec::new();
     e.advance(past(o + 72 * HOUR), &mut out);
-    e.advance(past(o + 72 * HOUR + MINUTE), &mut out);
+    assert!(
+        e.state.incident_clocks.contains_key("A"),
+        "the month's report still counts it"
+    );
+    e.advance(t("2026-04-01T00:10:00Z"), &mut out);
+    e.advance(t("2026-04-01T00:20:00Z"), &mut out);
     assert!(e.state.incident_clocks.is_empty());
 }
 
@@ -407,4 +412,69 @@ fn a_restore_anywhere_continues_as_the_uninterrupted_run() {
             assert_eq!(back.snapshot(), whole.snapshot(), "state after {cut} records");
         }
     }
+}
+
+#[test]
+fn the_month_report_counts_incidents_per_priority_and_credits_a_short_share() {
+    let toml = TERMS.replace(
+        "objectives = []",
+        "objectives = []\nmonthly_fee = 1000.0\nincident_credits = [{ priority = 2, min_within_target = 90, credit_percent = 10 }]",
+    );
+    let mut e = engine(&toml);
+    let o = t0();
+    // P1 A: 9 min to ack, 220 to resolve, within. P2 B: ack after 70 min (respond 1 h
+    // missed), resolved at 100. P2 R: 10 and 60, within. Q opened, never resolved.
+    let records = [
+        opened("A", "orders", o, 1),
+        opened("B", "orders", o, 2),
+        opened("R", "orders", o, 2),
+        acked("A", o + 9 * MINUTE),
+        acked("R", o + 10 * MINUTE),
+        resolved("R", "orders", o, o + 60 * MINUTE),
+        acked("B", o + 70 * MINUTE),
+        resolved("B", "orders", o, o + 100 * MINUTE),
+        resolved("A", "orders", o, o + 220 * MINUTE),
+        opened("Q", "orders", o + 5 * HOUR, 3),
+    ];
+    let mut out = Vec::new();
+    for r in &records {
+        e.apply_correlation(r);
+        e.advance(past(r.time_ns()), &mut out);
+    }
+    e.advance(t("2026-04-01T00:10:00Z"), &mut out);
+    let report = out
+        .iter()
+        .find_map(|o| match o {
+            SlaOutput::MonthlyReport(r) if r.complete => Some(r),
+            _ => None,
+        })
+        .unwrap();
+    let inc = report.incidents.as_ref().unwrap();
+    let lines: Vec<_> = inc
+        .priorities
+        .iter()
+        .map(|l| {
+            (
+                l.priority,
+                l.incidents,
+                l.within_target,
+                l.within_target_percent,
+                l.mtta_mean_minutes,
+                l.mtta_p90_minutes,
+                l.mttr_mean_minutes,
+                l.mttr_p90_minutes,
+            )
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (1, 1, 1, 100.0, 9.0, 9.0, 220.0, 220.0),
+            (2, 2, 1, 50.0, 40.0, 70.0, 80.0, 100.0)
+        ]
+    );
+    assert_eq!(inc.breached, ["B"]);
+    assert_eq!(inc.open_at_end, 1);
+    // 50 % of P2 within target is short of 90 %: 10 % of the fee.
+    assert_eq!((report.credit_percent, report.credit_amount), (10.0, Some(100.0)));
 }
