@@ -109,6 +109,10 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         format: ReportFormat,
+        /// Incident KPIs instead (incidents, major incidents, MTTA, MTTR, share within
+        /// target), a line per month across services.
+        #[arg(long)]
+        kpis: bool,
         /// Format of inputs that do not name their own.
         #[arg(long, short = 'f', requires = "from_replay")]
         input_format: Option<Format>,
@@ -269,6 +273,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             month,
             service,
             format,
+            kpis,
             input_format,
             until,
             inputs,
@@ -278,6 +283,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             month,
             service,
             format,
+            kpis,
             input_format,
             until,
             inputs,

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::engine::sla::Report;
+use crate::engine::sla::{IncidentSummary, Report};
 
 /// Output format of a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -111,6 +111,9 @@ fn table(reports: &[Report]) -> String {
                 if o.met { "yes" } else { "NO" }
             );
         }
+        if let Some(inc) = &r.incidents {
+            incident_table(&mut out, inc);
+        }
         let amount = r
             .credit_amount
             .map(|a| format!(" = {a:.2} {}", r.currency))
@@ -118,4 +121,132 @@ fn table(reports: &[Report]) -> String {
         let _ = writeln!(out, "  service credit {:.2} %{amount}\n", r.credit_percent);
     }
     out
+}
+
+/// A report's incidents against their targets, a line per priority.
+fn incident_table(out: &mut String, inc: &IncidentSummary) {
+    let _ = writeln!(
+        out,
+        "  {:<8} {:>9} {:>14} {:>10} {:>9} {:>10} {:>9}",
+        "incident", "resolved", "within target", "MTTA min", "p90", "MTTR min", "p90"
+    );
+    for l in &inc.priorities {
+        let _ = writeln!(
+            out,
+            "  P{:<7} {:>9} {:>12.1} % {:>10.1} {:>9.1} {:>10.1} {:>9.1}",
+            l.priority,
+            l.incidents,
+            l.within_target_percent,
+            l.mtta_mean_minutes,
+            l.mtta_p90_minutes,
+            l.mttr_mean_minutes,
+            l.mttr_p90_minutes
+        );
+    }
+    let breached = if inc.breached.is_empty() {
+        "none".to_string()
+    } else {
+        inc.breached.join(", ")
+    };
+    let _ = writeln!(
+        out,
+        "  missed a target: {breached}  major: {}  open at the month's end: {}",
+        inc.majors, inc.open_at_end
+    );
+}
+
+/// Incident KPIs of one month across services: what operations managers report.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Kpi {
+    /// `YYYY-MM`.
+    pub period: String,
+    /// Services with incident targets reported.
+    pub services: usize,
+    /// Incidents resolved in the month.
+    pub incidents: u32,
+    pub majors: u32,
+    /// Mean time to acknowledge and to resolve, minutes, over every incident.
+    pub mtta_mean_minutes: f64,
+    pub mttr_mean_minutes: f64,
+    /// Share of the incidents that met every target they had.
+    pub within_target_percent: f64,
+}
+
+/// One line per month of the reports' incident summaries, oldest first.
+pub fn kpis(reports: &[Report]) -> Vec<Kpi> {
+    let mut months: std::collections::BTreeMap<&str, Vec<&IncidentSummary>> = Default::default();
+    for r in reports {
+        if let Some(inc) = &r.incidents {
+            months.entry(r.period.as_str()).or_default().push(inc);
+        }
+    }
+    months
+        .into_iter()
+        .map(|(period, summaries)| {
+            let lines = summaries.iter().flat_map(|s| &s.priorities);
+            let (mut n, mut within, mut tta, mut ttr) = (0u32, 0u32, 0f64, 0f64);
+            for l in lines {
+                n += l.incidents;
+                within += l.within_target;
+                tta += l.mtta_mean_minutes * f64::from(l.incidents);
+                ttr += l.mttr_mean_minutes * f64::from(l.incidents);
+            }
+            let per = |total: f64| if n == 0 { 0.0 } else { total / f64::from(n) };
+            Kpi {
+                period: period.to_string(),
+                services: summaries.len(),
+                incidents: n,
+                majors: summaries.iter().map(|s| s.majors).sum(),
+                mtta_mean_minutes: per(tta),
+                mttr_mean_minutes: per(ttr),
+                within_target_percent: if n == 0 { 100.0 } else { per(f64::from(within) * 100.0) },
+            }
+        })
+        .collect()
+}
+
+/// Renders KPI lines in the format.
+pub fn render_kpis(lines: &[Kpi], format: ReportFormat) -> String {
+    match format {
+        ReportFormat::Json => serde_json::to_string_pretty(lines).unwrap_or_default() + "\n",
+        ReportFormat::Csv => {
+            let mut out = String::from(
+                "period,services,incidents,majors,mtta_mean_minutes,mttr_mean_minutes,within_target_percent\n",
+            );
+            for k in lines {
+                let _ = writeln!(
+                    out,
+                    "{},{},{},{},{},{},{}",
+                    k.period,
+                    k.services,
+                    k.incidents,
+                    k.majors,
+                    k.mtta_mean_minutes,
+                    k.mttr_mean_minutes,
+                    k.within_target_percent
+                );
+            }
+            out
+        }
+        ReportFormat::Table => {
+            let mut out = format!(
+                "{:<8} {:>8} {:>9} {:>6} {:>9} {:>9} {:>14}\n",
+                "month", "services", "incidents", "major", "MTTA min", "MTTR min", "within target"
+            );
+            for k in lines {
+                let _ = writeln!(
+                    out,
+                    "{:<8} {:>8} {:>9} {:>6} {:>9.1} {:>9.1} {:>12.1} %",
+                    k.period,
+                    k.services,
+                    k.incidents,
+                    k.majors,
+                    k.mtta_mean_minutes,
+                    k.mttr_mean_minutes,
+                    k.within_target_percent
+                );
+            }
+            out
+        }
+    }
 }

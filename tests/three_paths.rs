@@ -2,8 +2,8 @@
 //! the files in arrival order, the same bodies pushed to `slaflow run` over HTTP, and the
 //! same bodies produced to Kafka topics for `slaflow run` to consume. Every stored record
 //! must be the same on the three paths: incidents and their events, closed windows,
-//! warnings, breaches and burn-rate changes with their detection times, the final monthly
-//! report with its late-sample count, and the dead letters.
+//! warnings, breaches and burn-rate changes with their detection times, the incident timers'
+//! records, the final monthly report with its late-sample count, and the dead letters.
 //!
 //! The stream is a week of October 2026 for the webshop: Datadog traces (an entry span per
 //! request, an internal child, a database child of another service, the root last), and
@@ -231,6 +231,8 @@ async fn tables(client: &tokio_postgres::Client) -> Vec<String> {
         "SELECT concat_ws('|', service, period, complete, availability_percent, credit_percent, credit_amount, \
          report::text) FROM monthly_reports WHERE complete",
         "SELECT concat_ws('|', format, reason, md5(payload)) FROM dead_letters",
+        "SELECT concat_ws('|', key, service, incident, priority, target, event, level_percent, target_ns, elapsed_ns, \
+         opened_ns, at_ns, record::text) FROM incident_sla",
     ];
     let mut out = Vec::new();
     for q in queries {
@@ -427,6 +429,22 @@ async fn replay_http_and_kafka_store_the_same_records_for_one_stream() {
         kinds,
         ["breach", "burn_rate_alert", "warning"],
         "the stream reaches every kind"
+    );
+    // The daily outages' incidents (3 to 70 minutes, never acknowledged: a response ends
+    // at the resolution) against the example's targets.
+    let events: Vec<String> = client
+        .query(
+            "SELECT DISTINCT target || '/' || event FROM incident_sla ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        events.iter().any(|e| e == "resolve/met") && events.iter().any(|e| e.starts_with("respond/")),
+        "{events:?}"
     );
     for db in [replayed, pushed, consumed] {
         db.drop_db().await;

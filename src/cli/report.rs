@@ -6,9 +6,10 @@ use std::process::ExitCode;
 
 use slaflow::config::Config;
 use slaflow::decode::Format;
+use slaflow::engine::sla::Report;
 use slaflow::engine::sla::SlaOutput;
 use slaflow::replay::{Input, Record};
-use slaflow::report::{render, ReportFormat};
+use slaflow::report::{kpis, render, render_kpis, ReportFormat};
 
 use super::{load_config, open_existing_store, parse_inputs, parse_time, print_summary, runtime, status};
 
@@ -20,6 +21,7 @@ pub struct Args {
     pub month: Option<String>,
     pub service: Option<String>,
     pub format: ReportFormat,
+    pub kpis: bool,
     pub input_format: Option<Format>,
     pub until: Option<String>,
     pub inputs: Vec<String>,
@@ -33,7 +35,7 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
     if !args.from_replay {
         // clap requires --month without --from-replay.
         let month = args.month.unwrap_or_default();
-        return from_store(&config, &month, service, args.format);
+        return from_store(&config, &month, service, (args.format, args.kpis));
     }
     let inputs = parse_inputs(&args.inputs, args.input_format)?;
     from_replay(
@@ -42,12 +44,26 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
         parse_time(args.until)?,
         args.month.as_deref(),
         service,
-        args.format,
+        (args.format, args.kpis),
     )
 }
 
+/// The reports, or their incident KPIs (`.1`), in the format.
+fn print(reports: &[Report], (format, as_kpis): (ReportFormat, bool)) {
+    if as_kpis {
+        print!("{}", render_kpis(&kpis(reports), format));
+    } else {
+        print!("{}", render(reports, format));
+    }
+}
+
 /// `report --month` without `--from-replay`: the month's reports as the store holds them.
-fn from_store(config: &Config, month: &str, service: Option<&str>, format: ReportFormat) -> Result<ExitCode, String> {
+fn from_store(
+    config: &Config,
+    month: &str,
+    service: Option<&str>,
+    format: (ReportFormat, bool),
+) -> Result<ExitCode, String> {
     if !is_month(month) {
         return Err(format!("--month: expected YYYY-MM, found {month:?}"));
     }
@@ -56,7 +72,7 @@ fn from_store(config: &Config, month: &str, service: Option<&str>, format: Repor
         Ok::<_, slaflow::sinks::SinkError>((store.kind_name(), store.reports(month, service).await?))
     });
     let (kind, reports) = read.map_err(|e| e.to_string())?;
-    print!("{}", render(&reports, format));
+    print(&reports, format);
     if reports.is_empty() {
         eprintln!("no report in the {kind} store for month {month}, service {service:?}");
         return Ok(ExitCode::from(1));
@@ -81,7 +97,7 @@ fn from_replay(
     until: Option<i64>,
     month: Option<&str>,
     service: Option<&str>,
-    format: ReportFormat,
+    format: (ReportFormat, bool),
 ) -> Result<ExitCode, String> {
     let mut reports = Vec::new();
     let (summary, sla) = slaflow::replay::replay(config, inputs, until, |record| {
@@ -103,7 +119,7 @@ fn from_replay(
         }
     }
     reports.retain(|r| month.is_none_or(|m| r.period == m) && service.is_none_or(|s| r.service == s));
-    print!("{}", render(&reports, format));
+    print(&reports, format);
     print_summary(&summary);
     if reports.is_empty() {
         eprintln!("no report matches (month {month:?}, service {service:?})");

@@ -144,6 +144,7 @@ fn service_line(out: &mut String, expected: &Expected, e: &ExpectedService, diff
 /// prints the "overall" line. True when they match.
 fn overall(out: &mut String, expected: &Expected, rows: &[IncidentRow], sim: &Simulation) -> bool {
     let mut diffs = incident_diffs(expected, rows);
+    diffs.extend(resolve_diffs(expected, sim));
     let duplicates: u64 = rows.iter().map(|r| r.occurrences.saturating_sub(r.alerts)).sum();
     let counts = [
         ("incidents", expected.incidents.len() as u64, rows.len() as u64),
@@ -170,6 +171,40 @@ fn overall(out: &mut String, expected: &Expected, rows: &[IncidentRow], sim: &Si
         let _ = writeln!(out, "              ✗ {d}");
     }
     diffs.is_empty()
+}
+
+/// Each scripted incident with a resolve target whose met or missed the engine did not
+/// record as the script implies.
+fn resolve_diffs(expected: &Expected, sim: &Simulation) -> Vec<String> {
+    let word = |met: bool| if met { "met" } else { "missed" };
+    let mut diffs = Vec::new();
+    for (service, opened, met) in &expected.resolve_outcomes {
+        let got: Vec<&str> = sim
+            .records
+            .iter()
+            .filter_map(|x| match x {
+                Record::Sla(SlaOutput::IncidentSla(i))
+                    if &i.service == service && i.opened_ns == *opened && i.target == "resolve" =>
+                {
+                    ["met", "missed"].into_iter().find(|w| *w == i.event)
+                }
+                _ => None,
+            })
+            .collect();
+        if got != [word(*met)] {
+            let engine = if got.is_empty() {
+                "nothing".to_string()
+            } else {
+                got.join(" and ")
+            };
+            diffs.push(format!(
+                "resolve target of the {service} incident opened at {}: script {}, engine {engine}",
+                crate::time::to_rfc3339(*opened),
+                word(*met)
+            ));
+        }
+    }
+    diffs
 }
 
 /// Each scripted incident that the store lacks or holds with other figures.

@@ -11,6 +11,7 @@ use super::traffic::{Span, TRAFFIC};
 use super::MINUTE;
 use crate::config::Config;
 use crate::engine::sla::config::{Contract, Objective, ObjectiveKind};
+use crate::engine::sla::incident_terms::TargetKind;
 
 /// What the script implies for the month.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +24,10 @@ pub struct Expected {
     pub services: Vec<ExpectedService>,
     /// Incidents, oldest first.
     pub incidents: Vec<ExpectedIncident>,
+    /// (service, opened, met) of each incident whose contract sets a resolve target for its
+    /// priority: its time to resolve (the demo's contracts count around the clock, and no
+    /// incident lies in maintenance) against the target.
+    pub resolve_outcomes: Vec<(String, i64, bool)>,
     /// Alert events (notifications and recoveries).
     pub alerts: u64,
     /// Re-sent notifications of active alerts.
@@ -133,7 +138,18 @@ impl Scenario {
             }
         }
         let counts = self.alert_counts();
+        let resolve_outcomes = counts
+            .incidents
+            .iter()
+            .filter_map(|i| {
+                let c = config.sla.contracts.iter().find(|c| c.service == i.service)?;
+                let target = c.incident_target(i.priority, TargetKind::Resolve)?;
+                let took = u128::try_from(i.resolved_ns - i.opened_ns).unwrap_or(0);
+                Some((i.service.clone(), i.opened_ns, took <= target.as_nanos()))
+            })
+            .collect();
         Expected {
+            resolve_outcomes,
             month: self.month.to_string(),
             timezone: self.tz.name().to_string(),
             month_minutes: self.minutes(),

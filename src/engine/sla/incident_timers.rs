@@ -31,6 +31,8 @@ pub(super) struct IncidentClock {
     runs: Vec<(i64, Option<i64>)>,
     /// Keys (below the incident) of the records emitted.
     emitted: BTreeSet<String>,
+    /// It met a major-incident rule.
+    major: bool,
 }
 
 impl IncidentClock {
@@ -113,6 +115,7 @@ impl SlaEngine {
                         responded_ns: None,
                         runs: vec![(*time_ns, None)],
                         emitted: BTreeSet::new(),
+                        major: false,
                     };
                     self.state.incident_clocks.insert(incident.clone(), clock);
                 }
@@ -123,6 +126,7 @@ impl SlaEngine {
                 let from = c.priorities.last().map_or(*time_ns, |&(f, _)| f).max(*time_ns);
                 c.priorities.push((from, *to));
             }),
+            Output::MajorIncident { incident, .. } => self.with_clock(incident, |c| c.major = true),
             Output::Acknowledged { incident, time_ns, .. } => self.with_clock(incident, |c| {
                 c.responded_ns.get_or_insert(*time_ns);
             }),
@@ -184,7 +188,7 @@ impl SlaEngine {
         }
         let mut lines: BTreeMap<u8, Vec<(f64, f64, bool)>> = BTreeMap::new();
         let mut breached = Vec::new();
-        let mut open_at_end = 0;
+        let (mut open_at_end, mut majors) = (0, 0);
         let mut clocks: Vec<(&String, &IncidentClock)> = self
             .state
             .incident_clocks
@@ -208,6 +212,7 @@ impl SlaEngine {
             if !within {
                 breached.push(id.clone());
             }
+            majors += u32::from(clock.major);
             let minutes = |t: i64| (t - clock.opened_ns) as f64 / MINUTE as f64;
             let acked = clock.responded_ns.unwrap_or(resolved);
             lines
@@ -230,6 +235,7 @@ impl SlaEngine {
             priorities,
             breached,
             open_at_end,
+            majors,
         };
         Some((summary, credit))
     }

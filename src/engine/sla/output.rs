@@ -187,6 +187,8 @@ pub struct IncidentSummary {
     pub breached: Vec<String>,
     /// Incidents opened before the month's end and not resolved by then.
     pub open_at_end: u32,
+    /// Of the month's resolved incidents, the major ones.
+    pub majors: u32,
 }
 
 /// One priority's incidents of the month.
@@ -198,7 +200,8 @@ pub struct PriorityLine {
     /// Of those, the ones that met every target they had.
     pub within_target: u32,
     pub within_target_percent: f64,
-    /// Mean and 90th percentile (nearest rank) time to the first acknowledgement.
+    /// Mean and 90th percentile (nearest rank) time to the first acknowledgement (to the
+    /// resolution, for an incident resolved unacknowledged: the response ended there).
     pub mtta_mean_minutes: f64,
     pub mtta_p90_minutes: f64,
     /// Mean and 90th percentile time to the (last) resolution.
