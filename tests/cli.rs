@@ -426,7 +426,8 @@ fn report_reads_the_month_from_an_embedded_store_filled_by_replay() {
     assert_eq!(reports[0]["requests"], 720);
     assert_eq!(reports[0]["credit_percent"], 10.0);
 
-    // The site-down incident (70 minutes, no acknowledgement) missed its targets.
+    // The site-down incident (70 minutes, no acknowledgement; a P1, major by the example's
+    // rule) missed its targets.
     let inc = &reports[0]["incidents"];
     assert_eq!(inc["breached"].as_array().map(Vec::len), Some(1), "{stdout}");
     assert_eq!(inc["priorities"][0]["mttr_mean_minutes"], 70.0, "{stdout}");
@@ -436,7 +437,7 @@ fn report_reads_the_month_from_an_embedded_store_filled_by_replay() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(
         stdout,
-        "period,services,incidents,majors,mtta_mean_minutes,mttr_mean_minutes,within_target_percent\n2026-03,1,1,0,70,70,0\n"
+        "period,services,incidents,majors,mtta_mean_minutes,mttr_mean_minutes,within_target_percent\n2026-03,1,1,1,70,70,0\n"
     );
 
     let (code, stdout, stderr) = slaflow(&["report", "--config", config, "--month", "2026-03", "--format", "csv"]);
