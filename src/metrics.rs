@@ -277,6 +277,8 @@ impl Metrics {
             SlaOutput::SpansIgnored { service, count } => {
                 self.spans_ignored.with_label_values(&[service]).inc_by(*count)
             }
+            // A month with nothing measured has no compliance to show (not 100 %).
+            SlaOutput::MonthlyReport(r) if r.no_data => {}
             SlaOutput::MonthlyReport(r) => {
                 for o in &r.objectives {
                     self.compliance

@@ -500,7 +500,7 @@ impl Engines {
         }
         self.reported_hour = Some(seen);
         for report in self.sla.running_reports() {
-            emit(Record::Sla(SlaOutput::MonthlyReport(report)));
+            emit(Record::Sla(SlaOutput::MonthlyReport(Box::new(report))));
         }
     }
 
@@ -953,7 +953,7 @@ mod clock_tests {
         records
             .iter()
             .filter_map(|r| match r {
-                Record::Sla(SlaOutput::MonthlyReport(report)) if report.complete => Some(report),
+                Record::Sla(SlaOutput::MonthlyReport(report)) if report.complete => Some(&**report),
                 _ => None,
             })
             .collect()

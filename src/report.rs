@@ -1,5 +1,6 @@
 //! Monthly reports as people and spreadsheets read them: an aligned table for the terminal,
-//! CSV for finance (one row per objective, report columns repeated), and JSON.
+//! two CSVs (objectives, one row each and no money; credits, one row per service and month
+//! with the cause, so that a spreadsheet's sum is the credit owed), and JSON.
 
 use std::fmt::Write as _;
 
@@ -9,7 +10,10 @@ use crate::engine::sla::{IncidentSummary, Report};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReportFormat {
     Table,
+    /// One row per objective (no money).
     Csv,
+    /// One row per service and month: the credit, once, and its cause.
+    CreditsCsv,
     Json,
 }
 
@@ -17,56 +21,74 @@ pub enum ReportFormat {
 pub fn render(reports: &[Report], format: ReportFormat) -> String {
     match format {
         ReportFormat::Json => serde_json::to_string_pretty(reports).unwrap_or_default() + "\n",
-        ReportFormat::Csv => csv(reports),
+        ReportFormat::Csv => objectives_csv(reports),
+        ReportFormat::CreditsCsv => credits_csv(reports),
         ReportFormat::Table => table(reports),
     }
 }
 
-const CSV_HEADER: &str = "service,period,complete,objective,kind,measured,threshold,unit,met,availability_percent,downtime_minutes,longest_downtime_minutes,maintenance_minutes,requests,errors,p50_ms,p95_ms,p99_ms,mean_ms,breaches,credit_percent,credit_amount,currency,late_samples";
+/// The objectives CSV: one row per objective, what was measured and whether it was met; no
+/// money (the credits CSV has it once per service and month).
+const OBJECTIVES_HEADER: &str = "service,period,complete,objective,kind,measured,threshold,unit,met,caused_credit";
+/// The credits CSV: one row per service and month, so that a sum over `credit_amount` is the
+/// credit owed.
+const CREDITS_HEADER: &str = "service,period,complete,monthly_fee,currency,credit_percent,credit_amount,cause";
 
 fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n']) {
+    if text.contains([',', '"', '\n', ';']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
         text.to_string()
     }
 }
 
-fn csv(reports: &[Report]) -> String {
-    let mut out = String::from(CSV_HEADER);
+fn kind_name(kind: crate::engine::sla::config::ObjectiveKind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn objectives_csv(reports: &[Report]) -> String {
+    let mut out = String::from(OBJECTIVES_HEADER);
     out.push('\n');
     for r in reports {
         for o in &r.objectives {
-            let _ =
-                writeln!(
+            let _ = writeln!(
                 out,
-                "{},{},{},{},{},{:.4},{:.4},{},{},{:.4},{:.2},{:.2},{:.2},{},{},{:.3},{:.3},{:.3},{:.3},{},{:.2},{},{},{}",
+                "{},{},{},{},{},{:.4},{:.4},{},{},{}",
                 csv_field(&r.service),
                 r.period,
                 r.complete,
                 csv_field(&o.name),
-                serde_json::to_value(o.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                kind_name(o.kind),
                 o.measured,
                 o.threshold,
                 o.unit,
                 o.met,
-                r.availability_percent,
-                r.downtime_minutes,
-                r.longest_downtime_minutes,
-                r.maintenance_minutes,
-                r.requests,
-                r.errors,
-                r.p50_ms,
-                r.p95_ms,
-                r.p99_ms,
-                r.mean_ms,
-                r.breaches,
-                r.credit_percent,
-                r.credit_amount.map(|a| format!("{a:.2}")).unwrap_or_default(),
-                r.currency,
-                r.late_samples,
+                r.credit_causes.contains(&o.name),
             );
         }
+    }
+    out
+}
+
+fn credits_csv(reports: &[Report]) -> String {
+    let mut out = String::from(CREDITS_HEADER);
+    out.push('\n');
+    for r in reports {
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{:.2},{},{}",
+            csv_field(&r.service),
+            r.period,
+            r.complete,
+            r.monthly_fee.map(|f| format!("{f:.2}")).unwrap_or_default(),
+            csv_field(&r.currency),
+            r.credit_percent,
+            r.credit_amount.map(|a| format!("{a:.2}")).unwrap_or_default(),
+            csv_field(&r.credit_causes.join("; ")),
+        );
     }
     out
 }
@@ -85,6 +107,19 @@ fn table(reports: &[Report]) -> String {
             r.longest_downtime_minutes,
             r.maintenance_minutes
         );
+        if r.no_data {
+            let _ = writeln!(
+                out,
+                "  no data: nothing measured in the {:.0} minutes that count (coverage 0 %); the figures are not measurements",
+                r.period_minutes
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "  coverage {:.2} %: {:.0} of {:.0} minutes measured",
+                r.coverage_percent, r.measured_minutes, r.period_minutes
+            );
+        }
         let _ = writeln!(
             out,
             "  requests {}  errors {}  p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms  mean {:.1} ms  breaches {}  late samples {}",
@@ -96,10 +131,7 @@ fn table(reports: &[Report]) -> String {
             "objective", "kind", "measured", "threshold", "unit"
         );
         for o in &r.objectives {
-            let kind = serde_json::to_value(o.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
+            let kind = kind_name(o.kind);
             let _ = writeln!(
                 out,
                 "  {:<24} {:<22} {:>14.4} {:>14.4} {:<8} {}",
@@ -118,7 +150,12 @@ fn table(reports: &[Report]) -> String {
             .credit_amount
             .map(|a| format!(" = {a:.2} {}", r.currency))
             .unwrap_or_default();
-        let _ = writeln!(out, "  service credit {:.2} %{amount}\n", r.credit_percent);
+        let cause = if r.credit_causes.is_empty() {
+            String::new()
+        } else {
+            format!(" (cause: {})", r.credit_causes.join(", "))
+        };
+        let _ = writeln!(out, "  service credit {:.2} %{amount}{cause}\n", r.credit_percent);
     }
     out
 }
@@ -209,7 +246,7 @@ pub fn kpis(reports: &[Report]) -> Vec<Kpi> {
 pub fn render_kpis(lines: &[Kpi], format: ReportFormat) -> String {
     match format {
         ReportFormat::Json => serde_json::to_string_pretty(lines).unwrap_or_default() + "\n",
-        ReportFormat::Csv => {
+        ReportFormat::Csv | ReportFormat::CreditsCsv => {
             let mut out = String::from(
                 "period,services,incidents,majors,mtta_mean_minutes,mttr_mean_minutes,within_target_percent\n",
             );

@@ -447,11 +447,51 @@ fn report_reads_the_month_from_an_embedded_store_filled_by_replay() {
         stdout.lines().skip(1).all(|l| l.starts_with("webshop,2026-03,true,")),
         "{stdout}"
     );
+    assert!(
+        !stdout.contains("credit_amount"),
+        "the objectives CSV has no money: {stdout}"
+    );
+    let (code, stdout, stderr) = slaflow(&[
+        "report",
+        "--config",
+        config,
+        "--month",
+        "2026-03",
+        "--format",
+        "credits-csv",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        "service,period,complete,monthly_fee,currency,credit_percent,credit_amount,cause"
+    );
+    // One row: the credit once, with the objective that caused it (the 70-minute outage over
+    // the example's 1-hour limit).
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(
+        lines[1].starts_with("webshop,2026-03,true,20000.00,EUR,10.00,2000.00,"),
+        "{stdout}"
+    );
 
     // Nothing for another month or service: exit 1 and say so; a malformed month is a usage error.
     let (code, stdout, stderr) = slaflow(&["report", "--config", config, "--month", "2026-02"]);
     assert_eq!((code, stdout.as_str()), (1, ""), "{stderr}");
     assert!(stderr.contains("no report in the sqlite store"), "{stderr}");
+    // Plain words, no Rust formatting (`service None`, `Some("…")`).
+    assert!(stderr.contains("for month 2026-02 and every service"), "{stderr}");
+    let (code, _, stderr) = slaflow(&[
+        "report",
+        "--config",
+        config,
+        "--month",
+        "2026-03",
+        "--service",
+        "nosuch",
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("for month 2026-03 and service nosuch"), "{stderr}");
+    assert!(!stderr.contains("Some(") && !stderr.contains("None"), "{stderr}");
     let (code, _, _) = slaflow(&[
         "report",
         "--config",

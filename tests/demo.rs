@@ -61,6 +61,8 @@ struct Want {
     errors: u64,
     missed: &'static [&'static str],
     credit: f64,
+    /// The objectives that caused the credit, as the credits CSV names them.
+    cause: &'static str,
     breaches: u64,
 }
 
@@ -79,6 +81,7 @@ fn wants() -> [Want; 3] {
             // Under 99.9 %, and 95 minutes in one piece over the 1-hour limit (10 % credit).
             missed: &["availability", "no-long-outage"],
             credit: tier(webshop).max(10.0),
+            cause: "no-long-outage",
             // The availability budget exhausted, and the long outage.
             breaches: 2,
         },
@@ -90,6 +93,7 @@ fn wants() -> [Want; 3] {
             errors: 3 * PAYMENTS_DOWN_MIN as u64,
             missed: &[],
             credit: tier(payments),
+            cause: "",
             breaches: 0,
         },
         Want {
@@ -103,6 +107,7 @@ fn wants() -> [Want; 3] {
             // days in a row are the streak.
             missed: &["p95-latency", "slow-days"],
             credit: 5.0,
+            cause: "p95-latency",
             breaches: 1,
         },
     ]
@@ -199,6 +204,31 @@ fn the_demo_month_has_the_figures_its_script_implies() {
     assert_eq!(api.status, 200, "{}", api.body);
     let served: Value = serde_json::from_str(&api.body).unwrap();
     assert_eq!(served[0]["credit_amount"], 2000.0);
+    // Finance's CSV: a credit once per service, so the column's sum is what is owed, with
+    // the objective that caused it.
+    let csv = request(
+        port,
+        "GET",
+        &format!("/v1/reports/{MONTH}?format=credits-csv"),
+        &[("Authorization", "Bearer demo-token")],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(csv.status, 200, "{}", csv.body);
+    let mut lines = csv.body.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let sum: f64 = rows
+        .iter()
+        .map(|r| r[column("credit_amount")].parse::<f64>().unwrap_or(0.0))
+        .sum();
+    let owed: f64 = wants().iter().map(|w| w.fee * w.credit / 100.0).sum();
+    close(sum, owed, "the credits CSV's sum");
+    for want in wants() {
+        let row = rows.iter().find(|r| r[0] == want.service).unwrap();
+        assert_eq!(row[column("cause")], want.cause, "{}: {}", want.service, csv.body);
+    }
 
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let status = child.wait().unwrap();

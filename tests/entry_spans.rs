@@ -171,7 +171,7 @@ fn a_month_of_traces_with_child_spans_reports_the_requests_exactly() {
     let mut reports: Vec<Report> = Vec::new();
     let (summary, _) = replay(&config, &inputs, Some(MONTH_END + 60 * MINUTE), |record| {
         if let Record::Sla(SlaOutput::MonthlyReport(r)) = record {
-            reports.push(r.clone());
+            reports.push((**r).clone());
         }
     })
     .unwrap();

@@ -260,7 +260,7 @@ fn expected_reports(batches: &[Batch], period: &str) -> Vec<Report> {
     for r in batches.iter().flat_map(|b| &b.sla) {
         if let SlaOutput::MonthlyReport(r) = r {
             if r.period == period && by_service.get(&r.service).is_none_or(|stored| !stored.complete) {
-                by_service.insert(r.service.clone(), r.clone());
+                by_service.insert(r.service.clone(), (**r).clone());
             }
         }
     }
@@ -498,7 +498,7 @@ async fn a_final_report_replaces_an_on_demand_one_never_the_reverse(b: Backend) 
     running.credit_percent = 0.0;
     running.credit_amount = None;
     let report = |r: &Report| Batch {
-        sla: vec![SlaOutput::MonthlyReport(r.clone())],
+        sla: vec![SlaOutput::MonthlyReport(Box::new(r.clone()))],
         ..Batch::default()
     };
     store.write(&report(&running)).await.unwrap();

@@ -74,10 +74,20 @@ fn from_store(
     let (kind, reports) = read.map_err(|e| e.to_string())?;
     print(&reports, format);
     if reports.is_empty() {
-        eprintln!("no report in the {kind} store for month {month}, service {service:?}");
+        eprintln!("no report in the {kind} store for {}", scope(Some(month), service));
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a report query asked for, in words: "month 2026-03 and service webshop", "every
+/// month and service".
+fn scope(month: Option<&str>, service: Option<&str>) -> String {
+    let month = month.map_or("every month".to_string(), |m| format!("month {m}"));
+    match service {
+        Some(s) => format!("{month} and service {s}"),
+        None => format!("{month} and every service"),
+    }
 }
 
 /// `YYYY-MM` with a month from 01 to 12.
@@ -102,7 +112,7 @@ fn from_replay(
     let mut reports = Vec::new();
     let (summary, sla) = slaflow::replay::replay(config, inputs, until, |record| {
         if let Record::Sla(SlaOutput::MonthlyReport(r)) = record {
-            reports.push(r.clone());
+            reports.push((**r).clone());
         }
     })
     .map_err(|e| e.to_string())?;
@@ -122,7 +132,7 @@ fn from_replay(
     print(&reports, format);
     print_summary(&summary);
     if reports.is_empty() {
-        eprintln!("no report matches (month {month:?}, service {service:?})");
+        eprintln!("no report matches: none for {}", scope(month, service));
         return Ok(ExitCode::from(1));
     }
     Ok(status(summary.rejected.is_empty()))

@@ -478,7 +478,8 @@ struct ReportQuery {
     format: Option<String>,
 }
 
-/// `GET /v1/reports/{YYYY-MM}?service=…&format=csv|json`: the month's stored reports.
+/// `GET /v1/reports/{YYYY-MM}?service=…&format=csv|credits-csv|json`: the month's stored
+/// reports (`csv`: the objectives; `credits-csv`: the credit once per service).
 async fn reports(
     State(state): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
@@ -495,7 +496,13 @@ async fn reports(
     let (format, content_type) = match query.format.as_deref() {
         None | Some("json") => (ReportFormat::Json, "application/json"),
         Some("csv") => (ReportFormat::Csv, "text/csv; charset=utf-8"),
-        Some(other) => return error(StatusCode::BAD_REQUEST, format!("format `{other}`: csv or json")),
+        Some("credits-csv") => (ReportFormat::CreditsCsv, "text/csv; charset=utf-8"),
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("format `{other}`: csv, credits-csv or json"),
+            )
+        }
     };
     let (period, service) = (month.clone(), query.service.clone());
     let found = state

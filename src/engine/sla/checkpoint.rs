@@ -1,6 +1,6 @@
 //! The SLA engine's incremental checkpoint: a head (the frontier, counters, ignored spans
 //! not yet reported) and one item per contracted service's state, incident, firing outage
-//! alert, running month's late-sample count and incident timer. A batch writes the head and the items it
+//! alert, running month's late-sample count and coverage, and incident timer. A batch writes the head and the items it
 //! changed ([`SlaEngine::take_changes`]); a restore reads them back into exactly the state a
 //! whole snapshot gives ([`SlaEngine::restore_items`]).
 //!
@@ -20,6 +20,7 @@ const INCIDENT: &str = "incident";
 const OUTAGE: &str = "outage";
 const LATE: &str = "late";
 const CLOCK: &str = "incident_clock";
+const COVERAGE: &str = "coverage";
 /// Version of the head and items.
 const HEAD_VERSION: u32 = 1;
 
@@ -39,6 +40,7 @@ impl SlaEngine {
             s.alert_outages.mark_all();
             s.late_in_month.mark_all();
             s.incident_clocks.mark_all();
+            s.coverage.mark_all();
         }
         // `spans_ignored` is not serialised with the counters (see `SlaStats`).
         let head: HeadRef<'_> = (
@@ -59,6 +61,7 @@ impl SlaEngine {
         changelog::collect(&mut changes, OUTAGE, &mut s.alert_outages);
         changelog::collect(&mut changes, LATE, &mut s.late_in_month);
         changelog::collect(&mut changes, CLOCK, &mut s.incident_clocks);
+        changelog::collect(&mut changes, COVERAGE, &mut s.coverage);
         changes
     }
 
@@ -83,6 +86,7 @@ impl SlaEngine {
         let mut outages = BTreeMap::new();
         let mut late = BTreeMap::new();
         let mut clocks = BTreeMap::new();
+        let mut coverage = BTreeMap::new();
         for item in items {
             match item.kind.as_str() {
                 SERVICE => changelog::restore_into(&mut services, item),
@@ -90,6 +94,7 @@ impl SlaEngine {
                 OUTAGE => changelog::restore_into(&mut outages, item),
                 LATE => changelog::restore_into(&mut late, item),
                 CLOCK => changelog::restore_into(&mut clocks, item),
+                COVERAGE => changelog::restore_into(&mut coverage, item),
                 other => Err(format!("unknown item kind {other:?}")),
             }
             .map_err(bad)?;
@@ -106,6 +111,7 @@ impl SlaEngine {
             ignored_pending,
             late_in_month: Tracked::from_map(late),
             incident_clocks: Tracked::from_map(clocks),
+            coverage: Tracked::from_map(coverage),
         };
         let mut engine = SlaEngine {
             rules: Rules::new(config, correlation, catalog)?,

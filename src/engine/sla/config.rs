@@ -135,6 +135,22 @@ pub struct Contract {
     /// Credits when too few incidents of a priority met their targets in a month.
     #[serde(default)]
     pub incident_credits: Vec<IncidentCredit>,
+    /// Time without samples or monitoring data: `good` (default: counted as up) or
+    /// `unknown` (left out: availability is over the measured time only, and a month with
+    /// nothing measured is not shown available).
+    #[serde(default)]
+    pub unmeasured: Unmeasured,
+}
+
+/// `unmeasured` of a contract: what time without data counts as.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unmeasured {
+    /// Up: the monitoring would have said otherwise.
+    #[default]
+    Good,
+    /// Neither up nor down: left out of availability.
+    Unknown,
 }
 
 /// `samples` of a contract: which spans count as requests.

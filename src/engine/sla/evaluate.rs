@@ -2,6 +2,7 @@
 //! streaks of bad days, and, at the end of a calendar month, the objectives, the breaches of
 //! the month and the monthly report with its service credit.
 
+use super::config::Unmeasured;
 use super::intervals::{self, IntervalSet};
 use super::*;
 
@@ -14,6 +15,25 @@ impl SlaEngine {
             set.insert(s, e);
         }
         set
+    }
+
+    /// How much of the time that counts (`eligible`) was measured: minutes with samples,
+    /// and downtime (monitoring said the service was down).
+    fn coverage(&self, service: &str, eligible: &IntervalSet, down: &IntervalSet) -> Coverage {
+        let mut measured = self.state.coverage.get(service).cloned().unwrap_or_default();
+        for &(s, e) in down.intervals() {
+            measured.insert(s, e);
+        }
+        let measured = measured.intersect(eligible).total();
+        let total = eligible.total();
+        Coverage {
+            measured,
+            percent: if total > 0 {
+                measured as f64 * 100.0 / total as f64
+            } else {
+                0.0
+            },
+        }
     }
 
     /// The time that counts within [from, to): business hours when configured, minus maintenance.
@@ -369,6 +389,13 @@ impl SlaEngine {
         }
         report.breaches = st.breaches.remove(&period).unwrap_or(0);
         self.state.late_in_month.remove(service);
+        if let Some(next) = self.state.coverage.get(service).map(|c| c.clip(me, i64::MAX)) {
+            if next.is_empty() {
+                self.state.coverage.remove(service);
+            } else {
+                self.state.coverage.insert(service.to_string(), next);
+            }
+        }
         let Some(st) = self.state.services.get_mut(service) else {
             return;
         };
@@ -379,7 +406,7 @@ impl SlaEngine {
                 }
             }
         }
-        out.push(SlaOutput::MonthlyReport(report));
+        out.push(SlaOutput::MonthlyReport(Box::new(report)));
         // The next month starts clean; history the burn-rate windows still need is kept.
         let (next_start, next_end) = intervals::month_bounds(c.timezone, me).unwrap_or((me, me));
         st.month_start = next_start;
@@ -407,22 +434,19 @@ impl SlaEngine {
         let st = self.state.services.get(service).unwrap_or(&empty);
         let end = if complete { me } else { upto };
         let down = self.downtime(service, c, st, ms, end);
-        let eligible = self.eligible(service, c, st, ms, end).total();
-        let availability = if eligible > 0 {
-            (1.0 - down.total() as f64 / eligible as f64) * 100.0
-        } else {
-            100.0
-        };
+        let eligible_set = self.eligible(service, c, st, ms, end);
+        let coverage = self.coverage(service, &eligible_set, &down);
+        let availability = availability_of(c.unmeasured, &eligible_set, &coverage, &down);
         let whole = self.month_summary(st, "", end);
         let mut objectives = Vec::new();
-        let mut credit: f64 = 0.0;
+        let mut credits: Vec<(String, f64)> = Vec::new();
         for obj in &c.objectives {
             let summary = match &obj.operation {
                 Some(op) => self.month_summary(st, op, end),
                 None => whole.clone(),
             };
             let (measured, threshold, unit, met) = measure(obj, st, &summary, availability, &down);
-            credit = credit.max(credit_of(obj, measured, met));
+            credits.push((obj.name.clone(), credit_of(obj, measured, met)));
             objectives.push(ObjectiveResult {
                 name: obj.name.clone(),
                 kind: obj.kind,
@@ -433,9 +457,16 @@ impl SlaEngine {
             });
         }
         let incidents = self.incident_summary(service, c, ms, end);
-        if let Some((_, credit_of_incidents)) = &incidents {
-            credit = credit.max(*credit_of_incidents);
+        if let Some((_, incident_credits)) = &incidents {
+            credits.extend(incident_credits.iter().cloned());
         }
+        // The largest credit is given; what gave it is named.
+        let credit = credits.iter().map(|(_, p)| *p).fold(0.0, f64::max);
+        let credit_causes = credits
+            .into_iter()
+            .filter(|(_, p)| credit > 0.0 && *p == credit)
+            .map(|(cause, _)| cause)
+            .collect();
         Report {
             service: service.to_string(),
             period: intervals::month_label(c.timezone, ms).unwrap_or_default(),
@@ -463,6 +494,12 @@ impl SlaEngine {
             credit_percent: credit,
             credit_amount: c.monthly_fee.map(|fee| fee * credit / 100.0),
             currency: c.currency.clone(),
+            credit_causes,
+            monthly_fee: c.monthly_fee,
+            measured_minutes: coverage.measured as f64 / 60e9,
+            period_minutes: eligible_set.total() as f64 / 60e9,
+            coverage_percent: coverage.percent,
+            no_data: coverage.measured == 0,
             incidents: incidents.map(|(summary, _)| summary),
         }
     }
@@ -616,6 +653,29 @@ fn credit_of(obj: &Objective, measured: f64, met: bool) -> f64 {
         .filter(|tier| measured < tier.below)
         .map(|tier| tier.percent)
         .fold(missed, f64::max)
+}
+
+/// Availability in percent: 1 − downtime / the time that counts, where unmeasured time
+/// counts as good (up) or, when the contract says so, not at all.
+fn availability_of(unmeasured: Unmeasured, eligible: &IntervalSet, coverage: &Coverage, down: &IntervalSet) -> f64 {
+    let counted = match unmeasured {
+        Unmeasured::Good => eligible.total(),
+        Unmeasured::Unknown => coverage.measured,
+    };
+    if counted > 0 {
+        (1.0 - down.total() as f64 / counted as f64) * 100.0
+    } else if unmeasured == Unmeasured::Unknown {
+        0.0 // nothing measured and nothing taken on trust: not shown available
+    } else {
+        100.0
+    }
+}
+
+/// The measured share of a report's period.
+struct Coverage {
+    /// Measured time, ns.
+    measured: i64,
+    percent: f64,
 }
 
 /// The contract month being judged: its bounds and its `YYYY-MM` label.

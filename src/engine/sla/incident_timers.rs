@@ -175,14 +175,15 @@ impl SlaEngine {
     }
 
     /// The month's incidents of `service` against their targets ([`IncidentSummary`]), and
-    /// the credit their shares within target give: `None` without incident targets.
+    /// the credits their shares within target give (cause, percent): `None` without
+    /// incident targets.
     pub(super) fn incident_summary(
         &self,
         service: &str,
         c: &Contract,
         ms: i64,
         me: i64,
-    ) -> Option<(IncidentSummary, f64)> {
+    ) -> Option<(IncidentSummary, Vec<(String, f64)>)> {
         if c.incident_targets.is_empty() {
             return None;
         }
@@ -220,7 +221,7 @@ impl SlaEngine {
                 .or_default()
                 .push((minutes(acked), minutes(resolved), within));
         }
-        let mut credit: f64 = 0.0;
+        let mut credits = Vec::new();
         let priorities: Vec<PriorityLine> = lines.into_iter().map(|(p, times)| priority_line(p, &times)).collect();
         for term in &c.incident_credits {
             let short = priorities
@@ -228,7 +229,10 @@ impl SlaEngine {
                 .find(|l| l.priority == term.priority)
                 .is_some_and(|l| l.within_target_percent < term.min_within_target);
             if short {
-                credit = credit.max(term.credit_percent);
+                credits.push((
+                    format!("incidents P{} within target", term.priority),
+                    term.credit_percent,
+                ));
             }
         }
         let summary = IncidentSummary {
@@ -237,7 +241,7 @@ impl SlaEngine {
             open_at_end,
             majors,
         };
-        Some((summary, credit))
+        Some((summary, credits))
     }
 
     fn with_clock(&mut self, incident: &str, change: impl FnOnce(&mut IncidentClock)) {

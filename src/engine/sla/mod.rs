@@ -36,7 +36,7 @@ const HOUR: i64 = 60 * MINUTE;
 /// Minute counters kept for burn rates over windows up to this long; longer windows use
 /// hour counters, so a service's burn-rate state stays a few kilobytes.
 const MINUTE_RING: i64 = 6 * HOUR;
-/// 3: the state, the ignored-span counts, the incident timers; 2 (still read): the first
+/// 3: the state, the ignored-span counts, the incident timers and coverage; 2 (still read): the first
 /// two; 1 (still read): the state alone.
 const SNAPSHOT_VERSION: u32 = 3;
 
@@ -398,6 +398,10 @@ struct State {
     /// (version 3), so that older snapshots still read.
     #[serde(skip)]
     incident_clocks: Tracked<BTreeMap<String, incident_timers::IncidentClock>>,
+    /// Per service: the minutes of its running month with samples (the report's coverage),
+    /// after the timers in snapshots.
+    #[serde(skip)]
+    coverage: Tracked<BTreeMap<String, IntervalSet>>,
 }
 
 /// The SLA engine.
@@ -448,8 +452,8 @@ impl SlaEngine {
             late_in_month: (*self.state.late_in_month).clone(),
         };
         let state = due::SnapshotState(&self.state);
-        let clocks = &self.state.incident_clocks;
-        postcard::to_stdvec(&(SNAPSHOT_VERSION, &state, &ignored, clocks)).unwrap_or_default()
+        let tail = (&self.state.incident_clocks, &self.state.coverage);
+        postcard::to_stdvec(&(SNAPSHOT_VERSION, &state, &ignored, tail)).unwrap_or_default()
     }
 
     /// An engine with the given config and a snapshot's state.
@@ -470,7 +474,7 @@ impl SlaEngine {
                 state.ignored_pending = ignored.pending;
                 state.late_in_month = Tracked::from_map(ignored.late_in_month);
                 if version == SNAPSHOT_VERSION {
-                    state.incident_clocks = postcard::from_bytes(rest).map_err(bad)?;
+                    (state.incident_clocks, state.coverage) = postcard::from_bytes(rest).map_err(bad)?;
                 }
             }
             other => {
@@ -957,6 +961,20 @@ impl SlaEngine {
             }
         }
         let rings = self.rules.rings;
+        if !ring_add.is_empty() {
+            let covered = self
+                .state
+                .coverage
+                .entry_or_insert_with(service.to_string(), IntervalSet::new);
+            for &(minute, requests, _) in &ring_add {
+                if requests > 0 {
+                    covered.insert(minute, minute + MINUTE);
+                }
+            }
+        }
+        let Some(st) = self.state.services.get_mut(service) else {
+            return;
+        };
         for (minute, requests, errors) in ring_add {
             st.requests += requests;
             st.errors += errors;

@@ -35,7 +35,7 @@ pub enum SlaOutput {
     /// the last such record: left out of every figure, never silently.
     SpansIgnored { service: String, count: u64 },
     /// A month's report (final at month close, or on demand for the running month).
-    MonthlyReport(Report),
+    MonthlyReport(Box<Report>),
     /// An incident timer passed a warning level or its target, or stopped (met or missed).
     IncidentSla(IncidentSla),
 }
@@ -172,6 +172,26 @@ pub struct Report {
     pub credit_percent: f64,
     pub credit_amount: Option<f64>,
     pub currency: String,
+    /// What caused the credit: the objectives (by name) and incident terms
+    /// (`incidents P1 within target`) whose credit is the one given; empty without a credit.
+    #[serde(default)]
+    pub credit_causes: Vec<String>,
+    /// The contract's monthly fee.
+    #[serde(default)]
+    pub monthly_fee: Option<f64>,
+    /// Minutes of the period that count (business hours when configured, maintenance
+    /// excepted) and of those the ones measured: with samples, or down by the monitoring.
+    #[serde(default)]
+    pub period_minutes: f64,
+    #[serde(default)]
+    pub measured_minutes: f64,
+    /// measured / period, in percent.
+    #[serde(default)]
+    pub coverage_percent: f64,
+    /// Nothing was measured: the figures are not measurements (availability is 100 % only
+    /// by the contract's `unmeasured = "good"`).
+    #[serde(default)]
+    pub no_data: bool,
     /// The month's incidents against the contract's incident targets (contracts with
     /// `incident_targets` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]

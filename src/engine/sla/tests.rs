@@ -209,7 +209,7 @@ fn trading_platform_month() {
     let reports: Vec<&Report> = out
         .iter()
         .filter_map(|o| match o {
-            SlaOutput::MonthlyReport(r) => Some(r),
+            SlaOutput::MonthlyReport(r) => Some(&**r),
             _ => None,
         })
         .collect();
@@ -855,5 +855,70 @@ fn the_due_index_gives_what_walking_every_service_gives() {
                 "snapshots, seed {seed}, burn rates {burn_rates}"
             );
         }
+    }
+}
+
+/// Coverage: the first ten days of March 2026 (UTC) have a sample every minute, with a
+/// 60-minute outage on the 5th; nothing after. April has no data at all.
+#[test]
+fn coverage_is_the_measured_share_and_a_month_without_data_says_so() {
+    let contract = |unmeasured: &str| {
+        config(&format!(
+            r#"
+            [[sla.contracts]]
+            service = "api"
+            unmeasured = "{unmeasured}"
+            [[sla.contracts.objectives]]
+            name = "availability"
+            kind = "availability"
+            target = 99.0
+            "#
+        ))
+    };
+    let (march, tenth) = (t("2026-03-01T00:00:00Z"), t("2026-03-11T00:00:00Z"));
+    let outage = t("2026-03-05T12:00:00Z");
+    let month_min = 31.0 * 1440.0;
+    let measured_min = 10.0 * 1440.0;
+    for unmeasured in ["good", "unknown"] {
+        let cfg = contract(unmeasured);
+        let mut engine = sla(&cfg).unwrap();
+        engine.apply_correlation(&opened("O", "api", outage, 1));
+        engine.apply_correlation(&resolved("O", "api", outage, outage + HOUR));
+        let out = run(
+            &mut engine,
+            &traffic("api", march, tenth, |_| 50_000_000, 1),
+            t("2026-05-01T00:10:00Z"),
+        );
+        let reports: Vec<&Report> = out
+            .iter()
+            .filter_map(|o| match o {
+                SlaOutput::MonthlyReport(r) => Some(&**r),
+                _ => None,
+            })
+            .collect();
+        let (m, a) = (reports[0], reports[1]);
+        assert_eq!((m.period.as_str(), a.period.as_str()), ("2026-03", "2026-04"));
+        assert!(
+            (m.measured_minutes - measured_min).abs() < 1e-9,
+            "{}",
+            m.measured_minutes
+        );
+        assert!((m.coverage_percent - measured_min * 100.0 / month_min).abs() < 1e-9);
+        assert!(!m.no_data);
+        let expected = match unmeasured {
+            "good" => (1.0 - 60.0 / month_min) * 100.0,
+            _ => (1.0 - 60.0 / measured_min) * 100.0,
+        };
+        assert!(
+            (m.availability_percent - expected).abs() < 1e-9,
+            "{unmeasured}: {}",
+            m.availability_percent
+        );
+        // April: nothing measured. Zero coverage, said so; not shown available when
+        // unmeasured time is unknown.
+        assert!(a.no_data && a.coverage_percent == 0.0 && a.measured_minutes == 0.0);
+        assert!((a.period_minutes - 30.0 * 1440.0).abs() < 1e-9);
+        let shown = if unmeasured == "good" { 100.0 } else { 0.0 };
+        assert_eq!(a.availability_percent, shown, "{unmeasured}");
     }
 }
