@@ -9,6 +9,8 @@
 #    interop test reads slaflow's V2 histograms with (src/engine/sla/histogram.rs).
 #  - PyPI `helm-python-sdk` and `kubernetes-validate`, and promtool (Debian's prometheus
 #    package): the Helm chart test (tests/helm_chart.rs) renders and validates helm/slaflow.
+#  - Debian's chromium and npm's playwright-core (tests/browser/): the HTML report's browser
+#    test (tests/demo.rs).
 
 _here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 _sudo=""
@@ -109,6 +111,23 @@ if ! command -v promtool >/dev/null 2>&1; then
   echo "setup: installing promtool (Debian package prometheus)" >&2
   _apt_install prometheus || {
     echo "setup: could not install promtool (apt-get install prometheus)" >&2
+    return 1 2>/dev/null || exit 1
+  }
+fi
+# A real browser for the HTML report (tests/demo.rs): Debian's chromium, driven by
+# Playwright (playwright-core from npm, pinned in tests/browser/package-lock.json; it
+# downloads no browser of its own).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "setup: installing chromium (Debian package chromium)" >&2
+  _apt_install chromium || {
+    echo "setup: could not install chromium (apt-get install chromium)" >&2
+    return 1 2>/dev/null || exit 1
+  }
+fi
+if [ ! -f "$_here/../tests/browser/node_modules/playwright-core/package.json" ]; then
+  echo "setup: installing playwright-core (npm ci in tests/browser)" >&2
+  (cd "$_here/../tests/browser" && npm ci --no-audit --no-fund >/dev/null) || {
+    echo "setup: npm ci in tests/browser failed" >&2
     return 1 2>/dev/null || exit 1
   }
 fi

@@ -4,7 +4,9 @@
 
 use std::fmt::Write as _;
 
-use crate::engine::sla::{IncidentSummary, Report};
+use crate::engine::sla::{Finding, IncidentSummary, Report};
+
+mod html;
 
 /// Output format of a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -15,11 +17,20 @@ pub enum ReportFormat {
     /// One row per service and month: the credit, once, and its cause.
     CreditsCsv,
     Json,
+    /// One self-contained page with charts (`html.rs`).
+    Html,
 }
 
 /// Renders reports in the format.
 pub fn render(reports: &[Report], format: ReportFormat) -> String {
+    render_with(reports, &[], format)
+}
+
+/// Renders reports in the format, with the month's warnings and breaches as (`warning` or
+/// `breach`, finding) for the formats that list them (HTML).
+pub fn render_with(reports: &[Report], findings: &[(String, Finding)], format: ReportFormat) -> String {
     match format {
+        ReportFormat::Html => html::page(reports, findings),
         ReportFormat::Json => serde_json::to_string_pretty(reports).unwrap_or_default() + "\n",
         ReportFormat::Csv => objectives_csv(reports),
         ReportFormat::CreditsCsv => credits_csv(reports),
@@ -246,7 +257,7 @@ pub fn kpis(reports: &[Report]) -> Vec<Kpi> {
 pub fn render_kpis(lines: &[Kpi], format: ReportFormat) -> String {
     match format {
         ReportFormat::Json => serde_json::to_string_pretty(lines).unwrap_or_default() + "\n",
-        ReportFormat::Csv | ReportFormat::CreditsCsv => {
+        ReportFormat::Csv | ReportFormat::CreditsCsv | ReportFormat::Html => {
             let mut out = String::from(
                 "period,services,incidents,majors,mtta_mean_minutes,mttr_mean_minutes,within_target_percent\n",
             );

@@ -230,6 +230,8 @@ fn the_demo_month_has_the_figures_its_script_implies() {
         assert_eq!(row[column("cause")], want.cause, "{}: {}", want.service, csv.body);
     }
 
+    html_report_in_a_browser(port);
+
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let status = child.wait().unwrap();
     assert!(status.success(), "exit {status}; output:\n{output}");
@@ -425,4 +427,72 @@ fn a_store_path_that_is_not_a_slaflow_store_is_left_alone() {
     );
     assert_eq!(std::fs::read_to_string(&precious).unwrap(), "not a database");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The month's HTML report loaded from the running server by a real browser (Debian's
+/// chromium, headless, driven by Playwright: tests/browser/report_page.mjs): its charts, its
+/// summary with the credits, its incidents. The screenshot and the A4 print are kept under
+/// target/html-report/ (a CI artifact).
+fn html_report_in_a_browser(port: u16) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = root.join("tests/browser/report_page.mjs");
+    assert!(
+        root.join("tests/browser/node_modules/playwright-core").exists() && Path::new("/usr/bin/chromium").exists(),
+        "the browser test needs Debian's chromium and playwright-core: run `source scripts/setup.sh` \
+         (apt-get install chromium; npm ci in tests/browser)"
+    );
+    let out_dir = root.join("target/html-report");
+    let url = format!("http://127.0.0.1:{port}/v1/reports/{MONTH}?format=html");
+    let run = Command::new("node")
+        .arg(&script)
+        .args([url.as_str(), "demo-token"])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let page: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(page["status"], 200, "{page}");
+    // Self-contained: nothing fetched but the page, no script.
+    assert_eq!(page["requests"].as_array().map(Vec::len), Some(1), "{page}");
+    assert_eq!(page["scripts"], 0);
+    // Per service: downtime, latency and budget charts over every day of October.
+    let charts = page["charts"].as_array().unwrap();
+    assert_eq!(charts.len(), 3 * 3, "{page}");
+    for c in charts {
+        assert_eq!(c["days"], 31, "{c}");
+        assert!(
+            c["width"].as_f64().unwrap() > 300.0 && c["marks"].as_u64().unwrap() >= 1,
+            "{c}"
+        );
+    }
+    let summary = page["summary"].as_array().unwrap();
+    let credit = |service: &str| {
+        summary
+            .iter()
+            .find(|s| s["service"] == service)
+            .and_then(|s| s["credit"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    for want in wants() {
+        let amount = format!("{:.2} EUR", want.fee * want.credit / 100.0);
+        assert!(
+            credit(want.service).ends_with(&amount),
+            "{}: {}",
+            want.service,
+            credit(want.service)
+        );
+    }
+    // The seven incidents of the script, one header row per service's table.
+    assert_eq!(page["incidents"], 7 + 3, "{page}");
+    assert!(page["findings"].as_u64().unwrap() > 1, "{page}");
+    for file in ["report.png", "report.pdf"] {
+        let size = std::fs::metadata(out_dir.join(file)).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 10_000, "{file}: {size} bytes");
+    }
 }

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 
 use slaflow::config::Config;
 use slaflow::decode::Format;
-use slaflow::engine::sla::Report;
 use slaflow::engine::sla::SlaOutput;
+use slaflow::engine::sla::{Finding, Report};
 use slaflow::replay::{Input, Record};
-use slaflow::report::{kpis, render, render_kpis, ReportFormat};
+use slaflow::report::{kpis, render_kpis, render_with, ReportFormat};
 
 use super::{load_config, open_existing_store, parse_inputs, parse_time, print_summary, runtime, status};
 
@@ -48,12 +48,13 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
     )
 }
 
-/// The reports, or their incident KPIs (`.1`), in the format.
-fn print(reports: &[Report], (format, as_kpis): (ReportFormat, bool)) {
+/// The reports (with the month's warnings and breaches, for HTML), or their incident KPIs
+/// (`.1`), in the format.
+fn print(reports: &[Report], findings: &[(String, Finding)], (format, as_kpis): (ReportFormat, bool)) {
     if as_kpis {
         print!("{}", render_kpis(&kpis(reports), format));
     } else {
-        print!("{}", render(reports, format));
+        print!("{}", render_with(reports, findings, format));
     }
 }
 
@@ -69,10 +70,14 @@ fn from_store(
     }
     let read = runtime()?.block_on(async {
         let store = open_existing_store(config).await?;
-        Ok::<_, slaflow::sinks::SinkError>((store.kind_name(), store.reports(month, service).await?))
+        let findings = match format.0 {
+            ReportFormat::Html => store.findings(month, service).await?,
+            _ => Vec::new(),
+        };
+        Ok::<_, slaflow::sinks::SinkError>((store.kind_name(), store.reports(month, service).await?, findings))
     });
-    let (kind, reports) = read.map_err(|e| e.to_string())?;
-    print(&reports, format);
+    let (kind, reports, findings) = read.map_err(|e| e.to_string())?;
+    print(&reports, &findings, format);
     if reports.is_empty() {
         eprintln!("no report in the {kind} store for {}", scope(Some(month), service));
         return Ok(ExitCode::from(1));
@@ -109,11 +114,12 @@ fn from_replay(
     service: Option<&str>,
     format: (ReportFormat, bool),
 ) -> Result<ExitCode, String> {
-    let mut reports = Vec::new();
-    let (summary, sla) = slaflow::replay::replay(config, inputs, until, |record| {
-        if let Record::Sla(SlaOutput::MonthlyReport(r)) = record {
-            reports.push((**r).clone());
-        }
+    let (mut reports, mut findings) = (Vec::new(), Vec::new());
+    let (summary, sla) = slaflow::replay::replay(config, inputs, until, |record| match record {
+        Record::Sla(SlaOutput::MonthlyReport(r)) => reports.push((**r).clone()),
+        Record::Sla(SlaOutput::Warning(f)) => findings.push(("warning".to_string(), f.clone())),
+        Record::Sla(SlaOutput::Breach(f)) => findings.push(("breach".to_string(), f.clone())),
+        _ => {}
     })
     .map_err(|e| e.to_string())?;
     // The running month, as of the end of the replay.
@@ -129,7 +135,8 @@ fn from_replay(
         }
     }
     reports.retain(|r| month.is_none_or(|m| r.period == m) && service.is_none_or(|s| r.service == s));
-    print(&reports, format);
+    findings.retain(|(_, f)| month.is_none_or(|m| f.period == m) && service.is_none_or(|s| f.service == s));
+    print(&reports, &findings, format);
     print_summary(&summary);
     if reports.is_empty() {
         eprintln!("no report matches: none for {}", scope(month, service));

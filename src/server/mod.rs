@@ -32,7 +32,7 @@ use crate::decode::{DeadPart, Decoders, Format};
 use crate::metrics::{metrics, Rejection};
 use crate::model::Event;
 use crate::pipeline::{HttpOrigin, Ingest};
-use crate::report::{render, ReportFormat};
+use crate::report::{render_with, ReportFormat};
 use crate::sinks::{SinkError, Store};
 use errors::error;
 use forward::{ForwardError, Forwarder};
@@ -478,8 +478,9 @@ struct ReportQuery {
     format: Option<String>,
 }
 
-/// `GET /v1/reports/{YYYY-MM}?service=…&format=csv|credits-csv|json`: the month's stored
-/// reports (`csv`: the objectives; `credits-csv`: the credit once per service).
+/// `GET /v1/reports/{YYYY-MM}?service=…&format=json|csv|credits-csv|html`: the month's
+/// stored reports (`csv`: the objectives; `credits-csv`: the credit once per service;
+/// `html`: one page with charts, the month's warnings and breaches listed).
 async fn reports(
     State(state): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
@@ -497,26 +498,43 @@ async fn reports(
         None | Some("json") => (ReportFormat::Json, "application/json"),
         Some("csv") => (ReportFormat::Csv, "text/csv; charset=utf-8"),
         Some("credits-csv") => (ReportFormat::CreditsCsv, "text/csv; charset=utf-8"),
+        Some("html") => (ReportFormat::Html, "text/html; charset=utf-8"),
         Some(other) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                format!("format `{other}`: csv, credits-csv or json"),
+                format!("format `{other}`: json, csv, credits-csv or html"),
             )
         }
     };
     let (period, service) = (month.clone(), query.service.clone());
+    let html = format == ReportFormat::Html;
     let found = state
-        .with_store(|s| Box::pin(async move { s.reports(&period, service.as_deref()).await }))
+        .with_store(|s| {
+            Box::pin(async move {
+                let reports = s.reports(&period, service.as_deref()).await?;
+                // The page lists the month's warnings and breaches too.
+                let findings = if html {
+                    s.findings(&period, service.as_deref()).await?
+                } else {
+                    Vec::new()
+                };
+                Ok((reports, findings))
+            })
+        })
         .await;
     match found {
-        Ok(reports) if reports.is_empty() => error(
+        Ok((reports, _)) if reports.is_empty() => error(
             StatusCode::NOT_FOUND,
             format!(
                 "no report for {month}{}",
                 query.service.map(|s| format!(" and service {s}")).unwrap_or_default()
             ),
         ),
-        Ok(reports) => ([(header::CONTENT_TYPE, content_type)], render(&reports, format)).into_response(),
+        Ok((reports, findings)) => (
+            [(header::CONTENT_TYPE, content_type)],
+            render_with(&reports, &findings, format),
+        )
+            .into_response(),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}")),
     }
 }

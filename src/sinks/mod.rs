@@ -139,6 +139,14 @@ pub struct IncidentRow {
 }
 
 /// A stored breach record (`SlaOutput::Breach` as JSON), parsed, back as its finding.
+/// A warning or breach row's record, with its type (`warning`, `breach`).
+fn typed_finding_from(parsed: Result<SlaOutput, serde_json::Error>) -> Result<(String, Finding), SinkError> {
+    match parsed {
+        Ok(SlaOutput::Warning(f)) => Ok(("warning".into(), f)),
+        other => finding_from(other).map(|f| ("breach".into(), f)),
+    }
+}
+
 fn finding_from(parsed: Result<SlaOutput, serde_json::Error>) -> Result<Finding, SinkError> {
     match parsed {
         Ok(SlaOutput::Breach(f)) => Ok(f),

@@ -179,6 +179,26 @@ impl PostgresSink {
             .collect()
     }
 
+    /// The stored warnings and breaches of a month as (type, finding), of one service or
+    /// all, in the order they were detected.
+    pub async fn findings(&self, period: &str, service: Option<&str>) -> Result<Vec<(String, Finding)>, SinkError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT record FROM breaches WHERE type IN ('breach', 'warning') AND period = $1
+                 AND ($2::TEXT IS NULL OR service = $2) ORDER BY detected_ns, key",
+                &[&period, &service],
+            )
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|r| {
+                let value: serde_json::Value = r.try_get(0).map_err(corrupt)?;
+                super::typed_finding_from(serde_json::from_value(value))
+            })
+            .collect()
+    }
+
     /// Every incident with its alert count and total occurrences, oldest first.
     pub async fn incidents(&self) -> Result<Vec<IncidentRow>, SinkError> {
         let rows = self

@@ -183,6 +183,23 @@ impl SqliteSink {
             .collect()
     }
 
+    /// The stored warnings and breaches of a month as (type, finding), of one service or
+    /// all, in the order they were detected.
+    pub async fn findings(&self, period: &str, service: Option<&str>) -> Result<Vec<(String, Finding)>, SinkError> {
+        let texts = self
+            .json_column(
+                "SELECT record FROM breaches WHERE type IN ('breach', 'warning') AND period = ?1
+                 AND (?2 IS NULL OR service = ?2) ORDER BY detected_ns, key",
+                period,
+                service,
+            )
+            .await?;
+        texts
+            .iter()
+            .map(|t| super::typed_finding_from(serde_json::from_str(t)))
+            .collect()
+    }
+
     /// Every incident with its alert count and total occurrences, oldest first.
     pub async fn incidents(&self) -> Result<Vec<IncidentRow>, SinkError> {
         self.call(|conn| {

@@ -114,6 +114,14 @@ impl Store {
         }
     }
 
+    /// The warnings and breaches of a month as (type, finding), in detection order.
+    pub async fn findings(&self, period: &str, service: Option<&str>) -> Result<Vec<(String, Finding)>, SinkError> {
+        match self {
+            Store::Postgres(s) => s.findings(period, service).await,
+            Store::Sqlite(s) => s.findings(period, service).await,
+        }
+    }
+
     /// Every incident with its alert count and total occurrences, oldest first.
     pub async fn incidents(&self) -> Result<Vec<IncidentRow>, SinkError> {
         match self {

@@ -1,6 +1,6 @@
 //! The SLA engine's incremental checkpoint: a head (the frontier, counters, ignored spans
 //! not yet reported) and one item per contracted service's state, incident, firing outage
-//! alert, running month's late-sample count and coverage, and incident timer. A batch writes the head and the items it
+//! alert, running month's late-sample count, coverage and closed days, and incident timer. A batch writes the head and the items it
 //! changed ([`SlaEngine::take_changes`]); a restore reads them back into exactly the state a
 //! whole snapshot gives ([`SlaEngine::restore_items`]).
 //!
@@ -21,6 +21,7 @@ const OUTAGE: &str = "outage";
 const LATE: &str = "late";
 const CLOCK: &str = "incident_clock";
 const COVERAGE: &str = "coverage";
+const DAYS: &str = "days";
 /// Version of the head and items.
 const HEAD_VERSION: u32 = 1;
 
@@ -41,6 +42,7 @@ impl SlaEngine {
             s.late_in_month.mark_all();
             s.incident_clocks.mark_all();
             s.coverage.mark_all();
+            s.days.mark_all();
         }
         // `spans_ignored` is not serialised with the counters (see `SlaStats`).
         let head: HeadRef<'_> = (
@@ -62,6 +64,7 @@ impl SlaEngine {
         changelog::collect(&mut changes, LATE, &mut s.late_in_month);
         changelog::collect(&mut changes, CLOCK, &mut s.incident_clocks);
         changelog::collect(&mut changes, COVERAGE, &mut s.coverage);
+        changelog::collect(&mut changes, DAYS, &mut s.days);
         changes
     }
 
@@ -87,6 +90,7 @@ impl SlaEngine {
         let mut late = BTreeMap::new();
         let mut clocks = BTreeMap::new();
         let mut coverage = BTreeMap::new();
+        let mut days = BTreeMap::new();
         for item in items {
             match item.kind.as_str() {
                 SERVICE => changelog::restore_into(&mut services, item),
@@ -95,6 +99,7 @@ impl SlaEngine {
                 LATE => changelog::restore_into(&mut late, item),
                 CLOCK => changelog::restore_into(&mut clocks, item),
                 COVERAGE => changelog::restore_into(&mut coverage, item),
+                DAYS => changelog::restore_into(&mut days, item),
                 other => Err(format!("unknown item kind {other:?}")),
             }
             .map_err(bad)?;
@@ -112,6 +117,7 @@ impl SlaEngine {
             late_in_month: Tracked::from_map(late),
             incident_clocks: Tracked::from_map(clocks),
             coverage: Tracked::from_map(coverage),
+            days: Tracked::from_map(days),
         };
         let mut engine = SlaEngine {
             rules: Rules::new(config, correlation, catalog)?,

@@ -17,6 +17,73 @@ impl SlaEngine {
         set
     }
 
+    /// Drops a service's coverage and days before `me`, the end of the month just closed.
+    fn forget_month_figures(&mut self, service: &str, me: i64) {
+        if let Some(days) = self.state.days.get(service) {
+            let next: Vec<DayFigures> = days.iter().filter(|d| d.start_ns >= me).cloned().collect();
+            if next.is_empty() {
+                self.state.days.remove(service);
+            } else {
+                self.state.days.insert(service.to_string(), next);
+            }
+        }
+        if let Some(next) = self.state.coverage.get(service).map(|c| c.clip(me, i64::MAX)) {
+            if next.is_empty() {
+                self.state.coverage.remove(service);
+            } else {
+                self.state.coverage.insert(service.to_string(), next);
+            }
+        }
+    }
+
+    /// The report's days: each local day of [from, to) with its downtime and availability,
+    /// the budget consumed by its end, and the day's latency if it closed.
+    fn day_lines(
+        &self,
+        service: &str,
+        c: &Contract,
+        (from, to): (i64, i64),
+        eligible: &IntervalSet,
+        down: &IntervalSet,
+    ) -> Vec<DayLine> {
+        let closed = self.state.days.get(service);
+        let budget = c
+            .objectives
+            .iter()
+            .find(|o| o.kind == ObjectiveKind::Availability)
+            .map(|o| (1.0 - o.target_fraction()) * eligible.total() as f64);
+        let mut lines = Vec::new();
+        let mut day = from;
+        while day < to {
+            let Some((start, end)) = intervals::day_bounds(c.timezone, day) else {
+                break;
+            };
+            let (s, e) = (start.max(from), end.min(to));
+            let counted = eligible.clip(s, e).total();
+            let downtime = down.clip(s, e).total();
+            let so_far = down.clip(from, e).total() as f64;
+            let latency = closed.and_then(|d| d.iter().find(|f| f.start_ns == start));
+            lines.push(DayLine {
+                date: intervals::local_date(c.timezone, start)
+                    .map(|d| d.to_string())
+                    .unwrap_or_default(),
+                downtime_minutes: downtime as f64 / 60e9,
+                availability_percent: if counted > 0 {
+                    (1.0 - downtime as f64 / counted as f64) * 100.0
+                } else {
+                    100.0
+                },
+                budget_consumed_percent: budget.filter(|b| *b > 0.0).map_or(0.0, |b| so_far / b * 100.0),
+                requests: latency.map_or(0, |f| f.requests),
+                errors: latency.map_or(0, |f| f.errors),
+                mean_ms: latency.map_or(0.0, |f| f.mean_ns / 1e6),
+                p95_ms: latency.map_or(0.0, |f| f.p95_ns as f64 / 1e6),
+            });
+            day = end;
+        }
+        lines
+    }
+
     /// How much of the time that counts (`eligible`) was measured: minutes with samples,
     /// and downtime (monitoring said the service was down).
     fn coverage(&self, service: &str, eligible: &IntervalSet, down: &IntervalSet) -> Coverage {
@@ -389,13 +456,7 @@ impl SlaEngine {
         }
         report.breaches = st.breaches.remove(&period).unwrap_or(0);
         self.state.late_in_month.remove(service);
-        if let Some(next) = self.state.coverage.get(service).map(|c| c.clip(me, i64::MAX)) {
-            if next.is_empty() {
-                self.state.coverage.remove(service);
-            } else {
-                self.state.coverage.insert(service.to_string(), next);
-            }
-        }
+        self.forget_month_figures(service, me);
         let Some(st) = self.state.services.get_mut(service) else {
             return;
         };
@@ -500,6 +561,7 @@ impl SlaEngine {
             period_minutes: eligible_set.total() as f64 / 60e9,
             coverage_percent: coverage.percent,
             no_data: coverage.measured == 0,
+            days: self.day_lines(service, c, (ms, end), &eligible_set, &down),
             incidents: incidents.map(|(summary, _)| summary),
         }
     }

@@ -190,6 +190,7 @@ impl SlaEngine {
         let mut lines: BTreeMap<u8, Vec<(f64, f64, bool)>> = BTreeMap::new();
         let mut breached = Vec::new();
         let (mut open_at_end, mut majors) = (0, 0);
+        let mut timeline = Vec::new();
         let mut clocks: Vec<(&String, &IncidentClock)> = self
             .state
             .incident_clocks
@@ -214,6 +215,13 @@ impl SlaEngine {
                 breached.push(id.clone());
             }
             majors += u32::from(clock.major);
+            timeline.push(IncidentLine {
+                incident: id.clone(),
+                priority: clock.priority_at(resolved),
+                opened_ns: clock.opened_ns,
+                resolved_ns: resolved,
+                within_target: within,
+            });
             let minutes = |t: i64| (t - clock.opened_ns) as f64 / MINUTE as f64;
             let acked = clock.responded_ns.unwrap_or(resolved);
             lines
@@ -240,6 +248,7 @@ impl SlaEngine {
             breached,
             open_at_end,
             majors,
+            timeline,
         };
         Some((summary, credits))
     }

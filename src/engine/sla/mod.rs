@@ -21,7 +21,8 @@ use self::config::{Contract, Granularity, Objective, ObjectiveKind, SlaConfig};
 use self::histogram::HistogramConfig;
 use self::intervals::IntervalSet;
 pub use self::output::{
-    BurnAlert, Finding, IncidentSla, IncidentSummary, ObjectiveResult, PriorityLine, Report, SlaOutput, Window,
+    BurnAlert, DayLine, Finding, IncidentLine, IncidentSla, IncidentSummary, ObjectiveResult, PriorityLine, Report,
+    SlaOutput, Window,
 };
 use super::changelog::Tracked;
 use super::correlate::config::CorrelateConfig;
@@ -36,7 +37,7 @@ const HOUR: i64 = 60 * MINUTE;
 /// Minute counters kept for burn rates over windows up to this long; longer windows use
 /// hour counters, so a service's burn-rate state stays a few kilobytes.
 const MINUTE_RING: i64 = 6 * HOUR;
-/// 3: the state, the ignored-span counts, the incident timers and coverage; 2 (still read): the first
+/// 3: the state, the ignored-span counts, the incident timers, coverage and days; 2 (still read): the first
 /// two; 1 (still read): the state alone.
 const SNAPSHOT_VERSION: u32 = 3;
 
@@ -402,6 +403,21 @@ struct State {
     /// after the timers in snapshots.
     #[serde(skip)]
     coverage: Tracked<BTreeMap<String, IntervalSet>>,
+    /// Per service: the closed days of its running month (the report's daily figures),
+    /// after the coverage in snapshots.
+    #[serde(skip)]
+    days: Tracked<BTreeMap<String, Vec<DayFigures>>>,
+}
+
+/// One closed local day of a service (whole service, every request).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DayFigures {
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub requests: u64,
+    pub errors: u64,
+    pub mean_ns: f64,
+    pub p95_ns: i64,
 }
 
 /// The SLA engine.
@@ -452,7 +468,7 @@ impl SlaEngine {
             late_in_month: (*self.state.late_in_month).clone(),
         };
         let state = due::SnapshotState(&self.state);
-        let tail = (&self.state.incident_clocks, &self.state.coverage);
+        let tail = (&self.state.incident_clocks, &self.state.coverage, &self.state.days);
         postcard::to_stdvec(&(SNAPSHOT_VERSION, &state, &ignored, tail)).unwrap_or_default()
     }
 
@@ -474,7 +490,7 @@ impl SlaEngine {
                 state.ignored_pending = ignored.pending;
                 state.late_in_month = Tracked::from_map(ignored.late_in_month);
                 if version == SNAPSHOT_VERSION {
-                    (state.incident_clocks, state.coverage) = postcard::from_bytes(rest).map_err(bad)?;
+                    (state.incident_clocks, state.coverage, state.days) = postcard::from_bytes(rest).map_err(bad)?;
                 }
             }
             other => {
@@ -950,6 +966,7 @@ impl SlaEngine {
             boundary,
         };
         let mut ring_add = Vec::new();
+        let emitted_before = out.len();
         for (op, series) in st.series.iter_mut() {
             let minutes = closing.minutes(series);
             if op.is_empty() {
@@ -960,6 +977,7 @@ impl SlaEngine {
                 closing.day(op, series, &mut st.days_to_judge, out);
             }
         }
+        self.keep_days(service, &out[emitted_before..]);
         let rings = self.rules.rings;
         if !ring_add.is_empty() {
             let covered = self
@@ -990,6 +1008,28 @@ impl SlaEngine {
                     rings.hours,
                     HOUR,
                 );
+            }
+        }
+    }
+}
+
+impl SlaEngine {
+    /// Keeps the whole service's days among the windows just closed (`out`), for the
+    /// running month's report.
+    fn keep_days(&mut self, service: &str, out: &[SlaOutput]) {
+        for o in out {
+            if let SlaOutput::WindowClosed(w) = o {
+                if w.granularity == Granularity::Day && w.operation.is_empty() {
+                    let days = self.state.days.entry_or_insert_with(service.to_string(), Vec::new);
+                    days.push(DayFigures {
+                        start_ns: w.start_ns,
+                        end_ns: w.end_ns,
+                        requests: w.count,
+                        errors: w.errors,
+                        mean_ns: w.mean_ns,
+                        p95_ns: w.p95_ns,
+                    });
+                }
             }
         }
     }

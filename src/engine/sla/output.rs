@@ -188,6 +188,10 @@ pub struct Report {
     /// measured / period, in percent.
     #[serde(default)]
     pub coverage_percent: f64,
+    /// Each local day of the period so far: downtime, availability, the error budget
+    /// consumed by then, latency.
+    #[serde(default)]
+    pub days: Vec<DayLine>,
     /// Nothing was measured: the figures are not measurements (availability is 100 % only
     /// by the contract's `unmeasured = "good"`).
     #[serde(default)]
@@ -196,6 +200,33 @@ pub struct Report {
     /// `incident_targets` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incidents: Option<IncidentSummary>,
+}
+
+/// One local day of a report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DayLine {
+    /// `YYYY-MM-DD` in the contract's time zone.
+    pub date: String,
+    pub downtime_minutes: f64,
+    pub availability_percent: f64,
+    /// Of the month's availability error budget (its first `availability` objective),
+    /// percent consumed by the day's end; 0 without such an objective.
+    pub budget_consumed_percent: f64,
+    /// Latency of the day's requests (0 when the day had none, or is still open).
+    pub requests: u64,
+    pub errors: u64,
+    pub mean_ms: f64,
+    pub p95_ms: f64,
+}
+
+/// One incident of a month's timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentLine {
+    pub incident: String,
+    pub priority: u8,
+    pub opened_ns: i64,
+    pub resolved_ns: i64,
+    pub within_target: bool,
 }
 
 /// Incidents of a month against their targets: those resolved in the month (by their last
@@ -209,6 +240,9 @@ pub struct IncidentSummary {
     pub open_at_end: u32,
     /// Of the month's resolved incidents, the major ones.
     pub majors: u32,
+    /// The resolved incidents, in opening order.
+    #[serde(default)]
+    pub timeline: Vec<IncidentLine>,
 }
 
 /// One priority's incidents of the month.
