@@ -53,11 +53,8 @@ fn csv_field(text: &str) -> String {
     }
 }
 
-fn kind_name(kind: crate::engine::sla::config::ObjectiveKind) -> String {
-    serde_json::to_value(kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
+fn kind_name(kind: crate::engine::sla::config::ObjectiveKind) -> &'static str {
+    kind.name()
 }
 
 fn objectives_csv(reports: &[Report]) -> String {

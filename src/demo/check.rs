@@ -224,9 +224,19 @@ fn incident_diffs(expected: &Expected, rows: &[IncidentRow]) -> Vec<String> {
                 let got = (r.priority, r.major, r.alerts, r.occurrences, r.resolved_ns);
                 let want = (e.priority, e.major, e.alerts, e.notifications, Some(e.resolved_ns));
                 if got != want {
+                    let words = |(p, major, alerts, n, resolved): (u8, bool, u64, u64, Option<i64>)| {
+                        format!(
+                            "P{p}{}, {alerts} alerts, {n} notifications, resolved {}",
+                            if major { " major" } else { "" },
+                            resolved.map_or("never".to_string(), crate::time::to_rfc3339)
+                        )
+                    };
                     diffs.push(format!(
-                        "{} ({}): script (priority, major, alerts, notifications, resolved) = {want:?}, store {got:?}",
-                        r.id, e.what
+                        "{} ({}): script {}, store {}",
+                        r.id,
+                        e.what,
+                        words(want),
+                        words(got)
                     ));
                 }
             }

@@ -91,8 +91,9 @@ fn decode(decoders: &Decoders, payload: Payload, sim: &mut Simulation) -> Result
     if let Some(e) = events.iter().find(|e| event_time(e) == 0) {
         // A zero would sort first.
         return Err(DemoError::Script(format!(
-            "a {} payload decoded to an event without a time: {e:?}",
-            payload.format
+            "a {} payload decoded to an event without a time: {}",
+            payload.format,
+            serde_json::to_string(e).unwrap_or_default()
         )));
     }
     Ok(events)

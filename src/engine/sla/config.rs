@@ -209,6 +209,20 @@ pub enum ObjectiveKind {
     MaxDowntime,
 }
 
+impl ObjectiveKind {
+    /// The name the configuration uses (`latency_percentile`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ObjectiveKind::LatencyPercentile => "latency_percentile",
+            ObjectiveKind::MeanLatency => "mean_latency",
+            ObjectiveKind::Streak => "streak",
+            ObjectiveKind::Availability => "availability",
+            ObjectiveKind::RequestAvailability => "request_availability",
+            ObjectiveKind::MaxDowntime => "max_downtime",
+        }
+    }
+}
+
 /// `[[sla.contracts.objectives]]`. Which fields apply depends on `kind`; `check` says which
 /// are missing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -364,7 +378,7 @@ impl Objective {
             if present {
                 Ok(())
             } else {
-                Err(format!("a {:?} objective needs `{field}`", self.kind))
+                Err(format!("a {} objective needs `{field}`", self.kind.name()))
             }
         };
         if self.threshold.is_some_and(|t| t.is_zero()) {
@@ -412,8 +426,8 @@ impl Objective {
             ObjectiveKind::Availability | ObjectiveKind::RequestAvailability
         ) {
             return Err(format!(
-                "credit_tiers apply to availability objectives (a level in percent), not to {:?}",
-                self.kind
+                "credit_tiers apply to availability objectives (a level in percent), not to {}",
+                self.kind.name()
             ));
         }
         let target = self.target.unwrap_or(100.0);
@@ -583,7 +597,7 @@ mod tests {
             "kind = \"mean_latency\"\nthreshold = \"3s\"\ncredit_tiers = [{ below = 99.0, percent = 5.0 }]",
         );
         assert!(
-            err.contains("credit_tiers apply to availability objectives") && err.contains("MeanLatency"),
+            err.contains("credit_tiers apply to availability objectives") && err.contains("not to mean_latency"),
             "{err}"
         );
     }
