@@ -12,6 +12,8 @@ use crate::engine::correlate::maintenance::MaintenanceWindow;
 use crate::engine::sla::config::SlaConfig;
 use crate::engine::Catalog;
 
+pub mod openslo;
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -286,9 +288,44 @@ impl Config {
         Config::parse(path, &text)
     }
 
+    /// [`Config::load`] with more OpenSLO files (`--openslo`, relative to the working
+    /// directory) than the file's `[sla] openslo` lists.
+    pub fn load_with_openslo(path: &Path, extra: &[PathBuf]) -> Result<Config, ConfigError> {
+        if extra.is_empty() {
+            return Config::load(path);
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            message,
+        };
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| invalid(e.message().to_string()))?;
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let sla = table
+            .entry("sla")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let Some(sla) = sla.as_table_mut() {
+            let list = sla.entry("openslo").or_insert_with(|| toml::Value::Array(Vec::new()));
+            if let Some(list) = list.as_array_mut() {
+                list.extend(
+                    extra
+                        .iter()
+                        .map(|p| toml::Value::String(cwd.join(p).display().to_string())),
+                );
+            }
+        }
+        let text = toml::to_string(&table).map_err(|e| invalid(e.to_string()))?;
+        Config::parse(path, &text)
+    }
+
     /// Parses configuration text; `path` is only used in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|err| {
+        let mut config: Config = toml::from_str(text).map_err(|err| {
             let offset = err.span().map_or(0, |s| s.start);
             let before = &text[..offset.min(text.len())];
             let line = before.matches('\n').count() + 1;
@@ -304,6 +341,11 @@ impl Config {
             path: path.to_path_buf(),
             message,
         };
+        if !config.sla.openslo.is_empty() {
+            let base = path.parent().unwrap_or(Path::new(""));
+            let contracts = openslo::contracts(base, &config.sla.openslo).map_err(inconsistent)?;
+            config.sla.contracts.extend(contracts);
+        }
         crate::engine::correlate::check(&config.correlate, config.catalog())
             .map_err(|e| inconsistent(e.to_string()))?;
         crate::engine::sla::check(&config.sla, &config.correlate, config.catalog())

@@ -179,6 +179,9 @@ enum Command {
         /// already runs here).
         #[arg(long)]
         no_bind: bool,
+        /// OpenSLO v1 files whose SLOs are contracts too (besides `[sla] openslo`).
+        #[arg(long)]
+        openslo: Vec<PathBuf>,
     },
 }
 
@@ -304,7 +307,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
         Command::Close { month, server, token } => cli::close::run(&server, &month, token),
         Command::DeadLetters { command } => dead_letters(command),
         Command::Formats => cli::formats::run(),
-        Command::CheckConfig { file, no_bind } => cli::check_config::run(&file, no_bind),
+        Command::CheckConfig { file, no_bind, openslo } => cli::check_config::run(&file, no_bind, &openslo),
     }
 }
 

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 
 use slaflow::config::Config;
 
-/// Loads `file` and, unless `no_bind`, binds its listen address for a moment; "FILE: ok" on
+/// Loads `file` (and the OpenSLO files `openslo` as contracts) and, unless `no_bind`, binds its listen address for a moment; "FILE: ok" on
 /// stdout and each warning on stderr, or the first error.
-pub fn run(file: &Path, no_bind: bool) -> Result<ExitCode, String> {
-    let config = Config::load(file).map_err(|e| e.to_string())?;
+pub fn run(file: &Path, no_bind: bool, openslo: &[std::path::PathBuf]) -> Result<ExitCode, String> {
+    let config = Config::load_with_openslo(file, openslo).map_err(|e| e.to_string())?;
     for warning in config.warnings() {
         eprintln!("{}: warning: {warning}", file.display());
     }

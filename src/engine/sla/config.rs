@@ -30,6 +30,9 @@ pub struct SlaConfig {
     pub burn_rate_alerts: Vec<BurnRateRule>,
     /// One contract per service.
     pub contracts: Vec<Contract>,
+    /// OpenSLO v1 files (`slos/*.yaml`, relative to the configuration file) whose SLOs are
+    /// contracts too (`src/config/openslo.rs`).
+    pub openslo: Vec<String>,
 }
 
 impl Default for SlaConfig {
@@ -53,6 +56,7 @@ impl Default for SlaConfig {
                 rule("ticket", 1.0, 3 * 24 * 3600, 6 * 3600, "ticket"),
             ],
             contracts: Vec::new(),
+            openslo: Vec::new(),
         }
     }
 }
