@@ -204,6 +204,24 @@ fn the_demo_month_has_the_figures_its_script_implies() {
     assert_eq!(api.status, 200, "{}", api.body);
     let served: Value = serde_json::from_str(&api.body).unwrap();
     assert_eq!(served[0]["credit_amount"], 2000.0);
+    assert_eq!(served[0]["version"], 1);
+    // Every final version is kept and served by number; the demo's month has one.
+    let version = |v: u32| {
+        request(
+            port,
+            "GET",
+            &format!("/v1/reports/{MONTH}?service=webshop&version={v}"),
+            &[("Authorization", "Bearer demo-token")],
+            b"",
+        )
+        .unwrap()
+    };
+    let first = version(1);
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(serde_json::from_str::<Value>(&first.body).unwrap(), served);
+    let none = version(2);
+    assert_eq!(none.status, 404, "{}", none.body);
+    assert!(none.body.contains("in version 2"), "{}", none.body);
     // Finance's CSV: a credit once per service, so the column's sum is what is owed, with
     // the objective that caused it.
     let csv = request(

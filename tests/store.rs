@@ -510,6 +510,37 @@ async fn a_final_report_replaces_an_on_demand_one_never_the_reverse(b: Backend) 
     b.finish().await;
 }
 
+async fn every_version_of_a_final_report_is_kept_and_the_latest_served(b: Backend) {
+    let mut store = b.open().await;
+    store.migrate().await.unwrap();
+    let v1 = expected_reports(&BATCHES, "2026-03").remove(0);
+    let mut v2 = v1.clone();
+    v2.version = 2;
+    v2.requests += 10;
+    v2.changes = vec![slaflow::engine::sla::ReportChange {
+        figure: "requests".into(),
+        before: v1.requests.to_string(),
+        after: v2.requests.to_string(),
+    }];
+    let report = |r: &Report| Batch {
+        sla: vec![SlaOutput::MonthlyReport(Box::new(r.clone()))],
+        ..Batch::default()
+    };
+    store.write(&report(&v1)).await.unwrap();
+    store.write(&report(&v2)).await.unwrap();
+    // A replayed older version changes nothing.
+    store.write(&report(&v1)).await.unwrap();
+    assert_eq!(store.reports("2026-03", None).await.unwrap(), vec![v2.clone()]);
+    assert_eq!(store.report_version("2026-03", None, 1).await.unwrap(), vec![v1]);
+    assert_eq!(
+        store.report_version("2026-03", Some(&v2.service), 2).await.unwrap(),
+        vec![v2]
+    );
+    assert!(store.report_version("2026-03", None, 3).await.unwrap().is_empty());
+    drop(store);
+    b.finish().await;
+}
+
 async fn a_batch_that_fails_halfway_leaves_nothing_and_checkpoints_read_back(b: Backend) {
     let mut store = b.open().await;
     store.migrate().await.unwrap();
@@ -876,6 +907,7 @@ for_both_stores! {
     reports_breaches_and_incidents_read_back_as_written => "store_reads",
     duplicates_keep_the_highest_count_and_latest_time => "store_dups",
     a_final_report_replaces_an_on_demand_one_never_the_reverse => "store_final",
+    every_version_of_a_final_report_is_kept_and_the_latest_served => "store_versions",
     a_batch_that_fails_halfway_leaves_nothing_and_checkpoints_read_back => "store_atomic",
     a_refused_record_becomes_a_dead_letter_and_the_rest_of_its_batch_is_written => "store_poison",
     a_whole_snapshot_checkpoint_restores_and_its_next_batch_rewrites_it_as_items => "store_upgrade",

@@ -476,11 +476,15 @@ async fn to_kafka(
 struct ReportQuery {
     service: Option<String>,
     format: Option<String>,
+    /// A version of the final reports (1 the close's; each correction the next); the
+    /// latest without.
+    version: Option<u32>,
 }
 
 /// `GET /v1/reports/{YYYY-MM}?service=…&format=json|csv|credits-csv|html`: the month's
 /// stored reports (`csv`: the objectives; `credits-csv`: the credit once per service;
-/// `html`: one page with charts, the month's warnings and breaches listed).
+/// `html`: one page with charts, the month's warnings and breaches listed); `version=N`: that
+/// version of the final reports, every one being kept.
 async fn reports(
     State(state): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
@@ -508,10 +512,14 @@ async fn reports(
     };
     let (period, service) = (month.clone(), query.service.clone());
     let html = format == ReportFormat::Html;
+    let version = query.version;
     let found = state
         .with_store(|s| {
             Box::pin(async move {
-                let reports = s.reports(&period, service.as_deref()).await?;
+                let reports = match version {
+                    Some(v) => s.report_version(&period, service.as_deref(), v).await?,
+                    None => s.reports(&period, service.as_deref()).await?,
+                };
                 // The page lists the month's warnings and breaches too.
                 let findings = if html {
                     s.findings(&period, service.as_deref()).await?
@@ -526,8 +534,9 @@ async fn reports(
         Ok((reports, _)) if reports.is_empty() => error(
             StatusCode::NOT_FOUND,
             format!(
-                "no report for {month}{}",
-                query.service.map(|s| format!(" and service {s}")).unwrap_or_default()
+                "no report for {month}{}{}",
+                query.service.map(|s| format!(" and service {s}")).unwrap_or_default(),
+                query.version.map(|v| format!(" in version {v}")).unwrap_or_default()
             ),
         ),
         Ok((reports, findings)) => (

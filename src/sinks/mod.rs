@@ -304,7 +304,7 @@ pub fn late_dead_letter(origin: &str, record: &SlaOutput) -> Option<DeadLetter> 
         ..Default::default()
     };
     let reason = format!(
-        "time_ns: {} falls in a month already final (the clock was at {}): late, not counted",
+        "time_ns: {} falls in a month already final and past its correction window ([sla] correction_window; the clock was at {}): late, not counted",
         crate::time::to_rfc3339(*time_ns),
         crate::time::to_rfc3339(*frontier_ns)
     );

@@ -179,6 +179,31 @@ impl PostgresSink {
             .collect()
     }
 
+    /// One version of a month's final reports (all services, or one).
+    pub async fn report_version(
+        &self,
+        period: &str,
+        service: Option<&str>,
+        version: u32,
+    ) -> Result<Vec<Report>, SinkError> {
+        let version = i32::try_from(version).unwrap_or(i32::MAX);
+        let rows = self
+            .client
+            .query(
+                "SELECT report FROM report_versions WHERE period = $1 AND ($2::TEXT IS NULL OR service = $2)
+                 AND version = $3 ORDER BY service",
+                &[&period, &service, &version],
+            )
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|r| {
+                let value: serde_json::Value = r.try_get(0).map_err(corrupt)?;
+                serde_json::from_value(value).map_err(|e| SinkError::Corrupt(format!("report version: {e}")))
+            })
+            .collect()
+    }
+
     /// The stored warnings and breaches of a month as (type, finding), of one service or
     /// all, in the order they were detected.
     pub async fn findings(&self, period: &str, service: Option<&str>) -> Result<Vec<(String, Finding)>, SinkError> {
@@ -866,16 +891,26 @@ async fn write_burn_rate_alert(
 
 /// A monthly report in `monthly_reports`.
 async fn write_report(tx: &Transaction<'_>, r: &Report) -> Result<(), tokio_postgres::Error> {
-    // A final report replaces an on-demand one; never the other way round.
+    // A final report replaces an on-demand one, a later version an earlier one; never the
+    // other way round. Every final version is kept in report_versions.
+    let version = i32::try_from(r.version).unwrap_or(i32::MAX);
     tx.execute(
-        "INSERT INTO monthly_reports (service, period, complete, availability_percent, credit_percent, credit_amount, report)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+        "INSERT INTO monthly_reports (service, period, complete, availability_percent, credit_percent, credit_amount, report, version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (service, period) DO UPDATE SET complete = EXCLUDED.complete,
             availability_percent = EXCLUDED.availability_percent, credit_percent = EXCLUDED.credit_percent,
-            credit_amount = EXCLUDED.credit_amount, report = EXCLUDED.report
-         WHERE NOT monthly_reports.complete",
-        &[&r.service, &r.period, &r.complete, &r.availability_percent, &r.credit_percent, &r.credit_amount, &json(r)],
+            credit_amount = EXCLUDED.credit_amount, report = EXCLUDED.report, version = EXCLUDED.version
+         WHERE NOT monthly_reports.complete OR monthly_reports.version < EXCLUDED.version",
+        &[&r.service, &r.period, &r.complete, &r.availability_percent, &r.credit_percent, &r.credit_amount, &json(r), &version],
     )
     .await?;
+    if r.complete {
+        tx.execute(
+            "INSERT INTO report_versions (service, period, version, issued_ns, report) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT DO NOTHING",
+            &[&r.service, &r.period, &version, &r.issued_ns, &json(r)],
+        )
+        .await?;
+    }
     Ok(())
 }

@@ -183,6 +183,34 @@ impl SqliteSink {
             .collect()
     }
 
+    /// One version of a month's final reports (all services, or one).
+    pub async fn report_version(
+        &self,
+        period: &str,
+        service: Option<&str>,
+        version: u32,
+    ) -> Result<Vec<Report>, SinkError> {
+        let (period, service) = (period.to_string(), service.map(str::to_string));
+        let texts: Vec<String> = self
+            .call(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT report FROM report_versions WHERE period = ?1 AND (?2 IS NULL OR service = ?2)
+                         AND version = ?3 ORDER BY service",
+                    )
+                    .map_err(classify)?;
+                let rows = stmt
+                    .query_map(params![period, service, version], |r| r.get(0))
+                    .map_err(classify)?;
+                rows.collect::<Result<_, _>>().map_err(classify)
+            })
+            .await?;
+        texts
+            .iter()
+            .map(|t| serde_json::from_str(t).map_err(|e| SinkError::Corrupt(format!("report version: {e}"))))
+            .collect()
+    }
+
     /// The stored warnings and breaches of a month as (type, finding), of one service or
     /// all, in the order they were detected.
     pub async fn findings(&self, period: &str, service: Option<&str>) -> Result<Vec<(String, Finding)>, SinkError> {
@@ -825,14 +853,15 @@ fn write_incident_sla(tx: &Connection, record: &SlaOutput, i: &IncidentSla) -> r
 
 /// A monthly report in `monthly_reports`.
 fn write_report(tx: &Connection, r: &Report) -> rusqlite::Result<()> {
-    // A final report replaces an on-demand one; never the other way round.
+    // A final report replaces an on-demand one, a later version an earlier one; never the
+    // other way round. Every final version is kept in report_versions.
     tx.prepare_cached(
-        "INSERT INTO monthly_reports (service, period, complete, availability_percent, credit_percent, credit_amount, report)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        "INSERT INTO monthly_reports (service, period, complete, availability_percent, credit_percent, credit_amount, report, version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (service, period) DO UPDATE SET complete = excluded.complete,
             availability_percent = excluded.availability_percent, credit_percent = excluded.credit_percent,
-            credit_amount = excluded.credit_amount, report = excluded.report
-         WHERE NOT monthly_reports.complete",
+            credit_amount = excluded.credit_amount, report = excluded.report, version = excluded.version
+         WHERE NOT monthly_reports.complete OR monthly_reports.version < excluded.version",
     )?
     .execute(params![
         r.service,
@@ -841,8 +870,16 @@ fn write_report(tx: &Connection, r: &Report) -> rusqlite::Result<()> {
         r.availability_percent,
         r.credit_percent,
         r.credit_amount,
-        json(r)
+        json(r),
+        r.version
     ])?;
+    if r.complete {
+        tx.prepare_cached(
+            "INSERT INTO report_versions (service, period, version, issued_ns, report) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![r.service, r.period, r.version, r.issued_ns, json(r)])?;
+    }
     Ok(())
 }
 

@@ -114,6 +114,19 @@ impl Store {
         }
     }
 
+    /// One version of a month's final reports.
+    pub async fn report_version(
+        &self,
+        period: &str,
+        service: Option<&str>,
+        version: u32,
+    ) -> Result<Vec<Report>, SinkError> {
+        match self {
+            Store::Postgres(s) => s.report_version(period, service, version).await,
+            Store::Sqlite(s) => s.report_version(period, service, version).await,
+        }
+    }
+
     /// The warnings and breaches of a month as (type, finding), in detection order.
     pub async fn findings(&self, period: &str, service: Option<&str>) -> Result<Vec<(String, Finding)>, SinkError> {
         match self {

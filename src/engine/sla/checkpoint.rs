@@ -1,6 +1,7 @@
 //! The SLA engine's incremental checkpoint: a head (the frontier, counters, ignored spans
 //! not yet reported) and one item per contracted service's state, incident, firing outage
-//! alert, running month's late-sample count, coverage and closed days, and incident timer. A batch writes the head and the items it
+//! alert, running month's late-sample count, coverage and closed days, final month open to
+//! corrections, and incident timer. A batch writes the head and the items it
 //! changed ([`SlaEngine::take_changes`]); a restore reads them back into exactly the state a
 //! whole snapshot gives ([`SlaEngine::restore_items`]).
 //!
@@ -22,6 +23,7 @@ const LATE: &str = "late";
 const CLOCK: &str = "incident_clock";
 const COVERAGE: &str = "coverage";
 const DAYS: &str = "days";
+const CORRECTION: &str = "correction";
 /// Version of the head and items.
 const HEAD_VERSION: u32 = 1;
 
@@ -43,6 +45,7 @@ impl SlaEngine {
             s.incident_clocks.mark_all();
             s.coverage.mark_all();
             s.days.mark_all();
+            s.corrections.mark_all();
         }
         // `spans_ignored` is not serialised with the counters (see `SlaStats`).
         let head: HeadRef<'_> = (
@@ -65,6 +68,7 @@ impl SlaEngine {
         changelog::collect(&mut changes, CLOCK, &mut s.incident_clocks);
         changelog::collect(&mut changes, COVERAGE, &mut s.coverage);
         changelog::collect(&mut changes, DAYS, &mut s.days);
+        changelog::collect(&mut changes, CORRECTION, &mut s.corrections);
         changes
     }
 
@@ -91,6 +95,7 @@ impl SlaEngine {
         let mut clocks = BTreeMap::new();
         let mut coverage = BTreeMap::new();
         let mut days = BTreeMap::new();
+        let mut corrections = BTreeMap::new();
         for item in items {
             match item.kind.as_str() {
                 SERVICE => changelog::restore_into(&mut services, item),
@@ -100,6 +105,7 @@ impl SlaEngine {
                 CLOCK => changelog::restore_into(&mut clocks, item),
                 COVERAGE => changelog::restore_into(&mut coverage, item),
                 DAYS => changelog::restore_into(&mut days, item),
+                CORRECTION => changelog::restore_into(&mut corrections, item),
                 other => Err(format!("unknown item kind {other:?}")),
             }
             .map_err(bad)?;
@@ -118,6 +124,7 @@ impl SlaEngine {
             incident_clocks: Tracked::from_map(clocks),
             coverage: Tracked::from_map(coverage),
             days: Tracked::from_map(days),
+            corrections: Tracked::from_map(corrections),
         };
         let mut engine = SlaEngine {
             rules: Rules::new(config, correlation, catalog)?,

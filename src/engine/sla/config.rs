@@ -30,6 +30,11 @@ pub struct SlaConfig {
     pub burn_rate_alerts: Vec<BurnRateRule>,
     /// One contract per service.
     pub contracts: Vec<Contract>,
+    /// How long after a month's end a sample of it still corrects its final report (a new
+    /// version, `corrections.rs`); 0 (default): never, such a sample is a dead letter.
+    /// At most 28 days.
+    #[serde(with = "humantime_serde")]
+    pub correction_window: Duration,
     /// OpenSLO v1 files (`slos/*.yaml`, relative to the configuration file) whose SLOs are
     /// contracts too (`src/config/openslo.rs`).
     pub openslo: Vec<String>,
@@ -56,6 +61,7 @@ impl Default for SlaConfig {
                 rule("ticket", 1.0, 3 * 24 * 3600, 6 * 3600, "ticket"),
             ],
             contracts: Vec::new(),
+            correction_window: Duration::ZERO,
             openslo: Vec::new(),
         }
     }
@@ -290,6 +296,12 @@ impl SlaConfig {
                     self.budget_breach
                 ));
             }
+        }
+        if self.correction_window > Duration::from_secs(28 * 86_400) {
+            return Err(format!(
+                "sla.correction_window = {}: at most 28 days (the next month's close must not meet it)",
+                humantime::format_duration(self.correction_window)
+            ));
         }
         for rule in &self.burn_rate_alerts {
             rule.check()

@@ -457,17 +457,24 @@ impl SlaEngine {
         report.breaches = st.breaches.remove(&period).unwrap_or(0);
         self.state.late_in_month.remove(service);
         self.forget_month_figures(service, me);
+        report.issued_ns = b;
         let Some(st) = self.state.services.get_mut(service) else {
             return;
         };
+        let mut accs = BTreeMap::new();
         for (op, series) in st.series.iter_mut() {
             if let Some(acc) = series.month.take() {
                 if emit_month {
                     out.push(SlaOutput::WindowClosed(window(service, op, Granularity::Month, &acc)));
                 }
+                accs.insert(op.clone(), acc);
             }
         }
+        self.keep_correctable(service, &report, accs);
         out.push(SlaOutput::MonthlyReport(Box::new(report)));
+        let Some(st) = self.state.services.get_mut(service) else {
+            return;
+        };
         // The next month starts clean; history the burn-rate windows still need is kept.
         let (next_start, next_end) = intervals::month_bounds(c.timezone, me).unwrap_or((me, me));
         st.month_start = next_start;
@@ -557,6 +564,9 @@ impl SlaEngine {
             currency: c.currency.clone(),
             credit_causes,
             monthly_fee: c.monthly_fee,
+            version: 1,
+            issued_ns: 0,
+            changes: Vec::new(),
             measured_minutes: coverage.measured as f64 / 60e9,
             period_minutes: eligible_set.total() as f64 / 60e9,
             coverage_percent: coverage.percent,
@@ -596,14 +606,14 @@ impl SlaEngine {
 }
 
 #[derive(Debug, Clone, Default)]
-struct MonthSummary {
-    count: u64,
-    errors: u64,
-    mean_ns: f64,
-    p50_ns: i64,
-    p95_ns: i64,
-    p99_ns: i64,
-    hist: Option<Histogram<u64>>,
+pub(super) struct MonthSummary {
+    pub(super) count: u64,
+    pub(super) errors: u64,
+    pub(super) mean_ns: f64,
+    pub(super) p50_ns: i64,
+    pub(super) p95_ns: i64,
+    pub(super) p99_ns: i64,
+    pub(super) hist: Option<Histogram<u64>>,
 }
 
 fn percentile(s: &MonthSummary, p: f64) -> f64 {
@@ -657,7 +667,7 @@ fn crossing(set: &IntervalSet, amount: f64) -> Option<i64> {
 
 /// An objective's measured value, threshold, unit and whether it was met, from the month's
 /// summary of its series, the availability and the downtime.
-fn measure(
+pub(super) fn measure(
     obj: &Objective,
     st: &ServiceState,
     summary: &MonthSummary,
@@ -708,7 +718,7 @@ fn measure(
 
 /// The credit an objective earns: its own percent when missed, and that of every tier its
 /// measured value is below.
-fn credit_of(obj: &Objective, measured: f64, met: bool) -> f64 {
+pub(super) fn credit_of(obj: &Objective, measured: f64, met: bool) -> f64 {
     let missed = if met { 0.0 } else { obj.credit_percent.unwrap_or(0.0) };
     obj.credit_tiers
         .iter()

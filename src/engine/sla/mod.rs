@@ -5,6 +5,7 @@
 
 mod checkpoint;
 pub mod config;
+mod corrections;
 mod due;
 pub mod histogram;
 pub mod incident_terms;
@@ -22,7 +23,7 @@ use self::histogram::HistogramConfig;
 use self::intervals::IntervalSet;
 pub use self::output::{
     BurnAlert, DayLine, Finding, IncidentLine, IncidentSla, IncidentSummary, ObjectiveResult, PriorityLine, Report,
-    SlaOutput, Window,
+    ReportChange, SlaOutput, Window,
 };
 use super::changelog::Tracked;
 use super::correlate::config::CorrelateConfig;
@@ -37,7 +38,8 @@ const HOUR: i64 = 60 * MINUTE;
 /// Minute counters kept for burn rates over windows up to this long; longer windows use
 /// hour counters, so a service's burn-rate state stays a few kilobytes.
 const MINUTE_RING: i64 = 6 * HOUR;
-/// 3: the state, the ignored-span counts, the incident timers, coverage and days; 2 (still read): the first
+/// 3: the state, the ignored-span counts, the incident timers, coverage, days and
+/// corrections; 2 (still read): the first
 /// two; 1 (still read): the state alone.
 const SNAPSHOT_VERSION: u32 = 3;
 
@@ -295,7 +297,7 @@ struct HourBin {
 }
 
 /// A window being accumulated from closed bins, held compressed.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Acc {
     start: i64,
     end: i64,
@@ -407,6 +409,10 @@ struct State {
     /// after the coverage in snapshots.
     #[serde(skip)]
     days: Tracked<BTreeMap<String, Vec<DayFigures>>>,
+    /// Per service: its last final month while open to corrections (`corrections.rs`),
+    /// after the days in snapshots.
+    #[serde(skip)]
+    corrections: Tracked<BTreeMap<String, corrections::Correctable>>,
 }
 
 /// One closed local day of a service (whole service, every request).
@@ -468,7 +474,8 @@ impl SlaEngine {
             late_in_month: (*self.state.late_in_month).clone(),
         };
         let state = due::SnapshotState(&self.state);
-        let tail = (&self.state.incident_clocks, &self.state.coverage, &self.state.days);
+        let s = &self.state;
+        let tail = (&s.incident_clocks, &s.coverage, &s.days, &s.corrections);
         postcard::to_stdvec(&(SNAPSHOT_VERSION, &state, &ignored, tail)).unwrap_or_default()
     }
 
@@ -490,7 +497,8 @@ impl SlaEngine {
                 state.ignored_pending = ignored.pending;
                 state.late_in_month = Tracked::from_map(ignored.late_in_month);
                 if version == SNAPSHOT_VERSION {
-                    (state.incident_clocks, state.coverage, state.days) = postcard::from_bytes(rest).map_err(bad)?;
+                    (state.incident_clocks, state.coverage, state.days, state.corrections) =
+                        postcard::from_bytes(rest).map_err(bad)?;
                 }
             }
             other => {
@@ -846,6 +854,11 @@ impl SlaEngine {
         let frontier = self.state.frontier;
         let month = self.state.services.get(service).map(|st| st.month_start..st.month_end);
         for (k, (&t, &duration)) in run.times.iter().zip(run.durations).enumerate() {
+            let error = (run.is_error)(run.first + k);
+            let final_month = month.as_ref().is_some_and(|m| t < m.start);
+            if final_month && self.correct(service, operation, t, duration, error) {
+                continue; // a correction of the final month (`corrections.rs`)
+            }
             self.state.stats.late_samples += 1;
             if month.as_ref().is_some_and(|m| m.contains(&t)) {
                 *self.state.late_in_month.entry_or_insert_with(service.to_string(), || 0) += 1;
@@ -856,8 +869,8 @@ impl SlaEngine {
                 time_ns: t,
                 frontier_ns: frontier,
                 duration_ns: duration,
-                error: (run.is_error)(run.first + k),
-                final_month: month.as_ref().is_some_and(|m| t < m.start),
+                error,
+                final_month,
             });
         }
     }
@@ -883,6 +896,7 @@ impl SlaEngine {
         }
         self.advance_clocks(target, out);
         self.state.frontier = target;
+        self.issue_corrections(out);
         let reopenable = self.rules.reopenable;
         self.state
             .incidents

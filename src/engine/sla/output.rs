@@ -179,6 +179,16 @@ pub struct Report {
     /// The contract's monthly fee.
     #[serde(default)]
     pub monthly_fee: Option<f64>,
+    /// 1 for the report at the month's close; each correction issues the next
+    /// (`corrections.rs`).
+    #[serde(default = "first_version")]
+    pub version: u32,
+    /// When this version was issued (the engine's clock, event time).
+    #[serde(default)]
+    pub issued_ns: i64,
+    /// What this version changed from the one before (empty for version 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<ReportChange>,
     /// Minutes of the period that count (business hours when configured, maintenance
     /// excepted) and of those the ones measured: with samples, or down by the monitoring.
     #[serde(default)]
@@ -200,6 +210,19 @@ pub struct Report {
     /// `incident_targets` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incidents: Option<IncidentSummary>,
+}
+
+fn first_version() -> u32 {
+    1
+}
+
+/// A figure a corrected report changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportChange {
+    /// `requests`, `p95_ms`, `checkout-p95.met`, `credit_amount`…
+    pub figure: String,
+    pub before: String,
+    pub after: String,
 }
 
 /// One local day of a report.

@@ -922,3 +922,81 @@ fn coverage_is_the_measured_share_and_a_month_without_data_says_so() {
         assert_eq!(a.availability_percent, shown, "{unmeasured}");
     }
 }
+
+/// A final March (a 50 ms request every minute, p95 ≤ 100 ms), then 5 000 requests of
+/// 500 ms on its last day: within the 72-hour correction window they issue version 2 with
+/// what changed; after it, such a sample is a late sample of a final month (a dead letter).
+#[test]
+fn late_samples_within_the_correction_window_issue_a_new_version() {
+    let cfg = config(
+        r#"
+        [sla]
+        correction_window = "72h"
+        [[sla.contracts]]
+        service = "api"
+        monthly_fee = 1000.0
+        [[sla.contracts.objectives]]
+        name = "p95"
+        kind = "latency_percentile"
+        percentile = 95.0
+        threshold = "100ms"
+        credit_percent = 5.0
+        "#,
+    );
+    let mut engine = sla(&cfg).unwrap();
+    let (march, april) = (t("2026-03-01T00:00:00Z"), t("2026-04-01T00:00:00Z"));
+    let mut out = run(
+        &mut engine,
+        &traffic("api", march, april, |_| 50_000_000, 1),
+        april + 10 * MINUTE,
+    );
+    let first = monthly_report(&out).clone();
+    assert_eq!(
+        (first.version, first.requests, first.credit_percent),
+        (1, 31 * 1440, 0.0)
+    );
+    let late = |n: i64, at: i64| {
+        Event::Batch(LatencyBatch {
+            service: "api".into(),
+            operation: "trade".into(),
+            errors: vec![],
+            status_codes: vec![],
+            times_ns: (0..n).map(|k| at + k * SEC).collect(),
+            durations_ns: vec![500_000_000; n as usize],
+        })
+    };
+    out.clear();
+    engine.apply(&late(5000, t("2026-03-31T10:00:00Z")), &mut out);
+    engine.advance(april + 20 * MINUTE, &mut out);
+    let second = monthly_report(&out).clone();
+    // 44 640 + 5 000 requests: the 95th percentile's rank (47 158) lies in the 500 ms ones.
+    assert_eq!((second.version, second.requests), (2, 31 * 1440 + 5000));
+    assert!((second.p95_ms - 500.0).abs() <= 0.5, "{}", second.p95_ms);
+    assert!(!second.objectives[0].met);
+    assert_eq!((second.credit_percent, second.credit_amount), (5.0, Some(50.0)));
+    assert_eq!(second.credit_causes, ["p95"]);
+    let changed: Vec<&str> = second.changes.iter().map(|c| c.figure.as_str()).collect();
+    for figure in [
+        "requests",
+        "p95_ms",
+        "p95.measured",
+        "p95.met",
+        "credit_percent",
+        "credit_amount",
+    ] {
+        assert!(changed.contains(&figure), "{figure} not in {changed:?}");
+    }
+    let requests = second.changes.iter().find(|c| c.figure == "requests").unwrap();
+    assert_eq!((requests.before.as_str(), requests.after.as_str()), ("44640", "49640"));
+    // Past the window: a late sample of a final month, no new version.
+    out.clear();
+    engine.advance(t("2026-04-04T00:10:00Z"), &mut out);
+    engine.apply(&late(1, t("2026-03-31T12:00:00Z")), &mut out);
+    engine.advance(t("2026-04-04T00:20:00Z"), &mut out);
+    assert!(!out
+        .iter()
+        .any(|o| matches!(o, SlaOutput::MonthlyReport(r) if r.period == "2026-03")));
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, SlaOutput::LateSample { final_month: true, .. })));
+}
