@@ -43,7 +43,8 @@ pub fn render_with(reports: &[Report], findings: &[(String, Finding)], format: R
 const OBJECTIVES_HEADER: &str = "service,period,complete,objective,kind,measured,threshold,unit,met,caused_credit";
 /// The credits CSV: one row per service and month, so that a sum over `credit_amount` is the
 /// credit owed.
-const CREDITS_HEADER: &str = "service,period,complete,monthly_fee,currency,credit_percent,credit_amount,cause";
+const CREDITS_HEADER: &str =
+    "service,period,complete,monthly_fee,currency,credit_percent,credit_amount,cause,version,issued_at";
 
 fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n', ';']) {
@@ -87,7 +88,7 @@ fn credits_csv(reports: &[Report]) -> String {
     for r in reports {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{:.2},{},{}",
+            "{},{},{},{},{},{:.2},{},{},{},{}",
             csv_field(&r.service),
             r.period,
             r.complete,
@@ -96,6 +97,12 @@ fn credits_csv(reports: &[Report]) -> String {
             r.credit_percent,
             r.credit_amount.map(|a| format!("{a:.2}")).unwrap_or_default(),
             csv_field(&r.credit_causes.join("; ")),
+            r.version,
+            if r.issued_ns > 0 {
+                crate::time::to_rfc3339(r.issued_ns)
+            } else {
+                String::new()
+            },
         );
     }
     out

@@ -464,7 +464,7 @@ fn report_reads_the_month_from_an_embedded_store_filled_by_replay() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
         lines[0],
-        "service,period,complete,monthly_fee,currency,credit_percent,credit_amount,cause"
+        "service,period,complete,monthly_fee,currency,credit_percent,credit_amount,cause,version,issued_at"
     );
     // One row: the credit once, with the objective that caused it (the 70-minute outage over
     // the example's 1-hour limit).
