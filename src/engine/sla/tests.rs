@@ -15,7 +15,7 @@ const SEC: i64 = 1_000_000_000;
 const DAY: i64 = 24 * HOUR;
 
 /// The engine of a parsed config, composed as `replay::Engines` does.
-fn sla(config: &Config) -> Result<SlaEngine, SlaError> {
+pub(super) fn sla(config: &Config) -> Result<SlaEngine, SlaError> {
     SlaEngine::new(&config.sla, &config.correlate, config.catalog())
 }
 
@@ -24,11 +24,11 @@ fn sla_restored(config: &Config, snapshot: &[u8]) -> Result<SlaEngine, SlaError>
     SlaEngine::restore(&config.sla, &config.correlate, config.catalog(), snapshot)
 }
 
-fn config(toml: &str) -> Config {
+pub(super) fn config(toml: &str) -> Config {
     Config::parse(Path::new("sla.toml"), toml).unwrap()
 }
 
-fn t(rfc3339: &str) -> i64 {
+pub(super) fn t(rfc3339: &str) -> i64 {
     from_rfc3339(rfc3339).unwrap()
 }
 
@@ -86,7 +86,7 @@ fn monthly_report(out: &[SlaOutput]) -> &Report {
     report
 }
 
-fn opened(incident: &str, service: &str, at: i64, priority: u8) -> Output {
+pub(super) fn opened(incident: &str, service: &str, at: i64, priority: u8) -> Output {
     Output::IncidentOpened {
         incident: incident.into(),
         service: service.into(),
@@ -100,7 +100,7 @@ fn opened(incident: &str, service: &str, at: i64, priority: u8) -> Output {
     }
 }
 
-fn resolved(incident: &str, service: &str, opened_ns: i64, at: i64) -> Output {
+pub(super) fn resolved(incident: &str, service: &str, opened_ns: i64, at: i64) -> Output {
     Output::IncidentResolved {
         incident: incident.into(),
         service: service.into(),

@@ -8,8 +8,7 @@ use std::path::Path;
 use super::*;
 use crate::config::Config;
 use crate::engine::changelog::{Changes, Item};
-use crate::engine::correlate::priority::Level;
-use crate::time::from_rfc3339;
+use crate::engine::sla::tests::{config, opened, resolved, sla, t};
 
 const TERMS: &str = r#"
 [[sla.contracts]]
@@ -40,12 +39,7 @@ resolve = "8h"
 "#;
 
 fn engine(toml: &str) -> SlaEngine {
-    let cfg = Config::parse(Path::new("sla.toml"), toml).unwrap();
-    SlaEngine::new(&cfg.sla, &cfg.correlate, cfg.catalog()).unwrap()
-}
-
-fn t(rfc3339: &str) -> i64 {
-    from_rfc3339(rfc3339).unwrap()
+    sla(&config(toml)).unwrap()
 }
 
 /// 2026-03-10 (a Tuesday) 10:00 UTC.
@@ -53,35 +47,11 @@ fn t0() -> i64 {
     t("2026-03-10T10:00:00Z")
 }
 
-fn opened(incident: &str, service: &str, at: i64, priority: u8) -> Output {
-    Output::IncidentOpened {
-        incident: incident.into(),
-        service: service.into(),
-        alert: "x".into(),
-        ci: "x".into(),
-        time_ns: at,
-        priority,
-        impact: Level::High,
-        urgency: Level::High,
-        suspected_changes: vec![],
-    }
-}
-
 fn acked(incident: &str, at: i64) -> Output {
     Output::Acknowledged {
         incident: incident.into(),
         alert: "x".into(),
         time_ns: at,
-    }
-}
-
-fn resolved(incident: &str, service: &str, opened_ns: i64, at: i64) -> Output {
-    Output::IncidentResolved {
-        incident: incident.into(),
-        service: service.into(),
-        opened_ns,
-        time_ns: at,
-        reason: "alerts_resolved".into(),
     }
 }
 
