@@ -250,7 +250,10 @@ fn reason(e: rmp_serde::decode::Error) -> String {
         M::Bin8 | M::Bin16 | M::Bin32 => "binary data",
         _ => "an extension or reserved value",
     };
-    format!("a value of the wrong type: found {found} (MessagePack {marker:?})")
+    format!(
+        "a value of the wrong type: found {found} (MessagePack marker 0x{:02x})",
+        marker.to_u8()
+    )
 }
 
 /// The bytes of each element of the MessagePack array `bytes` starts with.
