@@ -278,3 +278,29 @@ fn esc(text: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Names come from the inputs: a service named like markup is shown, never run.
+    #[test]
+    fn names_from_the_inputs_are_escaped() {
+        assert_eq!(
+            esc("<script>a&b</script>\"'"),
+            "&lt;script&gt;a&amp;b&lt;/script&gt;&quot;&#39;"
+        );
+        let report: Report = serde_json::from_value(serde_json::json!({
+            "service": "<script>alert(1)</script>", "period": "2026-03", "timezone": "UTC",
+            "start_ns": 0, "end_ns": 1, "complete": true, "objectives": [],
+            "availability_percent": 100.0, "downtime_minutes": 0.0, "longest_downtime_minutes": 0.0,
+            "maintenance_minutes": 0.0, "requests": 0, "errors": 0, "p50_ms": 0.0, "p95_ms": 0.0,
+            "p99_ms": 0.0, "mean_ms": 0.0, "breaches": 0, "credit_percent": 0.0, "credit_amount": null,
+            "currency": "EUR"
+        }))
+        .unwrap();
+        let page = page(&[report], &[]);
+        assert!(!page.contains("<script"), "{page}");
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    }
+}
