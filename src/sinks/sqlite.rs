@@ -1062,7 +1062,8 @@ mod tests {
             .lock()
             .unwrap()
             .execute(
-                "INSERT INTO monthly_reports VALUES ('webshop', '2026-03', 1, 99.0, 0.0, NULL, '{\"oops\":1}')",
+                "INSERT INTO monthly_reports (service, period, complete, availability_percent, credit_percent, credit_amount, report)
+                 VALUES ('webshop', '2026-03', 1, 99.0, 0.0, NULL, '{\"oops\":1}')",
                 [],
             )
             .unwrap();
