@@ -54,10 +54,6 @@ fn csv_field(text: &str) -> String {
     }
 }
 
-fn kind_name(kind: crate::engine::sla::config::ObjectiveKind) -> &'static str {
-    kind.name()
-}
-
 fn objectives_csv(reports: &[Report]) -> String {
     let mut out = String::from(OBJECTIVES_HEADER);
     out.push('\n');
@@ -70,7 +66,7 @@ fn objectives_csv(reports: &[Report]) -> String {
                 r.period,
                 r.complete,
                 csv_field(&o.name),
-                kind_name(o.kind),
+                o.kind.name(),
                 o.measured,
                 o.threshold,
                 o.unit,
@@ -146,7 +142,7 @@ fn table(reports: &[Report]) -> String {
             "objective", "kind", "measured", "threshold", "unit"
         );
         for o in &r.objectives {
-            let kind = kind_name(o.kind);
+            let kind = o.kind.name();
             let _ = writeln!(
                 out,
                 "  {:<24} {:<22} {:>14.4} {:>14.4} {:<8} {}",
@@ -261,7 +257,7 @@ pub fn kpis(reports: &[Report]) -> Vec<Kpi> {
 pub fn render_kpis(lines: &[Kpi], format: ReportFormat) -> String {
     match format {
         ReportFormat::Json => serde_json::to_string_pretty(lines).unwrap_or_default() + "\n",
-        ReportFormat::Csv | ReportFormat::CreditsCsv | ReportFormat::Html => {
+        ReportFormat::Csv | ReportFormat::CreditsCsv => {
             let mut out = String::from(
                 "period,services,incidents,majors,mtta_mean_minutes,mttr_mean_minutes,within_target_percent\n",
             );
@@ -280,7 +276,8 @@ pub fn render_kpis(lines: &[Kpi], format: ReportFormat) -> String {
             }
             out
         }
-        ReportFormat::Table => {
+        // A page of its own is for the reports; KPIs print as the table there too.
+        ReportFormat::Table | ReportFormat::Html => {
             let mut out = format!(
                 "{:<8} {:>8} {:>9} {:>6} {:>9} {:>9} {:>14}\n",
                 "month", "services", "incidents", "major", "MTTA min", "MTTR min", "within target"

@@ -440,6 +440,17 @@ fn report_reads_the_month_from_an_embedded_store_filled_by_replay() {
         "period,services,incidents,majors,mtta_mean_minutes,mttr_mean_minutes,within_target_percent\n2026-03,1,1,1,70,70,0\n"
     );
 
+    // The page from the store lists the month's findings from the store (the outage's breaches).
+    let (code, stdout, stderr) = slaflow(&["report", "--config", config, "--month", "2026-03", "--format", "html"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.starts_with("<!DOCTYPE html>") && stdout.contains("<svg class=\"chart downtime\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("<table class=\"findings\">") && stdout.contains(">breach</td>"),
+        "{stdout}"
+    );
     let (code, stdout, stderr) = slaflow(&["report", "--config", config, "--month", "2026-03", "--format", "csv"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.starts_with("service,period,complete,objective"), "{stdout}");

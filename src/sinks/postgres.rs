@@ -159,26 +159,6 @@ impl PostgresSink {
             .collect()
     }
 
-    /// The stored breaches (not warnings, not burn-rate alerts) of a month, of one service
-    /// or all, in the order they were detected.
-    pub async fn breaches(&self, period: &str, service: Option<&str>) -> Result<Vec<Finding>, SinkError> {
-        let rows = self
-            .client
-            .query(
-                "SELECT record FROM breaches WHERE type = 'breach' AND period = $1 AND ($2::TEXT IS NULL OR service = $2)
-                 ORDER BY detected_ns, key",
-                &[&period, &service],
-            )
-            .await
-            .map_err(classify)?;
-        rows.iter()
-            .map(|r| {
-                let value: serde_json::Value = r.try_get(0).map_err(corrupt)?;
-                super::finding_from(serde_json::from_value(value))
-            })
-            .collect()
-    }
-
     /// One version of a month's final reports (all services, or one).
     pub async fn report_version(
         &self,

@@ -166,23 +166,6 @@ impl SqliteSink {
             .collect()
     }
 
-    /// The stored breaches (not warnings, not burn-rate alerts) of a month, of one service
-    /// or all, in the order they were detected.
-    pub async fn breaches(&self, period: &str, service: Option<&str>) -> Result<Vec<Finding>, SinkError> {
-        let texts = self
-            .json_column(
-                "SELECT record FROM breaches WHERE type = 'breach' AND period = ?1 AND (?2 IS NULL OR service = ?2)
-                 ORDER BY detected_ns, key",
-                period,
-                service,
-            )
-            .await?;
-        texts
-            .iter()
-            .map(|t| super::finding_from(serde_json::from_str(t)))
-            .collect()
-    }
-
     /// One version of a month's final reports (all services, or one).
     pub async fn report_version(
         &self,

@@ -108,10 +108,12 @@ impl Store {
     /// The stored breaches of `period` (warnings and burn-rate alerts excluded), of one
     /// service or all, in detection order.
     pub async fn breaches(&self, period: &str, service: Option<&str>) -> Result<Vec<Finding>, SinkError> {
-        match self {
-            Store::Postgres(s) => s.breaches(period, service).await,
-            Store::Sqlite(s) => s.breaches(period, service).await,
-        }
+        let findings = self.findings(period, service).await?;
+        Ok(findings
+            .into_iter()
+            .filter(|(kind, _)| kind == "breach")
+            .map(|(_, f)| f)
+            .collect())
     }
 
     /// One version of a month's final reports.
